@@ -1,0 +1,1 @@
+"""Activities: thin adapters over Kubernetes, MariaDB and OpenStack."""
