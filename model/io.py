@@ -1,0 +1,320 @@
+"""Inputs and outputs of every activity and workflow: the contract between the two sides.
+
+Each activity and workflow takes ONE model and returns one, so fields can be added (with defaults)
+without breaking upgrades that are already running. Activity names are constants here so the
+workflows, the real activities and the stand-ins of the workflow tests all use the same strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from model.plan import Check, Database, KubeTarget, Migration, UpgradePlan, WorkloadKind
+
+
+class Msg(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# --- activity names ----------------------------------------------------------------------------
+K8S_READ_IMAGES = "k8s.read_images"
+K8S_SET_IMAGES = "k8s.set_images"
+K8S_WAIT_ROLLOUT = "k8s.wait_rollout"
+K8S_UNDO_IMAGES = "k8s.undo_images"
+K8S_RUN_JOB = "k8s.run_job"
+K8S_SCALE = "k8s.scale"
+DB_SNAPSHOT = "db.snapshot"
+DB_VERIFY = "db.verify_snapshot"
+DB_RESTORE = "db.restore"
+MIGRATION_DB_SYNC = "migration.db_sync"
+CHECKS_RUN = "checks.run"
+TEMPEST_RUN = "tempest.run"
+
+ALL_ACTIVITIES = (
+    K8S_READ_IMAGES, K8S_SET_IMAGES, K8S_WAIT_ROLLOUT, K8S_UNDO_IMAGES, K8S_RUN_JOB, K8S_SCALE,
+    DB_SNAPSHOT, DB_VERIFY, DB_RESTORE, MIGRATION_DB_SYNC, CHECKS_RUN, TEMPEST_RUN,
+)  # fmt: skip
+
+
+# --- Kubernetes --------------------------------------------------------------------------------
+class WorkloadRef(Msg):
+    kind: WorkloadKind
+    name: str
+    container: str
+
+
+class WorkloadImage(WorkloadRef):
+    image: str | None = None  # None: workload or container not found
+    found: bool = True
+
+
+class ReadImagesInput(Msg):
+    target: KubeTarget
+    workloads: list[WorkloadRef]
+
+
+class ReadImagesResult(Msg):
+    images: list[WorkloadImage]
+
+
+class SetImagesInput(Msg):
+    target: KubeTarget
+    images: list[WorkloadImage]  # the target images
+
+
+class SetImagesResult(Msg):
+    previous: list[WorkloadImage]  # what undo restores
+
+
+class WaitRolloutInput(Msg):
+    target: KubeTarget
+    workloads: list[WorkloadRef]
+    timeout_seconds: int = 600
+
+
+class RolloutStatus(Msg):
+    kind: WorkloadKind
+    name: str
+    ready: bool
+    message: str = ""
+    seconds: float = 0.0
+
+
+class RolloutResult(Msg):
+    workloads: list[RolloutStatus]
+
+
+class UndoImagesInput(Msg):
+    target: KubeTarget
+    previous: list[WorkloadImage]
+    timeout_seconds: int = 600
+
+
+class RunJobInput(Msg):
+    target: KubeTarget
+    name: str  # deterministic: a retry or a resumed workflow finds the same Job
+    manifest: dict[str, Any]  # a batch/v1 Job
+    timeout_seconds: int = 1800
+
+
+class JobResult(Msg):
+    name: str
+    succeeded: bool
+    logs_tail: str = ""
+    seconds: float = 0.0
+
+
+class ScaleInput(Msg):
+    target: KubeTarget
+    workloads: list[WorkloadRef]
+    replicas: dict[str, int] | None = None  # workload name -> replicas; None: scale to 0
+    wait: bool = True
+    timeout_seconds: int = 300
+
+
+class ScaleResult(Msg):
+    previous: dict[str, int]  # pass back as ScaleInput.replicas to restore
+
+
+# --- database ----------------------------------------------------------------------------------
+class SnapshotInput(Msg):
+    upgrade_id: str  # names the snapshot; a retry overwrites its own file only
+    service: str
+    database: Database
+    target: KubeTarget | None = None  # for the job runner
+
+
+class Snapshot(Msg):
+    service: str
+    database: str
+    location: str  # file path (local runner) or PVC path (job runner)
+    sha256: str
+    size_bytes: int
+    table_checksums: dict[str, str] = Field(default_factory=dict)
+    created_at: str = ""
+
+
+class VerifyInput(Msg):
+    snapshot: Snapshot
+    database: Database
+    target: KubeTarget | None = None
+
+
+class VerifyResult(Msg):
+    ok: bool
+    tables: int = 0
+    message: str = ""
+
+
+class RestoreInput(Msg):
+    snapshot: Snapshot
+    database: Database
+    target: KubeTarget | None = None
+
+
+class RestoreResult(Msg):
+    ok: bool
+    table_checksums: dict[str, str] = Field(default_factory=dict)
+    seconds: float = 0.0
+
+
+# --- migration ---------------------------------------------------------------------------------
+MigrationPhase = Literal["check", "expand", "migrate", "contract", "offline"]
+
+
+class MigrateInput(Msg):
+    service: str
+    phase: MigrationPhase
+    migration: Migration
+    database: Database | None = None
+    version: str = ""  # the target image tag (e.g. 29.1.0)
+    image: str = ""  # the target image (job runner)
+    target: KubeTarget | None = None
+
+
+class MigrateResult(Msg):
+    phase: MigrationPhase
+    exit_code: int = 0
+    # check: "up-to-date" | "expand-needed" | "contract-needed"; other phases: "done"
+    state: str = "done"
+    output_tail: str = ""
+    seconds: float = 0.0
+
+
+# --- validation --------------------------------------------------------------------------------
+CheckStatus = Literal["pass", "fail", "inconclusive"]
+
+
+class CheckInput(Msg):
+    service: str
+    cloud: str  # clouds.yaml entry
+    check: Check
+    stage: Literal["pre", "post"] = "post"
+    target: KubeTarget | None = None
+
+
+class CheckResult(Msg):
+    status: CheckStatus
+    message: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class TempestResult(CheckResult):
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    failing_tests: list[str] = Field(default_factory=list)
+    junit_path: str = ""
+
+
+# --- workflows ---------------------------------------------------------------------------------
+StepName = Literal[
+    "preflight", "gate", "snapshot", "verify", "quiesce", "expand", "migrate", "offline", "roll",
+    "rollout", "validate", "contract", "postcheck", "undo-roll", "restore", "unquiesce",
+]  # fmt: skip
+StepStatus = Literal["running", "done", "failed", "skipped", "compensated"]
+
+
+class StepRecord(Msg):
+    service: str
+    step: str
+    status: StepStatus
+    started_at: str = ""
+    ended_at: str = ""
+    seconds: float = 0.0
+    detail: str = ""
+
+
+ServiceState = Literal[
+    "pending", "running", "waiting", "paused", "rolling-back", "succeeded", "rolled-back",
+    "failed", "aborted",
+]  # fmt: skip
+
+
+class ServiceProgress(Msg):
+    service: str
+    state: ServiceState = "pending"
+    step: str = ""
+    steps_done: int = 0
+    steps_total: int = 0
+    waiting_for: str | None = None  # a gate name, or "decision"
+    past_point_of_no_return: bool = False
+    message: str = ""
+
+
+class UpgradeInput(Msg):
+    plan: UpgradePlan
+    plan_file: str = ""
+    requested_by: str = ""
+    approved_gates: list[str] = Field(default_factory=list)  # pre-approved at start
+
+
+class ServiceUpgradeInput(Msg):
+    plan: UpgradePlan
+    service: str
+    upgrade_id: str
+    approved_gates: list[str] = Field(default_factory=list)
+
+
+class ServiceResult(Msg):
+    service: str
+    outcome: Literal["succeeded", "rolled-back", "failed", "aborted"]
+    message: str = ""
+    steps: list[StepRecord] = Field(default_factory=list)
+    snapshot: Snapshot | None = None
+    previous_images: list[WorkloadImage] = Field(default_factory=list)
+    checks: list[CheckResult] = Field(default_factory=list)
+    tempest: TempestResult | None = None
+
+
+class UpgradeReport(Msg):
+    plan: str
+    cloud: str
+    release_from: str
+    release_to: str
+    outcome: Literal["succeeded", "rolled-back", "failed", "aborted"]
+    message: str = ""
+    started_at: str = ""
+    ended_at: str = ""
+    services: list[ServiceResult] = Field(default_factory=list)
+    preflight: list[StepRecord] = Field(default_factory=list)
+
+
+class UpgradeStatus(Msg):
+    plan: str
+    cloud: str
+    phase: str  # preflight | upgrading | paused | rolling-back | done
+    paused: bool = False
+    aborting: bool = False
+    order: list[list[str]] = Field(default_factory=list)  # waves of services
+    services: list[ServiceProgress] = Field(default_factory=list)
+    outcome: str | None = None
+    message: str = ""
+
+
+# --- human control (updates) -------------------------------------------------------------------
+class PauseRequest(Msg):
+    reason: str = ""
+    by: str = ""
+
+
+class ResumeRequest(Msg):
+    by: str = ""
+
+
+class ApproveRequest(Msg):
+    gate: str
+    by: str = ""
+
+
+class AbortRequest(Msg):
+    reason: str
+    by: str = ""
+
+
+class ControlAck(Msg):
+    accepted: bool = True
+    message: str = ""

@@ -1,0 +1,185 @@
+"""The upgrade plan: what an operator writes, validated before anything is touched.
+
+One pydantic model both sides import: the CLI validates a YAML file into it, the workflow receives it
+as its input (through the pydantic data converter), and activities read the parts they need.
+Every model forbids unknown fields so a typo is an error, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from model.releases import Release
+
+NAME_RE = r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def parse_duration(value: str | int | float) -> int:
+    """'10m', '90s', '1h30m' or a number of seconds -> seconds (int > 0)."""
+    if isinstance(value, (int, float)):
+        seconds = int(value)
+    else:
+        m = re.fullmatch(r"\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*", str(value))
+        if not m or not any(m.groups()):
+            raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 10m or 1h30m")
+        h, mi, s = (int(g or 0) for g in m.groups())
+        seconds = h * 3600 + mi * 60 + s
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+DurationField = Annotated[int, Field(ge=1)]
+
+
+class Metadata(Strict):
+    name: str = Field(pattern=NAME_RE, description="Name of this plan (shown in the Temporal UI).")
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class KubeTarget(Strict):
+    context: str = Field(description="kubeconfig context of the cluster that runs the cloud.")
+    namespace: str = Field(default="openstack", pattern=NAME_RE)
+    kubeconfig: str | None = Field(
+        default=None, description="kubeconfig path; default: KUBECONFIG or ~/.kube/config."
+    )
+
+
+class OpenStackTarget(Strict):
+    cloud: str = Field(description="Entry in clouds.yaml (OS_CLIENT_CONFIG_FILE) with admin rights.")
+
+
+class Cloud(Strict):
+    name: str = Field(pattern=NAME_RE, description="The lock: one upgrade per cloud at a time.")
+    kubernetes: KubeTarget
+    openstack: OpenStackTarget
+
+
+class ReleaseRange(Strict):
+    from_: Release = Field(alias="from")
+    to: Release
+
+
+class Policy(Strict):
+    on_failure: Literal["rollback", "pause", "fail"] = "rollback"
+    rollout_timeout: DurationField = Field(default=600, description="Per rollout wait (e.g. 10m).")
+    step_timeout: DurationField = Field(default=1800, description="Per migration/check step.")
+    gate_timeout: DurationField = Field(default=86400, description="How long a gate waits.")
+    heartbeat_timeout: DurationField = Field(default=60)
+    max_attempts: int = Field(default=5, ge=1, le=20, description="Retries of temporary errors.")
+
+    @field_validator(
+        "rollout_timeout", "step_timeout", "gate_timeout", "heartbeat_timeout", mode="before"
+    )
+    @classmethod
+    def _duration(cls, v: object) -> int:
+        return parse_duration(v)  # type: ignore[arg-type]
+
+
+class Database(Strict):
+    name: str = Field(description="MariaDB schema of the service.")
+    runner: Literal["local", "job"] = Field(
+        default="local", description="local: the worker runs the client tools; job: a Kubernetes Job."
+    )
+    defaults_file: str | None = Field(
+        default=None, description="MariaDB option file with host/port/user/password (not inline)."
+    )
+    snapshot_dir: str | None = Field(default=None, description="Where snapshots are written.")
+
+
+class Migration(Strict):
+    mode: Literal["expand-contract", "offline", "none"] = "none"
+    runner: Literal["local", "job"] = "local"
+    command: list[str] | None = Field(
+        default=None,
+        description="db sync command; '{version}' is replaced by the target image tag.",
+    )
+
+
+WorkloadKind = Literal["Deployment", "StatefulSet", "DaemonSet"]
+
+
+class Workload(Strict):
+    kind: WorkloadKind
+    name: str = Field(pattern=NAME_RE)
+    container: str = Field(pattern=NAME_RE)
+    image: str = Field(min_length=1, description="Target image, e.g. REPO/keystone:29.1.0")
+
+    @property
+    def tag(self) -> str:
+        last = self.image.rsplit("/", 1)[-1]
+        return last.split(":", 1)[1] if ":" in last else "latest"
+
+
+class EndpointCheck(Strict):
+    kind: Literal["endpoint"]
+    service_type: str = Field(description="Catalog service type, e.g. identity.")
+
+
+class UpgradeStatusCheck(Strict):
+    kind: Literal["upgrade-status"]
+    command: list[str] | None = Field(default=None, description="Default: <service>-status upgrade check")
+
+
+class TempestCheck(Strict):
+    kind: Literal["tempest"]
+    regex: str
+    concurrency: int = Field(default=2, ge=1, le=16)
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        re.compile(v)
+        return v
+
+
+Check = Annotated[EndpointCheck | UpgradeStatusCheck | TempestCheck, Field(discriminator="kind")]
+
+
+class Gate(Strict):
+    approval: bool = False
+    name: str | None = Field(default=None, description="Gate name for `stackhop approve`; default: service name.")
+
+
+class Service(Strict):
+    name: str = Field(pattern=NAME_RE)
+    service_type: str | None = Field(default=None, description="Default: known from the name.")
+    depends_on: list[str] | None = Field(
+        default=None, description="Omitted: OpenStack's documented order decides."
+    )
+    database: Database | None = None
+    migration: Migration = Migration()
+    workloads: list[Workload] = Field(min_length=1)
+    checks: list[Check] = Field(default_factory=list)
+    gate: Gate = Gate()
+
+    @property
+    def gate_name(self) -> str | None:
+        return (self.gate.name or self.name) if self.gate.approval else None
+
+
+class UpgradePlan(Strict):
+    api_version: Literal["stackhop/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["UpgradePlan"]
+    metadata: Metadata
+    cloud: Cloud
+    release: ReleaseRange
+    policy: Policy = Policy()
+    services: list[Service] = Field(min_length=1)
+
+    def service(self, name: str) -> Service:
+        for s in self.services:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def workflow_id(self) -> str:
+        return f"upgrade/{self.cloud.name}"
