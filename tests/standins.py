@@ -1,0 +1,131 @@
+"""Stand-in activities registered under the real activity names (the Temporal testing idiom).
+
+A ``Script`` says what each stand-in answers and records every call in order, so a test can assert
+the exact sequence of steps and compensations. Failures are injected per (activity, phase) key.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import CancelledError
+
+from model import errors, io
+
+
+class Script:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.fail: dict[str, str] = {}  # key -> error type (model.errors) to raise once or always
+        self.fail_times: dict[str, int] = {}  # key -> how many times to fail (default: always)
+        self.answers: dict[str, Any] = {}  # key -> result model to return instead of the default
+        self.block: dict[str, threading.Event] = {}  # key -> wait until set (heartbeating)
+        self.started: dict[str, threading.Event] = {}
+        self.replicas = {"keystone-api": 3}
+        self.lock = threading.Lock()
+
+    def key_started(self, key: str) -> threading.Event:
+        return self.started.setdefault(key, threading.Event())
+
+    def _enter(self, key: str) -> None:
+        with self.lock:
+            self.calls.append(key)
+        self.key_started(key).set()
+        ev = self.block.get(key)
+        while ev is not None and not ev.is_set():
+            activity.heartbeat(key)
+            if activity.is_cancelled():
+                raise CancelledError("cancelled")
+            time.sleep(0.05)
+        if key in self.fail:
+            n = self.fail_times.get(key)
+            if n is None or n > 0:
+                if n is not None:
+                    self.fail_times[key] = n - 1
+                if self.fail[key] == errors.UNAVAILABLE:
+                    raise errors.temporary(f"{key}: injected temporary failure")
+                raise errors.permanent(self.fail[key], f"{key}: injected failure")
+
+    def of(self, prefix: str) -> list[str]:
+        return [c for c in self.calls if c.startswith(prefix)]
+
+    def activities(self) -> list[Callable[..., Any]]:
+        s = self
+
+        @activity.defn(name=io.K8S_READ_IMAGES)
+        def read_images(inp: io.ReadImagesInput) -> io.ReadImagesResult:
+            s._enter(io.K8S_READ_IMAGES)
+            return s.answers.get(io.K8S_READ_IMAGES) or io.ReadImagesResult(
+                images=[io.WorkloadImage(**w.model_dump(), image=f"registry/{w.name}:old") for w in inp.workloads]
+            )
+
+        @activity.defn(name=io.K8S_SET_IMAGES)
+        def set_images(inp: io.SetImagesInput) -> io.SetImagesResult:
+            s._enter(io.K8S_SET_IMAGES)
+            return io.SetImagesResult(previous=[i.model_copy(update={"image": "registry/old"}) for i in inp.images])
+
+        @activity.defn(name=io.K8S_WAIT_ROLLOUT)
+        def wait_rollout(inp: io.WaitRolloutInput) -> io.RolloutResult:
+            s._enter(io.K8S_WAIT_ROLLOUT)
+            return io.RolloutResult(workloads=[io.RolloutStatus(kind=w.kind, name=w.name, ready=True) for w in inp.workloads])
+
+        @activity.defn(name=io.K8S_UNDO_IMAGES)
+        def undo_images(inp: io.UndoImagesInput) -> io.RolloutResult:
+            s._enter(io.K8S_UNDO_IMAGES)
+            return io.RolloutResult(workloads=[io.RolloutStatus(kind=w.kind, name=w.name, ready=True) for w in inp.previous])
+
+        @activity.defn(name=io.K8S_RUN_JOB)
+        def run_job(inp: io.RunJobInput) -> io.JobResult:
+            s._enter(io.K8S_RUN_JOB)
+            return io.JobResult(name=inp.name, succeeded=True)
+
+        @activity.defn(name=io.K8S_SCALE)
+        def scale(inp: io.ScaleInput) -> io.ScaleResult:
+            key = f"{io.K8S_SCALE}:{'down' if inp.replicas is None else 'up'}"
+            s._enter(key)
+            return io.ScaleResult(previous={w.name: s.replicas.get(w.name, 1) for w in inp.workloads})
+
+        @activity.defn(name=io.DB_SNAPSHOT)
+        def snapshot(inp: io.SnapshotInput) -> io.Snapshot:
+            s._enter(io.DB_SNAPSHOT)
+            return io.Snapshot(service=inp.service, database=inp.database.name, location=f"/snap/{inp.service}.sql",
+                               sha256="ab" * 32, size_bytes=1234)
+
+        @activity.defn(name=io.DB_VERIFY)
+        def verify(inp: io.VerifyInput) -> io.VerifyResult:
+            s._enter(io.DB_VERIFY)
+            return s.answers.get(io.DB_VERIFY) or io.VerifyResult(ok=True, tables=3)
+
+        @activity.defn(name=io.DB_RESTORE)
+        def restore(inp: io.RestoreInput) -> io.RestoreResult:
+            s._enter(io.DB_RESTORE)
+            return io.RestoreResult(ok=True)
+
+        @activity.defn(name=io.MIGRATION_DB_SYNC)
+        def db_sync(inp: io.MigrateInput) -> io.MigrateResult:
+            key = f"{io.MIGRATION_DB_SYNC}:{inp.phase}"
+            s._enter(key)
+            return s.answers.get(key) or io.MigrateResult(
+                phase=inp.phase, state="expand-needed" if inp.phase == "check" else "done"
+            )
+
+        @activity.defn(name=io.CHECKS_RUN)
+        def checks(inp: io.CheckInput) -> io.CheckResult:
+            key = f"{io.CHECKS_RUN}:{inp.check.kind}:{inp.stage}"
+            s._enter(key)
+            answers = s.answers.get(key)
+            if isinstance(answers, list):
+                return answers.pop(0) if len(answers) > 1 else answers[0]
+            return answers or io.CheckResult(status="pass")
+
+        @activity.defn(name=io.TEMPEST_RUN)
+        def tempest(inp: io.CheckInput) -> io.TempestResult:
+            s._enter(io.TEMPEST_RUN)
+            return s.answers.get(io.TEMPEST_RUN) or io.TempestResult(status="pass", passed=14)
+
+        return [read_images, set_images, wait_rollout, undo_images, run_job, scale, snapshot, verify,
+                restore, db_sync, checks, tempest]

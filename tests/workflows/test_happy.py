@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from temporalio.client import Client
+
+from model import io
+from tests.standins import Script
+from tests.workflows.helpers import make_plan, running, service, start
+
+SERVICE_STEPS = [
+    "db.snapshot", "db.verify_snapshot", "migration.db_sync:check", "migration.db_sync:expand",
+    "migration.db_sync:migrate", "k8s.read_images", "k8s.set_images", "k8s.wait_rollout",
+    "checks.run:endpoint:post", "tempest.run", "migration.db_sync:contract", "checks.run:endpoint:post",
+]  # fmt: skip
+
+
+async def test_single_service_runs_every_step_in_order(client: Client) -> None:
+    script = Script()
+    plan = make_plan()
+    async with running(client, script) as tq:
+        handle = await start(client, plan, tq)
+        report = await handle.result()
+        status = await handle.query("status", result_type=io.UpgradeStatus)
+    assert report.outcome == "succeeded"
+    assert script.calls == ["k8s.read_images", "checks.run:endpoint:pre", *SERVICE_STEPS]
+    (svc,) = report.services
+    assert svc.snapshot and svc.snapshot.sha256 == "ab" * 32
+    assert svc.tempest and svc.tempest.passed == 14
+    assert [s.step for s in svc.steps if s.status == "done"][:2] == ["snapshot", "verify"]
+    assert status.outcome == "succeeded" and status.services[0].state == "succeeded"

@@ -1,0 +1,125 @@
+"""What the workflows share: calling activities with bounded retries, and recording steps.
+
+No I/O here: only Temporal workflow APIs and the shared model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.workflow import ActivityCancellationType
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel
+
+    from model import errors, io
+    from model.plan import Policy
+
+R = TypeVar("R", bound=BaseModel)
+
+
+class StepFailed(Exception):
+    """A step that did not succeed; ``kind`` is an error type of model.errors, or one of
+    'cancelled', 'timeout', 'check-fail', 'inconclusive', 'gate-timeout'."""
+
+    def __init__(self, step: str, message: str, kind: str = ""):
+        super().__init__(message)
+        self.step = step
+        self.kind = kind
+
+
+def describe(err: BaseException) -> tuple[str, str]:
+    """(kind, message) of an activity failure, innermost cause first."""
+    cause: BaseException | None = err.cause if isinstance(err, ActivityError) else err
+    if isinstance(cause, ApplicationError):
+        return cause.type or "ApplicationError", cause.message
+    if isinstance(cause, TimeoutError):
+        return "timeout", f"timed out ({cause.type.name.lower() if cause.type else 'timeout'})"
+    if isinstance(cause, CancelledError) or isinstance(err, asyncio.CancelledError):
+        return "cancelled", "cancelled"
+    return type(cause).__name__, str(cause or err)
+
+
+def retry_policy(policy: Policy) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=30),
+        maximum_attempts=policy.max_attempts,
+        non_retryable_error_types=sorted(errors.PERMANENT),
+    )
+
+
+class Recorder:
+    """Keeps the step records of one workflow and runs its activities as cancellable tasks."""
+
+    def __init__(self, service: str, policy: Policy):
+        self.service = service
+        self.policy = policy
+        self.records: list[io.StepRecord] = []
+        self.current: asyncio.Task[Any] | None = None
+
+    def start(self, step: str, detail: str = "") -> io.StepRecord:
+        rec = io.StepRecord(
+            service=self.service, step=step, status="running",
+            started_at=workflow.now().isoformat(), detail=detail,
+        )  # fmt: skip
+        self.records.append(rec)
+        return rec
+
+    def finish(self, rec: io.StepRecord, status: io.StepStatus, detail: str | None = None) -> None:
+        i = self.records.index(rec)
+        ended = workflow.now()
+        started = ended if not rec.started_at else type(ended).fromisoformat(rec.started_at)
+        self.records[i] = rec.model_copy(
+            update={
+                "status": status,
+                "ended_at": ended.isoformat(),
+                "seconds": round((ended - started).total_seconds(), 3),
+                "detail": rec.detail if detail is None else detail,
+            }
+        )
+
+    def skip(self, step: str, detail: str) -> None:
+        self.finish(self.start(step, detail), "skipped")
+
+    async def call(
+        self,
+        step: str,
+        name: str,
+        arg: BaseModel,
+        result_type: type[R],
+        *,
+        summary: str,
+        timeout: int | None = None,
+        heartbeat: bool = False,
+    ) -> R:
+        """Run one activity; any failure becomes StepFailed(step, ...)."""
+        handle = workflow.start_activity(
+            name,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=timedelta(seconds=(timeout or self.policy.step_timeout) + 60),
+            heartbeat_timeout=timedelta(seconds=self.policy.heartbeat_timeout) if heartbeat else None,
+            retry_policy=retry_policy(self.policy),
+            # A cancelled wait must have stopped before a compensation touches the same objects.
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=summary,
+        )
+        self.current = handle
+        try:
+            return await handle
+        except (ActivityError, asyncio.CancelledError) as e:
+            kind, message = describe(e)
+            raise StepFailed(step, f"{name}: {message}", kind) from None
+        finally:
+            self.current = None
+
+    def cancel_current(self) -> None:
+        if self.current is not None and not self.current.done():
+            self.current.cancel()
