@@ -1,0 +1,140 @@
+"""Idempotent installer for the OpenStack lab: `python -m lab.openstack.install`.
+
+Run by the project's test command before pytest (and again by the pytest fixtures, where it is a
+no-op that costs a few milliseconds).  It installs what a brand-new Debian 12 machine lacks:
+
+* MariaDB server and client from Debian (`apt-get install mariadb-server mariadb-client`); apt does
+  not start it (the lab starts its own server on a free loopback port);
+* one venv per Keystone release and one for tempest, each from its committed lock file, cached under
+  `~/.cache/stackhop-lab/openstack/<name>-<lock sha256>/`.  A venv is only trusted once its marker
+  file exists, so an interrupted install is rebuilt instead of half-used.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import structlog
+
+from lab.openstack import paths
+
+log = structlog.get_logger(__name__)
+
+APT_PACKAGES = ("mariadb-server", "mariadb-client")
+MARKER = ".stackhop-complete"
+SBIN_DIRS = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+
+def find_tool(name: str) -> str | None:
+    """Locate a system tool even when /usr/sbin is not on PATH (mariadbd lives there)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for directory in SBIN_DIRS:
+        candidate = Path(directory) / name
+        if candidate.exists():
+            return str(candidate)
+    return None
+
+
+def mariadb_installed() -> bool:
+    return all(find_tool(t) for t in ("mariadbd", "mariadb", "mariadb-dump", "mariadb-install-db"))
+
+
+def ensure_mariadb() -> bool:
+    """Install MariaDB from Debian if missing. Returns True when something was installed."""
+    if mariadb_installed():
+        return False
+    if os.geteuid() != 0:
+        raise SystemExit("MariaDB is missing; run `sudo apt-get install -y mariadb-server mariadb-client`")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    log.info("apt_install", packages=APT_PACKAGES)
+    subprocess.run(["apt-get", "update"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *APT_PACKAGES], check=True, env=env)
+    return True
+
+
+def _uv() -> str | None:
+    found = shutil.which("uv")
+    if found:
+        return found
+    candidate = Path(sys.executable).parent / "uv"
+    return str(candidate) if candidate.exists() else None
+
+
+def _python() -> str:
+    """Interpreter for the lab venvs: the running one (the project needs 3.11; Keystone 30 too)."""
+    if sys.version_info < (3, 11):
+        raise SystemExit("the OpenStack lab needs Python >= 3.11 (keystone 30.0.0)")
+    return sys.executable
+
+
+def venv_complete(venv: Path, name: str) -> bool:
+    marker = venv / MARKER
+    return marker.exists() and marker.read_text().strip() == paths.lock_hash(name)
+
+
+def build_venv(name: str) -> bool:
+    """Create the venv for lock `name` if it is not already cached. Returns True if built."""
+    venv = paths.venv_dir(name)
+    if venv_complete(venv, name):
+        return False
+    if venv.exists():
+        shutil.rmtree(venv)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    lock = paths.lock_file(name)
+    started = time.monotonic()
+    uv = _uv()
+    env = dict(os.environ, UV_PYTHON_DOWNLOADS="never")
+    if uv:
+        subprocess.run([uv, "venv", "--quiet", "--python", _python(), str(venv)], check=True, env=env)
+        subprocess.run(
+            [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "-r", str(lock)],
+            check=True,
+            env=env,
+        )
+    else:  # slower fallback when uv is not available
+        subprocess.run([_python(), "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-r", str(lock)], check=True)
+    (venv / MARKER).write_text(paths.lock_hash(name) + "\n")
+    log.info("venv_built", name=name, path=str(venv), seconds=round(time.monotonic() - started, 1))
+    return True
+
+
+def venv_names() -> list[str]:
+    return [f"keystone-{r}" for r in paths.KEYSTONE_RELEASES] + [f"tempest-{paths.TEMPEST_VERSION}"]
+
+
+def all_installed() -> bool:
+    return mariadb_installed() and all(venv_complete(paths.venv_dir(n), n) for n in venv_names())
+
+
+def ensure_all() -> dict[str, bool]:
+    """Install everything missing; serialised by a file lock so parallel callers do not collide."""
+    if all_installed():
+        return {}
+    lock_path = paths.cache_root() / "openstack" / ".install.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        done = {"mariadb": ensure_mariadb()}
+        for name in venv_names():
+            done[name] = build_venv(name)
+        return done
+
+
+def main() -> None:
+    started = time.monotonic()
+    done = ensure_all()
+    built = [name for name, changed in done.items() if changed]
+    print(f"openstack lab installed ({', '.join(built) or 'nothing to do'}) in {time.monotonic() - started:.1f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""The OpenStack lab manager: bring MariaDB + Keystone (+ tempest workspace) up, serve a release,
+report status, tear down.
+
+State (ports, pids, generated passwords) is persisted in `<lab>/state.json` so that `stackhop lab
+openstack up` in one shell and `status`/`down` in another (or a pytest run) act on the same servers.
+Passwords are generated per lab and live only in files under the lab directory (mode 0600).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+import yaml
+
+from lab.openstack import install, paths, procs, tempest_ws
+from lab.openstack.keystone import Keystone
+from lab.openstack.mariadb import MariaDB
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_RELEASE = paths.KEYSTONE_RELEASES[0]
+ADMIN_CLOUD = "lab-admin"
+SYSTEM_CLOUD = "lab-system"
+
+
+@dataclass
+class OpenStackLab:
+    base: Path = field(default_factory=paths.lab_dir)
+    mariadb: MariaDB | None = None
+    keystone: Keystone | None = None
+    bootstrapped: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+    # --- persistence ---------------------------------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.base / "state.json"
+
+    @classmethod
+    def load(cls, base: Path | None = None) -> "OpenStackLab":
+        lab = cls(base=base or paths.lab_dir())
+        if lab.state_file.exists():
+            state = json.loads(lab.state_file.read_text())
+            lab.mariadb = MariaDB(base=lab.base / "mariadb", **state["mariadb"])
+            lab.keystone = Keystone(base=lab.base / "keystone", **state["keystone"])
+            lab.bootstrapped = state.get("bootstrapped", False)
+        return lab
+
+    def save(self) -> None:
+        assert self.mariadb and self.keystone
+        state = {
+            "mariadb": {"port": self.mariadb.port, "admin_password": self.mariadb.admin_password, "pid": self.mariadb.pid},
+            "keystone": {
+                "port": self.keystone.port, "db_port": self.keystone.db_port, "db_password": self.keystone.db_password,
+                "admin_password": self.keystone.admin_password, "pid": self.keystone.pid, "release": self.keystone.release,
+            },
+            "bootstrapped": self.bootstrapped,
+        }  # fmt: skip
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps(state, indent=2))
+        self.state_file.chmod(0o600)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def up(self, release: str = DEFAULT_RELEASE) -> dict[str, float]:
+        """Install what is missing, start MariaDB, set Keystone up once, serve `release`."""
+        started = time.monotonic()
+        install.ensure_all()
+        self.timings["install"] = time.monotonic() - started
+        if self.mariadb is None or self.keystone is None:
+            db_port = paths.free_port()
+            self.mariadb = MariaDB(base=self.base / "mariadb", port=db_port)
+            self.keystone = Keystone(
+                base=self.base / "keystone", port=paths.free_port(), db_port=db_port,
+                db_password=secrets.token_hex(12), admin_password=secrets.token_hex(12),
+            )  # fmt: skip
+        t0 = time.monotonic()
+        self.mariadb.start()
+        self.timings["mariadb"] = time.monotonic() - t0
+        self.save()
+        if not self.bootstrapped:
+            t0 = time.monotonic()
+            self.mariadb.create_service_database("keystone", "keystone", self.keystone.db_password)
+            self.keystone.setup(release)
+            self.bootstrapped = True
+            self.save()
+            self.timings["keystone_setup"] = time.monotonic() - t0
+        if self.keystone.release != release or not procs.alive(self.keystone.pid):
+            t0 = time.monotonic()
+            self.serve(release)
+            self.timings["keystone_serve"] = time.monotonic() - t0
+        self.write_clouds_yaml()
+        t0 = time.monotonic()
+        tempest_ws.create(self.base, auth_url=self.keystone.url, admin_password=self.keystone.admin_password)
+        self.timings["tempest_workspace"] = time.monotonic() - t0
+        self.timings["total"] = time.monotonic() - started
+        log.info("openstack_lab_up", release=release, **{k: round(v, 2) for k, v in self.timings.items()})
+        return self.timings
+
+    def serve(self, release: str) -> float:
+        if release not in paths.KEYSTONE_RELEASES:
+            raise ValueError(f"unknown keystone release {release!r}; the lab has {paths.KEYSTONE_RELEASES}")
+        assert self.keystone
+        try:
+            return self.keystone.serve(release)
+        finally:
+            self.save()
+
+    def stop_keystone(self) -> None:
+        """Stop the API (what scaling the Deployment to 0 does in a cluster)."""
+        assert self.keystone
+        self.keystone.stop()
+        self.save()
+
+    def down(self, purge: bool = False) -> None:
+        if self.keystone:
+            self.keystone.stop()
+        if self.mariadb:
+            self.mariadb.stop()
+        if self.mariadb and self.keystone:
+            self.save()
+        if purge and self.base.exists():
+            shutil.rmtree(self.base)
+            self.mariadb = self.keystone = None
+            self.bootstrapped = False
+
+    def status(self) -> dict[str, Any]:
+        mariadb_up = bool(self.mariadb and procs.alive(self.mariadb.pid))
+        keystone_up = bool(self.keystone and procs.alive(self.keystone.pid) and self.keystone.ready())
+        return {
+            "lab_dir": str(self.base),
+            "installed": install.all_installed(),
+            "mariadb": {"up": mariadb_up, "port": self.mariadb.port if self.mariadb else None,
+                        "pid": self.mariadb.pid if mariadb_up and self.mariadb else None},
+            "keystone": {"up": keystone_up, "release": self.keystone.release if keystone_up and self.keystone else None,
+                         "url": self.keystone.url if self.keystone else None,
+                         "pid": self.keystone.pid if keystone_up and self.keystone else None},
+            "clouds_yaml": str(self.clouds_yaml),
+            "tempest_workspace": str(tempest_ws.workspace(self.base)),
+        }  # fmt: skip
+
+    # --- client configuration ------------------------------------------------------------------
+    @property
+    def clouds_yaml(self) -> Path:
+        return self.base / "clouds.yaml"
+
+    def write_clouds_yaml(self) -> Path:
+        assert self.keystone
+        auth = {
+            "auth_url": self.keystone.url, "username": "admin", "password": self.keystone.admin_password,
+            "user_domain_name": "Default",
+        }  # fmt: skip
+        common = {"region_name": "RegionOne", "identity_api_version": 3, "interface": "public"}
+        clouds = {
+            "clouds": {
+                ADMIN_CLOUD: {"auth": {**auth, "project_name": "admin", "project_domain_name": "Default"}, **common},
+                SYSTEM_CLOUD: {"auth": {**auth, "system_scope": "all"}, **common},
+            }
+        }
+        self.clouds_yaml.write_text(yaml.safe_dump(clouds, sort_keys=False))
+        self.clouds_yaml.chmod(0o600)
+        return self.clouds_yaml
+
+    @property
+    def tempest_workspace(self) -> Path:
+        return tempest_ws.workspace(self.base)

@@ -1,0 +1,159 @@
+"""A private MariaDB server for the lab: Debian's binaries, our own data dir and loopback port.
+
+No systemd and no system-wide state: `mariadb-install-db` initialises a data dir under the lab
+directory and `mariadbd` runs detached with a generated my.cnf.  Clients (the lab, and the
+activities under test) authenticate with a MariaDB *defaults file* — the same mechanism a plan uses
+so passwords never appear inline in a plan or on a command line.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from lab.openstack import procs
+from lab.openstack.install import find_tool
+
+log = structlog.get_logger(__name__)
+
+ADMIN_USER = "stackhop_admin"
+
+
+@dataclass
+class MariaDB:
+    """One MariaDB server rooted at `base` (data, socket, pid, logs, option files)."""
+
+    base: Path
+    port: int
+    admin_password: str = field(default_factory=lambda: secrets.token_hex(12))
+    pid: int | None = None
+
+    @property
+    def datadir(self) -> Path:
+        return self.base / "data"
+
+    @property
+    def socket(self) -> Path:
+        return self.base / "mysqld.sock"
+
+    @property
+    def server_cnf(self) -> Path:
+        return self.base / "my.cnf"
+
+    @property
+    def defaults_file(self) -> Path:
+        """Client option file with the admin credentials (mode 0600)."""
+        return self.base / "admin.cnf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.base / "mariadbd.log"
+
+    def _write_server_cnf(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.server_cnf.write_text(
+            "[mariadbd]\n"
+            f"datadir={self.datadir}\n"
+            f"socket={self.socket}\n"
+            f"pid-file={self.base / 'mariadbd.pid'}\n"
+            f"port={self.port}\n"
+            "bind-address=127.0.0.1\n"
+            "user=root\n"
+            "skip-name-resolve\n"
+            "skip-log-bin\n"
+            "innodb_buffer_pool_size=128M\n"
+            "innodb_log_file_size=48M\n"
+            "innodb_flush_log_at_trx_commit=2\n"
+            "character-set-server=utf8mb4\n"
+            "collation-server=utf8mb4_general_ci\n"
+            "max_connections=200\n"
+        )
+
+    def _write_client_cnf(self) -> None:
+        self.defaults_file.write_text(
+            "[client]\n"
+            "host=127.0.0.1\n"
+            f"port={self.port}\n"
+            f"user={ADMIN_USER}\n"
+            f"password={self.admin_password}\n"
+        )
+        self.defaults_file.chmod(0o600)
+
+    def initialise(self) -> None:
+        """Create a fresh data dir (1 s) unless one exists already."""
+        self._write_server_cnf()
+        if (self.datadir / "mysql").exists():
+            return
+        tool = find_tool("mariadb-install-db")
+        if tool is None:
+            raise RuntimeError("mariadb-install-db not found: run `python -m lab.openstack.install`")
+        subprocess.run(
+            [tool, f"--defaults-file={self.server_cnf}", "--user=root", "--auth-root-authentication-method=normal",
+             "--skip-test-db"],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+
+    def start(self, timeout: float = 30.0) -> float:
+        """Start mariadbd and create the admin user; returns seconds until it answered."""
+        if procs.alive(self.pid):
+            return 0.0
+        self.initialise()
+        server = find_tool("mariadbd")
+        if server is None:
+            raise RuntimeError("mariadbd not found: run `python -m lab.openstack.install`")
+        self.pid = procs.start_detached([server, f"--defaults-file={self.server_cnf}"], self.log_path)
+        seconds = procs.wait_for(self._socket_ping, timeout, "mariadbd", pid=self.pid, log=self.log_path)
+        self._root_sql(
+            f"CREATE USER IF NOT EXISTS '{ADMIN_USER}'@'127.0.0.1' IDENTIFIED BY '{self.admin_password}';"
+            f"ALTER USER '{ADMIN_USER}'@'127.0.0.1' IDENTIFIED BY '{self.admin_password}';"
+            f"GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'127.0.0.1' WITH GRANT OPTION;"
+        )
+        self._write_client_cnf()
+        log.info("mariadb_started", port=self.port, pid=self.pid, seconds=round(seconds, 2))
+        return seconds
+
+    def stop(self) -> None:
+        procs.stop(self.pid, timeout=30)
+        self.pid = None
+
+    def _socket_ping(self) -> bool:
+        if not self.socket.exists():
+            return False
+        done = subprocess.run(
+            [find_tool("mariadb-admin") or "mariadb-admin", f"--socket={self.socket}", "--user=root", "ping"],
+            capture_output=True,
+        )
+        return done.returncode == 0
+
+    def _root_sql(self, sql: str) -> str:
+        done = subprocess.run(
+            [find_tool("mariadb") or "mariadb", f"--socket={self.socket}", "--user=root", "-N", "-B", "-e", sql],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode:
+            raise RuntimeError(f"mariadb: {done.stderr.strip()}")
+        return done.stdout
+
+    def sql(self, sql: str, database: str | None = None) -> str:
+        """Run SQL as the admin over TCP (as clients do); return tab-separated rows."""
+        argv = [find_tool("mariadb") or "mariadb", f"--defaults-file={self.defaults_file}", "-N", "-B"]
+        if database:
+            argv.append(database)
+        done = subprocess.run([*argv, "-e", sql], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"mariadb: {done.stderr.strip()}")
+        return done.stdout
+
+    def create_service_database(self, name: str, user: str, password: str) -> None:
+        """The usual OpenStack layout: one schema and one user per service."""
+        self.sql(
+            f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;"
+            f"CREATE USER IF NOT EXISTS '{user}'@'127.0.0.1' IDENTIFIED BY '{password}';"
+            f"GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'127.0.0.1';"
+        )

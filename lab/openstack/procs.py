@@ -1,0 +1,90 @@
+"""Start, find and stop the lab's own server processes (by recorded pid, never by name).
+
+Servers run detached in their own session so a pytest run or a CLI call can end while they keep
+serving; their pid is recorded in the lab state so `down` (or the next run) stops exactly them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+
+def start_detached(argv: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
+    """Start a server in its own session with stdout/stderr to a log file; return its pid."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    return proc.pid
+
+
+def alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of this process counts as dead
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def stop(pid: int | None, timeout: float = 15.0) -> None:
+    """SIGTERM the process group we created for `pid`, then SIGKILL after `timeout`."""
+    if not alive(pid):
+        return
+    assert pid is not None
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    # only signal the group when `pid` leads it (we started it with start_new_session)
+    target = (lambda sig: os.killpg(pgid, sig)) if pgid == pid else (lambda sig: os.kill(pid, sig))
+    try:
+        target(signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return
+        time.sleep(0.05)
+    try:
+        target(signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    while alive(pid):
+        time.sleep(0.05)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, pid: int | None = None, log: Path | None = None) -> float:
+    """Poll `predicate` until true; fail early if the server `pid` died. Returns seconds waited."""
+    started = time.monotonic()
+    while True:
+        if predicate():
+            return time.monotonic() - started
+        if pid is not None and not alive(pid):
+            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"{what}: process {pid} exited\n{tail}")
+        if time.monotonic() - started > timeout:
+            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise TimeoutError(f"{what}: not ready after {timeout:.0f}s\n{tail}")
+        time.sleep(0.1)
