@@ -62,6 +62,9 @@ class ReadImagesResult(Msg):
 class SetImagesInput(Msg):
     target: KubeTarget
     images: list[WorkloadImage]  # the target images
+    # Identifies this change in the workload's previous-images annotation so a retried attempt
+    # reports the images from before the first attempt. "": the calling workflow's id/run id.
+    change_id: str = ""
 
 
 class SetImagesResult(Msg):
@@ -112,6 +115,7 @@ class ScaleInput(Msg):
     replicas: dict[str, int] | None = None  # workload name -> replicas; None: scale to 0
     wait: bool = True
     timeout_seconds: int = 300
+    change_id: str = ""  # as SetImagesInput.change_id, for the replicas recorded before quiesce
 
 
 class ScaleResult(Msg):
