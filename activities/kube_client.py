@@ -1,0 +1,123 @@
+"""Kubernetes client plumbing shared by the k8s activities: client from a KubeTarget, raw JSON
+calls, and the mapping of client failures onto the stackhop error tree.
+
+Why raw JSON (``_preload_content=False``): the rollout logic is a port of kubectl's, which works on
+unstructured objects; plain dicts keep field names identical to the API (``observedGeneration``),
+avoid model (de)serialisation surprises across client versions, and are what watches return too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from temporalio.exceptions import ApplicationError
+
+from model import errors
+from model.plan import KubeTarget
+
+# Client-side bound on any single non-watch request: a hung apiserver must not hang an activity.
+REQUEST_TIMEOUT = (5, 30)  # (connect, read) seconds
+SMP = "application/strategic-merge-patch+json"
+MERGE = "application/merge-patch+json"
+
+
+def kubeconfig_path(target: KubeTarget) -> str:
+    """Like kubectl: the plan's path, else $KUBECONFIG (may be a ':' list), else ~/.kube/config.
+
+    Resolved at call time (the client library reads KUBECONFIG once, at import).
+    """
+    return target.kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+
+
+@contextmanager
+def api_client(target: KubeTarget) -> Iterator[client.ApiClient]:
+    """An ApiClient for the target's context, closed afterwards (no leaked sockets)."""
+    path = kubeconfig_path(target)
+    try:
+        api = config.new_client_from_config(
+            config_file=path, context=target.context, persist_config=False
+        )
+    except (ConfigException, FileNotFoundError, OSError) as exc:
+        raise errors.permanent(
+            errors.PLAN_INVALID,
+            f"cannot use kubeconfig context {target.context!r} from {path}: {exc}",
+            context=target.context,
+            kubeconfig=path,
+        ) from exc
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Call a generated API method and return the response body as a dict (raises ApiException)."""
+    kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
+    resp = fn(*args, _preload_content=False, **kwargs)
+    try:
+        if not 200 <= resp.status <= 299:
+            raise ApiException(http_resp=resp)
+        return json.loads(resp.data or b"{}")
+    finally:
+        resp.release_conn()
+
+
+def status_reason(exc: ApiException) -> str:
+    try:
+        body = json.loads(exc.body or "{}")
+        return str(body.get("message") or exc.reason)
+    except (ValueError, TypeError):
+        return str(exc.reason)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures a retry can fix: connection trouble, 409/429/5xx."""
+    if isinstance(exc, ApiException):
+        return exc.status in (0, None, 409, 429) or (exc.status or 0) >= 500
+    return isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError, OSError))
+
+
+def to_app_error(exc: BaseException, what: str, **details: Any) -> ApplicationError:
+    """Map a client failure to the error tree; ``what`` names the object for the message."""
+    if isinstance(exc, ApplicationError):
+        return exc
+    if isinstance(exc, ApiException):
+        reason = status_reason(exc)
+        details.update(status=exc.status)
+        if exc.status == 404:
+            return errors.permanent(errors.WORKLOAD_NOT_FOUND, f"{what} not found: {reason}", **details)
+        if is_transient(exc):
+            return errors.temporary(f"{what}: API error {exc.status}: {reason}", **details)
+        # 400/401/403/422...: a wrong plan, manifest or RBAC setup; retrying cannot help
+        return errors.permanent(
+            errors.PLAN_INVALID, f"{what}: rejected by the API ({exc.status}): {reason}", **details
+        )
+    if is_transient(exc):
+        return errors.temporary(f"{what}: Kubernetes API unreachable: {exc}", **details)
+    return errors.permanent(errors.PLAN_INVALID, f"{what}: {type(exc).__name__}: {exc}", **details)
+
+
+class Kinds:
+    """Per-kind API methods (apps/v1), keyed by WorkloadKind."""
+
+    _SUFFIX = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.apps = client.AppsV1Api(api)
+
+    def read(self, kind: str) -> Callable[..., Any]:
+        return getattr(self.apps, f"read_namespaced_{self._SUFFIX[kind]}")
+
+    def patch(self, kind: str) -> Callable[..., Any]:
+        return getattr(self.apps, f"patch_namespaced_{self._SUFFIX[kind]}")
+
+    def list(self, kind: str) -> Callable[..., Any]:
+        return getattr(self.apps, f"list_namespaced_{self._SUFFIX[kind]}")

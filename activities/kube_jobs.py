@@ -1,0 +1,233 @@
+"""Activities for Jobs and replicas: k8s.run_job (db-sync, backup, tempest runners) and k8s.scale.
+
+Idempotency: a Job is created under the caller's deterministic name with a hash of its spec in a
+label.  A retry or a resumed workflow that finds the Job already there simply waits for it (same
+hash) instead of creating a second one; a *different* Job under that name is a plan error.
+With kwok there is no kubelet and hence no container log; the logs tail then falls back to the
+pods' termination state (reason, exit code, message), which is what an operator needs first anyway.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from typing import Any
+
+import structlog
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from temporalio import activity
+
+from activities.kube_client import MERGE, Kinds, api_client, call, to_app_error
+from activities.kube_rollout import change_id, describe
+from activities.kube_watch import check_cancelled, follow, heartbeat
+from model import errors
+from model.io import K8S_RUN_JOB, K8S_SCALE, JobResult, RunJobInput, ScaleInput, ScaleResult
+
+
+log = structlog.get_logger(__name__)
+
+SPEC_HASH_LABEL = "stackhop.io/spec-hash"
+REPLICAS_ANNOTATION = "stackhop.io/replicas-before-scale"
+LOG_TAIL_LINES = 50
+LOG_TIMEOUT = (3, 5)
+
+
+# --- run_job -------------------------------------------------------------------------------------
+def _job_body(inp: RunJobInput) -> dict[str, Any]:
+    body = copy.deepcopy(inp.manifest)
+    body.setdefault("apiVersion", "batch/v1")
+    body.setdefault("kind", "Job")
+    meta = body.setdefault("metadata", {})
+    meta.pop("generateName", None)
+    meta["name"] = inp.name
+    meta["namespace"] = inp.target.namespace
+    digest = hashlib.sha256(
+        json.dumps(body.get("spec", {}), sort_keys=True).encode()
+    ).hexdigest()[:16]
+    meta.setdefault("labels", {})[SPEC_HASH_LABEL] = digest
+    return body
+
+
+def _job_state(job: dict[str, Any]) -> tuple[str | None, str]:
+    """("Complete"|"Failed"|None, message) from the Job's terminal conditions."""
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
+            return cond["type"], f"{cond.get('reason', '')}: {cond.get('message', '')}".strip(": ")
+    return None, ""
+
+
+def logs_tail(core: client.CoreV1Api, namespace: str, job: str, lines: int = LOG_TAIL_LINES) -> str:
+    """Tail of the Job's pod logs, newest pod last; termination states when logs are absent."""
+    try:
+        pods = call(core.list_namespaced_pod, namespace, label_selector=f"job-name={job}")["items"]
+    except Exception as exc:  # noqa: BLE001 - the tail is best effort; the Job state is the verdict
+        return f"(pods of job {job!r} not readable: {exc})"
+    pods.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""))
+    parts: list[str] = []
+    for pod in pods[-3:]:
+        pname = pod["metadata"]["name"]
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated")
+            if term:
+                parts.append(
+                    f"[{pname}/{cs['name']}] terminated: exit code {term.get('exitCode')}"
+                    f" reason={term.get('reason', '')} {term.get('message', '')}".rstrip()
+                )
+            try:
+                resp = core.read_namespaced_pod_log(
+                    pname, namespace, container=cs["name"], tail_lines=lines,
+                    _preload_content=False, _request_timeout=LOG_TIMEOUT,
+                )  # fmt: skip
+                try:
+                    text = resp.data.decode(errors="replace") if resp.status == 200 else ""
+                finally:
+                    resp.release_conn()
+            except Exception:  # noqa: BLE001 - no kubelet (kwok) or node gone: logs are absent
+                text = ""
+            parts.append(text.rstrip() if text.strip() else f"[{pname}/{cs['name']}] (no logs available)")
+    if not parts:
+        return f"(job {job!r} has no pods left to read)"
+    return "\n".join("\n".join(parts).splitlines()[-lines:])
+
+
+@activity.defn(name=K8S_RUN_JOB, no_thread_cancel_exception=True)
+def run_job(inp: RunJobInput) -> JobResult:
+    """Create the Job once (deterministic name), wait for success or failure, return its logs."""
+    ns = inp.target.namespace
+    what = f"Job {inp.name!r} in namespace {ns!r}"
+    body = _job_body(inp)
+    want_hash = body["metadata"]["labels"][SPEC_HASH_LABEL]
+    t0 = time.monotonic()
+    with api_client(inp.target) as api:
+        batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+        try:
+            try:
+                call(batch.create_namespaced_job, ns, body)
+                log.info("job created", job=inp.name, namespace=ns)
+                created = True
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                existing = call(batch.read_namespaced_job, inp.name, ns)
+                have = ((existing.get("metadata") or {}).get("labels") or {}).get(SPEC_HASH_LABEL)
+                if have != want_hash:
+                    raise errors.permanent(
+                        errors.PLAN_INVALID,
+                        f"{what} already exists with a different spec (hash {have} != {want_hash});"
+                        " delete it or use another name",
+                        job=inp.name, namespace=ns,
+                    ) from exc  # fmt: skip
+                created = False
+                log.info("job already exists, waiting for it", job=inp.name, namespace=ns)
+            deadline = t0 + inp.timeout_seconds
+            state, message, active = None, "", 0
+            for ev in follow(batch.list_namespaced_job, ns, inp.name, deadline=deadline):
+                if ev.kind == "object":
+                    if ev.obj is None:
+                        raise errors.temporary(f"{what} disappeared while waiting", job=inp.name)
+                    state, message = _job_state(ev.obj)
+                    active = (ev.obj.get("status") or {}).get("active") or 0
+                    if state:
+                        break
+                heartbeat(
+                    step="run_job", job=inp.name, created=created, active=active,
+                    message=message or ev.error, elapsed=round(time.monotonic() - t0, 1),
+                )  # fmt: skip
+            check_cancelled()
+            seconds = round(time.monotonic() - t0, 2)
+            tail = logs_tail(core, ns, inp.name)
+        except Exception as exc:
+            raise to_app_error(exc, what, job=inp.name) from exc
+    if state == "Complete":
+        return JobResult(name=inp.name, succeeded=True, logs_tail=tail, seconds=seconds)
+    if state == "Failed":
+        raise errors.permanent(
+            errors.JOB_FAILED, f"{what} failed: {message}", job=inp.name, namespace=ns, logs_tail=tail
+        )
+    raise errors.permanent(
+        errors.JOB_FAILED, f"{what} did not finish within {inp.timeout_seconds}s",
+        job=inp.name, namespace=ns, logs_tail=tail,
+    )  # fmt: skip
+
+
+# --- scale ---------------------------------------------------------------------------------------
+def _scaled(kind: str, obj: dict[str, Any], replicas: int) -> tuple[bool, str]:
+    st = obj.get("status") or {}
+    gen_ok = (obj["metadata"].get("generation") or 0) <= (st.get("observedGeneration") or 0)
+    have = st.get("replicas") or 0
+    ready = st.get("availableReplicas" if kind == "Deployment" else "readyReplicas") or 0
+    done = gen_ok and have == replicas and ready >= replicas
+    return done, f"{have} replicas, {ready} ready, want {replicas}"
+
+
+@activity.defn(name=K8S_SCALE, no_thread_cancel_exception=True)
+def scale(inp: ScaleInput) -> ScaleResult:
+    """Scale workloads (default: to 0, to quiesce an API) and report the replicas to restore."""
+    ns = inp.target.namespace
+    cid = change_id(inp.change_id)
+    previous: dict[str, int] = {}
+    with api_client(inp.target) as api:
+        kinds = Kinds(api)
+        for ref in inp.workloads:
+            what = describe(ref.kind, ref.name, ns)
+            if ref.kind == "DaemonSet":
+                raise errors.permanent(errors.PLAN_INVALID, f"{what}: a DaemonSet cannot be scaled")
+            want = 0 if inp.replicas is None else inp.replicas.get(ref.name)
+            try:
+                obj = call(kinds.read(ref.kind), ref.name, ns)
+                cur = (obj.get("spec") or {}).get("replicas", 1)
+                ann = (obj["metadata"].get("annotations") or {}).get(REPLICAS_ANNOTATION)
+                rec = json.loads(ann) if ann else {}
+                same = cid and rec.get("change") == cid
+                previous[ref.name] = int(rec["replicas"]) if same and cur == want else cur
+                if want is None or want == cur:
+                    continue
+                restoring = inp.replicas is not None
+                patch = {
+                    "metadata": {
+                        "resourceVersion": obj["metadata"]["resourceVersion"],
+                        "annotations": {
+                            REPLICAS_ANNOTATION: None if restoring
+                            else json.dumps({"change": cid, "replicas": cur}),
+                        },
+                    },
+                    "spec": {"replicas": want},
+                }  # fmt: skip
+                call(kinds.patch(ref.kind), ref.name, ns, patch, _content_type=MERGE)
+                log.info("scaled", workload=what, replicas=want, previous=cur)
+            except Exception as exc:
+                raise to_app_error(exc, what, kind=ref.kind, name=ref.name) from exc
+        if inp.wait:
+            _wait_scaled(kinds, inp, previous)
+    return ScaleResult(previous=previous)
+
+
+def _wait_scaled(kinds: Kinds, inp: ScaleInput, previous: dict[str, int]) -> None:
+    ns = inp.target.namespace
+    deadline = time.monotonic() + inp.timeout_seconds
+    for ref in inp.workloads:
+        want = 0 if inp.replicas is None else inp.replicas.get(ref.name, previous.get(ref.name, 0))
+        what = describe(ref.kind, ref.name, ns)
+        message = ""
+        try:
+            for ev in follow(kinds.list(ref.kind), ns, ref.name, deadline=deadline):
+                if ev.kind == "object":
+                    if ev.obj is None:
+                        raise errors.permanent(errors.WORKLOAD_NOT_FOUND, f"{what} not found")
+                    done, message = _scaled(ref.kind, ev.obj, want)
+                    if done:
+                        break
+                heartbeat(step="scale", workload=f"{ref.kind}/{ref.name}", message=message or ev.error)
+            else:
+                raise errors.permanent(
+                    errors.ROLLOUT_FAILED,
+                    f"{what} did not reach {want} replicas within {inp.timeout_seconds}s: {message}",
+                )
+        except Exception as exc:
+            raise to_app_error(exc, what) from exc
+
+
+

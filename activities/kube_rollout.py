@@ -1,0 +1,290 @@
+"""Activities that change and watch workload images: k8s.read_images, k8s.set_images,
+k8s.wait_rollout, k8s.undo_images.
+
+Why an annotation on the workload: ``set_images`` must report the images it replaced so undo can
+restore them exactly, and a retried attempt (the first one patched, then the worker died before
+reporting) would otherwise read the *new* image as "previous".  The patch therefore records the
+replaced images under ``stackhop.io/previous-images`` together with a change id (default: the
+calling workflow's id and run id), in the same write, guarded by the object's resourceVersion.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from typing import Any
+
+import structlog
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from temporalio import activity
+
+from activities.kube_client import SMP, Kinds, api_client, call, to_app_error
+from activities.kube_status import RolloutError, rollout_status
+from activities.kube_watch import check_cancelled, follow, heartbeat, in_activity
+from model import errors
+from model.io import (
+    K8S_READ_IMAGES,
+    K8S_SET_IMAGES,
+    K8S_UNDO_IMAGES,
+    K8S_WAIT_ROLLOUT,
+    ReadImagesInput,
+    ReadImagesResult,
+    RolloutResult,
+    RolloutStatus,
+    SetImagesInput,
+    SetImagesResult,
+    UndoImagesInput,
+    WaitRolloutInput,
+    WorkloadImage,
+    WorkloadRef,
+)
+from model.plan import KubeTarget
+
+log = structlog.get_logger(__name__)
+
+PREVIOUS_ANNOTATION = "stackhop.io/previous-images"
+
+
+def describe(kind: str, name: str, namespace: str) -> str:
+    return f"{kind} {name!r} in namespace {namespace!r}"
+
+
+def _containers(obj: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """container name -> (list field, image) over containers and initContainers."""
+    spec = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    out: dict[str, tuple[str, str]] = {}
+    for field in ("initContainers", "containers"):
+        for c in spec.get(field) or []:
+            out[c["name"]] = (field, c.get("image", ""))
+    return out
+
+
+def change_id(explicit: str = "") -> str:
+    if explicit:
+        return explicit
+    if in_activity():
+        info = activity.info()
+        return f"{info.workflow_id}/{info.workflow_run_id}"
+    return ""
+
+
+# --- read ----------------------------------------------------------------------------------------
+def read_workload(kinds: Kinds, ref: WorkloadRef, namespace: str) -> dict[str, Any] | None:
+    try:
+        return call(kinds.read(ref.kind), ref.name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def read_images_with(api: client.ApiClient, target: KubeTarget, refs: list[WorkloadRef]) -> list[WorkloadImage]:
+    """Current image of each (workload, container); found=False when either is missing."""
+    kinds = Kinds(api)
+    out = []
+    for ref in refs:
+        obj = read_workload(kinds, ref, target.namespace)
+        image = _containers(obj).get(ref.container, (None, None))[1] if obj else None
+        out.append(WorkloadImage(**ref.model_dump(), image=image, found=image is not None))
+    return out
+
+
+@activity.defn(name=K8S_READ_IMAGES)
+def read_images(inp: ReadImagesInput) -> ReadImagesResult:
+    """Current images, for plan preview and for undo."""
+    with api_client(inp.target) as api:
+        try:
+            return ReadImagesResult(images=read_images_with(api, inp.target, inp.workloads))
+        except Exception as exc:
+            raise to_app_error(exc, f"reading workloads in namespace {inp.target.namespace!r}") from exc
+
+
+# --- set -----------------------------------------------------------------------------------------
+def _group(images: list[WorkloadImage]) -> dict[tuple[str, str], dict[str, str | None]]:
+    grouped: dict[tuple[str, str], dict[str, str | None]] = defaultdict(dict)
+    for img in images:
+        grouped[(img.kind, img.name)][img.container] = img.image
+    return grouped
+
+
+def patch_images(
+    kinds: Kinds,
+    target: KubeTarget,
+    kind: str,
+    name: str,
+    wanted: dict[str, str | None],
+    *,
+    change: str,
+    record: bool,
+) -> dict[str, str]:
+    """Set container images of one workload (one strategic-merge patch, sidecars untouched).
+
+    Returns container -> image it had before this change (see the module docstring for retries).
+    """
+    what = describe(kind, name, target.namespace)
+    obj = call(kinds.read(kind), name, target.namespace)
+    current = _containers(obj)
+    missing = [c for c in wanted if c not in current]
+    if missing:
+        raise errors.permanent(
+            errors.WORKLOAD_NOT_FOUND,
+            f"{what} has no container {', '.join(map(repr, missing))}"
+            f" (containers: {', '.join(sorted(current))})",
+            kind=kind, name=name, namespace=target.namespace,
+        )  # fmt: skip
+    ann = (obj.get("metadata") or {}).get("annotations") or {}
+    try:
+        recorded = json.loads(ann.get(PREVIOUS_ANNOTATION) or "{}")
+    except ValueError:
+        recorded = {}
+    previous: dict[str, str] = {}
+    changes: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for cname, image in wanted.items():
+        field, cur = current[cname]
+        if image is None or cur == image:
+            same_change = change and recorded.get("change") == change
+            previous[cname] = (recorded.get("images") or {}).get(cname, cur) if same_change else cur
+            continue
+        previous[cname] = cur
+        changes[field].append({"name": cname, "image": image})
+    if not changes:
+        return previous
+    body: dict[str, Any] = {
+        "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+        "spec": {"template": {"spec": dict(changes)}},
+    }
+    if record:
+        body["metadata"]["annotations"] = {
+            PREVIOUS_ANNOTATION: json.dumps({"change": change, "images": previous}, sort_keys=True)
+        }
+    else:
+        body["metadata"]["annotations"] = {PREVIOUS_ANNOTATION: None}
+    call(kinds.patch(kind), name, target.namespace, body, _content_type=SMP)
+    log.info("images set", workload=what, images={k: v for k, v in wanted.items()}, previous=previous)
+    return previous
+
+
+@activity.defn(name=K8S_SET_IMAGES, no_thread_cancel_exception=True)
+def set_images(inp: SetImagesInput) -> SetImagesResult:
+    """Point containers at their target images; returns the images to restore on undo."""
+    cid = change_id(getattr(inp, "change_id", ""))
+    out: list[WorkloadImage] = []
+    with api_client(inp.target) as api:
+        kinds = Kinds(api)
+        for (kind, name), wanted in _group(inp.images).items():
+            check_cancelled()
+            try:
+                prev = patch_images(kinds, inp.target, kind, name, wanted, change=cid, record=True)
+            except Exception as exc:
+                raise to_app_error(
+                    exc, describe(kind, name, inp.target.namespace), kind=kind, name=name
+                ) from exc
+            heartbeat(step="set_images", workload=f"{kind}/{name}", done=len(out) + 1)
+            out += [
+                WorkloadImage(kind=kind, name=name, container=c, image=img) for c, img in prev.items()
+            ]
+    return SetImagesResult(previous=out)
+
+
+# --- wait ----------------------------------------------------------------------------------------
+def _deadline_hint(obj: dict[str, Any]) -> str:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Progressing" and cond.get("message"):
+            return f" ({cond['message']})"
+    return ""
+
+
+def wait_one(
+    kinds: Kinds, target: KubeTarget, ref: WorkloadRef, *, deadline: float, timeout: int,
+    index: int = 1, total: int = 1, started: float = 0.0,
+) -> RolloutStatus:  # fmt: skip
+    """Watch one workload until kubectl would call its rollout done; raise on failure."""
+    what = describe(ref.kind, ref.name, target.namespace)
+    t0 = time.monotonic()
+    message = "waiting for the first observation"
+    for ev in follow(kinds.list(ref.kind), target.namespace, ref.name, deadline=deadline):
+        if ev.kind == "object":
+            if ev.obj is None:
+                raise errors.permanent(
+                    errors.WORKLOAD_NOT_FOUND, f"{what} not found",
+                    kind=ref.kind, name=ref.name, namespace=target.namespace,
+                )  # fmt: skip
+            try:
+                message, done = rollout_status(ref.kind, ev.obj)
+            except RolloutError as exc:
+                raise errors.permanent(
+                    errors.ROLLOUT_FAILED if exc.deadline_exceeded else errors.PLAN_INVALID,
+                    f"rollout of {what} failed: {exc}{_deadline_hint(ev.obj)}",
+                    kind=ref.kind, name=ref.name, namespace=target.namespace,
+                )  # fmt: skip
+            if done:
+                return RolloutStatus(
+                    kind=ref.kind, name=ref.name, ready=True, message=message,
+                    seconds=round(time.monotonic() - t0, 2),
+                )  # fmt: skip
+        elif ev.kind == "unreachable":
+            message = f"Kubernetes API unreachable, retrying: {ev.error}"
+        heartbeat(
+            step="wait_rollout", workload=f"{ref.kind}/{ref.name}", message=message,
+            index=index, total=total, elapsed=round(time.monotonic() - t0, 1), started_at=started,
+        )  # fmt: skip
+    raise errors.permanent(
+        errors.ROLLOUT_FAILED,
+        f"rollout of {what} did not finish within {timeout}s: {message}",
+        kind=ref.kind, name=ref.name, namespace=target.namespace, timeout_seconds=timeout,
+    )  # fmt: skip
+
+
+def _started_at() -> float:
+    """Wall-clock start of this wait, kept across retries through heartbeat details."""
+    if in_activity():
+        details = activity.info().heartbeat_details
+        if details and isinstance(details[0], dict) and "started_at" in details[0]:
+            return float(details[0]["started_at"])
+    return time.time()
+
+
+def wait_all(target: KubeTarget, refs: list[WorkloadRef], timeout: int) -> RolloutResult:
+    started = _started_at()
+    deadline = time.monotonic() + max(0.0, started + timeout - time.time())
+    results = []
+    with api_client(target) as api:
+        kinds = Kinds(api)
+        for i, ref in enumerate(refs, 1):
+            try:
+                results.append(
+                    wait_one(
+                        kinds, target, ref, deadline=deadline, timeout=timeout,
+                        index=i, total=len(refs), started=started,
+                    )  # fmt: skip
+                )
+            except Exception as exc:
+                raise to_app_error(exc, describe(ref.kind, ref.name, target.namespace)) from exc
+            heartbeat(step="wait_rollout", started_at=started, ready=i, total=len(refs))
+    return RolloutResult(workloads=results)
+
+
+@activity.defn(name=K8S_WAIT_ROLLOUT, no_thread_cancel_exception=True)
+def wait_rollout(inp: WaitRolloutInput) -> RolloutResult:
+    """Wait until every workload has rolled out (as ``kubectl rollout status``)."""
+    return wait_all(inp.target, inp.workloads, inp.timeout_seconds)
+
+
+# --- undo ----------------------------------------------------------------------------------------
+@activity.defn(name=K8S_UNDO_IMAGES, no_thread_cancel_exception=True)
+def undo_images(inp: UndoImagesInput) -> RolloutResult:
+    """Restore the recorded images (skipping workloads that were not found) and wait again."""
+    restore = [p for p in inp.previous if p.found and p.image]
+    refs: list[WorkloadRef] = []
+    with api_client(inp.target) as api:
+        kinds = Kinds(api)
+        for (kind, name), wanted in _group(restore).items():
+            check_cancelled()
+            try:
+                patch_images(kinds, inp.target, kind, name, wanted, change="", record=False)
+            except Exception as exc:
+                raise to_app_error(exc, describe(kind, name, inp.target.namespace)) from exc
+            refs.append(WorkloadRef(kind=kind, name=name, container=next(iter(wanted))))  # type: ignore[arg-type]
+    return wait_all(inp.target, refs, inp.timeout_seconds)

@@ -1,0 +1,134 @@
+"""Watch one object through apiserver restarts, with heartbeats and cancellation (sync activities).
+
+Why not ``kubernetes.watch.Watch``: we need (1) a regular tick even when nothing changes, to
+heartbeat and notice cancellation, (2) to survive the apiserver going away (connection refused,
+truncated stream) by backing off and resuming from the last resourceVersion, and (3) to re-list
+on 410 Gone.  A bounded server-side watch window (``timeout_seconds``) gives (1); the loop does the
+rest.  The k8s activities run as sync ``def`` activities with ``no_thread_cancel_exception`` so
+cancellation is only ever observed here, between events, never in the middle of a write.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+from temporalio import activity
+from temporalio.exceptions import CancelledError
+
+from activities.kube_client import call, is_transient, status_reason
+
+WATCH_WINDOW = 3  # seconds per watch request: bounds cancellation latency and heartbeat gaps
+MAX_BACKOFF = 2.0
+
+
+@dataclass
+class Event:
+    """What ``follow`` yields: the object's current state, an idle tick, or an outage notice."""
+
+    kind: str  # "object" | "tick" | "unreachable"
+    obj: dict[str, Any] | None = None
+    error: str = ""
+
+
+def in_activity() -> bool:
+    return activity.in_activity()
+
+
+def check_cancelled() -> None:
+    """Raise CancelledError if the activity was cancelled (no-op outside activities)."""
+    if in_activity() and activity.is_cancelled():
+        raise CancelledError("activity cancelled")
+
+
+def heartbeat(**progress: Any) -> None:
+    if in_activity():
+        activity.heartbeat(progress)
+
+
+def sleep(seconds: float) -> None:
+    """Sleep that wakes up early on cancellation."""
+    if in_activity():
+        activity.wait_for_cancelled_sync(seconds)
+        check_cancelled()
+    else:
+        time.sleep(seconds)
+
+
+def follow(
+    list_fn: Callable[..., Any], namespace: str, name: str, *, deadline: float
+) -> Iterator[Event]:
+    """Yield the named object (None when absent) now and after every change until ``deadline``
+    (time.monotonic()), with a "tick" at least every WATCH_WINDOW seconds.
+
+    Transient failures (apiserver down or restarting, 5xx, 429) never end the iteration: they
+    yield "unreachable" and retry with backoff; permanent ones (403...) raise ApiException.
+    """
+    selector = f"metadata.name={name}"
+    rv: str | None = None
+    backoff = 0.2
+    while time.monotonic() < deadline:
+        check_cancelled()
+        try:
+            if rv is None:
+                lst = call(list_fn, namespace, field_selector=selector)
+                rv = lst["metadata"]["resourceVersion"]
+                items = lst.get("items") or []
+                yield Event("object", items[0] if items else None)
+            window = int(max(1, min(WATCH_WINDOW, deadline - time.monotonic() + 1)))
+            resp = list_fn(
+                namespace,
+                field_selector=selector,
+                resource_version=rv,
+                watch=True,
+                allow_watch_bookmarks=True,
+                timeout_seconds=window,
+                _preload_content=False,
+                _request_timeout=(5, window + 10),
+            )
+            try:
+                if not 200 <= resp.status <= 299:
+                    raise ApiException(http_resp=resp)
+                for line in iter_resp_lines(resp):
+                    if not line or not line.strip():
+                        continue
+                    ev = json.loads(line)
+                    obj = ev.get("object") or {}
+                    if ev.get("type") == "ERROR":
+                        if obj.get("code") == 410:  # resourceVersion too old: re-list
+                            rv = None
+                            break
+                        raise ApiException(status=obj.get("code"), reason=obj.get("message"))
+                    rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
+                    if ev.get("type") != "BOOKMARK":
+                        yield Event("object", None if ev.get("type") == "DELETED" else obj)
+                    check_cancelled()
+                    if time.monotonic() >= deadline:
+                        return
+            finally:
+                resp.close()
+                resp.release_conn()
+            backoff = 0.2
+            yield Event("tick")
+        except ApiException as exc:
+            if exc.status == 410:
+                rv = None
+                continue
+            if not is_transient(exc):
+                raise
+            yield Event("unreachable", error=f"API error {exc.status}: {status_reason(exc)}")
+            sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+            backoff = min(backoff * 2, MAX_BACKOFF)
+        except CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified right here
+            if not is_transient(exc):
+                raise
+            yield Event("unreachable", error=f"{type(exc).__name__}: {exc}")
+            sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+            backoff = min(backoff * 2, MAX_BACKOFF)

@@ -1,0 +1,211 @@
+"""Start, stop and poke a kwokctl cluster made of real control-plane binaries.
+
+Why kwokctl: it runs etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the kwok
+controller as plain processes (``--runtime binary``), so Deployments really roll, ReplicaSets really
+appear and Jobs really fail, while kwok plays the kubelet for fake nodes.  Everything lives under a
+project-local workdir (``.lab/k8s``, ``KWOK_WORKDIR``); all components bind 127.0.0.1; the apiserver
+gets a random free port.  Pod behaviour comes from ``stages/`` (base set + failure injection).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+import yaml
+
+from lab.k8s.build import build, is_warm
+from lab.k8s.versions import HERE, bin_dir, lab_dir
+
+log = structlog.get_logger(__name__)
+
+STAGES_DIR = HERE / "stages"
+
+
+class LabError(RuntimeError):
+    """The lab could not be brought to the requested state."""
+
+
+def free_port() -> int:
+    """A port that was free on 127.0.0.1 a moment ago (the kernel picks it at random)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class KubeLab:
+    """One named kwokctl cluster in a project-local workdir."""
+
+    name: str = "stackhop"
+    nodes: int = 3
+    workdir: Path = field(default_factory=lab_dir)
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.workdir / "clusters" / self.name
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.cluster_dir / "kubeconfig.yaml"
+
+    @property
+    def config_file(self) -> Path:
+        return self.workdir / f"{self.name}.kwokctl.yaml"
+
+    @property
+    def kubectl(self) -> Path:
+        return bin_dir() / "kubectl"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["KWOK_WORKDIR"] = str(self.workdir)
+        env["PATH"] = f"{bin_dir()}{os.pathsep}{env.get('PATH', '')}"
+        env.pop("KUBECONFIG", None)
+        return env
+
+    # -- commands -----------------------------------------------------------------------------
+    def kwokctl(self, *args: str, timeout: float = 300, check: bool = True) -> str:
+        cmd = [str(bin_dir() / "kwokctl"), "--config", str(self.config_file), *args]
+        log.debug("kwokctl", args=args)
+        res = subprocess.run(
+            cmd, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and res.returncode != 0:
+            raise LabError(f"kwokctl {' '.join(args)} failed ({res.returncode}):\n{res.stderr}")
+        return res.stdout
+
+    def kubectl_run(self, *args: str, timeout: float = 60, check: bool = True,
+                    as_user: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the lab's own kubectl against this cluster (used by deploy/ tests and the CLI)."""
+        cmd = [str(self.kubectl), "--kubeconfig", str(self.kubeconfig), *args]
+        if as_user:
+            cmd.insert(1, f"--as={as_user}")
+        res = subprocess.run(cmd, env=self.env(), capture_output=True, text=True,
+                             timeout=timeout, check=False)
+        if check and res.returncode != 0:
+            raise LabError(f"kubectl {' '.join(args)} failed ({res.returncode}):\n{res.stderr}")
+        return res
+
+    # -- configuration ------------------------------------------------------------------------
+    def write_config(self, apiserver_port: int) -> None:
+        """kwokctl config: local binaries (nothing is downloaded), 127.0.0.1, our stages."""
+        b = bin_dir()
+        conf = {
+            "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+            "kind": "KwokctlConfiguration",
+            "options": {
+                "runtime": "binary",
+                "bindAddress": "127.0.0.1",
+                "kubeApiserverPort": apiserver_port,
+                "kubeApiserverBinary": str(b / "kube-apiserver"),
+                "kubeControllerManagerBinary": str(b / "kube-controller-manager"),
+                "kubeSchedulerBinary": str(b / "kube-scheduler"),
+                "kubectlBinary": str(b / "kubectl"),
+                "etcdBinary": str(b / "etcd"),
+                "kwokControllerBinary": str(b / "kwok"),
+                "cacheDir": str(self.workdir / "cache"),
+            },
+        }
+        docs = [yaml.safe_dump(conf, sort_keys=False)]
+        for f in ("base.yaml", "stackhop.yaml"):
+            docs.append((STAGES_DIR / f).read_text())
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text("\n---\n".join(docs))
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.kubeconfig.is_file() and (self.cluster_dir / "kwok.yaml").is_file()
+
+    def healthy(self) -> bool:
+        if not self.exists() or not self.kubectl.is_file():
+            return False
+        try:
+            res = self.kubectl_run("get", "--raw", "/readyz", timeout=10, check=False)
+        except subprocess.TimeoutExpired:
+            return False
+        return res.returncode == 0 and res.stdout.strip() == "ok"
+
+    def up(self, *, wait: str = "3m") -> Path:
+        """Create (or reuse a healthy) cluster with N Ready fake nodes; return the kubeconfig."""
+        if not is_warm():
+            build()
+        if self.healthy():
+            log.info("k8s lab already up", kubeconfig=str(self.kubeconfig))
+            return self.kubeconfig
+        if self.exists():  # stale: stopped processes or a half-created cluster
+            self.down()
+        t0 = time.monotonic()
+        self.write_config(free_port())
+        self.kwokctl("create", "cluster", "--name", self.name, "--runtime", "binary",
+                     f"--wait={wait}", "--kubeconfig=", timeout=400)
+        self.scale_nodes(self.nodes)
+        log.info("k8s lab up", seconds=round(time.monotonic() - t0, 1),
+                 kubeconfig=str(self.kubeconfig))
+        return self.kubeconfig
+
+    def scale_nodes(self, n: int, timeout: float = 120) -> None:
+        self.kwokctl("scale", "node", "--name", self.name, "--replicas", str(n))
+        self.kubectl_run("wait", "--for=condition=Ready", "node", "--all",
+                         f"--timeout={int(timeout)}s", timeout=timeout + 10)
+
+    def down(self) -> None:
+        """Delete the cluster (processes and its workdir); a no-op when it does not exist."""
+        if not self.cluster_dir.exists():
+            return
+        if not self.config_file.exists():
+            self.write_config(0)
+        self.kwokctl("delete", "cluster", "--name", self.name, timeout=120, check=False)
+
+    def status(self) -> dict:
+        return {
+            "name": self.name,
+            "exists": self.exists(),
+            "healthy": self.healthy(),
+            "kubeconfig": str(self.kubeconfig),
+            "binaries": str(bin_dir()),
+            "workdir": str(self.workdir),
+        }
+
+    # -- fault injection for tests ------------------------------------------------------------
+    def _pid(self, component: str) -> int:
+        return int((self.cluster_dir / "pids" / f"{component}.pid").read_text().strip())
+
+    def restart_apiserver(self, downtime: float = 3.0, timeout: float = 120) -> None:
+        """Kill kube-apiserver, keep it down for ``downtime`` s, and start it again.
+
+        ``kwokctl start cluster`` starts only components whose pid is not running, so the other
+        components (etcd, controllers, kwok) keep their state and simply reconnect.
+        """
+        pid = self._pid("kube-apiserver")
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            try:
+                os.waitpid(pid, os.WNOHANG)  # not our child: usually ECHILD; harmless
+            except ChildProcessError:
+                pass
+            if _is_zombie(pid):
+                break
+            time.sleep(0.1)
+        time.sleep(downtime)
+        self.kwokctl("start", "cluster", "--name", self.name, "--wait=2m", timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while not self.healthy():
+            if time.monotonic() > deadline:
+                raise LabError("kube-apiserver did not come back")
+            time.sleep(0.2)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
