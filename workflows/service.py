@@ -152,12 +152,15 @@ class ServiceUpgradeWorkflow:
     async def _give_up(self, failure: StepFailed) -> tuple[str, str]:
         if self._past_ponr:
             return "failed", f"{failure.step}: {failure} (past the contract: nothing rolled back, fix forward)"
+        if not self.compensations:
+            outcome = "aborted" if failure.kind == "aborted" else "failed"
+            return outcome, f"{failure.step}: {failure} (nothing was changed)"
         self._report(state="rolling-back", step="rollback", message=str(failure))
         for _label, undo in reversed(self.compensations):
             await undo()
         self.compensations.clear()
         outcome = "aborted" if failure.kind == "aborted" else "rolled-back"
-        return outcome, f"{failure.step}: {failure}"
+        return outcome, f"{failure.step}: {failure} (rolled back)"
 
     async def _wait_unpaused(self) -> None:
         if self.paused:
@@ -190,10 +193,15 @@ class ServiceUpgradeWorkflow:
             raise StepFailed("gate", self.abort_reason, "aborted")
         self.rec.finish(rec, "done", f"approved: {gate}")
 
-    async def _step(self, step, name, arg, result_type, summary, **kw):  # noqa: ANN001, ANN202
+    async def _step(self, step, name, arg, result_type, summary, judge=None, **kw):  # noqa: ANN001, ANN202
+        """Run one recorded step. ``judge(result)`` returns (kind, message) when an answer that
+        arrived fine still means failure (a check that says "fail", a snapshot that did not verify)."""
         rec = self.rec.start(step, summary)
         try:
             out = await self.rec.call(step, name, arg, result_type, summary=summary, **kw)
+            verdict = judge(out) if judge else None
+            if verdict:
+                raise StepFailed(step, verdict[1], verdict[0])
         except StepFailed as f:
             self.rec.finish(rec, "failed", str(f))
             raise
@@ -211,14 +219,11 @@ class ServiceUpgradeWorkflow:
 
     async def _verify(self) -> None:
         snap, db = self.result.snapshot, self.svc.database
-        res = await self._step(
+        await self._step(
             "verify", io.DB_VERIFY, io.VerifyInput(snapshot=snap, database=db, target=self._target),
             io.VerifyResult, f"verify snapshot of {db.name} ({snap.sha256[:12]})", heartbeat=True,
+            judge=lambda r: None if r.ok else ("SnapshotFailed", f"snapshot of {db.name} did not verify: {r.message}"),
         )  # fmt: skip
-        if not res.ok:
-            raise StepFailed("verify", f"snapshot of {db.name} did not verify: {res.message}", "SnapshotFailed")
-        if self.svc.migration.mode != "none":
-            self.compensations.append(("restore", self._restore_db))
 
     async def _sync(self, phase: io.MigrationPhase) -> io.MigrateResult:
         w = self.svc.workloads[0]
@@ -232,11 +237,11 @@ class ServiceUpgradeWorkflow:
     async def _expand(self) -> None:
         check = await self._sync("check")
         if check.state == "up-to-date":
-            self.skip_contract = True
             # Nothing will change the schema: a rollback needs no restore (and must not lose writes).
-            self.compensations = [c for c in self.compensations if c[0] != "restore"]
+            self.skip_contract = True
             self.rec.skip("expand", "schema already up to date: nothing to migrate")
             return
+        self.compensations.append(("restore", self._restore_db))
         await self._sync("expand")
 
     async def _migrate(self) -> None:
@@ -252,6 +257,7 @@ class ServiceUpgradeWorkflow:
         self.compensations.append(("unquiesce", self._unquiesce))
 
     async def _offline(self) -> None:
+        self.compensations.append(("restore", self._restore_db))
         await self._sync("offline")
 
     async def _unquiesce(self) -> None:
@@ -282,27 +288,35 @@ class ServiceUpgradeWorkflow:
                          io.RolloutResult, f"wait for {self.svc.name} rollout", timeout=t, heartbeat=True)  # fmt: skip
 
     async def _validate(self) -> None:
-        results: list[io.CheckResult] = []
         for check in self.svc.checks:
-            arg = io.CheckInput(service=self.svc.name, cloud=self.plan.cloud.openstack.cloud, check=check, target=self._target)
-            if check.kind == "tempest":
-                res = await self._step("validate", io.TEMPEST_RUN, arg, io.TempestResult,
-                                       f"tempest {check.regex}", heartbeat=True)  # fmt: skip
-                self.result = self.result.model_copy(update={"tempest": res})
-            else:
-                res = await self._step("validate", io.CHECKS_RUN, arg, io.CheckResult,
-                                       f"{check.kind} check of {self.svc.name}", heartbeat=True)  # fmt: skip
-            results.append(res)
-            self.result = self.result.model_copy(update={"checks": [*self.result.checks, res]})
-            if res.status == "fail":
-                raise StepFailed("validate", f"{check.kind} check failed: {res.message}", "check-fail")
-            if res.status == "inconclusive":
+            while True:
+                res = await self._check("validate", check)
+                if res.status != "inconclusive":
+                    break
+                failure = StepFailed("validate", f"{check.kind} check inconclusive: {res.message}", "inconclusive")
                 try:
-                    if await self._decide_retry(StepFailed("validate", f"{check.kind} check inconclusive: {res.message}", "inconclusive")):
-                        return await self._validate()
-                    raise StepFailed("validate", self.abort_reason or "inconclusive", "aborted")
+                    if not await self._decide_retry(failure):
+                        raise StepFailed("validate", self.abort_reason or "inconclusive", "aborted")
                 except _Accepted:
-                    continue
+                    break
+
+    async def _check(self, step: str, check) -> io.CheckResult:  # noqa: ANN001 - a plan Check
+        """One check; records its result; raises StepFailed when it says "fail"."""
+        arg = io.CheckInput(service=self.svc.name, cloud=self.plan.cloud.openstack.cloud, check=check, target=self._target)
+        tempest = check.kind == "tempest"
+
+        def judge(r: io.CheckResult) -> tuple[str, str] | None:
+            self.result = self.result.model_copy(update={"checks": [*self.result.checks, r]})
+            if tempest:
+                self.result = self.result.model_copy(update={"tempest": r})
+            if r.status == "fail":
+                return "check-fail", f"{check.kind} check failed: {r.message}"
+            return None
+
+        summary = f"tempest {check.regex}" if tempest else f"{check.kind} check of {self.svc.name}"
+        return await self._step(step, io.TEMPEST_RUN if tempest else io.CHECKS_RUN, arg,
+                                io.TempestResult if tempest else io.CheckResult, summary, judge=judge,
+                                heartbeat=True)  # fmt: skip
 
     async def _contract(self) -> None:
         if getattr(self, "skip_contract", False):
@@ -315,12 +329,8 @@ class ServiceUpgradeWorkflow:
 
     async def _postcheck(self) -> None:
         for check in self.svc.checks:
-            if check.kind != "endpoint":
-                continue
-            arg = io.CheckInput(service=self.svc.name, cloud=self.plan.cloud.openstack.cloud, check=check, target=self._target)
-            res = await self._step("postcheck", io.CHECKS_RUN, arg, io.CheckResult, f"post-contract {check.kind} check")
-            if res.status != "pass":
-                raise StepFailed("postcheck", f"after contract: {res.message}", "check-fail")
+            if check.kind == "endpoint" and (await self._check("postcheck", check)).status != "pass":
+                raise StepFailed("postcheck", "endpoint check inconclusive after the contract", "check-fail")
 
     # --- compensations ------------------------------------------------------------------------------
     async def _undo_roll(self) -> None:
