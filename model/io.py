@@ -138,6 +138,11 @@ class Snapshot(Msg):
     size_bytes: int
     table_checksums: dict[str, str] = Field(default_factory=dict)
     created_at: str = ""
+    # added by the database activities: what a restore recreates, and what moved during the dump
+    charset: str = "utf8mb4"
+    collation: str = "utf8mb4_general_ci"
+    changed_during_dump: list[str] = Field(default_factory=list)
+    seconds: float = 0.0
 
 
 class VerifyInput(Msg):
@@ -150,6 +155,11 @@ class VerifyResult(Msg):
     ok: bool
     tables: int = 0
     message: str = ""
+    # added by the database activities
+    table_checksums: dict[str, str] = Field(default_factory=dict)  # of the scratch load
+    mismatched_tables: list[str] = Field(default_factory=list)
+    changed_since_snapshot: list[str] = Field(default_factory=list)  # live schema vs snapshot (info)
+    seconds: float = 0.0
 
 
 class RestoreInput(Msg):
@@ -185,6 +195,9 @@ class MigrateResult(Msg):
     state: str = "done"
     output_tail: str = ""
     seconds: float = 0.0
+    # added by the migration activity
+    command: list[str] = Field(default_factory=list)  # what ran (first command of the phase)
+    rounds: int = 0  # online data migration rounds (nova, cinder, placement)
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -247,6 +260,7 @@ class ServiceProgress(Msg):
     waiting_for: str | None = None  # a gate name, or "decision"
     past_point_of_no_return: bool = False
     message: str = ""
+    seq: int = 0  # signals can arrive out of order; the parent keeps the newest
 
 
 class UpgradeInput(Msg):

@@ -92,6 +92,20 @@ class Database(Strict):
         default=None, description="MariaDB option file with host/port/user/password (not inline)."
     )
     snapshot_dir: str | None = Field(default=None, description="Where snapshots are written.")
+    # added for the database activities (defaults keep existing plans valid)
+    lock_wait_timeout: int = Field(
+        default=30, ge=1, le=3600,
+        description="Seconds a restore's DROP/CREATE waits for metadata locks (server default: a day).",
+    )  # fmt: skip
+    job_image: str = Field(
+        default="docker.io/library/mariadb:10.11", description="job runner: image with the MariaDB client tools."
+    )
+    credentials_secret: str | None = Field(
+        default=None, description="job runner: Secret whose key 'my.cnf' is the defaults file."
+    )
+    snapshot_pvc: str | None = Field(
+        default=None, description="job runner: PVC mounted at snapshot_dir that keeps the snapshots."
+    )
 
 
 class Migration(Strict):
@@ -100,6 +114,14 @@ class Migration(Strict):
     command: list[str] | None = Field(
         default=None,
         description="db sync command; '{version}' is replaced by the target image tag.",
+    )
+    # added for the migration activity (defaults keep existing plans valid)
+    config_secret: str | None = Field(
+        default=None, description="job runner: Secret with the service config, mounted at config_mount."
+    )
+    config_mount: str = Field(default="/etc/{service}", description="job runner: where config_secret is mounted.")
+    max_rounds: int = Field(
+        default=50, ge=1, le=1000, description="Rounds of online data migrations (nova) before giving up."
     )
 
 

@@ -1,0 +1,301 @@
+"""Database activities: snapshot, verify and restore one service's MariaDB schema.
+
+Why each step exists:
+
+* **snapshot** — `mariadb-dump --single-transaction --routines --triggers` (a consistent read, no
+  table locks, so the API keeps serving).  The file's sha256 and size are recorded, and the dump is
+  loaded once into a scratch schema to record the CHECKSUM TABLE of every table *as the dump holds
+  it*.  The live schema may move on while the dump runs (nova's service heartbeats do), so checksums
+  of the live schema would not describe the file; tables that changed are reported, not failed.
+* **verify** — read the file back (sha256 and size must match), load it into a fresh scratch schema
+  and compare every table checksum with the snapshot's: a snapshot that does not load is no backup.
+* **restore** — the workflow first scales the API to 0; the restore then bounds its metadata-lock
+  waits (`lock_wait_timeout`, the server default is a day: an idle connection inside a transaction
+  once held DROP DATABASE for ten minutes), drops and reloads the schema, and proves the result:
+  every table checksum equals the snapshot's.
+
+Runners: `local` runs the client tools on the worker (the lab exercises this for real); `job` runs the
+same script in a Kubernetes Job built by `job_for()` (a pure function) and run by k8s.run_job.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import dbtools
+from activities.dbtools import q, sql_name
+from model import errors
+from model.io import (
+    DB_RESTORE,
+    DB_SNAPSHOT,
+    DB_VERIFY,
+    RestoreInput,
+    RestoreResult,
+    Snapshot,
+    SnapshotInput,
+    VerifyInput,
+    VerifyResult,
+)
+from model.plan import Database, KubeTarget
+
+log = structlog.get_logger(__name__)
+
+JOB_DEFAULTS_FILE = "/etc/stackhop/db/my.cnf"
+JOB_SNAPSHOT_DIR = "/var/lib/stackhop/snapshots"
+LOCK_WAIT_ERROR = "1205"  # ER_LOCK_WAIT_TIMEOUT
+
+# checksums SCHEMA -> "table:checksum,..." for every base table, in name order
+CHECKSUMS_FN = r"""
+checksums() {
+  local tables
+  tables=$(mariadb --defaults-file="$DF" -N -B -e "SELECT table_name FROM information_schema.tables WHERE table_schema='$1' AND table_type='BASE TABLE' ORDER BY table_name" | sed 's/.*/`&`/' | paste -sd, -)
+  if [ -z "$tables" ]; then return 0; fi
+  mariadb --defaults-file="$DF" -N -B "$1" -e "CHECKSUM TABLE $tables" \
+    | awk -F'\t' '{n=$1; sub(/^[^.]*\./, "", n); printf "%s%s:%s", (NR>1 ? "," : ""), n, $2}'
+}
+load_scratch() {  # load_scratch FILE SCHEMA: a throw-away copy of the dump
+  mariadb --defaults-file="$DF" -e "DROP DATABASE IF EXISTS $2; CREATE DATABASE $2"
+  mariadb --defaults-file="$DF" "$2" < "$1"
+}
+"""
+
+
+# --- scripts (pure) ----------------------------------------------------------------------------
+def _header(defaults_file: str) -> str:
+    return f"set -euo pipefail\nDF={q(defaults_file)}\n{CHECKSUMS_FN}"
+
+
+def snapshot_script(*, db: str, path: str, defaults_file: str) -> str:
+    sql_name(db)
+    scratch = sql_name(f"{db}_stackhop_snap"[:64])
+    return _header(defaults_file) + f"""
+OUT={q(path)}
+mkdir -p "$(dirname "$OUT")"
+mariadb-dump --defaults-file="$DF" --single-transaction --routines --triggers --hex-blob --skip-dump-date {db} > "$OUT.partial"
+mv "$OUT.partial" "$OUT"
+echo "{dbtools.MARKER} sha256=$(sha256sum "$OUT" | cut -d' ' -f1) size=$(stat -c %s "$OUT")"
+echo "{dbtools.MARKER} charset=$(mariadb --defaults-file="$DF" -N -B -e "SELECT CONCAT(default_character_set_name, ':', default_collation_name) FROM information_schema.schemata WHERE schema_name='{db}'")"
+echo "{dbtools.MARKER} live=$(checksums {db})"
+trap 'mariadb --defaults-file="$DF" -e "DROP DATABASE IF EXISTS {scratch}" || true' EXIT
+load_scratch "$OUT" {scratch}
+echo "{dbtools.MARKER} checksums=$(checksums {scratch})"
+"""
+
+
+def verify_script(*, db: str, path: str, defaults_file: str) -> str:
+    scratch = sql_name(f"{sql_name(db)}_stackhop_verify"[:64])
+    return _header(defaults_file) + f"""
+IN={q(path)}
+test -f "$IN" || {{ echo "{dbtools.MARKER} error=missing"; exit 3; }}
+echo "{dbtools.MARKER} sha256=$(sha256sum "$IN" | cut -d' ' -f1) size=$(stat -c %s "$IN")"
+trap 'mariadb --defaults-file="$DF" -e "DROP DATABASE IF EXISTS {scratch}" || true' EXIT
+load_scratch "$IN" {scratch}
+echo "{dbtools.MARKER} checksums=$(checksums {scratch})"
+echo "{dbtools.MARKER} live=$(checksums {db})"
+"""
+
+
+def restore_script(*, db: str, path: str, defaults_file: str, sha256: str, charset: str, collation: str, lock_wait_timeout: int) -> str:
+    sql_name(db)
+    sql_name(charset, "charset")
+    sql_name(collation, "collation")
+    init = q(f"SET SESSION lock_wait_timeout={int(lock_wait_timeout)}")
+    return _header(defaults_file) + f"""
+IN={q(path)}
+test -f "$IN" || {{ echo "{dbtools.MARKER} error=missing"; exit 3; }}
+actual=$(sha256sum "$IN" | cut -d' ' -f1)
+if [ "$actual" != {q(sha256)} ]; then echo "{dbtools.MARKER} error=sha256-mismatch actual=$actual"; exit 3; fi
+mariadb --defaults-file="$DF" --init-command={init} -e "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db} CHARACTER SET {charset} COLLATE {collation}"
+mariadb --defaults-file="$DF" --init-command={init} {db} < "$IN"
+echo "{dbtools.MARKER} checksums=$(checksums {db})"
+"""
+
+
+# --- where things live -------------------------------------------------------------------------
+def snapshot_dir(database: Database) -> str:
+    if database.runner == "job":
+        return database.snapshot_dir or JOB_SNAPSHOT_DIR
+    if database.snapshot_dir:
+        return database.snapshot_dir
+    env = os.environ.get("STACKHOP_SNAPSHOT_DIR")
+    return env or str(Path.home() / ".local" / "state" / "stackhop" / "snapshots")
+
+
+def snapshot_path(database: Database, service: str, upgrade_id: str) -> str:
+    """Deterministic per (service, upgrade): a retried snapshot overwrites only its own file."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", upgrade_id).strip("_.") or "upgrade"
+    return str(Path(snapshot_dir(database)) / f"{service}-{database.name}-{safe}.sql")
+
+
+def defaults_file(database: Database) -> str:
+    if database.runner == "job":
+        return JOB_DEFAULTS_FILE
+    path = database.defaults_file or os.environ.get("STACKHOP_DB_DEFAULTS_FILE")
+    if not path:
+        raise errors.permanent(
+            errors.PLAN_INVALID,
+            f"database {database.name}: set database.defaults_file (a MariaDB option file with the credentials)",
+        )
+    if not Path(path).is_file():
+        raise errors.permanent(errors.PLAN_INVALID, f"database {database.name}: defaults file {path} does not exist")
+    return path
+
+
+# --- job runner (pure manifest) ----------------------------------------------------------------
+def job_for(*, op: str, service: str, key: str, database: Database, target: KubeTarget, script: str, timeout_seconds: int = 3600) -> tuple[str, dict[str, Any]]:
+    """(name, manifest) of the Job that runs `script` with the MariaDB client image, the credentials
+    Secret mounted as the defaults file and the snapshot PVC at the snapshot directory."""
+    if not database.credentials_secret or not database.snapshot_pvc:
+        raise errors.permanent(
+            errors.PLAN_INVALID,
+            f"database {database.name}: the job runner needs database.credentials_secret and database.snapshot_pvc",
+        )
+    name = dbtools.job_name(service, op, key)
+    manifest = dbtools.job_manifest(
+        name=name,
+        namespace=target.namespace,
+        image=database.job_image,
+        script=script,
+        labels={"stackhop.io/service": service, "stackhop.io/operation": f"db-{op}"},
+        volumes=[
+            {"name": "credentials", "secret": {"secretName": database.credentials_secret, "defaultMode": 0o400,
+                                               "items": [{"key": "my.cnf", "path": "my.cnf"}]}},
+            {"name": "snapshots", "persistentVolumeClaim": {"claimName": database.snapshot_pvc}},
+        ],  # fmt: skip
+        mounts=[
+            {"name": "credentials", "mountPath": str(Path(JOB_DEFAULTS_FILE).parent), "readOnly": True},
+            {"name": "snapshots", "mountPath": snapshot_dir(database)},
+        ],
+        timeout_seconds=timeout_seconds,
+    )
+    return name, manifest
+
+
+def _run(op: str, service: str, key: str, database: Database, target: KubeTarget | None, script: str) -> dbtools.Ran:
+    if database.runner == "local":
+        return dbtools.run_local(script, step=f"db.{op}")
+    if target is None:
+        raise errors.permanent(errors.PLAN_INVALID, f"database {database.name}: the job runner needs a Kubernetes target")
+    name, manifest = job_for(op=op, service=service, key=key, database=database, target=target, script=script)
+    return dbtools.run_job(target, name, manifest, 3600, f"db.{op}")
+
+
+def _failure(kind: str, what: str, ran: dbtools.Ran) -> ApplicationError:
+    if f"ERROR {LOCK_WAIT_ERROR}" in ran.output:
+        return errors.temporary(f"{what}: metadata lock wait timed out (is the API still connected?)", output=ran.tail())
+    if re.search(r"ERROR 20(0[2-6]|13)", ran.output):  # cannot connect / server gone away
+        return errors.temporary(f"{what}: database unreachable", output=ran.tail())
+    return errors.permanent(kind, f"{what} failed (exit {ran.exit_code}): {ran.tail(5)}", output=ran.tail())
+
+
+def _changed(a: dict[str, str], b: dict[str, str]) -> list[str]:
+    return sorted(t for t in a.keys() | b.keys() if a.get(t) != b.get(t))
+
+
+# --- activities --------------------------------------------------------------------------------
+@activity.defn(name=DB_SNAPSHOT)
+def snapshot(inp: SnapshotInput) -> Snapshot:
+    """Dump the service schema, record sha256, size and the dump's table checksums."""
+    db = inp.database
+    path = snapshot_path(db, inp.service, inp.upgrade_id)
+    script = snapshot_script(db=db.name, path=path, defaults_file=defaults_file(db))
+    ran = _run("snapshot", inp.service, inp.upgrade_id, db, inp.target, script)
+    m = ran.markers
+    if ran.exit_code or "checksums" not in m or "sha256" not in m:
+        raise _failure(errors.SNAPSHOT_FAILED, f"snapshot of {db.name}", ran)
+    checksums = dbtools.parse_checksums(m["checksums"])
+    if not checksums:
+        raise errors.permanent(errors.SNAPSHOT_FAILED, f"snapshot of {db.name} holds no tables", output=ran.tail())
+    charset, _, collation = m.get("charset", "").partition(":")
+    drift = _changed(checksums, dbtools.parse_checksums(m.get("live", "")))
+    log.info("db_snapshot", database=db.name, path=path, size=m.get("size"), tables=len(checksums),
+             changed_during_dump=drift, seconds=round(ran.seconds, 2))  # fmt: skip
+    return Snapshot(
+        service=inp.service,
+        database=db.name,
+        location=path,
+        sha256=m["sha256"],
+        size_bytes=int(m.get("size", "0")),
+        table_checksums=checksums,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        charset=charset or "utf8mb4",
+        collation=collation or "utf8mb4_general_ci",
+        changed_during_dump=drift,
+        seconds=round(ran.seconds, 3),
+    )
+
+
+@activity.defn(name=DB_VERIFY)
+def verify_snapshot(inp: VerifyInput) -> VerifyResult:
+    """The file is intact and loads into a scratch schema with the recorded table checksums.
+
+    A snapshot that does not verify is reported (ok=False), not raised: the workflow decides."""
+    db, snap = inp.database, inp.snapshot
+    script = verify_script(db=db.name, path=snap.location, defaults_file=defaults_file(db))
+    ran = _run("verify", snap.service, snap.location, db, inp.target, script)
+    m = ran.markers
+    if ran.exit_code and m.get("error") == "missing":
+        return VerifyResult(ok=False, message=f"snapshot file {snap.location} is missing")
+    if ran.exit_code or "checksums" not in m:
+        if f"ERROR {LOCK_WAIT_ERROR}" in ran.output or re.search(r"ERROR 20(0[2-6]|13)", ran.output):
+            raise _failure(errors.SNAPSHOT_FAILED, f"verify of {snap.location}", ran)
+        return VerifyResult(ok=False, message=f"snapshot does not load: {ran.tail(3)}")
+    if m.get("sha256") != snap.sha256 or int(m.get("size", "-1")) != snap.size_bytes:
+        return VerifyResult(ok=False, message=f"snapshot file changed: sha256 {m.get('sha256')} != recorded {snap.sha256}")
+    loaded = dbtools.parse_checksums(m["checksums"])
+    mismatched = _changed(snap.table_checksums, loaded)
+    drift = _changed(loaded, dbtools.parse_checksums(m.get("live", "")))
+    if mismatched:
+        return VerifyResult(ok=False, tables=len(loaded), table_checksums=loaded, mismatched_tables=mismatched,
+                            message=f"{len(mismatched)} table checksums differ after loading: {', '.join(mismatched[:10])}")  # fmt: skip
+    note = f"; {len(drift)} tables changed in the live schema since" if drift else ""
+    return VerifyResult(
+        ok=True,
+        tables=len(loaded),
+        table_checksums=loaded,
+        changed_since_snapshot=drift,
+        message=f"{len(loaded)} tables load with matching checksums (sha256 {snap.sha256[:12]}){note}",
+        seconds=round(ran.seconds, 3),
+    )
+
+
+@activity.defn(name=DB_RESTORE)
+def restore(inp: RestoreInput) -> RestoreResult:
+    """Drop and reload the schema from the snapshot, then prove it equals the snapshot.
+
+    The caller quiesces the API first; a metadata lock still held makes this fail after
+    `database.lock_wait_timeout` seconds with a retryable error instead of hanging."""
+    db, snap = inp.database, inp.snapshot
+    if snap.database != db.name:
+        raise errors.permanent(errors.RESTORE_FAILED, f"snapshot is of {snap.database}, not {db.name}")
+    started = time.monotonic()
+    script = restore_script(
+        db=db.name, path=snap.location, defaults_file=defaults_file(db), sha256=snap.sha256,
+        charset=snap.charset, collation=snap.collation, lock_wait_timeout=db.lock_wait_timeout,
+    )  # fmt: skip
+    ran = _run("restore", snap.service, snap.location, db, inp.target, script)
+    m = ran.markers
+    if m.get("error") == "sha256-mismatch":
+        raise errors.permanent(errors.RESTORE_FAILED, f"snapshot {snap.location} is corrupt (sha256 {m.get('actual')})")
+    if ran.exit_code or "checksums" not in m:
+        raise _failure(errors.RESTORE_FAILED, f"restore of {db.name}", ran)
+    restored = dbtools.parse_checksums(m["checksums"])
+    mismatched = _changed(snap.table_checksums, restored)
+    seconds = round(time.monotonic() - started, 3)
+    if mismatched:
+        raise errors.permanent(
+            errors.RESTORE_FAILED,
+            f"restored {db.name} differs from the snapshot in {len(mismatched)} tables: {', '.join(mismatched[:10])}",
+            mismatched=mismatched,
+        )
+    log.info("db_restored", database=db.name, tables=len(restored), seconds=seconds)
+    return RestoreResult(ok=True, table_checksums=restored, seconds=seconds)

@@ -1,0 +1,185 @@
+"""Shared plumbing of the database, migration and validation activities: run a shell script either
+on the worker (`local` runner) or in a Kubernetes Job (`job` runner), and read its result markers.
+
+One script serves both runners, so the lab (which runs `local` for real) exercises exactly the
+commands a production Job runs.  Scripts report results as marker lines, `@@stackhop key=value ...`;
+the Job runner only sees the tail of the pod log, so every result fits in a few lines at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from temporalio import activity
+
+log = structlog.get_logger(__name__)
+
+MARKER = "@@stackhop"
+NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+HEARTBEAT_SECONDS = 5.0
+
+
+@dataclass
+class Ran:
+    """What a script run returned: exit code, combined output and its markers."""
+
+    exit_code: int
+    output: str
+    markers: dict[str, str]
+    seconds: float
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.output.splitlines()[-lines:])
+
+
+class Cancelled(Exception):
+    """The activity was cancelled while the script ran (the script was killed)."""
+
+
+def heartbeat(**details: Any) -> None:
+    """Heartbeat when running as an activity; a no-op when called from the lab or the CLI."""
+    try:
+        activity.heartbeat(details)
+    except RuntimeError:
+        pass
+
+
+def is_cancelled() -> bool:
+    try:
+        return activity.is_cancelled()
+    except RuntimeError:
+        return False
+
+
+def sql_name(value: str, what: str = "database name") -> str:
+    """Schema names go into SQL and shell text unquoted, so only plain identifiers are accepted."""
+    if not NAME_RE.match(value):
+        raise ValueError(f"{what} {value!r} must match {NAME_RE.pattern}")
+    return value
+
+
+def q(value: str) -> str:
+    return shlex.quote(value)
+
+
+def parse_markers(output: str) -> dict[str, str]:
+    """`@@stackhop a=1 b=2` lines -> {"a": "1", "b": "2"}; later lines win."""
+    found: dict[str, str] = {}
+    for line in output.splitlines():
+        line = line.strip()
+        if not line.startswith(MARKER + " "):
+            continue
+        for part in line[len(MARKER) + 1 :].split():
+            key, sep, value = part.partition("=")
+            if sep:
+                found[key] = value
+    return found
+
+
+def parse_checksums(value: str) -> dict[str, str]:
+    """"table:checksum,table:checksum" -> dict (CHECKSUM TABLE gives NULL for unreadable tables)."""
+    result: dict[str, str] = {}
+    for item in filter(None, value.split(",")):
+        table, _, checksum = item.rpartition(":")
+        result[table] = checksum
+    return result
+
+
+def run_local(script: str, *, step: str, timeout: float | None = None, env: dict[str, str] | None = None) -> Ran:
+    """Run a bash script on the worker, heartbeating while it runs; kill it when cancelled."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        ["bash", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        while True:
+            try:
+                output, _ = proc.communicate(timeout=HEARTBEAT_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                elapsed = time.monotonic() - started
+                heartbeat(step=step, elapsed=round(elapsed, 1))
+                if is_cancelled():
+                    raise Cancelled(step)
+                if timeout is not None and elapsed > timeout:
+                    raise TimeoutError(f"{step} did not finish within {timeout:.0f}s")
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    seconds = time.monotonic() - started
+    log.debug("script_done", step=step, exit_code=proc.returncode, seconds=round(seconds, 2))
+    return Ran(proc.returncode, output, parse_markers(output), seconds)
+
+
+def job_name(*parts: str) -> str:
+    """A deterministic, DNS-safe Job name (a retry finds the same Job): prefix + short hash."""
+    digest = hashlib.sha256("/".join(parts).encode()).hexdigest()[:10]
+    readable = re.sub(r"[^a-z0-9-]+", "-", "-".join(parts[:-1]).lower()).strip("-")[:40].strip("-")
+    return f"stackhop-{readable}-{digest}" if readable else f"stackhop-{digest}"
+
+
+def job_manifest(
+    *,
+    name: str,
+    namespace: str,
+    image: str,
+    script: str,
+    labels: dict[str, str],
+    volumes: list[dict[str, Any]],
+    mounts: list[dict[str, Any]],
+    timeout_seconds: int,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A batch/v1 Job that runs `script` once (no retries: Temporal owns retrying), kept a day
+    for its logs, killed at the step deadline."""
+    all_labels = {"app.kubernetes.io/managed-by": "stackhop", **labels}
+    container: dict[str, Any] = {
+        "name": "run",
+        "image": image,
+        "command": ["bash", "-c", script],
+        "volumeMounts": mounts,
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+        "securityContext": {"allowPrivilegeEscalation": False},
+    }
+    if env:
+        container["env"] = [{"name": k, "value": v} for k, v in sorted(env.items())]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": all_labels},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": int(timeout_seconds),
+            "ttlSecondsAfterFinished": 86400,
+            "template": {
+                "metadata": {"labels": all_labels},
+                "spec": {"restartPolicy": "Never", "containers": [container], "volumes": volumes},
+            },
+        },
+    }
+
+
+def run_job(target: Any, name: str, manifest: dict[str, Any], timeout_seconds: int, step: str) -> Ran:
+    """Run a Job through the k8s.run_job implementation and read the markers from its log tail.
+
+    A failed Job raises the k8s activity's JobFailed error; its log tail is in the details."""
+    from activities.kube_jobs import run_job as k8s_run_job  # the Kubernetes side owns Job running
+    from model.io import RunJobInput
+
+    started = time.monotonic()
+    result = k8s_run_job(RunJobInput(target=target, name=name, manifest=manifest, timeout_seconds=timeout_seconds))
+    log.info("job_done", step=step, job=name, seconds=round(time.monotonic() - started, 2))
+    return Ran(0, result.logs_tail, parse_markers(result.logs_tail), time.monotonic() - started)

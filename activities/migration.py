@@ -1,0 +1,212 @@
+"""Migration activity: run a service's schema migration phase and interpret its exit code.
+
+Rolling upgrades need the schema changed in steps both releases tolerate: *expand* (additive, the
+old release keeps serving), *migrate* (data), *contract* (removes what only the old release used:
+after it there is no way back but a restore).  Every service spells this differently, so a small
+per-service profile maps the phases to its manage tool and its exit codes; services without a phase
+report "not-applicable" instead of failing.  A `check` never fails on "work to do": it returns the
+state (keystone `db_sync --check`: 0 up to date, 2 expand needed, 4 contract needed) and the
+workflow decides.  `offline` is the plain full `db sync` for services (or upgrades) without
+rolling-upgrade support; the workflow quiesces the API before it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import structlog
+from temporalio import activity
+
+from activities import dbtools
+from activities.dbtools import q
+from model import errors
+from model.io import MIGRATION_DB_SYNC, MigrateInput, MigrateResult, MigrationPhase
+from model.plan import Migration
+
+log = structlog.get_logger(__name__)
+
+UNREACHABLE = re.compile(r"DBConnectionError|Can't connect to (MySQL|MariaDB) server|Lost connection to")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How one service runs each migration phase (argument lists appended to its manage tool)."""
+
+    tool: tuple[str, ...]
+    phases: dict[str, tuple[tuple[str, ...], ...]]
+    check_states: dict[int, str] = field(default_factory=dict)  # check exit code -> state
+    repeat_phase: str | None = None  # phase rerun while it exits 1 (nova's online data migrations)
+
+
+PROFILES: dict[str, Profile] = {
+    "keystone": Profile(
+        tool=("keystone-manage",),
+        phases={
+            "check": (("db_sync", "--check"),),
+            "expand": (("db_sync", "--expand"),),
+            "migrate": (("db_sync", "--migrate"),),  # a no-op since the move to alembic
+            "contract": (("db_sync", "--contract"),),
+            "offline": (("db_sync",),),
+        },
+        check_states={0: "up-to-date", 2: "expand-needed", 3: "migrate-needed", 4: "contract-needed"},
+    ),
+    "glance": Profile(
+        tool=("glance-manage",),
+        phases={
+            "check": (("db", "check"),),
+            "expand": (("db", "expand"),),
+            "migrate": (("db", "migrate"),),
+            "contract": (("db", "contract"),),
+            "offline": (("db", "sync"),),
+        },
+        check_states={0: "up-to-date", 3: "expand-needed", 4: "migrate-needed", 5: "contract-needed"},
+    ),
+    "neutron": Profile(
+        tool=("neutron-db-manage",),
+        phases={
+            # has_offline_migrations: 1 = contract migrations pending that need every server stopped
+            "check": (("has_offline_migrations",),),
+            "expand": (("upgrade", "--expand"),),
+            "contract": (("upgrade", "--contract"),),
+            "offline": (("upgrade", "heads"),),
+        },
+        check_states={0: "expand-needed", 1: "offline-contract-needed"},
+    ),
+    "nova": Profile(
+        tool=("nova-manage",),
+        phases={
+            "expand": (("api_db", "sync"), ("db", "sync")),  # additive; old computes keep working
+            "migrate": (("db", "online_data_migrations", "--max-count", "1000"),),
+            "offline": (("api_db", "sync"), ("db", "sync")),
+        },
+        repeat_phase="migrate",
+    ),
+    "cinder": Profile(
+        tool=("cinder-manage",),
+        phases={
+            "expand": (("db", "sync"),),
+            "migrate": (("db", "online_data_migrations", "--max_count", "1000"),),
+            "offline": (("db", "sync"),),
+        },
+        repeat_phase="migrate",
+    ),
+    "placement": Profile(
+        tool=("placement-manage",),
+        phases={
+            "expand": (("db", "sync"),),
+            "migrate": (("db", "online_data_migrations", "--max-count", "1000"),),
+            "offline": (("db", "sync"),),
+        },
+        repeat_phase="migrate",
+    ),
+}
+
+
+def profile_for(service: str) -> Profile:
+    try:
+        return PROFILES[service]
+    except KeyError:
+        raise errors.permanent(
+            errors.PLAN_INVALID,
+            f"no migration profile for service {service!r}; known: {', '.join(sorted(PROFILES))}",
+        ) from None
+
+
+def base_command(service: str, migration: Migration, version: str) -> list[str]:
+    """The manage tool (plan's migration.command, else the profile's), placeholders filled in."""
+    command = list(migration.command) if migration.command else list(profile_for(service).tool)
+    if any("{version}" in part for part in command) and not version:
+        raise errors.permanent(errors.PLAN_INVALID, f"{service}: migration.command uses {{version}} but no target version is known")
+    return [part.replace("{version}", version).replace("{service}", service) for part in command]
+
+
+def phase_script(service: str, phase: MigrationPhase, command: list[str], max_rounds: int) -> str | None:
+    """A bash script running the phase's commands, printing `exit=` markers and always exiting 0
+    (so a Job's log tail carries the exit code the activity interprets). None: not applicable."""
+    profile = profile_for(service)
+    steps = profile.phases.get(phase)
+    if not steps:
+        return None
+    lines = ["set -u", "rc=0"]
+    for index, args in enumerate(steps, 1):
+        cmd = " ".join(q(part) for part in [*command, *args])
+        if phase == profile.repeat_phase:
+            lines.append(
+                f"for round in $(seq 1 {int(max_rounds)}); do {cmd}; rc=$?; "
+                f'echo "{dbtools.MARKER} step={index} round=$round exit=$rc"; [ $rc -eq 1 ] || break; done'
+            )
+        else:
+            lines.append(f'{cmd}; rc=$?; echo "{dbtools.MARKER} step={index} exit=$rc"')
+        lines.append('[ "$rc" -eq 0 ] || { echo "@@stackhop final=$rc"; exit 0; }' if phase != "check" else "")
+    lines.append(f'echo "{dbtools.MARKER} final=$rc"')
+    return "\n".join(line for line in lines if line) + "\n"
+
+
+def job_for(inp: MigrateInput, script: str) -> tuple[str, dict]:
+    """(name, manifest) of the Job that runs the phase in the target release's image."""
+    if not inp.image or inp.target is None:
+        raise errors.permanent(errors.PLAN_INVALID, f"{inp.service}: the job runner needs the target image and cluster")
+    mig = inp.migration
+    mounts, volumes = [], []
+    if mig.config_secret:
+        volumes.append({"name": "config", "secret": {"secretName": mig.config_secret}})
+        mounts.append({"name": "config", "mountPath": mig.config_mount.replace("{service}", inp.service), "readOnly": True})
+    name = dbtools.job_name(inp.service, f"db-{inp.phase}", inp.version or inp.image)
+    manifest = dbtools.job_manifest(
+        name=name, namespace=inp.target.namespace, image=inp.image, script=script,
+        labels={"stackhop.io/service": inp.service, "stackhop.io/operation": f"db-{inp.phase}"},
+        volumes=volumes, mounts=mounts, timeout_seconds=3600,
+    )  # fmt: skip
+    return name, manifest
+
+
+def interpret(service: str, phase: MigrationPhase, exit_code: int, rounds: int, max_rounds: int) -> str:
+    """Exit code -> state, or raise MigrationFailed. Pure, so every service's codes are tested."""
+    profile = profile_for(service)
+    if phase == "check":
+        state = profile.check_states.get(exit_code)
+        if state is None:
+            raise errors.permanent(errors.MIGRATION_FAILED, f"{service} migration check exited {exit_code} (unknown state)")
+        return state
+    if phase == profile.repeat_phase and exit_code == 1:
+        raise errors.permanent(errors.MIGRATION_FAILED, f"{service} {phase} still had work after {rounds}/{max_rounds} rounds")
+    if exit_code != 0:
+        raise errors.permanent(errors.MIGRATION_FAILED, f"{service} {phase} exited {exit_code}")
+    return "done"
+
+
+@activity.defn(name=MIGRATION_DB_SYNC)
+def db_sync(inp: MigrateInput) -> MigrateResult:
+    """Run one migration phase of one service and return its interpreted state."""
+    mig = inp.migration
+    command = base_command(inp.service, mig, inp.version)
+    script = phase_script(inp.service, inp.phase, command, mig.max_rounds)
+    if script is None:
+        if inp.phase == "check":  # no way to ask: assume work is needed (expand is idempotent)
+            return MigrateResult(phase=inp.phase, state="unknown", command=command)
+        return MigrateResult(phase=inp.phase, state="not-applicable", command=command)
+    if mig.runner == "local":
+        ran = dbtools.run_local(script, step=f"migration.{inp.phase}")
+    else:
+        name, manifest = job_for(inp, script)
+        ran = dbtools.run_job(inp.target, name, manifest, 3600, f"migration.{inp.phase}")
+    m = ran.markers
+    if ran.exit_code or "final" not in m:
+        raise errors.temporary(f"{inp.service} {inp.phase}: the runner did not report an exit code", output=ran.tail())
+    exit_code = int(m["final"])
+    rounds = int(m.get("round", "1"))
+    if exit_code != 0 and inp.phase != "check" and UNREACHABLE.search(ran.output):
+        raise errors.temporary(f"{inp.service} {inp.phase}: database unreachable", output=ran.tail())
+    try:
+        state = interpret(inp.service, inp.phase, exit_code, rounds, mig.max_rounds)
+    except Exception as exc:  # attach the output the operator needs to see
+        if isinstance(exc, errors.ApplicationError):
+            raise errors.permanent(exc.type or errors.MIGRATION_FAILED, f"{exc.message}\n{ran.tail(15)}",
+                                   exit_code=exit_code, output=ran.tail()) from None  # fmt: skip
+        raise
+    log.info("db_sync", service=inp.service, phase=inp.phase, exit_code=exit_code, state=state, seconds=round(ran.seconds, 2))
+    return MigrateResult(
+        phase=inp.phase, exit_code=exit_code, state=state, output_tail=ran.tail(), seconds=round(ran.seconds, 3),
+        command=[*command, *profile_for(inp.service).phases[inp.phase][0]], rounds=rounds,
+    )  # fmt: skip
