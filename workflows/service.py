@@ -367,7 +367,7 @@ class ServiceUpgradeWorkflow:
 
     # --- progress -----------------------------------------------------------------------------------
     def _report(self, **changes: object) -> None:
-        self.progress = self.progress.model_copy(update=changes)
+        self.progress = self.progress.model_copy(update={**changes, "seq": self.progress.seq + 1})
         if "step" in changes and changes["step"]:
             workflow.upsert_search_attributes([visibility.PHASE.value_set(str(changes["step"]))])
         workflow.set_current_details(

@@ -47,7 +47,8 @@ class UpgradeWorkflow:
 
     @workflow.signal(name="service_progress")
     def service_progress(self, progress: io.ServiceProgress) -> None:
-        if progress.service in self.progress:
+        known = self.progress.get(progress.service)
+        if known is not None and progress.seq > known.seq:
             self.progress[progress.service] = progress
             self._show()
 

@@ -47,8 +47,12 @@ def make_plan(services: list[dict[str, Any]] | None = None, **policy: Any) -> Up
 @asynccontextmanager
 async def running(client: Client, script: Script, task_queue: str | None = None):
     tq = task_queue or f"tq-{uuid.uuid4().hex[:8]}"
-    async with stackhop_worker.build_worker(client, script.activities(), task_queue=tq):
-        yield tq
+    try:
+        async with stackhop_worker.build_worker(client, script.activities(), task_queue=tq):
+            yield tq
+    finally:  # never leave a stand-in blocked: the worker would wait for it on shutdown
+        for ev in script.block.values():
+            ev.set()
 
 
 async def start(client: Client, plan: UpgradePlan, tq: str, **kw: Any) -> WorkflowHandle:

@@ -1,0 +1,178 @@
+"""Operators steer upgrades with validated updates; one upgrade per cloud."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from model import io
+from tests.standins import Script
+from tests.workflows.helpers import make_plan, running, service, start
+from tests.workflows.test_failures import outcome_of, wait_for
+
+
+def blocked(script: Script, key: str):  # noqa: ANN201
+    import threading
+
+    script.block[key] = ev = threading.Event()
+    return ev
+
+
+async def update(handle, name: str, req) -> io.ControlAck:  # noqa: ANN001
+    return await handle.execute_update(name, req, result_type=io.ControlAck)
+
+
+async def rejected(handle, name: str, req) -> str:  # noqa: ANN001
+    """The validator's reason for refusing an update (nothing is written to the history)."""
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await update(handle, name, req)
+    return str(info.value.cause)
+
+
+async def test_pause_holds_the_next_step_and_resume_continues(client: Client) -> None:
+    script = Script()
+    release = blocked(script, "k8s.wait_rollout")
+    async with running(client, script) as tq:
+        handle = await start(client, make_plan(), tq)
+        await wait_for(handle, lambda st: st.services[0].step == "rollout")
+        await update(handle, "pause", io.PauseRequest(reason="maintenance window over"))
+        assert re.search("already paused", await rejected(handle, "pause", io.PauseRequest()))
+        release.set()
+        st = await wait_for(handle, lambda st: st.services[0].state == "paused")
+        assert st.paused and script.calls[-1] == "k8s.wait_rollout"
+        await update(handle, "resume", io.ResumeRequest())
+        kind, _ = await outcome_of(handle)
+    assert kind == "succeeded" and "tempest.run" in script.calls
+
+
+async def test_abort_cancels_the_running_wait_and_rolls_back(client: Client) -> None:
+    script = Script()
+    blocked(script, "k8s.wait_rollout")
+    async with running(client, script) as tq:
+        handle = await start(client, make_plan(), tq)
+        await wait_for(handle, lambda st: st.services[0].step == "rollout")
+        assert re.search("give a reason", await rejected(handle, "abort", io.AbortRequest(reason=" ")))
+        await update(handle, "abort", io.AbortRequest(reason="tempest is red in staging", by="ops"))
+        kind, report = await outcome_of(handle)
+    assert kind == "UpgradeAborted" and "tempest is red in staging" in report.message
+    assert script.calls[-4:] == ["k8s.undo_images", "k8s.scale:down", "db.restore", "k8s.scale:up"]
+
+
+async def test_resume_is_refused_when_nothing_is_paused(client: Client) -> None:
+    script = Script()
+    release = blocked(script, "k8s.wait_rollout")
+    async with running(client, script) as tq:
+        handle = await start(client, make_plan(), tq)
+        await wait_for(handle, lambda st: st.services[0].step == "rollout")
+        assert re.search("nothing to resume", await rejected(handle, "resume", io.ResumeRequest()))
+        release.set()
+        assert (await outcome_of(handle))[0] == "succeeded"
+
+
+async def test_gate_waits_for_approval(client: Client) -> None:
+    script = Script()
+    plan = make_plan([service("keystone", gate={"approval": True, "name": "identity-go"})])
+    async with running(client, script) as tq:
+        handle = await start(client, plan, tq)
+        st = await wait_for(handle, lambda st: st.services[0].waiting_for == "identity-go")
+        assert st.services[0].state == "waiting" and "db.snapshot" not in script.calls
+        assert re.search("unknown gate 'nova'.*identity-go", await rejected(handle, "approve", io.ApproveRequest(gate="nova")))
+        await update(handle, "approve", io.ApproveRequest(gate="identity-go", by="ops"))
+        assert re.search("ended|already approved", await rejected(handle, "approve", io.ApproveRequest(gate="identity-go")))
+        kind, report = await outcome_of(handle)
+    assert kind == "succeeded"
+    assert report.services[0].steps[0].step == "gate" and "identity-go" in report.services[0].steps[0].detail
+
+
+async def test_pre_approved_gate_does_not_wait(client: Client) -> None:
+    script = Script()
+    plan = make_plan([service("keystone", gate={"approval": True})])
+    async with running(client, script) as tq:
+        kind, _ = await outcome_of(await start(client, plan, tq, approved_gates=["keystone"]))
+    assert kind == "succeeded"
+
+
+async def test_gate_timeout_fails_without_touching_anything(client: Client) -> None:
+    script = Script()
+    plan = make_plan([service("keystone", gate={"approval": True})], gate_timeout="2s")
+    async with running(client, script) as tq:
+        kind, report = await outcome_of(await start(client, plan, tq))
+    assert kind == "UpgradeFailed" and "not approved within 2s" in report.message
+    assert script.calls == ["k8s.read_images", "checks.run:endpoint:pre"]
+
+
+async def test_second_upgrade_on_the_same_cloud_is_refused(client: Client) -> None:
+    script = Script()
+    release = blocked(script, "k8s.wait_rollout")
+    plan = make_plan()
+    async with running(client, script) as tq:
+        handle = await start(client, plan, tq)
+        with pytest.raises(WorkflowAlreadyStartedError):
+            await start(client, plan, tq)
+        release.set()
+        assert (await outcome_of(handle))[0] == "succeeded"
+
+
+async def test_inconclusive_check_waits_and_approval_accepts_it(client: Client) -> None:
+    script = Script()
+    script.answers["tempest.run"] = io.TempestResult(status="inconclusive", message="no tests ran")
+    async with running(client, script) as tq:
+        handle = await start(client, make_plan(), tq)
+        st = await wait_for(handle, lambda st: st.services[0].waiting_for == "decision")
+        assert "inconclusive" in st.services[0].message and "migration.db_sync:contract" not in script.calls
+        await update(handle, "approve", io.ApproveRequest(gate="keystone/validate"))
+        kind, _ = await outcome_of(handle)
+    assert kind == "succeeded" and script.calls.count("tempest.run") == 1
+
+
+async def test_inconclusive_check_resumed_runs_it_again(client: Client) -> None:
+    script = Script()
+    script.answers["checks.run:endpoint:post"] = [
+        io.CheckResult(status="inconclusive", message="catalog timeout"), io.CheckResult(status="pass"),
+    ]  # fmt: skip
+    async with running(client, script) as tq:
+        handle = await start(client, make_plan(), tq)
+        await wait_for(handle, lambda st: st.services[0].waiting_for == "decision")
+        await update(handle, "resume", io.ResumeRequest())
+        kind, _ = await outcome_of(handle)
+    assert kind == "succeeded" and script.calls.count("checks.run:endpoint:post") == 3  # 2 + postcheck
+
+
+async def test_services_follow_the_dependency_waves(client: Client) -> None:
+    script = Script()
+    plan = make_plan([service("nova"), service("glance"), service("keystone"), service("placement", checks=[])])
+    async with running(client, script) as tq:
+        handle = await start(client, plan, tq)
+        kind, report = await outcome_of(handle)
+        st = await handle.query("status", result_type=io.UpgradeStatus)
+    assert kind == "succeeded"
+    assert st.order == [["keystone"], ["placement"], ["glance"], ["nova"]]
+    assert [s.service for s in report.services] == ["keystone", "placement", "glance", "nova"]
+    ends = {s.service: s.steps[-1].ended_at for s in report.services}
+    starts = {s.service: s.steps[0].started_at for s in report.services}
+    assert ends["keystone"] <= starts["placement"] <= ends["placement"] <= starts["glance"] <= starts["nova"]
+
+
+async def test_independent_services_run_in_parallel(client: Client) -> None:
+    script = Script()
+    both = blocked(script, "k8s.wait_rollout")
+    plan = make_plan([service("glance", depends_on=[]), service("cinder", depends_on=[])])
+    async with running(client, script) as tq:
+        handle = await start(client, plan, tq)
+        await wait_for(handle, lambda st: all(s.step == "rollout" for s in st.services))
+        both.set()
+        assert (await outcome_of(handle))[0] == "succeeded"
+
+
+async def test_preflight_refuses_missing_workloads(client: Client) -> None:
+    script = Script()
+    script.answers["k8s.read_images"] = io.ReadImagesResult(images=[
+        io.WorkloadImage(kind="Deployment", name="keystone-api", container="keystone-api", found=False),
+    ])  # fmt: skip
+    async with running(client, script) as tq:
+        kind, report = await outcome_of(await start(client, make_plan(), tq))
+    assert kind == "UpgradeFailed" and "Deployment/keystone-api" in report.message
+    assert "nothing was changed" in report.message and script.calls == ["k8s.read_images"]
