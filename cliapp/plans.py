@@ -1,0 +1,140 @@
+"""`stackhop plan ...`: validate, show and describe plans without touching anything.
+
+Validation is the same code the workflow relies on (``model.loading``), so a plan that passes here
+is the plan that runs. ``show --live`` is the only subcommand that reads the cloud (read-only).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from cliapp.common import BAD_INPUT, Fail, err, out, run, say
+from model import order
+from model.loading import PlanError, load_plan
+from model.plan import UpgradePlan
+
+app = typer.Typer(help="Validate and inspect upgrade plans (nothing is contacted or changed).", no_args_is_help=True)
+
+PlanArg = Annotated[Path, typer.Argument(metavar="PLAN", help="Plan file (YAML).")]
+
+
+def load_or_fail(path: Path) -> UpgradePlan:
+    try:
+        return load_plan(path)
+    except PlanError as e:
+        raise Fail(BAD_INPUT, f"{path}: invalid plan, {len(e.problems)} problem(s):\n{e}") from None
+
+
+def summary(plan: UpgradePlan) -> str:
+    waves = " → ".join(", ".join(w) if len(w) == 1 else "{" + ", ".join(w) + "}" for w in order.waves(plan.services))
+    return (
+        f"{plan.metadata.name}: cloud {plan.cloud.name}, {plan.release.from_} → {plan.release.to}, "
+        f"order: {waves}"
+    )
+
+
+@app.command()
+def validate(plans: Annotated[list[Path], typer.Argument(metavar="PLAN...", help="Plan files.")]) -> None:
+    """Check plans; print every problem as FILE:LINE: field.path: message (fix: ...). Exit 2 if any."""
+    bad = 0
+    for path in plans:
+        try:
+            plan = load_plan(path)
+        except PlanError as e:
+            bad += 1
+            err().print(escape(str(e)), soft_wrap=True)
+            continue
+        say(f"ok {path}: {summary(plan)}")
+    if bad:
+        err().print(f"{bad} of {len(plans)} plan(s) invalid", style="red")
+        raise typer.Exit(BAD_INPUT)
+
+
+def _checks(svc: Any) -> str:
+    parts = []
+    for c in svc.checks:
+        parts.append(f"endpoint {c.service_type}" if c.kind == "endpoint" else c.kind)
+    return ", ".join(parts) or "-"
+
+
+def services_table(plan: UpgradePlan) -> Table:
+    """One row per workload; the service's columns on its first row."""
+    table = Table(title=escape(summary(plan)), title_justify="left")
+    for col in ("wave", "service", "workload (container)", "target image", "migration", "checks", "gate"):
+        table.add_column(col, overflow="fold")
+    for i, wave in enumerate(order.waves(plan.services), 1):
+        for name in wave:
+            s = plan.service(name)
+            migration = s.migration.mode + (f" ({s.migration.runner})" if s.migration.mode != "none" else "")
+            if s.database:
+                migration += f", db {s.database.name}"
+            first = [str(i), name]
+            rest = [escape(migration), escape(_checks(s)), escape(s.gate_name or "-")]
+            for j, w in enumerate(s.workloads):
+                cells = first if j == 0 else ["", ""]
+                table.add_row(*cells, escape(f"{w.kind}/{w.name} ({w.container})"), escape(w.image), *(rest if j == 0 else ["", "", ""]))
+            table.add_section()
+    return table
+
+
+def live_table(plan: UpgradePlan, rows: list[Any]) -> tuple[Table, int]:
+    table = Table(title=f"{plan.cloud.name} (context {plan.cloud.kubernetes.context}, namespace {plan.cloud.kubernetes.namespace}): live")
+    for col in ("service", "workload", "current image", "", "target image", "state"):
+        table.add_column(col, overflow="fold")
+    missing = 0
+    for r in rows:
+        state = getattr(r, "state", "change")
+        style = {"missing": "red", "at-target": "green"}.get(state, "yellow")
+        missing += state == "missing"
+        note = {"missing": "MISSING", "at-target": "already at target"}.get(state, "will change")
+        table.add_row(
+            r.service, escape(f"{r.kind}/{r.name} ({r.container})"), escape(r.current or "-"), "→",
+            escape(r.target), f"[{style}]{note}[/]",
+        )  # fmt: skip
+    return table, missing
+
+
+async def _preview(plan: UpgradePlan) -> list[Any]:
+    try:
+        from activities.preview import live_preview
+    except ImportError as e:
+        raise Fail(BAD_INPUT, f"--live is not available in this installation ({e})") from None
+    try:
+        rows = live_preview(plan)
+        if inspect.isawaitable(rows):
+            rows = await rows
+    except Exception as e:  # noqa: BLE001 - the preview maps its errors to ApplicationError messages
+        raise Fail(BAD_INPUT, f"cannot read the live state of {plan.cloud.name}: {getattr(e, 'message', None) or e}") from None
+    return list(rows)
+
+
+@app.command()
+def show(
+    plan_file: PlanArg,
+    live: Annotated[bool, typer.Option("--live", help="Read current images from the cluster (read-only).")] = False,
+) -> None:
+    """The services in upgrade order: workloads, target images, migration, checks, gate."""
+
+    async def body() -> None:
+        plan = load_or_fail(plan_file)
+        out().print(services_table(plan))
+        if live:
+            table, missing = live_table(plan, await _preview(plan))
+            out().print(table)
+            if missing:
+                raise Fail(BAD_INPUT, f"{missing} workload(s) missing: the upgrade's pre-flight would stop")
+
+    run(body())
+
+
+@app.command()
+def schema() -> None:
+    """JSON schema of the plan format (for editors and reviews)."""
+    typer.echo(json.dumps(UpgradePlan.model_json_schema(by_alias=True), indent=2))

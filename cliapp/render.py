@@ -1,0 +1,123 @@
+"""Rich views of an upgrade: its live status (the ``status`` query) and its final report.
+
+An upgrade that does not succeed ends the workflow FAILED with an ApplicationError whose type names
+the outcome and whose first detail is the full report; ``outcome_of`` turns both endings into
+(outcome, report) so every command shows a failed upgrade as completely as a successful one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.console import Group
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+
+from model import io
+
+STATE_STYLE = {
+    "pending": "dim", "running": "cyan", "waiting": "yellow", "paused": "yellow",
+    "rolling-back": "magenta", "succeeded": "green", "rolled-back": "magenta", "failed": "red",
+    "aborted": "red",
+}  # fmt: skip
+STEP_STYLE = {"done": "green", "failed": "red", "skipped": "dim", "compensated": "magenta", "running": "cyan"}
+OUTCOME_OF_ERROR = {"UpgradeRolledBack": "rolled-back", "UpgradeFailed": "failed", "UpgradeAborted": "aborted"}
+
+
+def styled(state: str) -> str:
+    return f"[{STATE_STYLE.get(state, '')}]{escape(state)}[/]" if STATE_STYLE.get(state) else escape(state)
+
+
+async def outcome_of(handle: WorkflowHandle[Any, Any]) -> tuple[str, io.UpgradeReport | None, str]:
+    """(outcome, report or None, message) of an ended Upgrade workflow."""
+    try:
+        report = await handle.result(result_type=io.UpgradeReport, follow_runs=False)
+        return report.outcome, report, report.message
+    except WorkflowFailureError as e:
+        cause = e.cause
+        if isinstance(cause, ApplicationError) and cause.type in OUTCOME_OF_ERROR:
+            report = io.UpgradeReport.model_validate(cause.details[0]) if cause.details else None
+            return OUTCOME_OF_ERROR[cause.type], report, cause.message
+        # Terminated, cancelled, timed out or a workflow bug: no report.
+        return "failed", None, f"workflow ended without a report: {cause}"
+
+
+def status_view(wf_id: str, st: io.UpgradeStatus) -> Group:
+    flags = " [yellow](paused)[/]" if st.paused else ""
+    flags += " [red](aborting)[/]" if st.aborting else ""
+    head = Text.from_markup(f"[bold]{escape(wf_id)}[/] plan {escape(st.plan)} on {escape(st.cloud)}: phase [bold]{escape(st.phase)}[/]{flags}")
+    parts: list[Any] = [head]
+    if st.order:
+        parts.append(Text("order: " + " → ".join(", ".join(w) for w in st.order), style="dim"))
+    table = Table(show_edge=False)
+    for col in ("service", "state", "step", "progress", "waiting for", "message"):
+        table.add_column(col)
+    for p in st.services:
+        table.add_row(
+            p.service, styled(p.state), escape(p.step or "-"), f"{p.steps_done}/{p.steps_total}",
+            escape(p.waiting_for or "-"), escape(p.message),
+        )  # fmt: skip
+    parts.append(table)
+    if st.message:
+        parts.append(Text(st.message))
+    for p in st.services:
+        if p.waiting_for and p.waiting_for != "decision":
+            parts.append(Text(f"→ stackhop approve {wf_id} {p.waiting_for}", style="yellow"))
+        elif p.waiting_for == "decision":
+            parts.append(Text(f"→ {p.service}: stackhop resume {wf_id} (retry) or stackhop abort {wf_id} --reason ...", style="yellow"))
+    return Group(*parts)
+
+
+def _duration(a: str, b: str) -> str:
+    try:
+        secs = (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
+    except ValueError:
+        return ""
+    return f"{secs:.1f}s"
+
+
+def report_view(report: io.UpgradeReport | None, outcome: str, message: str) -> Group:
+    style = "green" if outcome == "succeeded" else "red"
+    if report is None:
+        return Group(Text.from_markup(f"[{style} bold]{escape(outcome)}[/]: {escape(message)}"))
+    took = _duration(report.started_at, report.ended_at) if report.ended_at else ""
+    parts: list[Any] = [
+        Text.from_markup(
+            f"[{style} bold]{escape(outcome)}[/]: {escape(report.message or message)}\n"
+            f"plan {escape(report.plan)} on {escape(report.cloud)}: {report.release_from} → {report.release_to}"
+            + (f" in {took}" if took else "")
+        )
+    ]
+    failed_pre = [r for r in report.preflight if r.status == "failed"]
+    for r in failed_pre:
+        parts.append(Text(f"pre-flight failed: {r.detail}", style="red"))
+    for svc in report.services:
+        parts.append(Text.from_markup(f"\n[bold]{escape(svc.service)}[/]: {styled(svc.outcome)} {escape(svc.message)}"))
+        steps = Table(show_edge=False, pad_edge=False)
+        for col in ("step", "status", "seconds", "detail"):
+            steps.add_column(col)
+        for r in svc.steps:
+            style = STEP_STYLE.get(r.status, "")
+            steps.add_row(r.step, f"[{style}]{r.status}[/]" if style else r.status, f"{r.seconds:.1f}", escape(r.detail))
+        parts.append(steps)
+        if svc.snapshot:
+            s = svc.snapshot
+            parts.append(Text(f"snapshot: {s.location} sha256 {s.sha256} ({s.size_bytes} bytes)"))
+        if svc.tempest:
+            t = svc.tempest
+            line = f"tempest: {t.status}, passed {t.passed}, failed {t.failed}, skipped {t.skipped}"
+            if t.failing_tests:
+                line += "; failing: " + ", ".join(t.failing_tests[:10])
+            parts.append(Text(line))
+        for c in svc.checks:
+            if c is not svc.tempest and c.status != "pass":
+                parts.append(Text(f"check {c.status}: {c.message}", style="red"))
+    return Group(*parts)
+
+
+def run_status_name(status: WorkflowExecutionStatus | None) -> str:
+    return status.name.lower().replace("_", "-") if status else "unknown"

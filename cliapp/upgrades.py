@@ -1,0 +1,235 @@
+"""Starting and following upgrades: `start`, `status`, `watch`, `list`.
+
+The workflow id ``upgrade/<cloud>`` is the per-cloud lock, so `start` asks Temporal to FAIL on a
+running workflow with that id (and to allow a new run once the previous one has ended). `watch`
+polls the workflow's `status` query; it only reads, so stopping it never affects the upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle, WorkflowQueryFailedError
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from cliapp.common import BAD_INPUT, FAILED, OK, UNREACHABLE, Fail, connect, out, quoted, say, settings, ui_url, user
+from cliapp.plans import load_or_fail
+from cliapp.render import outcome_of, report_view, run_status_name, status_view
+from model import io, order, visibility
+from model.plan import UpgradePlan
+
+QUERY_TIMEOUT = timedelta(seconds=5)
+
+
+def static_summary(plan: UpgradePlan) -> str:
+    names = [n for wave in order.waves(plan.services) for n in wave]
+    who = ", ".join(names) if len(names) <= 3 else f"{', '.join(names[:3])} +{len(names) - 3}"
+    return f"{who}: {plan.release.from_} → {plan.release.to} on {plan.cloud.name}"
+
+
+def static_details(plan: UpgradePlan, plan_file: str, approved: list[str]) -> str:
+    p, k = plan.policy, plan.cloud.kubernetes
+    lines = [
+        f"**Plan** `{plan.metadata.name}` from `{plan_file}`, requested by {user() or 'unknown'}",
+        f"**Cloud** {plan.cloud.name}: context `{k.context}`, namespace `{k.namespace}`, "
+        f"clouds.yaml `{plan.cloud.openstack.cloud}`",
+        f"**Release** {plan.release.from_} → {plan.release.to}",
+        "",
+        "**Services, in order** (one line per wave; a wave runs in parallel)",
+    ]
+    for i, wave in enumerate(order.waves(plan.services), 1):
+        descr = []
+        for name in wave:
+            s = plan.service(name)
+            gate = f", gate `{s.gate_name}`" if s.gate_name else ""
+            descr.append(f"{name} ({s.migration.mode}, {len(s.workloads)} workload(s), {len(s.checks)} check(s){gate})")
+        lines.append(f"{i}. " + "; ".join(descr))
+    lines += [
+        "",
+        f"**Policy** on failure: {p.on_failure}; rollout timeout {p.rollout_timeout}s, step timeout "
+        f"{p.step_timeout}s, gate timeout {p.gate_timeout}s, max attempts {p.max_attempts}",
+    ]
+    if approved:
+        lines.append(f"**Pre-approved gates** {', '.join(approved)}")
+    return "\n".join(lines)
+
+
+async def upgrade_handle(client: Client, wf_id: str) -> tuple[WorkflowHandle[Any, Any], WorkflowExecutionDescription]:
+    handle = client.get_workflow_handle(wf_id)
+    try:
+        desc = await handle.describe()
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            raise Fail(BAD_INPUT, f"no upgrade {wf_id!r} in namespace {client.namespace}; see `stackhop list --all`") from None
+        raise
+    if desc.workflow_type != "Upgrade":
+        raise Fail(BAD_INPUT, f"{wf_id} is a {desc.workflow_type} workflow, not an upgrade (ids look like upgrade/<cloud>)")
+    return handle, desc
+
+
+async def start(plan_path: Path, approve: list[str], wait: bool) -> int:
+    from workflows.upgrade import UpgradeWorkflow
+
+    plan = load_or_fail(plan_path)
+    gates = {s.gate_name for s in plan.services if s.gate_name}
+    unknown = [g for g in approve if g not in gates]
+    if unknown:
+        raise Fail(BAD_INPUT, f"--approve {', '.join(unknown)}: no such gate in the plan (gates: {', '.join(sorted(gates)) or 'none'})")
+    plan_file = str(plan_path.resolve())
+    client = await connect()
+    wf_id = plan.workflow_id
+    try:
+        handle = await client.start_workflow(
+            UpgradeWorkflow.run,
+            io.UpgradeInput(plan=plan, plan_file=plan_file, requested_by=user(), approved_gates=list(approve)),
+            id=wf_id,
+            task_queue=settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            search_attributes=TypedSearchAttributes([
+                visibility.CLOUD.value_set(plan.cloud.name),
+                visibility.RELEASE.value_set(f"{plan.release.from_}->{plan.release.to}"),
+            ]),  # fmt: skip
+            static_summary=static_summary(plan),
+            static_details=static_details(plan, plan_file, list(approve)),
+        )
+    except WorkflowAlreadyStartedError:
+        raise Fail(
+            BAD_INPUT,
+            f"an upgrade is already running on cloud {plan.cloud.name} (workflow {wf_id}): stackhop status {wf_id}",
+        ) from None
+    say(f"started {wf_id} (run {handle.result_run_id}) on task queue {settings.task_queue}")
+    say(f"UI: {ui_url(client.namespace, wf_id)}")
+    if not wait:
+        say(f"follow it with: stackhop watch {wf_id}")
+        return OK
+    return await watch(client, wf_id)
+
+
+async def query_status(handle: WorkflowHandle[Any, Any]) -> io.UpgradeStatus:
+    return await handle.query("status", result_type=io.UpgradeStatus, rpc_timeout=QUERY_TIMEOUT)
+
+
+def _no_worker(e: Exception) -> bool:
+    return isinstance(e, WorkflowQueryFailedError) or (
+        isinstance(e, RPCError) and e.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
+    )
+
+
+async def status(wf_id: str, as_json: bool) -> int:
+    client = await connect()
+    handle, desc = await upgrade_handle(client, wf_id)
+    st: io.UpgradeStatus | None = None
+    report, outcome, message = None, None, ""
+    if desc.status == WorkflowExecutionStatus.RUNNING:
+        try:
+            st = await query_status(handle)
+        except (WorkflowQueryFailedError, RPCError) as e:
+            if not _no_worker(e):
+                raise
+            raise Fail(UNREACHABLE, f"{wf_id} is running but no worker answered its status query ({e}); "
+                                    f"is `stackhop worker` running on task queue {desc.task_queue}?") from None  # fmt: skip
+    else:
+        outcome, report, message = await outcome_of(handle)
+    code = OK if outcome in (None, "succeeded") else FAILED
+    if as_json:
+        import json
+
+        doc = {
+            "workflow_id": wf_id, "run_id": desc.run_id, "run_status": run_status_name(desc.status),
+            "status": st.model_dump(mode="json") if st else None, "outcome": outcome, "message": message,
+            "report": report.model_dump(mode="json") if report else None,
+        }  # fmt: skip
+        print(json.dumps(doc, indent=2))
+        return code
+    con = out()
+    if st is not None:
+        con.print(status_view(wf_id, st))
+    else:
+        con.print(f"[bold]{escape(wf_id)}[/] ended: {run_status_name(desc.status)}")
+        con.print(report_view(report, outcome or "failed", message))
+    con.print(f"UI: {escape(ui_url(client.namespace, wf_id))}", soft_wrap=True)
+    return code
+
+
+def _detail(p: io.ServiceProgress) -> str:
+    if p.waiting_for:
+        return f"waiting for {p.waiting_for} {p.message}".strip()
+    return f"{p.step} {p.message}".strip()
+
+
+async def watch(client: Client | None, wf_id: str, interval: float = 0.5) -> int:
+    client = client or await connect()
+    handle, desc = await upgrade_handle(client, wf_id)
+    con = out()
+    progress = Progress(
+        TextColumn("{task.fields[service]}", style="bold"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[state]}"), TextColumn("{task.fields[detail]}"), console=con,
+    )  # fmt: skip
+    tasks: dict[str, Any] = {}
+    seen: dict[str, tuple[str, str | None]] = {}
+    phase, warned = None, False
+    with progress:
+        while desc.status == WorkflowExecutionStatus.RUNNING:
+            try:
+                st = await query_status(handle)
+            except (WorkflowQueryFailedError, RPCError) as e:
+                if not _no_worker(e):
+                    raise
+                if not warned:
+                    progress.console.print(f"[yellow]no answer to the status query yet ({escape(str(e)[:120])}); "
+                                           f"is a worker running on task queue {escape(desc.task_queue)}? still watching[/]")  # fmt: skip
+                    warned = True
+                st = None
+            if st is not None:
+                if st.phase != phase:
+                    phase = st.phase
+                    progress.console.print(f"phase: [bold]{escape(phase)}[/] {escape(st.message)}", soft_wrap=True)
+                for p in st.services:
+                    if p.service not in tasks:
+                        tasks[p.service] = progress.add_task("", total=p.steps_total or None, service=p.service, state="", detail="")
+                    progress.update(tasks[p.service], completed=p.steps_done, total=p.steps_total or None,
+                                    state=p.state, detail=escape(_detail(p))[:80])  # fmt: skip
+                    if seen.get(p.service) != (p.state, p.waiting_for):
+                        seen[p.service] = (p.state, p.waiting_for)
+                        hint = f" → stackhop approve {wf_id} {p.waiting_for}" if p.waiting_for not in (None, "decision") else ""
+                        progress.console.print(f"{escape(p.service)}: {escape(p.state)} {escape(_detail(p))}{escape(hint)}", soft_wrap=True)
+            await asyncio.sleep(interval)
+            desc = await handle.describe()
+    outcome, report, message = await outcome_of(handle)
+    con.print(report_view(report, outcome, message))
+    return OK if outcome == "succeeded" else FAILED
+
+
+async def list_upgrades(cloud: str | None, show_all: bool, limit: int) -> int:
+    query = "WorkflowType = 'Upgrade'"
+    if not show_all:
+        query += " AND ExecutionStatus = 'Running'"
+    if cloud:
+        query += f" AND {visibility.CLOUD.name} = {quoted(cloud)}"
+    client = await connect()
+    rows = [wf async for wf in client.list_workflows(query, limit=limit)]
+    if not rows:
+        say(f"no {'' if show_all else 'running '}upgrades{' on ' + cloud if cloud else ''}"
+            f"{'' if show_all else ' (--all shows finished ones)'}")  # fmt: skip
+        return OK
+    table = Table()
+    for col in ("workflow id", "status", "cloud", "release", "phase", "started", "closed"):
+        table.add_column(col)
+    for wf in rows:
+        sa = wf.typed_search_attributes
+        table.add_row(
+            escape(wf.id), run_status_name(wf.status), escape(sa.get(visibility.CLOUD) or "-"),
+            escape(sa.get(visibility.RELEASE) or "-"), escape(sa.get(visibility.PHASE) or "-"),
+            f"{wf.start_time:%Y-%m-%d %H:%M:%S}", f"{wf.close_time:%Y-%m-%d %H:%M:%S}" if wf.close_time else "-",
+        )  # fmt: skip
+    out().print(table)
+    return OK
