@@ -210,6 +210,12 @@ class CheckInput(Msg):
     check: Check
     stage: Literal["pre", "post"] = "post"
     target: KubeTarget | None = None
+    # added by the validation activities (local runner settings; None = the worker's environment)
+    version: str = ""  # target release tag: fills {version} in an upgrade-status command
+    clouds_yaml: str | None = None  # default: OS_CLIENT_CONFIG_FILE
+    tempest_workspace: str | None = None  # default: STACKHOP_TEMPEST_WORKSPACE
+    tempest_command: list[str] | None = None  # default: STACKHOP_TEMPEST_COMMAND or `tempest`
+    timeout_seconds: int = 1800
 
 
 class CheckResult(Msg):

@@ -19,12 +19,14 @@ def tempest_bin() -> Path:
     return paths.tempest_venv() / "bin" / "tempest"
 
 
-def render_conf(*, auth_url: str, admin_password: str, region: str = "RegionOne") -> str:
+def render_conf(*, auth_url: str, admin_password: str, log_dir: Path, region: str = "RegionOne") -> str:
     service_available = "".join(f"{name} = false\n" for name in UNAVAILABLE)
     return (
         "[DEFAULT]\n"
         "debug = false\n"
         "use_stderr = false\n"
+        "log_file = tempest.log\n"
+        f"log_dir = {log_dir}\n"
         "[auth]\n"
         "admin_username = admin\n"
         f"admin_password = {admin_password}\n"
@@ -53,5 +55,5 @@ def create(base: Path, *, auth_url: str, admin_password: str) -> Path:
             check=True,
             capture_output=True,
         )
-    (ws / "etc" / "tempest.conf").write_text(render_conf(auth_url=auth_url, admin_password=admin_password))
+    (ws / "etc" / "tempest.conf").write_text(render_conf(auth_url=auth_url, admin_password=admin_password, log_dir=ws / "logs"))
     return ws
