@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from temporalio import workflow
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
@@ -133,7 +134,7 @@ class UpgradeWorkflow:
         started = workflow.now()
         workflow.upsert_search_attributes([
             visibility.CLOUD.value_set(self.plan.cloud.name),
-            visibility.RELEASE.value_set(f"{self.plan.release.from_}->{self.plan.release.to}"),
+            visibility.RELEASE.value_set(self._release),
             visibility.PHASE.value_set("preflight"),
         ])  # fmt: skip
         self._show()
@@ -209,6 +210,10 @@ class UpgradeWorkflow:
             io.ServiceUpgradeInput(plan=self.plan, service=name, upgrade_id=upgrade_id, approved_gates=sorted(self.approved)),
             id=f"{upgrade_id}/{name}",
             static_summary=f"{name}: {self.plan.release.from_} → {self.plan.release.to}",
+            search_attributes=TypedSearchAttributes([
+                SearchAttributePair(visibility.CLOUD, self.plan.cloud.name),
+                SearchAttributePair(visibility.RELEASE, self._release),
+            ]),
         )  # fmt: skip
         self.children[name] = handle
         if self.paused:
@@ -217,6 +222,10 @@ class UpgradeWorkflow:
             return await handle
         except ChildWorkflowError as e:
             return io.ServiceResult(service=name, outcome="failed", message=f"service workflow failed: {e.cause or e}")
+
+    @property
+    def _release(self) -> str:
+        return f"{self.plan.release.from_}->{self.plan.release.to}"
 
     def _set_phase(self, phase: str) -> None:
         self.phase = phase
