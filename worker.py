@@ -22,11 +22,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 from temporalio.worker import Worker
 
+from workflows.canary import CanaryWorkflow
 from workflows.service import ServiceUpgradeWorkflow
 from workflows.upgrade import UpgradeWorkflow
 
 TASK_QUEUE = os.environ.get("STACKHOP_TASK_QUEUE", "stackhop")
-WORKFLOWS = (UpgradeWorkflow, ServiceUpgradeWorkflow)
+WORKFLOWS = (UpgradeWorkflow, ServiceUpgradeWorkflow, CanaryWorkflow)
 log = structlog.get_logger("stackhop.worker")
 
 

@@ -319,6 +319,19 @@ class UpgradeStatus(Msg):
     message: str = ""
 
 
+class CanaryInput(Msg):
+    name: str
+    plan: UpgradePlan
+
+
+class CanaryResult(Msg):
+    name: str
+    passed: bool
+    report: UpgradeReport | None = None
+    reset: list[StepRecord] = Field(default_factory=list)  # what returned it to baseline
+    message: str = ""
+
+
 # --- human control (updates) -------------------------------------------------------------------
 class PauseRequest(Msg):
     reason: str = ""

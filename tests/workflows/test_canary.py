@@ -1,0 +1,44 @@
+"""Canary runs: upgrade, judge, and always return to the baseline."""
+
+from __future__ import annotations
+
+import uuid
+
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+
+from model import errors, io
+from tests.standins import Script
+from tests.workflows.helpers import make_plan, running
+
+RESET = ["k8s.scale:down", "db.restore", "k8s.set_images", "k8s.scale:up", "k8s.wait_rollout"]
+
+
+async def run_canary(client: Client, script: Script, plan) -> tuple[bool, io.CanaryResult]:  # noqa: ANN001
+    async with running(client, script) as tq:
+        handle = await client.start_workflow(
+            "Canary", io.CanaryInput(name="c1", plan=plan), id=f"canary/{uuid.uuid4().hex[:6]}",
+            task_queue=tq, result_type=io.CanaryResult,
+        )  # fmt: skip
+        try:
+            return True, await handle.result()
+        except WorkflowFailureError as e:
+            assert isinstance(e.cause, ApplicationError) and e.cause.type == "CanaryFailed"
+            return False, io.CanaryResult.model_validate(e.cause.details[0])
+
+
+async def test_passing_canary_is_reset_to_baseline(client: Client) -> None:
+    script = Script()
+    ok, result = await run_canary(client, script, make_plan())
+    assert ok and result.passed and result.report and result.report.outcome == "succeeded"
+    assert script.calls[-5:] == RESET
+    assert [r.detail for r in result.reset] == ["back to registry/keystone-api:old"]
+
+
+async def test_failing_canary_fails_the_run_and_is_back_on_baseline(client: Client) -> None:
+    script = Script()
+    script.fail["tempest.run"] = errors.CHECK_FAILED
+    ok, result = await run_canary(client, script, make_plan())
+    assert not ok and not result.passed and result.report.outcome == "rolled-back"
+    assert script.calls[-4:] == ["k8s.undo_images", "k8s.scale:down", "db.restore", "k8s.scale:up"]
+    assert result.reset == []  # the rollback already returned it to baseline

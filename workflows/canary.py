@@ -1,0 +1,101 @@
+"""Canary: upgrade a canary cloud, judge it, and put it back on its baseline release.
+
+Started by a Temporal Schedule (`stackhop canary create`). The upgrade itself is the ordinary
+Upgrade workflow (as a child, so the per-cloud lock still holds). Afterwards the canary is
+*always* returned to its baseline, so the next scheduled run is a real upgrade again: a rolled-back
+upgrade already is; a successful one is reset from the verified snapshot it took, which is safe here
+only because a canary's data is disposable. A failed canary ends the workflow failed, which makes
+the schedule pause (pause-on-failure) until an operator looks.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from model import io
+    from model.plan import UpgradePlan
+    from workflows.steps import Recorder, StepFailed
+    from workflows.upgrade import UpgradeWorkflow
+
+
+@workflow.defn(name="Canary")
+class CanaryWorkflow:
+    def __init__(self) -> None:
+        self.state = "upgrading"
+
+    @workflow.query
+    def status(self) -> str:
+        return self.state
+
+    @workflow.run
+    async def run(self, inp: io.CanaryInput) -> io.CanaryResult:
+        plan = inp.plan
+        gates = [s.gate_name for s in plan.services if s.gate_name]
+        workflow.set_current_details(f"canary **{inp.name}**: upgrading {plan.cloud.name}")
+        report = await self._upgrade(plan, inp.name, gates)
+        passed = report is not None and report.outcome == "succeeded"
+        self.state = "resetting"
+        workflow.set_current_details(f"canary **{inp.name}**: {'passed' if passed else 'failed'}; back to baseline")
+        rec = Recorder("(canary)", plan.policy)
+        reset_ok = True
+        if report is not None and report.outcome in ("succeeded", "failed"):
+            try:
+                await self._reset(plan, report, rec)
+            except StepFailed as f:
+                reset_ok = False
+                rec.records.append(io.StepRecord(service="(canary)", step="reset", status="failed", detail=str(f)))
+        self.state = "done"
+        result = io.CanaryResult(
+            name=inp.name, passed=passed and reset_ok, report=report, reset=rec.records,
+            message=(report.message if report else "the upgrade did not produce a report")
+            + ("" if reset_ok else "; the canary could NOT be reset to its baseline"),
+        )  # fmt: skip
+        if not result.passed:
+            raise ApplicationError(f"canary {inp.name} failed: {result.message}", result, type="CanaryFailed", non_retryable=True)
+        return result
+
+    async def _upgrade(self, plan: UpgradePlan, name: str, gates: list[str]) -> io.UpgradeReport | None:
+        try:
+            return await workflow.execute_child_workflow(
+                UpgradeWorkflow.run,
+                io.UpgradeInput(plan=plan, requested_by=f"canary {name}", approved_gates=gates),
+                id=plan.workflow_id,
+                static_summary=f"canary {name}: {plan.release.from_} → {plan.release.to}",
+            )  # fmt: skip
+        except ChildWorkflowError as e:
+            cause = e.cause
+            if isinstance(cause, ApplicationError) and cause.details:
+                try:
+                    return io.UpgradeReport.model_validate(cause.details[0])
+                except ValidationError:
+                    return None
+            return None
+
+    async def _reset(self, plan: UpgradePlan, report: io.UpgradeReport, rec: Recorder) -> None:
+        """Snapshot back, previous images back, in reverse service order."""
+        target = plan.cloud.kubernetes
+        for svc_result in reversed(report.services):
+            if svc_result.outcome == "rolled-back" or not svc_result.previous_images:
+                continue
+            svc = plan.service(svc_result.service)
+            refs = [io.WorkloadRef(kind=w.kind, name=w.name, container=w.container) for w in svc.workloads]
+            down = await rec.call("reset", io.K8S_SCALE, io.ScaleInput(target=target, workloads=refs), io.ScaleResult,
+                                  summary=f"canary reset: scale {svc.name} to 0")  # fmt: skip
+            if svc_result.snapshot and svc.database:
+                await rec.call("reset", io.DB_RESTORE,
+                               io.RestoreInput(snapshot=svc_result.snapshot, database=svc.database, target=target),
+                               io.RestoreResult, summary=f"canary reset: restore {svc.database.name}")  # fmt: skip
+            await rec.call("reset", io.K8S_SET_IMAGES, io.SetImagesInput(target=target, images=svc_result.previous_images),
+                           io.SetImagesResult, summary=f"canary reset: {svc.name} back to baseline images")  # fmt: skip
+            await rec.call("reset", io.K8S_SCALE, io.ScaleInput(target=target, workloads=refs, replicas=down.previous),
+                           io.ScaleResult, summary=f"canary reset: restore {svc.name} replicas", heartbeat=True)  # fmt: skip
+            await rec.call("reset", io.K8S_WAIT_ROLLOUT,
+                           io.WaitRolloutInput(target=target, workloads=refs, timeout_seconds=plan.policy.rollout_timeout),
+                           io.RolloutResult, summary=f"canary reset: wait for {svc.name}",
+                           timeout=plan.policy.rollout_timeout, heartbeat=True)  # fmt: skip
+            rec.records.append(io.StepRecord(service=svc.name, step="reset", status="done",
+                                             detail=f"back to {svc_result.previous_images[0].image}"))  # fmt: skip
