@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +145,32 @@ class OpenStackLab:
             "clouds_yaml": str(self.clouds_yaml),
             "tempest_workspace": str(tempest_ws.workspace(self.base)),
         }  # fmt: skip
+
+    # --- baseline (fast reset between tests) ----------------------------------------------------
+    @property
+    def baseline_file(self) -> Path:
+        return self.base / "baseline-keystone.sql"
+
+    def save_baseline(self) -> Path:
+        """Dump the freshly bootstrapped keystone schema (lab plumbing, not the activity under test)."""
+        assert self.mariadb
+        dump = install.find_tool("mariadb-dump") or "mariadb-dump"
+        with open(self.baseline_file, "wb") as out:
+            subprocess.run([dump, f"--defaults-file={self.mariadb.defaults_file}", "--single-transaction", "keystone"],
+                           stdout=out, check=True)  # fmt: skip
+        return self.baseline_file
+
+    def reset(self, release: str = DEFAULT_RELEASE) -> float:
+        """Back to the bootstrapped schema, serving `release`: what each upgrade test starts from."""
+        assert self.mariadb
+        started = time.monotonic()
+        self.stop_keystone()
+        client = install.find_tool("mariadb") or "mariadb"
+        self.mariadb.sql("DROP DATABASE IF EXISTS keystone; CREATE DATABASE keystone CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci")
+        with open(self.baseline_file, "rb") as dump:
+            subprocess.run([client, f"--defaults-file={self.mariadb.defaults_file}", "keystone"], stdin=dump, check=True)
+        self.serve(release)
+        return time.monotonic() - started
 
     # --- client configuration ------------------------------------------------------------------
     @property

@@ -13,6 +13,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
+# Popen objects of the servers this process started: kept so they are reaped (not garbage-collected
+# while running, which warns) and so `alive` can poll them without racing the pid's reuse.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def start_detached(argv: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
     """Start a server in its own session with stdout/stderr to a log file; return its pid."""
@@ -27,11 +31,18 @@ def start_detached(argv: list[str], log_path: Path, env: dict[str, str] | None =
             cwd=cwd,
             start_new_session=True,
         )
+    _children[proc.pid] = proc
     return proc.pid
 
 
 def alive(pid: int | None) -> bool:
     if not pid:
+        return False
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        _children.pop(pid, None)
         return False
     try:
         os.kill(pid, 0)
@@ -39,12 +50,7 @@ def alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    # a zombie child of this process counts as dead
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
+    return True
 
 
 def stop(pid: int | None, timeout: float = 15.0) -> None:

@@ -1,0 +1,147 @@
+"""db.snapshot / db.verify_snapshot / db.restore against the lab's real MariaDB and Keystone."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from activities import database
+from lab.openstack.install import find_tool
+from model import errors
+from model.io import RestoreInput, SnapshotInput, VerifyInput
+from model.plan import KubeTarget
+from tests.openstack.helpers import connect, database as lab_db, issue_token, run, table_checksums, validate_token
+
+pytestmark = pytest.mark.openstack
+
+
+def test_snapshot_verify_mutate_restore_is_byte_identical(keystone_at) -> None:
+    lab = keystone_at("28.1.0")
+    db = lab_db(lab)
+    token = issue_token(lab)
+    before = table_checksums(lab)
+
+    snap = run(database.snapshot, SnapshotInput(upgrade_id="upgrade/lab-db", service="keystone", database=db))
+    assert Path(snap.location).stat().st_size == snap.size_bytes > 10_000
+    assert snap.table_checksums == before  # a quiet schema: the dump holds exactly what was live
+    assert len(snap.sha256) == 64 and snap.changed_during_dump == []
+
+    verified = run(database.verify_snapshot, VerifyInput(snapshot=snap, database=db))
+    assert verified.ok, verified.message
+    assert verified.table_checksums == snap.table_checksums and verified.tables == len(before)
+
+    # mutate through the API: a project and a user that the snapshot does not know
+    conn = connect(lab)
+    project = conn.identity.create_project(name="after-snapshot", domain_id="default")
+    conn.identity.create_user(name="after-snapshot-user", domain_id="default", password="x" * 12)
+    conn.close()
+    mutated = table_checksums(lab)
+    assert mutated != before
+
+    lab.stop_keystone()  # the workflow scales the API to 0 before a restore
+    restored = run(database.restore, RestoreInput(snapshot=snap, database=db))
+    assert restored.ok
+    assert restored.table_checksums == snap.table_checksums
+    assert table_checksums(lab) == before  # the lab's own view agrees: byte-identical tables
+
+    lab.serve("28.1.0")
+    conn = connect(lab)
+    assert conn.identity.find_project(project.id) is None
+    conn.close()
+    assert validate_token(lab, token) == 200  # issued before the snapshot: still valid
+
+
+def test_verify_refuses_a_changed_or_truncated_snapshot(keystone_at, tmp_path: Path) -> None:
+    lab = keystone_at("28.1.0")
+    db = lab_db(lab, snapshot_dir=str(tmp_path))
+    snap = run(database.snapshot, SnapshotInput(upgrade_id="corrupt", service="keystone", database=db))
+
+    data = Path(snap.location).read_bytes()
+    Path(snap.location).write_bytes(data[: len(data) // 2])  # truncated mid-statement
+    result = run(database.verify_snapshot, VerifyInput(snapshot=snap, database=db))
+    assert not result.ok
+
+    Path(snap.location).write_bytes(data.replace(b"RegionOne", b"RegionTwo"))  # loads, but differs
+    result = run(database.verify_snapshot, VerifyInput(snapshot=snap, database=db))
+    assert not result.ok and "sha256" in result.message
+
+    Path(snap.location).unlink()
+    result = run(database.verify_snapshot, VerifyInput(snapshot=snap, database=db))
+    assert not result.ok and "missing" in result.message
+
+    lab.stop_keystone()
+    Path(snap.location).write_bytes(data.replace(b"RegionOne", b"RegionTwo"))
+    with pytest.raises(ApplicationError) as info:  # a restore never loads a file that changed
+        run(database.restore, RestoreInput(snapshot=snap, database=db))
+    assert info.value.type == errors.RESTORE_FAILED and info.value.non_retryable
+
+
+def test_restore_waits_for_metadata_locks_only_as_long_as_configured(keystone_at, tmp_path: Path) -> None:
+    """An idle connection inside a transaction holds a metadata lock: the restore gives up after
+    lock_wait_timeout with a retryable error instead of hanging for the server default (a day)."""
+    lab = keystone_at("28.1.0")
+    db = lab_db(lab, snapshot_dir=str(tmp_path), lock_wait_timeout=2)
+    snap = run(database.snapshot, SnapshotInput(upgrade_id="locked", service="keystone", database=db))
+    lab.stop_keystone()
+    assert lab.mariadb
+    holder = subprocess.Popen(
+        [find_tool("mariadb") or "mariadb", f"--defaults-file={lab.mariadb.defaults_file}", "keystone", "-e",
+         "START TRANSACTION; SELECT COUNT(*) FROM region; SELECT SLEEP(60);"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        time.sleep(1.0)
+        started = time.monotonic()
+        with pytest.raises(ApplicationError) as info:
+            run(database.restore, RestoreInput(snapshot=snap, database=db))
+        assert info.value.type == errors.UNAVAILABLE and not info.value.non_retryable
+        assert "lock" in str(info.value)
+        assert time.monotonic() - started < 20
+    finally:
+        holder.kill()
+        holder.wait()
+    lab.mariadb.sql("SELECT 1")  # the server is fine; a retry now succeeds
+    assert run(database.restore, RestoreInput(snapshot=snap, database=db)).ok
+
+
+def test_job_runner_manifest_mounts_credentials_and_snapshots() -> None:
+    db = database.Database(name="keystone", runner="job", credentials_secret="keystone-db-backup",
+                           snapshot_pvc="stackhop-snapshots")  # fmt: skip
+    target = KubeTarget(context="lab", namespace="openstack")
+    script = database.snapshot_script(db="keystone", path=database.snapshot_path(db, "keystone", "upgrade/x"),
+                                      defaults_file=database.defaults_file(db))  # fmt: skip
+    name, manifest = database.job_for(op="snapshot", service="keystone", key="upgrade/x", database=db,
+                                      target=target, script=script)  # fmt: skip
+    again, _ = database.job_for(op="snapshot", service="keystone", key="upgrade/x", database=db, target=target, script=script)
+    assert name == again and len(name) <= 63 and name.startswith("stackhop-keystone-snapshot-")
+    spec = manifest["spec"]
+    assert manifest["kind"] == "Job" and manifest["metadata"]["namespace"] == "openstack"
+    assert spec["backoffLimit"] == 0 and spec["template"]["spec"]["restartPolicy"] == "Never"
+    container = spec["template"]["spec"]["containers"][0]
+    assert container["image"] == "docker.io/library/mariadb:10.11"
+    assert container["command"][:2] == ["bash", "-c"]
+    assert "mariadb-dump --defaults-file=\"$DF\" --single-transaction --routines --triggers" in container["command"][2]
+    assert "DF=/etc/stackhop/db/my.cnf" in container["command"][2]
+    volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
+    assert volumes["credentials"]["secret"]["secretName"] == "keystone-db-backup"
+    assert volumes["snapshots"]["persistentVolumeClaim"]["claimName"] == "stackhop-snapshots"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {"credentials": "/etc/stackhop/db", "snapshots": "/var/lib/stackhop/snapshots"}
+
+    with pytest.raises(ApplicationError) as info:
+        database.job_for(op="snapshot", service="keystone", key="k", database=database.Database(name="keystone", runner="job"),
+                         target=target, script=script)  # fmt: skip
+    assert info.value.type == errors.PLAN_INVALID
+
+
+def test_names_and_paths_are_safe() -> None:
+    with pytest.raises(ValueError):
+        database.snapshot_script(db="keystone; DROP DATABASE x", path="/tmp/x.sql", defaults_file="/tmp/my.cnf")
+    db = database.Database(name="keystone", snapshot_dir="/srv/snaps")
+    assert database.snapshot_path(db, "keystone", "upgrade/lab") == "/srv/snaps/keystone-keystone-upgrade_lab.sql"
+    assert shutil.which("bash")
