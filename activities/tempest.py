@@ -80,7 +80,7 @@ def parse_subunit(stream: bytes) -> Summary:
         message = ""
         for name, content in (test.get("details") or {}).items():
             if name in ("traceback", "reason"):
-                message = "".join(part.decode(errors="replace") for part in content.iter_bytes())[-4000:]
+                message = b"".join(bytes(part) for part in content.iter_bytes()).decode(errors="replace")[-4000:]
         summary.tests.append(TestCase(test["id"], test["status"], seconds, message))
 
     result = testtools.StreamToDict(on_test)
@@ -98,9 +98,13 @@ def junit_xml(summary: Summary, suite: str = "tempest") -> bytes:
                       skipped=str(summary.skipped), errors="0",
                       time=f"{sum(t.seconds for t in summary.tests):.3f}")  # fmt: skip
     for test in summary.tests:
-        base = re.sub(r"\[.*\]$", "", test.id)
-        classname, _, name = base.rpartition(".")
-        case = ET.SubElement(root, "testcase", classname=classname, name=name or base, time=f"{test.seconds:.3f}")
+        fixture = re.fullmatch(r"(\w+) \((.+)\)", test.id)  # "setUpClass (tempest...TestJSON)"
+        if fixture:
+            name, classname = fixture.groups()
+        else:
+            base = re.sub(r"\[.*\]$", "", test.id)
+            classname, _, name = base.rpartition(".")
+        case = ET.SubElement(root, "testcase", classname=classname, name=name or test.id, time=f"{test.seconds:.3f}")
         case.set("id", test.id)
         if test.status in FAILED:
             ET.SubElement(case, "failure", message=test.status).text = test.message

@@ -56,7 +56,7 @@ def endpoint_check(inp: CheckInput, check: EndpointCheck) -> CheckResult:
     conn = connect(inp.cloud, inp.clouds_yaml)
     try:
         try:
-            conn.authorize()
+            conn.session.get_token()  # keystoneauth's own errors (conn.authorize wraps them)
         except (ks_exc.Unauthorized, ks_exc.Forbidden) as exc:
             return CheckResult(status="inconclusive", message=f"the check's credentials were refused: {exc}",
                                details=details, seconds=time.monotonic() - started)  # fmt: skip

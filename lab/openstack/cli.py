@@ -1,0 +1,69 @@
+"""`stackhop lab openstack up|down|status|serve RELEASE` (mounted by the lead's CLI)."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lab.openstack import paths
+from lab.openstack.manager import DEFAULT_RELEASE, OpenStackLab
+
+app = typer.Typer(help="A real OpenStack target: MariaDB + Keystone releases + tempest, on loopback.", no_args_is_help=True)
+console = Console()
+
+
+def _show(lab: OpenStackLab) -> None:
+    status = lab.status()
+    table = Table(show_header=False, box=None)
+    table.add_row("lab dir", status["lab_dir"])
+    db = status["mariadb"]
+    table.add_row("mariadb", f"[green]up[/] 127.0.0.1:{db['port']} (pid {db['pid']})" if db["up"] else "[red]down[/]")
+    ks = status["keystone"]
+    table.add_row("keystone", f"[green]{ks['release']}[/] {ks['url']} (pid {ks['pid']})" if ks["up"] else "[red]down[/]")
+    table.add_row("clouds.yaml", f"{status['clouds_yaml']}  (clouds: lab-admin, lab-system)")
+    table.add_row("tempest", status["tempest_workspace"])
+    if lab.mariadb:
+        table.add_row("db credentials", str(lab.mariadb.defaults_file))
+    console.print(table)
+
+
+@app.command()
+def up(release: str = typer.Option(DEFAULT_RELEASE, help=f"Keystone release to serve: {', '.join(paths.KEYSTONE_RELEASES)}")) -> None:
+    """Install what is missing, start MariaDB and Keystone, write clouds.yaml and tempest.conf."""
+    lab = OpenStackLab.load()
+    timings = lab.up(release)
+    _show(lab)
+    console.print("took " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+    console.print(f"export OS_CLIENT_CONFIG_FILE={lab.clouds_yaml}")
+
+
+@app.command()
+def serve(release: str = typer.Argument(..., help=f"One of {', '.join(paths.KEYSTONE_RELEASES)}")) -> None:
+    """Serve another Keystone release on the same port, database and keys (a rolling swap)."""
+    lab = OpenStackLab.load()
+    if lab.mariadb is None:
+        console.print("[red]the lab is not set up: run `stackhop lab openstack up` first[/]")
+        raise typer.Exit(1)
+    seconds = lab.serve(release)
+    console.print(f"keystone {release} serving at {lab.keystone.url if lab.keystone else '?'} after {seconds:.1f}s")
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """What runs where."""
+    lab = OpenStackLab.load()
+    if as_json:
+        print(json.dumps(lab.status(), indent=2))
+    else:
+        _show(lab)
+
+
+@app.command()
+def down(purge: bool = typer.Option(False, help="Also delete the lab directory (database, keys, configs).")) -> None:
+    """Stop Keystone and MariaDB (only the processes this lab started)."""
+    lab = OpenStackLab.load()
+    lab.down(purge=purge)
+    console.print("openstack lab stopped" + (" and purged" if purge else ""))

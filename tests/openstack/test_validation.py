@@ -1,0 +1,163 @@
+"""checks.run (endpoint, upgrade-status) and tempest.run against the lab's real Keystone."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from contextlib import contextmanager
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from temporalio.exceptions import ApplicationError
+
+from activities import tempest, validation
+from lab.openstack import paths, tempest_ws
+from lab.openstack.manager import OpenStackLab
+from model import errors
+from model.io import CheckInput
+from model.plan import EndpointCheck, TempestCheck, UpgradeStatusCheck
+from tests.openstack.helpers import RELEASE_MID, RELEASE_OLD, connect, issue_token, run
+
+pytestmark = pytest.mark.openstack
+
+IDENTITY = EndpointCheck(kind="endpoint", service_type="identity")
+
+
+def check_input(lab: OpenStackLab, check, **extra) -> CheckInput:  # noqa: ANN001
+    return CheckInput(service="keystone", cloud="lab-admin", check=check, clouds_yaml=str(lab.clouds_yaml), **extra)
+
+
+def tempest_input(lab: OpenStackLab, regex: str = tempest_ws.SMOKE_REGEX) -> CheckInput:
+    return check_input(lab, TempestCheck(kind="tempest", regex=regex, concurrency=2),
+                       tempest_workspace=str(lab.tempest_workspace), tempest_command=[str(tempest_ws.tempest_bin())])  # fmt: skip
+
+
+@contextmanager
+def broken_public_endpoint(lab: OpenStackLab) -> Iterator[str]:
+    """Point the catalog's public identity endpoint at a port nobody listens on (through the API,
+    so Keystone's catalog cache is invalidated), and put it back afterwards."""
+    conn = connect(lab)
+    endpoint = next(e for e in conn.identity.endpoints(interface="public"))
+    good, dead = endpoint.url, f"http://127.0.0.1:{paths.free_port()}/v3"
+    conn.identity.update_endpoint(endpoint, url=dead)
+    try:
+        yield dead
+    finally:
+        conn.identity.update_endpoint(endpoint, url=good)
+        conn.close()
+
+
+def test_endpoint_check_passes_and_fails_on_a_broken_endpoint(keystone_at) -> None:
+    lab = keystone_at(RELEASE_OLD)
+    result = run(validation.run_check, check_input(lab, IDENTITY, stage="pre"))
+    assert result.status == "pass", result.message
+    assert result.details["token"] == "issued" and "identity" in result.details["services"]
+    assert sorted(result.details["endpoints"].values()) == [200, 200, 200]
+
+    with broken_public_endpoint(lab) as dead:
+        result = run(validation.run_check, check_input(lab, IDENTITY))
+        assert result.status == "fail"
+        assert dead in result.message and "ConnectionError" in result.message
+
+    missing = run(validation.run_check, check_input(lab, EndpointCheck(kind="endpoint", service_type="image")))
+    assert missing.status == "fail" and "no image service" in missing.message
+
+
+def test_endpoint_check_with_refused_credentials_is_inconclusive(openstack_lab, tmp_path: Path) -> None:
+    clouds = tmp_path / "clouds.yaml"
+    assert openstack_lab.keystone
+    clouds.write_text(openstack_lab.clouds_yaml.read_text().replace(openstack_lab.keystone.admin_password, "wrong-password"))
+    inp = CheckInput(service="keystone", cloud="lab-admin", check=IDENTITY, clouds_yaml=str(clouds))
+    result = run(validation.run_check, inp)
+    assert result.status == "inconclusive" and "credentials" in result.message
+
+
+def test_upgrade_status_check_exit_2_blocks_the_upgrade(keystone_at) -> None:
+    lab = keystone_at(RELEASE_OLD)
+    assert lab.keystone
+    status = UpgradeStatusCheck(kind="upgrade-status", command=lab.keystone.status_command("{version}"))
+    ok = run(validation.run_check, check_input(lab, status, version=RELEASE_MID, stage="pre"))
+    assert ok.status == "pass" and ok.details["exit_code"] == 0, ok.details
+
+    # an operator made the admin role mutable: keystone-status reports a FAILURE (exit 2)
+    conn = connect(lab)
+    admin_role = conn.identity.find_role("admin")
+    conn.close()
+    token = issue_token(lab)
+    response = requests.patch(f"{lab.keystone.url}/roles/{admin_role.id}", headers={"X-Auth-Token": token},
+                              json={"role": {"options": {"immutable": False}}}, timeout=30)  # fmt: skip
+    assert response.status_code == 200, response.text
+
+    blocked = run(validation.run_check, check_input(lab, status, version=RELEASE_MID, stage="pre"))
+    assert blocked.status == "fail"
+    assert blocked.details["exit_code"] == 2 and blocked.details["blocking"] is True
+    assert "Roles are not immutable: admin" in blocked.details["output"]
+
+
+@pytest.mark.parametrize(("code", "status"), [(0, "pass"), (1, "pass"), (2, "fail"), (255, "fail"), (127, "inconclusive")])
+def test_upgrade_status_exit_codes(code: int, status: str) -> None:
+    assert validation.interpret_status(code)[0] == status
+
+
+def test_upgrade_status_warning_proceeds_and_is_reported(openstack_lab) -> None:
+    check = UpgradeStatusCheck(kind="upgrade-status", command=["bash", "-c", "echo 'Result: Warning'; exit 1"])
+    result = run(validation.run_check, check_input(openstack_lab, check))
+    assert result.status == "pass" and result.details["warning"] is True and "warning" in result.message
+
+
+def test_tempest_identity_smoke_passes_then_fails_on_a_broken_endpoint(keystone_at) -> None:
+    lab = keystone_at(RELEASE_OLD)
+    good = run(tempest.run_tempest, tempest_input(lab))
+    assert good.status == "pass", good.message
+    assert good.passed >= 14 and good.failed == 0 and good.failing_tests == []
+    suite = ET.parse(good.junit_path).getroot()
+    assert suite.tag == "testsuite" and int(suite.get("tests", "0")) == good.passed + good.skipped
+    assert suite.get("failures") == "0"
+
+    with broken_public_endpoint(lab):
+        bad = run(tempest.run_tempest, tempest_input(lab))
+    assert bad.status == "fail"
+    assert bad.failed > 0 and len(bad.failing_tests) == bad.failed
+    assert all("tempest.api.identity" in test_id for test_id in bad.failing_tests), bad.failing_tests
+    suite = ET.parse(bad.junit_path).getroot()
+    failing = [case.get("id") for case in suite.iter("testcase") if case.find("failure") is not None]
+    assert sorted(failing) == sorted(bad.failing_tests)
+
+
+def test_tempest_selection_that_runs_nothing_is_inconclusive(openstack_lab) -> None:
+    result = run(tempest.run_tempest, tempest_input(openstack_lab, regex=r"^tempest\.api\.identity\.no_such_test$"))
+    assert result.status == "inconclusive" and result.passed == 0
+
+
+def test_tempest_and_checks_refuse_misplaced_checks(openstack_lab) -> None:
+    with pytest.raises(ApplicationError) as info:
+        run(validation.run_check, tempest_input(openstack_lab))
+    assert info.value.type == errors.PLAN_INVALID
+    with pytest.raises(ApplicationError):
+        run(tempest.run_tempest, check_input(openstack_lab, IDENTITY))
+
+
+def test_subunit_parsing_counts_ids_and_junit() -> None:
+    """A subunit v2 stream as stestr stores it: per-test status, a class fixture failure, a skip."""
+    import io as _io
+
+    import subunit
+
+    out = _io.BytesIO()
+    stream = subunit.StreamResultToBytes(out)
+    stream.status(test_id="tempest.api.identity.v3.test_a.A.test_ok[id-1,smoke]", test_status="success")
+    stream.status(test_id="tempest.api.identity.v3.test_b.B.test_bad[id-2,smoke]", test_status="fail",
+                  file_name="traceback", file_bytes=b"Traceback: boom", mime_type="text/plain")  # fmt: skip
+    stream.status(test_id="setUpClass (tempest.api.identity.v3.test_c.C)", test_status="fail")
+    stream.status(test_id="tempest.api.identity.v3.test_d.D.test_skip[id-4]", test_status="skip")
+    summary = tempest.parse_subunit(out.getvalue())
+    assert (summary.passed, summary.failed, summary.skipped) == (1, 2, 1)
+    status, message = tempest.verdict(summary)
+    assert status == "fail" and "setUpClass (tempest.api.identity.v3.test_c.C)" in message
+    suite = ET.fromstring(tempest.junit_xml(summary))
+    cases = {case.get("id"): case for case in suite.iter("testcase")}
+    assert cases["setUpClass (tempest.api.identity.v3.test_c.C)"].get("classname") == "tempest.api.identity.v3.test_c.C"
+    bad = cases["tempest.api.identity.v3.test_b.B.test_bad[id-2,smoke]"]
+    assert bad.get("name") == "test_bad" and bad.find("failure").text == "Traceback: boom"
+    assert tempest.verdict(tempest.parse_subunit(b""))[0] == "inconclusive"
