@@ -18,7 +18,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, FailureError
 
 from model import errors
 from model.plan import KubeTarget
@@ -37,14 +37,29 @@ def kubeconfig_path(target: KubeTarget) -> str:
     return target.kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
 
 
+IN_CLUSTER = "in-cluster"  # KubeTarget.context for a worker running in the cluster it upgrades
+
+
+def _in_cluster_client() -> client.ApiClient:
+    conf = client.Configuration()
+    config.load_incluster_config(client_configuration=conf)
+    return client.ApiClient(conf)
+
+
 @contextmanager
 def api_client(target: KubeTarget) -> Iterator[client.ApiClient]:
-    """An ApiClient for the target's context, closed afterwards (no leaked sockets)."""
+    """An ApiClient for the target's context, closed afterwards (no leaked sockets).
+
+    Context "in-cluster" (without a kubeconfig path) uses the pod's service account (deploy/).
+    """
     path = kubeconfig_path(target)
     try:
-        api = config.new_client_from_config(
-            config_file=path, context=target.context, persist_config=False
-        )
+        if target.context == IN_CLUSTER and not target.kubeconfig:
+            api = _in_cluster_client()
+        else:
+            api = config.new_client_from_config(
+                config_file=path, context=target.context, persist_config=False
+            )
     except (ConfigException, FileNotFoundError, OSError) as exc:
         raise errors.permanent(
             errors.PLAN_INVALID,
@@ -70,6 +85,21 @@ def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         resp.release_conn()
 
 
+def retry_conflicts(fn: Callable[[], Any], attempts: int = 5) -> Any:
+    """Run a read-modify-write ``fn`` again when its resourceVersion precondition lost a race.
+
+    Controllers update status (and so the resourceVersion) all the time; a 409 right after a read
+    is normal and is retried here at once instead of costing a whole activity retry.
+    """
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except ApiException as exc:
+            if exc.status != 409 or attempt == attempts - 1:
+                raise
+    return None
+
+
 def status_reason(exc: ApiException) -> str:
     try:
         body = json.loads(exc.body or "{}")
@@ -85,9 +115,12 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError, OSError))
 
 
-def to_app_error(exc: BaseException, what: str, **details: Any) -> ApplicationError:
-    """Map a client failure to the error tree; ``what`` names the object for the message."""
-    if isinstance(exc, ApplicationError):
+def to_app_error(exc: BaseException, what: str, **details: Any) -> BaseException:
+    """Map a client failure to the error tree; ``what`` names the object for the message.
+
+    Temporal's own failures (an ApplicationError raised below us, CancelledError) pass unchanged.
+    """
+    if isinstance(exc, FailureError):
         return exc
     if isinstance(exc, ApiException):
         reason = status_reason(exc)

@@ -20,11 +20,11 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from temporalio import activity
 
-from activities.kube_client import MERGE, Kinds, api_client, call, to_app_error
+from activities.kube_client import MERGE, Kinds, api_client, call, retry_conflicts, to_app_error
 from activities.kube_rollout import change_id, describe
 from activities.kube_watch import check_cancelled, follow, heartbeat
 from model import errors
-from model.io import K8S_RUN_JOB, K8S_SCALE, JobResult, RunJobInput, ScaleInput, ScaleResult
+from model.io import K8S_RUN_JOB, K8S_SCALE, JobResult, RunJobInput, ScaleInput, ScaleResult, WorkloadRef
 
 
 log = structlog.get_logger(__name__)
@@ -177,32 +177,40 @@ def scale(inp: ScaleInput) -> ScaleResult:
                 raise errors.permanent(errors.PLAN_INVALID, f"{what}: a DaemonSet cannot be scaled")
             want = 0 if inp.replicas is None else inp.replicas.get(ref.name)
             try:
-                obj = call(kinds.read(ref.kind), ref.name, ns)
-                cur = (obj.get("spec") or {}).get("replicas", 1)
-                ann = (obj["metadata"].get("annotations") or {}).get(REPLICAS_ANNOTATION)
-                rec = json.loads(ann) if ann else {}
-                same = cid and rec.get("change") == cid
-                previous[ref.name] = int(rec["replicas"]) if same and cur == want else cur
-                if want is None or want == cur:
-                    continue
-                restoring = inp.replicas is not None
-                patch = {
-                    "metadata": {
-                        "resourceVersion": obj["metadata"]["resourceVersion"],
-                        "annotations": {
-                            REPLICAS_ANNOTATION: None if restoring
-                            else json.dumps({"change": cid, "replicas": cur}),
-                        },
-                    },
-                    "spec": {"replicas": want},
-                }  # fmt: skip
-                call(kinds.patch(ref.kind), ref.name, ns, patch, _content_type=MERGE)
-                log.info("scaled", workload=what, replicas=want, previous=cur)
+                previous[ref.name] = retry_conflicts(
+                    lambda ref=ref, want=want: _scale_one(kinds, ns, ref, want, cid, inp.replicas is not None)
+                )
             except Exception as exc:
                 raise to_app_error(exc, what, kind=ref.kind, name=ref.name) from exc
         if inp.wait:
             _wait_scaled(kinds, inp, previous)
     return ScaleResult(previous=previous)
+
+
+def _scale_one(kinds: Kinds, ns: str, ref: WorkloadRef, want: int | None, cid: str,
+               restoring: bool) -> int:
+    """Patch spec.replicas (and the before-quiesce record); return the replicas to restore."""
+    obj = call(kinds.read(ref.kind), ref.name, ns)
+    cur = (obj.get("spec") or {}).get("replicas", 1)
+    ann = (obj["metadata"].get("annotations") or {}).get(REPLICAS_ANNOTATION)
+    rec = json.loads(ann) if ann else {}
+    same = cid and rec.get("change") == cid
+    previous = int(rec["replicas"]) if same and cur == want else cur
+    if want is None or want == cur:
+        return previous
+    patch = {
+        "metadata": {
+            "resourceVersion": obj["metadata"]["resourceVersion"],
+            "annotations": {
+                REPLICAS_ANNOTATION: None if restoring
+                else json.dumps({"change": cid, "replicas": cur}),
+            },
+        },
+        "spec": {"replicas": want},
+    }  # fmt: skip
+    call(kinds.patch(ref.kind), ref.name, ns, patch, _content_type=MERGE)
+    log.info("scaled", workload=describe(ref.kind, ref.name, ns), replicas=want, previous=cur)
+    return previous
 
 
 def _wait_scaled(kinds: Kinds, inp: ScaleInput, previous: dict[str, int]) -> None:

@@ -20,7 +20,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from temporalio import activity
 
-from activities.kube_client import SMP, Kinds, api_client, call, to_app_error
+from activities.kube_client import SMP, Kinds, api_client, call, retry_conflicts, to_app_error
 from activities.kube_status import RolloutError, rollout_status
 from activities.kube_watch import check_cancelled, follow, heartbeat, in_activity
 from model import errors
@@ -109,7 +109,11 @@ def _group(images: list[WorkloadImage]) -> dict[tuple[str, str], dict[str, str |
     return grouped
 
 
-def patch_images(
+def patch_images(*args: Any, **kwargs: Any) -> dict[str, str]:
+    return retry_conflicts(lambda: _patch_images(*args, **kwargs))
+
+
+def _patch_images(
     kinds: Kinds,
     target: KubeTarget,
     kind: str,
@@ -220,6 +224,11 @@ def wait_one(
                     kind=ref.kind, name=ref.name, namespace=target.namespace,
                 )  # fmt: skip
             if done:
+                heartbeat(
+                    step="wait_rollout", workload=f"{ref.kind}/{ref.name}", message=message,
+                    index=index, total=total, elapsed=round(time.monotonic() - t0, 1),
+                    started_at=started,
+                )  # fmt: skip
                 return RolloutStatus(
                     kind=ref.kind, name=ref.name, ready=True, message=message,
                     seconds=round(time.monotonic() - t0, 2),

@@ -151,7 +151,13 @@ class KubeLab:
         return self.kubeconfig
 
     def scale_nodes(self, n: int, timeout: float = 120) -> None:
-        self.kwokctl("scale", "node", "--name", self.name, "--replicas", str(n))
+        """N fake nodes with loopback InternalIPs (127.0.0.10, .11, ...).
+
+        kwok's default node IPs (192.0.2.x) would make the apiserver dial off-machine addresses
+        whenever a pod log is requested; on loopback the request fails fast and stays local.
+        """
+        self.kwokctl("scale", "node", "--name", self.name, "--replicas", str(n),
+                     "--param", '.nodeIPs = ["127.0.0.10"]')
         self.kubectl_run("wait", "--for=condition=Ready", "node", "--all",
                          f"--timeout={int(timeout)}s", timeout=timeout + 10)
 
@@ -177,23 +183,25 @@ class KubeLab:
     def _pid(self, component: str) -> int:
         return int((self.cluster_dir / "pids" / f"{component}.pid").read_text().strip())
 
-    def restart_apiserver(self, downtime: float = 3.0, timeout: float = 120) -> None:
-        """Kill kube-apiserver, keep it down for ``downtime`` s, and start it again.
+    def restart_apiserver(
+        self, downtime: float = 3.0, timeout: float = 120, graceful: bool = False
+    ) -> None:
+        """Stop kube-apiserver, keep it down for ``downtime`` s, and start it again.
 
-        ``kwokctl start cluster`` starts only components whose pid is not running, so the other
-        components (etcd, controllers, kwok) keep their state and simply reconnect.
+        Default: SIGKILL, a crash (the harsher test, and fast).  ``graceful``: SIGTERM first, then
+        SIGKILL after 5 s (its graceful shutdown can linger with open watches).  ``kwokctl start
+        cluster`` starts only components whose pid is not running, so etcd and kwok keep running;
+        the controller manager and scheduler, which exit on losing their leader lease, come back.
         """
         pid = self._pid("kube-apiserver")
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            try:
-                os.waitpid(pid, os.WNOHANG)  # not our child: usually ECHILD; harmless
-            except ChildProcessError:
-                pass
-            if _is_zombie(pid):
-                break
-            time.sleep(0.1)
+        os.kill(pid, signal.SIGTERM if graceful else signal.SIGKILL)
+        if not _wait_gone(pid, 5):
+            os.kill(pid, signal.SIGKILL)
+            if not _wait_gone(pid, 10):
+                raise LabError(f"kube-apiserver (pid {pid}) does not die")
+        # A zombie still answers kill(pid, 0), which kwokctl takes for "running"; our PID 1 may
+        # be slow to reap orphans, so drop the pid file: kwokctl then starts a fresh process.
+        (self.cluster_dir / "pids" / "kube-apiserver.pid").unlink(missing_ok=True)
         time.sleep(downtime)
         self.kwokctl("start", "cluster", "--name", self.name, "--wait=2m", timeout=timeout)
         deadline = time.monotonic() + timeout
@@ -203,7 +211,17 @@ class KubeLab:
             time.sleep(0.2)
 
 
+def _wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _is_zombie(pid):
+            return True
+        time.sleep(0.1)
+    return _is_zombie(pid)
+
+
 def _is_zombie(pid: int) -> bool:
+    """Gone or a zombie (its parent, kwokctl, exited long ago: init reaps it)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:

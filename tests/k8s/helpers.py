@@ -1,0 +1,99 @@
+"""Manifests and small utilities for the k8s activity tests (real lab, no mocks)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client
+from temporalio.testing import ActivityEnvironment
+
+from activities.kube_client import api_client, call
+from model.plan import KubeTarget
+
+LABELS = {"app": "demo"}
+
+
+def pod_spec(image: str, sidecar: str | None = "registry.lab/sidecar:1.0", **extra: Any) -> dict:
+    containers = [{"name": "app", "image": image}]
+    if sidecar:
+        containers.append({"name": "sidecar", "image": sidecar})
+    return {"containers": containers, "terminationGracePeriodSeconds": 0, **extra}
+
+
+def workload(kind: str, name: str, image: str, *, replicas: int = 2, deadline: int = 600,
+             annotations: dict[str, str] | None = None, sidecar: str | None = "registry.lab/sidecar:1.0") -> dict:
+    labels = {"app": name}
+    template = {"metadata": {"labels": labels, "annotations": annotations or {}},
+                "spec": pod_spec(image, sidecar)}
+    spec: dict[str, Any] = {"selector": {"matchLabels": labels}, "template": template}
+    if kind == "Deployment":
+        spec.update(replicas=replicas, progressDeadlineSeconds=deadline)
+    elif kind == "StatefulSet":
+        spec.update(replicas=replicas, serviceName=name, podManagementPolicy="Parallel")
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+
+def create(target: KubeTarget, obj: dict) -> dict:
+    suffix = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}
+    with api_client(target) as api:
+        if obj["kind"] == "Job":
+            return call(client.BatchV1Api(api).create_namespaced_job, target.namespace, obj)
+        fn = getattr(client.AppsV1Api(api), f"create_namespaced_{suffix[obj['kind']]}")
+        return call(fn, target.namespace, obj)
+
+
+def read(target: KubeTarget, kind: str, name: str) -> dict:
+    suffix = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set",
+              "Job": "job"}
+    with api_client(target) as api:
+        mod = client.BatchV1Api(api) if kind == "Job" else client.AppsV1Api(api)
+        return call(getattr(mod, f"read_namespaced_{suffix[kind]}"), name, target.namespace)
+
+
+def list_jobs(target: KubeTarget) -> list[dict]:
+    with api_client(target) as api:
+        return call(client.BatchV1Api(api).list_namespaced_job, target.namespace)["items"]
+
+
+def list_pods(target: KubeTarget, selector: str = "") -> list[dict]:
+    with api_client(target) as api:
+        return call(client.CoreV1Api(api).list_namespaced_pod, target.namespace,
+                    label_selector=selector)["items"]
+
+
+def images_of(obj: dict) -> dict[str, str]:
+    return {c["name"]: c["image"] for c in obj["spec"]["template"]["spec"]["containers"]}
+
+
+class Recorder:
+    """An ActivityEnvironment that keeps every heartbeat."""
+
+    def __init__(self) -> None:
+        self.env = ActivityEnvironment()
+        self.beats: list[Any] = []
+        self.env.on_heartbeat = lambda *details: self.beats.append(details[0] if details else None)
+
+    def run(self, fn: Callable, arg: Any) -> Any:
+        return self.env.run(fn, arg)
+
+
+class Background:
+    """Run an activity in a thread (as the worker's thread pool does) and collect the outcome."""
+
+    def __init__(self, rec: Recorder, fn: Callable, arg: Any) -> None:
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(rec, fn, arg), daemon=True)
+        self.thread.start()
+
+    def _run(self, rec: Recorder, fn: Callable, arg: Any) -> None:
+        try:
+            self.result = rec.run(fn, arg)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            self.error = exc
+
+    def join(self, timeout: float) -> None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"activity still running after {timeout}s"

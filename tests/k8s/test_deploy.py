@@ -1,0 +1,95 @@
+"""deploy/kustomize against the lab's apiserver: server-side dry-run, RBAC allowed/denied verbs,
+and the activities themselves running with nothing but the worker's service account token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from activities.kube import read_images, run_job, set_images, wait_rollout
+from model.io import ReadImagesInput, RunJobInput, SetImagesInput, WaitRolloutInput, WorkloadImage, WorkloadRef
+from model.plan import KubeTarget
+from tests.k8s.helpers import Recorder, create, workload
+from tests.k8s.test_jobs import job
+
+pytestmark = pytest.mark.k8s
+
+KUSTOMIZE = Path(__file__).resolve().parents[2] / "deploy" / "kustomize"
+SA = "system:serviceaccount:stackhop:stackhop-worker"
+
+ALLOWED = [
+    ("get", "deployments.apps"), ("list", "statefulsets.apps"), ("watch", "daemonsets.apps"),
+    ("patch", "deployments.apps"), ("patch", "statefulsets.apps"), ("patch", "daemonsets.apps"),
+    ("create", "jobs.batch"), ("get", "jobs.batch"), ("watch", "jobs.batch"),
+    ("list", "pods"), ("get", "pods/log"),
+]
+DENIED = [
+    ("delete", "deployments.apps"), ("create", "deployments.apps"), ("update", "deployments.apps"),
+    ("delete", "jobs.batch"), ("get", "secrets"), ("list", "configmaps"), ("delete", "pods"),
+    ("create", "pods/exec"), ("escalate", "roles.rbac.authorization.k8s.io"),
+]
+
+
+@pytest.fixture(scope="module")
+def deployed(k8s_lab):
+    for ns in ("stackhop", "openstack"):
+        k8s_lab.kubectl_run("create", "namespace", ns, check=False)
+    yield k8s_lab
+    for ns in ("stackhop", "openstack"):
+        k8s_lab.kubectl_run("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_server_side_dry_run(deployed):
+    res = deployed.kubectl_run("apply", "-k", str(KUSTOMIZE), "--dry-run=server")
+    out = res.stdout
+    for obj in ("serviceaccount/stackhop-worker", "role.rbac.authorization.k8s.io/stackhop-worker",
+                "rolebinding.rbac.authorization.k8s.io/stackhop-worker", "deployment.apps/stackhop-worker"):
+        assert obj in out, out
+
+
+def can_i(lab, verb: str, resource: str, ns: str = "openstack") -> bool:
+    resource, _, sub = resource.partition("/")
+    extra = [f"--subresource={sub}"] if sub else []
+    res = lab.kubectl_run("auth", "can-i", verb, resource, *extra, "-n", ns, f"--as={SA}", check=False)
+    assert res.stdout.strip() in ("yes", "no"), res.stderr
+    return res.stdout.strip() == "yes"
+
+
+def test_rbac_least_privilege(deployed):
+    deployed.kubectl_run("apply", "-k", str(KUSTOMIZE))
+    wrong = [f"{v} {r}" for v, r in ALLOWED if not can_i(deployed, v, r)]
+    wrong += [f"NOT {v} {r}" for v, r in DENIED if can_i(deployed, v, r)]
+    # nothing outside the target namespace, nothing cluster-wide
+    wrong += [f"NOT {v} {r} in kube-system" for v, r in ALLOWED[:4] if can_i(deployed, v, r, "kube-system")]
+    if deployed.kubectl_run("auth", "can-i", "list", "nodes", f"--as={SA}", check=False).stdout.strip() == "yes":
+        wrong.append("NOT list nodes")
+    assert not wrong, wrong
+
+
+def test_activities_work_with_only_the_service_account(deployed, tmp_path):
+    """The Role is sufficient: run the activities with the worker's own token."""
+    deployed.kubectl_run("apply", "-k", str(KUSTOMIZE))
+    token = deployed.kubectl_run("create", "token", "stackhop-worker", "-n", "stackhop").stdout.strip()
+    admin = yaml.safe_load(deployed.kubeconfig.read_text())
+    cluster = admin["clusters"][0]
+    kubeconfig = tmp_path / "worker.kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "worker",
+        "clusters": [cluster],
+        "users": [{"name": "worker", "user": {"token": token}}],
+        "contexts": [{"name": "worker", "context": {"cluster": cluster["name"], "user": "worker"}}],
+    }))
+    admin_target = KubeTarget(context=admin["current-context"], namespace="openstack",
+                              kubeconfig=str(deployed.kubeconfig))
+    create(admin_target, workload("Deployment", "keystone-api", "registry.lab/keystone:28.1.0"))
+    worker = KubeTarget(context="worker", namespace="openstack", kubeconfig=str(kubeconfig))
+    rec = Recorder()
+    ref = WorkloadRef(kind="Deployment", name="keystone-api", container="app")
+    assert rec.run(read_images, ReadImagesInput(target=worker, workloads=[ref])).images[0].found
+    rec.run(set_images, SetImagesInput(target=worker, images=[WorkloadImage(
+        kind="Deployment", name="keystone-api", container="app", image="registry.lab/keystone:29.1.0")]))
+    assert rec.run(wait_rollout, WaitRolloutInput(target=worker, workloads=[ref], timeout_seconds=60)).workloads[0].ready
+    assert rec.run(run_job, RunJobInput(target=worker, name="keystone-db-sync", timeout_seconds=60,
+                                        manifest=job("registry.lab/keystone:29.1.0"))).succeeded

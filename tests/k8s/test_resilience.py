@@ -1,0 +1,66 @@
+"""Waits under stress: cancelled mid-wait, and the apiserver restarted mid-wait."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from temporalio.exceptions import CancelledError
+
+from activities.kube import run_job, set_images, wait_rollout
+from model.io import RunJobInput, SetImagesInput, WaitRolloutInput, WorkloadImage, WorkloadRef
+from tests.k8s.helpers import Background, Recorder, create, read, workload
+from tests.k8s.test_jobs import job
+from tests.k8s.test_rollout import ready
+
+pytestmark = pytest.mark.k8s
+
+
+def test_cancel_mid_wait_stops_cleanly(kube_target):
+    create(kube_target, workload("Deployment", "octavia-api", "registry.lab/octavia:1"))
+    ready(kube_target, "Deployment", "octavia-api")
+    Recorder().run(set_images, SetImagesInput(target=kube_target, images=[WorkloadImage(
+        kind="Deployment", name="octavia-api", container="app", image="registry.lab/octavia:never-ready")]))
+    rec = Recorder()
+    bg = Background(rec, wait_rollout, WaitRolloutInput(
+        target=kube_target, workloads=[WorkloadRef(kind="Deployment", name="octavia-api", container="app")],
+        timeout_seconds=300))
+    time.sleep(2)
+    assert bg.thread.is_alive()
+    t0 = time.monotonic()
+    rec.env.cancel()
+    bg.join(10)
+    assert isinstance(bg.error, CancelledError), bg.error
+    assert time.monotonic() - t0 < 6
+    assert rec.beats  # it was heartbeating while it waited
+
+
+def test_cancel_job_wait(kube_target):
+    rec = Recorder()
+    bg = Background(rec, run_job, RunJobInput(target=kube_target, name="slow", timeout_seconds=300,
+                                              manifest=job("registry.lab/x:slow-job", delay="120s")))
+    time.sleep(2)
+    rec.env.cancel()
+    bg.join(10)
+    assert isinstance(bg.error, CancelledError), bg.error
+
+
+def test_apiserver_restart_mid_wait(k8s_lab, kube_target):
+    # each new pod turns Ready 6 s after it appears (slow-ready stage): the rollout spans the restart
+    create(kube_target, workload("Deployment", "placement-api", "registry.lab/placement:1",
+                                 annotations={"lab.stackhop.io/delay": "6s"}))
+    ready(kube_target, "Deployment", "placement-api")
+    Recorder().run(set_images, SetImagesInput(target=kube_target, images=[WorkloadImage(
+        kind="Deployment", name="placement-api", container="app", image="registry.lab/placement:2-slow-ready")]))
+    rec = Recorder()
+    bg = Background(rec, wait_rollout, WaitRolloutInput(
+        target=kube_target, workloads=[WorkloadRef(kind="Deployment", name="placement-api", container="app")],
+        timeout_seconds=120))
+    time.sleep(1)
+    k8s_lab.restart_apiserver(downtime=3)
+    bg.join(90)
+    assert bg.error is None, bg.error
+    assert bg.result.workloads[0].ready
+    assert any("unreachable" in str(b.get("message", "")) for b in rec.beats if isinstance(b, dict))
+    dep = read(kube_target, "Deployment", "placement-api")
+    assert dep["status"]["updatedReplicas"] == dep["status"]["availableReplicas"] == 2
