@@ -12,7 +12,9 @@ rolling-upgrade support; the workflow quiesces the API before it.
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 from dataclasses import dataclass, field
 
 import structlog
@@ -113,9 +115,16 @@ def profile_for(service: str) -> Profile:
         ) from None
 
 
+def env_command(service: str, kind: str) -> list[str] | None:
+    """Worker-side default for a plan without a command: STACKHOP_<SERVICE>_<KIND> (shell words),
+    e.g. STACKHOP_KEYSTONE_MANAGE='/venvs/keystone-{version}/bin/keystone-manage --config-file F'."""
+    value = os.environ.get(f"STACKHOP_{service.upper()}_{kind}")
+    return shlex.split(value) if value else None
+
+
 def base_command(service: str, migration: Migration, version: str) -> list[str]:
     """The manage tool (plan's migration.command, else the profile's), placeholders filled in."""
-    command = list(migration.command) if migration.command else list(profile_for(service).tool)
+    command = list(migration.command) if migration.command else env_command(service, "MANAGE") or list(profile_for(service).tool)
     if any("{version}" in part for part in command) and not version:
         raise errors.permanent(errors.PLAN_INVALID, f"{service}: migration.command uses {{version}} but no target version is known")
     return [part.replace("{version}", version).replace("{service}", service) for part in command]

@@ -23,6 +23,7 @@ from temporalio import activity
 
 from activities import dbtools
 from activities.dbtools import q
+from activities.migration import env_command
 from model import errors
 from model.io import CHECKS_RUN, CheckInput, CheckResult
 from model.plan import EndpointCheck, UpgradeStatusCheck
@@ -109,7 +110,8 @@ def endpoint_check(inp: CheckInput, check: EndpointCheck) -> CheckResult:
 
 
 def status_command(inp: CheckInput, check: UpgradeStatusCheck) -> list[str]:
-    command = list(check.command) if check.command else [f"{inp.service}-status", "upgrade", "check"]
+    command = (list(check.command) if check.command else env_command(inp.service, "STATUS")
+               or [f"{inp.service}-status", "upgrade", "check"])  # fmt: skip
     if any("{version}" in part for part in command) and not inp.version:
         raise errors.permanent(errors.PLAN_INVALID, f"{inp.service}: the status command uses {{version}} but no version is known")
     return [part.replace("{version}", inp.version).replace("{service}", inp.service) for part in command]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import typer
 from rich.console import Console
@@ -31,13 +32,17 @@ def _show(lab: OpenStackLab) -> None:
 
 
 @app.command()
-def up(release: str = typer.Option(DEFAULT_RELEASE, help=f"Keystone release to serve: {', '.join(paths.KEYSTONE_RELEASES)}")) -> None:
+def up(
+    release: str | None = typer.Option(
+        None, help=f"Keystone release to serve: {', '.join(paths.KEYSTONE_RELEASES)} (default: the one serving, else {DEFAULT_RELEASE})"
+    ),
+) -> None:
     """Install what is missing, start MariaDB and Keystone, write clouds.yaml and tempest.conf."""
     lab = OpenStackLab.load()
     timings = lab.up(release)
     _show(lab)
     console.print("took " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
-    console.print(f"export OS_CLIENT_CONFIG_FILE={lab.clouds_yaml}")
+    console.print("worker environment for this lab: eval \"$(stackhop lab openstack env)\"")
 
 
 @app.command()
@@ -59,6 +64,17 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         print(json.dumps(lab.status(), indent=2))
     else:
         _show(lab)
+
+
+@app.command()
+def env() -> None:
+    """Shell exports for a worker whose local runners act on this lab (`eval "$(... env)"`)."""
+    lab = OpenStackLab.load()
+    if lab.mariadb is None:
+        console.print("[red]the lab is not set up: run `stackhop lab openstack up` first[/]")
+        raise typer.Exit(1)
+    for key, value in lab.worker_env().items():
+        print(f"export {key}={shlex.quote(value)}")
 
 
 @app.command()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shlex
 import shutil
 import subprocess
 import time
@@ -69,9 +70,11 @@ class OpenStackLab:
         self.state_file.chmod(0o600)
 
     # --- lifecycle -----------------------------------------------------------------------------
-    def up(self, release: str = DEFAULT_RELEASE) -> dict[str, float]:
-        """Install what is missing, start MariaDB, set Keystone up once, serve `release`."""
+    def up(self, release: str | None = None) -> dict[str, float]:
+        """Install what is missing, start MariaDB, set Keystone up once, serve `release` (default:
+        the release already serving, else the oldest)."""
         started = time.monotonic()
+        release = release or (self.keystone.release if self.keystone and procs.alive(self.keystone.pid) else None) or DEFAULT_RELEASE
         install.ensure_all()
         self.timings["install"] = time.monotonic() - started
         if self.mariadb is None or self.keystone is None:
@@ -193,6 +196,20 @@ class OpenStackLab:
         self.clouds_yaml.write_text(yaml.safe_dump(clouds, sort_keys=False))
         self.clouds_yaml.chmod(0o600)
         return self.clouds_yaml
+
+    def worker_env(self) -> dict[str, str]:
+        """Environment for a stackhop worker whose local runners act on this lab (plans then need
+        no machine-specific paths: see activities/*.py for each variable)."""
+        assert self.mariadb and self.keystone
+        return {
+            "OS_CLIENT_CONFIG_FILE": str(self.clouds_yaml),
+            "STACKHOP_DB_DEFAULTS_FILE": str(self.mariadb.defaults_file),
+            "STACKHOP_SNAPSHOT_DIR": str(self.base / "snapshots"),
+            "STACKHOP_KEYSTONE_MANAGE": shlex.join(self.keystone.manage_command("{version}")),
+            "STACKHOP_KEYSTONE_STATUS": shlex.join(self.keystone.status_command("{version}")),
+            "STACKHOP_TEMPEST_WORKSPACE": str(self.tempest_workspace),
+            "STACKHOP_TEMPEST_COMMAND": str(tempest_ws.tempest_bin()),
+        }
 
     @property
     def tempest_workspace(self) -> Path:
