@@ -20,6 +20,7 @@ same script in a Kubernetes Job built by `job_for()` (a pure function) and run b
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -70,13 +71,18 @@ load_scratch() {  # load_scratch FILE SCHEMA: a throw-away copy of the dump
 
 
 # --- scripts (pure) ----------------------------------------------------------------------------
+def scratch_name(db: str, kind: str, path: str) -> str:
+    """A throw-away schema per (database, purpose, snapshot file): two upgrades never share one."""
+    digest = hashlib.sha256(path.encode()).hexdigest()[:8]
+    return sql_name(f"{sql_name(db)[:40]}_stackhop_{kind}_{digest}")
+
+
 def _header(defaults_file: str) -> str:
     return f"set -euo pipefail\nDF={q(defaults_file)}\n{CHECKSUMS_FN}"
 
 
 def snapshot_script(*, db: str, path: str, defaults_file: str) -> str:
-    sql_name(db)
-    scratch = sql_name(f"{db}_stackhop_snap"[:64])
+    scratch = scratch_name(db, "snap", path)
     return _header(defaults_file) + f"""
 OUT={q(path)}
 mkdir -p "$(dirname "$OUT")"
@@ -92,7 +98,7 @@ echo "{dbtools.MARKER} checksums=$(checksums {scratch})"
 
 
 def verify_script(*, db: str, path: str, defaults_file: str) -> str:
-    scratch = sql_name(f"{sql_name(db)}_stackhop_verify"[:64])
+    scratch = scratch_name(db, "verify", path)
     return _header(defaults_file) + f"""
 IN={q(path)}
 test -f "$IN" || {{ echo "{dbtools.MARKER} error=missing"; exit 3; }}
@@ -202,7 +208,7 @@ def _changed(a: dict[str, str], b: dict[str, str]) -> list[str]:
 
 
 # --- activities --------------------------------------------------------------------------------
-@activity.defn(name=DB_SNAPSHOT)
+@activity.defn(name=DB_SNAPSHOT, no_thread_cancel_exception=True)
 def snapshot(inp: SnapshotInput) -> Snapshot:
     """Dump the service schema, record sha256, size and the dump's table checksums."""
     db = inp.database
@@ -234,7 +240,7 @@ def snapshot(inp: SnapshotInput) -> Snapshot:
     )
 
 
-@activity.defn(name=DB_VERIFY)
+@activity.defn(name=DB_VERIFY, no_thread_cancel_exception=True)
 def verify_snapshot(inp: VerifyInput) -> VerifyResult:
     """The file is intact and loads into a scratch schema with the recorded table checksums.
 
@@ -268,7 +274,7 @@ def verify_snapshot(inp: VerifyInput) -> VerifyResult:
     )
 
 
-@activity.defn(name=DB_RESTORE)
+@activity.defn(name=DB_RESTORE, no_thread_cancel_exception=True)
 def restore(inp: RestoreInput) -> RestoreResult:
     """Drop and reload the schema from the snapshot, then prove it equals the snapshot.
 

@@ -9,8 +9,10 @@ the Job runner only sees the tail of the pod log, so every result fits in a few 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shlex
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -18,12 +20,13 @@ from typing import Any
 
 import structlog
 from temporalio import activity
+from temporalio.exceptions import CancelledError
 
 log = structlog.get_logger(__name__)
 
 MARKER = "@@stackhop"
 NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
-HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_SECONDS = 2.0
 
 
 @dataclass
@@ -37,10 +40,6 @@ class Ran:
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.output.splitlines()[-lines:])
-
-
-class Cancelled(Exception):
-    """The activity was cancelled while the script ran (the script was killed)."""
 
 
 def heartbeat(**details: Any) -> None:
@@ -112,16 +111,24 @@ def run_local(script: str, *, step: str, timeout: float | None = None, env: dict
                 elapsed = time.monotonic() - started
                 heartbeat(step=step, elapsed=round(elapsed, 1))
                 if is_cancelled():
-                    raise Cancelled(step)
+                    raise CancelledError(f"{step} cancelled after {elapsed:.0f}s; its processes were killed")
                 if timeout is not None and elapsed > timeout:
                     raise TimeoutError(f"{step} did not finish within {timeout:.0f}s")
     except BaseException:
-        proc.kill()
-        proc.communicate()
+        _kill_group(proc)
         raise
     seconds = time.monotonic() - started
     log.debug("script_done", step=step, exit_code=proc.returncode, seconds=round(seconds, 2))
     return Ran(proc.returncode, output, parse_markers(output), seconds)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """Kill the script and everything it started (its own session), then reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
 
 
 def job_name(*parts: str) -> str:

@@ -185,7 +185,7 @@ def interpret(service: str, phase: MigrationPhase, exit_code: int, rounds: int, 
     return "done"
 
 
-@activity.defn(name=MIGRATION_DB_SYNC)
+@activity.defn(name=MIGRATION_DB_SYNC, no_thread_cancel_exception=True)
 def db_sync(inp: MigrateInput) -> MigrateResult:
     """Run one migration phase of one service and return its interpreted state."""
     mig = inp.migration

@@ -149,7 +149,7 @@ def _stestr(tempest: list[str]) -> str:
     return str(sibling) if sibling.exists() else (shutil.which("stestr") or "stestr")
 
 
-@activity.defn(name=TEMPEST_RUN)
+@activity.defn(name=TEMPEST_RUN, no_thread_cancel_exception=True)
 def run_tempest(inp: CheckInput) -> TempestResult:
     """Run the plan's tempest regex in the worker's workspace and judge it from subunit."""
     check = inp.check

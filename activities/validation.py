@@ -138,7 +138,7 @@ def upgrade_status_check(inp: CheckInput, check: UpgradeStatusCheck) -> CheckRes
     return CheckResult(status=status, message=message, details=details, seconds=round(ran.seconds, 3))
 
 
-@activity.defn(name=CHECKS_RUN)
+@activity.defn(name=CHECKS_RUN, no_thread_cancel_exception=True)
 def run_check(inp: CheckInput) -> CheckResult:
     """Run one endpoint or upgrade-status check (tempest checks go through tempest.run)."""
     check = inp.check

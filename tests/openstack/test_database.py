@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.testing import ActivityEnvironment
 
 from activities import database
 from lab.openstack.install import find_tool
@@ -145,3 +147,34 @@ def test_names_and_paths_are_safe() -> None:
     db = database.Database(name="keystone", snapshot_dir="/srv/snaps")
     assert database.snapshot_path(db, "keystone", "upgrade/lab") == "/srv/snaps/keystone-keystone-upgrade_lab.sql"
     assert shutil.which("bash")
+
+
+def test_a_cancelled_restore_stops_at_once_and_leaves_the_schema_alone(keystone_at, tmp_path: Path) -> None:
+    """Stuck behind a metadata lock with a long timeout, the restore is cancelled: the activity ends
+    within a heartbeat, its client is killed (MariaDB then abandons the waiting DROP DATABASE)."""
+    lab = keystone_at("28.1.0")
+    db = lab_db(lab, snapshot_dir=str(tmp_path), lock_wait_timeout=300)
+    snap = run(database.snapshot, SnapshotInput(upgrade_id="cancelled", service="keystone", database=db))
+    lab.stop_keystone()
+    assert lab.mariadb
+    holder = subprocess.Popen(
+        [find_tool("mariadb") or "mariadb", f"--defaults-file={lab.mariadb.defaults_file}", "keystone", "-e",
+         "START TRANSACTION; SELECT COUNT(*) FROM region; SELECT SLEEP(60);"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    env = ActivityEnvironment()
+    try:
+        time.sleep(1.0)
+        timer = threading.Timer(2.0, env.cancel)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(CancelledError):
+            env.run(database.restore, RestoreInput(snapshot=snap, database=db))
+        assert time.monotonic() - started < 8
+        time.sleep(0.5)
+        waiting = lab.mariadb.sql("SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE 'DROP DATABASE%'")
+        assert waiting.strip() == "0"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "region" in lab.mariadb.sql("SHOW TABLES", "keystone").split()  # nothing was dropped
