@@ -16,7 +16,6 @@ import os
 import time
 from typing import Any
 
-import requests
 import structlog
 from keystoneauth1 import exceptions as ks_exc
 from temporalio import activity
@@ -78,20 +77,21 @@ def endpoint_check(inp: CheckInput, check: EndpointCheck) -> CheckResult:
         answers, broken, slow = {}, [], []
         for ep in endpoints:
             key = f"{ep.interface} {ep.url}"
-            try:
-                response = requests.get(ep.url, timeout=HTTP_TIMEOUT)
+            try:  # through the cloud's session: its CA bundle and TLS settings apply
+                response = conn.session.request(ep.url, "GET", authenticated=False, raise_exc=False,
+                                                connect_retries=0, timeout=HTTP_TIMEOUT)  # fmt: skip
                 answers[key] = response.status_code
                 if response.status_code >= 500:
                     broken.append(f"{key} -> HTTP {response.status_code}")
-            except requests.Timeout:
+            except (ks_exc.ConnectTimeout, ks_exc.RequestTimeout):
                 slow.append(key)
-            except requests.RequestException as exc:
+            except ks_exc.ConnectionError as exc:
                 broken.append(f"{key} -> {type(exc).__name__}")
         details["endpoints"] = answers
     except ks_exc.ConnectFailure as exc:
-        return CheckResult(status="fail", message=f"identity unreachable: {exc}", details=details,
+        return CheckResult(status="fail", message=f"identity unreachable ({type(exc).__name__}): {exc}", details=details,
                            seconds=time.monotonic() - started)  # fmt: skip
-    except (ks_exc.ClientException, requests.RequestException) as exc:
+    except ks_exc.ClientException as exc:
         return CheckResult(status="inconclusive", message=f"{type(exc).__name__}: {exc}", details=details,
                            seconds=time.monotonic() - started)  # fmt: skip
     finally:

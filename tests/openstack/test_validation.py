@@ -34,11 +34,11 @@ def tempest_input(lab: OpenStackLab, regex: str = tempest_ws.SMOKE_REGEX) -> Che
 
 
 @contextmanager
-def broken_public_endpoint(lab: OpenStackLab) -> Iterator[str]:
-    """Point the catalog's public identity endpoint at a port nobody listens on (through the API,
-    so Keystone's catalog cache is invalidated), and put it back afterwards."""
+def broken_endpoint(lab: OpenStackLab, interface: str = "public") -> Iterator[str]:
+    """Point a catalog identity endpoint at a port nobody listens on (through the API, so Keystone's
+    catalog cache is invalidated), and put it back afterwards."""
     conn = connect(lab)
-    endpoint = next(e for e in conn.identity.endpoints(interface="public"))
+    endpoint = next(e for e in conn.identity.endpoints(interface=interface))
     good, dead = endpoint.url, f"http://127.0.0.1:{paths.free_port()}/v3"
     conn.identity.update_endpoint(endpoint, url=dead)
     try:
@@ -55,10 +55,16 @@ def test_endpoint_check_passes_and_fails_on_a_broken_endpoint(keystone_at) -> No
     assert result.details["token"] == "issued" and "identity" in result.details["services"]
     assert sorted(result.details["endpoints"].values()) == [200, 200, 200]
 
-    with broken_public_endpoint(lab) as dead:
+    with broken_endpoint(lab, "internal") as dead:  # probed by the check itself
         result = run(validation.run_check, check_input(lab, IDENTITY))
         assert result.status == "fail"
-        assert dead in result.message and "ConnectionError" in result.message
+        assert f"internal {dead} -> ConnectFailure" in result.message, result.message
+        assert result.details["broken"] == [f"internal {dead} -> ConnectFailure"]
+    with broken_endpoint(lab, "public") as dead:  # the SDK itself talks to the public endpoint
+        result = run(validation.run_check, check_input(lab, IDENTITY))
+        assert result.status == "fail"
+        assert dead in result.message and "ConnectFailure" in result.message
+    assert run(validation.run_check, check_input(lab, IDENTITY)).status == "pass"
 
     missing = run(validation.run_check, check_input(lab, EndpointCheck(kind="endpoint", service_type="image")))
     assert missing.status == "fail" and "no image service" in missing.message
@@ -115,7 +121,7 @@ def test_tempest_identity_smoke_passes_then_fails_on_a_broken_endpoint(keystone_
     assert suite.tag == "testsuite" and int(suite.get("tests", "0")) == good.passed + good.skipped
     assert suite.get("failures") == "0"
 
-    with broken_public_endpoint(lab):
+    with broken_endpoint(lab, "public"):
         bad = run(tempest.run_tempest, tempest_input(lab))
     assert bad.status == "fail"
     assert bad.failed > 0 and len(bad.failing_tests) == bad.failed
