@@ -36,7 +36,7 @@ def options(
     from model.logs import configure
 
     configure()
-    common.settings = common.Settings(profile=profile, address=address, task_queue=task_queue)
+    common.settings.update(profile=profile, address=address, task_queue=task_queue)
 
 
 @app.command()

@@ -46,6 +46,11 @@ class Settings:
     address: str | None = None
     task_queue: str = DEFAULT_TASK_QUEUE
 
+    def update(self, **values: Any) -> None:
+        """Set in place: modules hold a reference to the one ``settings`` object."""
+        for k, v in values.items():
+            setattr(self, k, v)
+
 
 settings = Settings()
 

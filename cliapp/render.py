@@ -35,7 +35,7 @@ def styled(state: str) -> str:
 async def outcome_of(handle: WorkflowHandle[Any, Any]) -> tuple[str, io.UpgradeReport | None, str]:
     """(outcome, report or None, message) of an ended Upgrade workflow."""
     try:
-        report = await handle.result(result_type=io.UpgradeReport, follow_runs=False)
+        report = await handle.result(follow_runs=False)
         return report.outcome, report, report.message
     except WorkflowFailureError as e:
         cause = e.cause

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle, WorkflowQueryFailedError
-from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -63,7 +63,7 @@ def static_details(plan: UpgradePlan, plan_file: str, approved: list[str]) -> st
 
 
 async def upgrade_handle(client: Client, wf_id: str) -> tuple[WorkflowHandle[Any, Any], WorkflowExecutionDescription]:
-    handle = client.get_workflow_handle(wf_id)
+    handle = client.get_workflow_handle(wf_id, result_type=io.UpgradeReport)
     try:
         desc = await handle.describe()
     except RPCError as e:
@@ -95,8 +95,8 @@ async def start(plan_path: Path, approve: list[str], wait: bool) -> int:
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             search_attributes=TypedSearchAttributes([
-                visibility.CLOUD.value_set(plan.cloud.name),
-                visibility.RELEASE.value_set(f"{plan.release.from_}->{plan.release.to}"),
+                SearchAttributePair(visibility.CLOUD, plan.cloud.name),
+                SearchAttributePair(visibility.RELEASE, f"{plan.release.from_}->{plan.release.to}"),
             ]),  # fmt: skip
             static_summary=static_summary(plan),
             static_details=static_details(plan, plan_file, list(approve)),

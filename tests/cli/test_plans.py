@@ -1,0 +1,96 @@
+"""`stackhop plan ...`: valid examples pass, every class of bad plan is refused with file, line,
+field path and a fix, exit 2."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import Cli
+
+ROOT = Path(__file__).resolve().parents[2]
+PLANS = ROOT / "tests" / "plans"
+
+# bad plan -> (field path, words of the message)
+BAD = {
+    "bad-malformed-yaml.yaml": ("(document)", "malformed YAML"),
+    "bad-unknown-field.yaml": ("policy.on_failur", "unknown field"),
+    "bad-missing-field.yaml": ("cloud.kubernetes.context", "Field required"),
+    "bad-downgrade.yaml": ("release.to", "is a downgrade"),
+    "bad-skip-level.yaml": ("release.to", "not a SLURP -> SLURP upgrade"),
+    "bad-cycle.yaml": ("services[0].depends_on", "dependency cycle: keystone -> glance -> keystone"),
+    "bad-unknown-dependency.yaml": ("services[1].depends_on[1]", "unknown service 'placement'"),
+    "bad-duplicate-service.yaml": ("services[1].name", "duplicate service 'keystone'"),
+    "bad-workload-kind.yaml": ("services[0].workloads[0].kind", "'Deployment', 'StatefulSet' or 'DaemonSet'"),
+    "bad-empty-services.yaml": ("services", "at least 1 item"),
+    "bad-inline-secret.yaml": ("services[0].database.password", "inline secret"),
+}
+
+
+def test_every_bad_plan_has_a_case() -> None:
+    assert sorted(p.name for p in PLANS.glob("bad-*.yaml")) == sorted(BAD)
+
+
+def test_examples_validate_with_their_order(offline_cli: Cli) -> None:
+    res = offline_cli.run("plan", "validate", str(ROOT / "examples/lab-keystone.yaml"), str(ROOT / "examples/multi-service.yaml"))
+    assert res.exit_code == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert len(lines) == 2
+    assert "lab-keystone-2026.1: cloud lab, 2025.2 → 2026.1, order: keystone" in lines[0]
+    assert "prod-2026.1: cloud prod-east, 2025.1 → 2026.1, order: keystone → placement → glance → neutron → nova → cinder" in lines[1]
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_plan_names_file_line_field_and_fix(offline_cli: Cli, name: str) -> None:
+    path = PLANS / name
+    res = offline_cli.run("plan", "validate", str(path))
+    assert res.exit_code == 2
+    field, words = BAD[name]
+    line = re.search(rf"^{re.escape(str(path))}:(\d+): {re.escape(field)}: (.*)$", res.stderr, re.M)
+    assert line, res.stderr
+    assert words in line.group(2) and "(fix: " in line.group(2)
+    assert 1 <= int(line.group(1)) <= len(path.read_text().splitlines())
+    assert res.stdout == ""
+
+
+def test_one_bad_plan_among_good_ones_fails_the_run(offline_cli: Cli) -> None:
+    res = offline_cli.run("plan", "validate", str(ROOT / "examples/lab-keystone.yaml"), str(PLANS / "bad-cycle.yaml"))
+    assert res.exit_code == 2
+    assert "ok " in res.stdout and "1 of 2 plan(s) invalid" in res.stderr
+
+
+def test_missing_file_is_bad_input(offline_cli: Cli, tmp_path: Path) -> None:
+    res = offline_cli.run("plan", "validate", str(tmp_path / "nope.yaml"))
+    assert res.exit_code == 2 and "cannot read the plan" in res.stderr
+
+
+def test_show_lists_services_in_order(offline_cli: Cli) -> None:
+    res = offline_cli.run("plan", "show", str(ROOT / "examples/multi-service.yaml"))
+    assert res.exit_code == 0, res.stderr
+    out = res.stdout
+    positions = [out.index(f" {name} ") for name in ("keystone", "placement", "glance", "neutron", "nova", "cinder")]
+    assert positions == sorted(positions)
+    assert "DaemonSet/nova-compute-default" in out and "nova-computes" in out and "offline (job)" in out
+
+
+def test_show_refuses_a_bad_plan(offline_cli: Cli) -> None:
+    res = offline_cli.run("plan", "show", str(PLANS / "bad-downgrade.yaml"))
+    assert res.exit_code == 2 and "release.to" in res.stderr and "(fix: " in res.stderr
+
+
+def test_show_live_without_a_cluster_says_why(offline_cli: Cli, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
+    res = offline_cli.run("plan", "show", "--live", str(ROOT / "examples/lab-keystone.yaml"), KUBECONFIG=str(kubeconfig))
+    assert res.exit_code == 2
+    assert "cannot read the live state of lab" in res.stderr
+
+
+def test_schema_is_json_schema_with_aliases(offline_cli: Cli) -> None:
+    res = offline_cli.run("plan", "schema")
+    assert res.exit_code == 0
+    schema = json.loads(res.stdout)
+    assert "apiVersion" in schema["properties"] and "from" in schema["$defs"]["ReleaseRange"]["properties"]
