@@ -101,11 +101,13 @@ def unreachable_message(detail: str = "") -> str:
     )
 
 
-async def connect() -> Client:
+async def connect(timeout: float = 20) -> Client:
     import worker  # imports the workflows: only for commands that talk to Temporal
 
     try:
-        return await worker.connect(settings.profile, settings.address)
+        return await asyncio.wait_for(worker.connect(settings.profile, settings.address), timeout)
+    except asyncio.TimeoutError:
+        raise Fail(UNREACHABLE, unreachable_message(f"no answer within {timeout:.0f}s")) from None
     except worker.Unreachable as e:
         await asyncio.sleep(0.2)  # let the core SDK finish its failed connect before we exit
         found = re.search(r'message: "([^"]+)"', str(e))

@@ -58,23 +58,45 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
-async def _serve_worker(stop: asyncio.Event) -> None:
+async def _serve_worker(stop: asyncio.Event | None = None) -> None:
     import worker
 
     client = await connect()
+    stop = stop or _stop_event()
     from activities.registry import missing
 
     absent = missing()
-    say(f"worker running on task queue {settings.task_queue} (namespace {client.namespace}); Ctrl-C stops it")
-    if absent:
-        say(f"activities not implemented yet (they fail permanently if called): {', '.join(absent)}")
-    async with worker.build_worker(client, task_queue=settings.task_queue):
-        await stop.wait()
-        say("stopping the worker (running activities get a grace period)")
+    # worker.run() rather than `async with`: on Ctrl-C the dev server (same process group) stops
+    # at the same time, and a worker failing while it drains must not turn a clean stop into an error.
+    w = worker.build_worker(client, task_queue=settings.task_queue)
+    running = asyncio.create_task(w.run())
+    while not (w.is_running or running.done() or stop.is_set()):
+        await asyncio.sleep(0.05)
+    if w.is_running:
+        say(f"worker running on task queue {settings.task_queue} (namespace {client.namespace}); Ctrl-C stops it")
+        if absent:
+            say(f"activities not implemented yet (they fail permanently if called): {', '.join(absent)}")
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if running.done():
+        stopping.cancel()
+        running.result()  # the worker failed on its own: report it
+        return
+    if not w.is_running:  # still starting up: nothing to drain
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await running
+        return
+    say("stopping the worker (running activities get a grace period)")
+    await w.shutdown()
+    try:
+        await running
+    except Exception as e:  # noqa: BLE001 - we are stopping anyway
+        say(f"the worker stopped with: {e}")
 
 
 async def run_worker() -> int:
-    await _serve_worker(_stop_event())
+    await _serve_worker()
     return OK
 
 
@@ -118,7 +140,7 @@ async def dev(port: int, ui_port: int, db_file: Path | None) -> int:
     settings.profile = None
     if port_open(port):
         try:
-            client = await connect()
+            client = await connect(timeout=5)
         except Fail:
             raise Fail(UNREACHABLE, f"127.0.0.1:{port} is in use but does not answer as Temporal: pick another --port") from None
         say(f"a Temporal server already answers on 127.0.0.1:{port}: using it and running only the worker")

@@ -1,0 +1,76 @@
+"""pause / resume / approve / abort: exit 0 when accepted, 2 with the validator's reason when not."""
+
+from __future__ import annotations
+
+import threading
+
+from temporalio.client import Client
+
+from tests.cli.conftest import Cli
+from tests.standins import Script
+from tests.workflows.helpers import running, service
+
+
+async def test_operator_commands_and_their_refusals(client: Client, cli: Cli, write_plan) -> None:  # noqa: ANN001
+    plan, wf_id = write_plan([service("keystone", gate={"approval": True})])
+    script = Script()
+    script.block["db.snapshot"] = release = threading.Event()
+    async with running(client, script) as tq:
+        assert (await cli("start", str(plan), tq=tq)).exit_code == 0
+        doc = await cli.until(wf_id, lambda d: d["status"] and d["status"]["services"][0]["waiting_for"] == "keystone")
+        assert doc["status"]["services"][0]["state"] == "waiting"
+        res = await cli("status", wf_id)
+        assert res.exit_code == 0 and f"stackhop approve {wf_id} keystone" in res.stdout
+
+        res = await cli("approve", wf_id, "nova")
+        assert res.exit_code == 2 and "approve refused: unknown gate 'nova'; gates of this upgrade: keystone" in res.stderr
+
+        res = await cli("pause", wf_id, "--reason", "change freeze")
+        assert res.exit_code == 0 and "paused" in res.stdout
+        doc = await cli.status(wf_id)
+        assert doc["status"]["paused"] and "change freeze" in doc["status"]["message"] and "by tester" in doc["status"]["message"]
+        res = await cli("pause", wf_id)
+        assert res.exit_code == 2 and "pause refused: the upgrade is already paused" in res.stderr
+        assert (await cli("resume", wf_id)).exit_code == 0
+        res = await cli("resume", wf_id)
+        assert res.exit_code == 2 and "nothing to resume" in res.stderr
+
+        res = await cli("approve", wf_id, "keystone")
+        assert res.exit_code == 0 and "gate keystone approved" in res.stdout
+        res = await cli("approve", wf_id, "keystone")
+        assert res.exit_code == 2 and "already approved" in res.stderr
+        await cli.until(wf_id, lambda d: d["status"]["services"][0]["step"] == "snapshot")
+
+        res = await cli("abort", wf_id)
+        assert res.exit_code == 2 and "--reason" in res.stderr  # required option
+        res = await cli("abort", wf_id, "--reason", " ")
+        assert res.exit_code == 2 and "give a reason" in res.stderr
+        res = await cli("abort", wf_id, "--reason", "tempest is red in staging")
+        assert res.exit_code == 0 and "aborting" in res.stdout
+        res = await cli("abort", wf_id, "--reason", "again")
+        assert res.exit_code in (0, 2)
+        if res.exit_code == 2:
+            assert "already aborting" in res.stderr or "has ended" in res.stderr
+
+        res = await cli("watch", wf_id)
+        assert res.exit_code == 1, res.output
+        assert "aborted" in res.stdout and "tempest is red in staging" in res.stdout
+        release.set()
+    assert script.of("k8s.set_images") == []  # nothing was rolled
+
+    res = await cli("pause", wf_id)
+    assert res.exit_code == 2 and f"the upgrade {wf_id} has ended (failed)" in res.stderr
+    res = await cli("status", wf_id)
+    assert res.exit_code == 1 and "aborted" in res.stdout
+
+
+async def test_unknown_and_non_upgrade_workflows_are_bad_input(client: Client, cli: Cli, write_plan) -> None:  # noqa: ANN001
+    for cmd in (["pause", "upgrade/nowhere"], ["resume", "nowhere"], ["approve", "nowhere", "g"], ["abort", "nowhere", "--reason", "x"]):
+        res = await cli(*cmd)
+        assert res.exit_code == 2, cmd
+        assert "no upgrade 'upgrade/nowhere'" in res.stderr and "stackhop list --all" in res.stderr
+    plan, wf_id = write_plan()
+    async with running(client, Script()) as tq:
+        assert (await cli("start", str(plan), "--wait", tq=tq)).exit_code == 0
+    res = await cli("status", f"{wf_id}/keystone")  # the service's child workflow
+    assert res.exit_code == 2 and "is a ServiceUpgrade workflow, not an upgrade" in res.stderr

@@ -1,0 +1,170 @@
+"""`stackhop dev`: a real dev server plus a worker, stopped without orphans however it is stopped."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+STACKHOP = str(Path(sys.executable).parent / "stackhop")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+class Dev:
+    """A `stackhop dev` process in its own session, its stdout read line by line."""
+
+    def __init__(self, *args: str):
+        env = {**os.environ, "STACKHOP_TASK_QUEUE": f"dev-{uuid.uuid4().hex[:8]}", "STACKHOP_LOG_LEVEL": "WARNING"}
+        self.proc = subprocess.Popen(
+            [STACKHOP, "dev", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            start_new_session=True,
+        )  # fmt: skip
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.lines.put), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.err.append), daemon=True),
+        ]
+        for t in self.readers:
+            t.start()
+
+    @staticmethod
+    def _read(stream, sink) -> None:  # noqa: ANN001
+        for line in stream:
+            sink(line)
+
+    def wait_for(self, text: str, timeout: float = 90) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            self.out.append(line)
+            if text in line:
+                return line
+        self.stop_now()
+        raise AssertionError(f"no {text!r} in {self.out}; stderr: {''.join(self.err)}")
+
+    def stop_now(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.finish()
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        """Wait for the exit; (exit code, stderr). Output lines end up in self.out."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        for t in self.readers:
+            t.join(timeout=10)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            stream.close()
+        while not self.lines.empty():
+            self.out.append(self.lines.get())
+        return self.proc.returncode, "".join(self.err)
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C", "SIGKILL"])
+async def test_dev_starts_server_and_worker_and_leaves_nothing_behind(tmp_path: Path, how: str) -> None:
+    port, ui_port = free_port(), free_port()
+    dev = Dev("--port", str(port), "--ui-port", str(ui_port), "--db-file", str(tmp_path / "dev.db"))
+    try:
+        assert dev.wait_for("UI: ").strip() == f"UI: http://127.0.0.1:{ui_port}/namespaces/default/workflows"
+        dev.wait_for("worker running on task queue dev-")
+        client = await Client.connect(f"127.0.0.1:{port}")
+        assert client.namespace == "default"
+        await client.count_workflows("StackhopCloud = 'x'")  # the search attributes are registered
+        with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/", timeout=10) as r:
+            assert r.status == 200
+        (server,) = [p for p in children(dev.proc.pid) if "temporal" in Path(f"/proc/{p}/cmdline").read_text()]
+        assert os.getpgid(server) == os.getpgid(dev.proc.pid)  # same process group
+        if how == "SIGTERM":
+            dev.proc.send_signal(signal.SIGTERM)
+        elif how == "Ctrl-C":
+            os.killpg(dev.proc.pid, signal.SIGINT)  # what a terminal sends to the foreground group
+        else:
+            dev.proc.kill()
+        code, err = dev.finish()
+        if how != "SIGKILL":
+            assert code == 0, err
+            assert any("Temporal dev server stopped" in line for line in dev.out), dev.out
+        deadline = time.monotonic() + 20
+        while alive(server) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive(server), f"server {server} outlived stackhop dev ({how})"
+        assert not listening(port) and not listening(ui_port)
+    finally:
+        dev.stop_now()
+
+
+async def test_dev_on_a_port_that_already_answers_runs_only_the_worker(temporal_env: WorkflowEnvironment, tmp_path: Path) -> None:
+    port = int(temporal_env.client.service_client.config.target_host.rsplit(":", 1)[1])
+    dev = Dev("--port", str(port), "--db-file", str(tmp_path / "unused.db"))
+    try:
+        dev.wait_for("already answers on 127.0.0.1:")
+        dev.wait_for("worker running")
+        dev.proc.send_signal(signal.SIGTERM)
+        code, err = dev.finish()
+        assert code == 0, err
+        assert not any("dev server stopped" in line for line in dev.out)
+        assert not (tmp_path / "unused.db").exists()
+    finally:
+        dev.stop_now()
+    await temporal_env.client.count_workflows()  # the existing server is untouched
+
+
+def test_dev_refuses_a_port_used_by_something_else(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        dev = Dev("--port", str(s.getsockname()[1]), "--db-file", str(tmp_path / "x.db"))
+        code, err = dev.finish(timeout=60)
+    assert code == 3 and "does not answer as Temporal" in err
