@@ -9,6 +9,7 @@ the workflow then pauses instead of guessing.
 
 from __future__ import annotations
 
+import fcntl
 import io as _io
 import os
 import re
@@ -16,6 +17,8 @@ import shutil
 import subprocess
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +26,7 @@ from typing import Any
 
 import structlog
 from temporalio import activity
+from temporalio.exceptions import CancelledError
 
 from activities import dbtools
 from activities.dbtools import q
@@ -149,6 +153,26 @@ def _stestr(tempest: list[str]) -> str:
     return str(sibling) if sibling.exists() else (shutil.which("stestr") or "stestr")
 
 
+@contextmanager
+def _workspace_lock(ws: Path) -> Iterator[None]:
+    """One tempest run per workspace at a time (services of one wave validate in parallel, and
+    stestr's repository is not safe for concurrent runs); heartbeats while waiting."""
+    with open(ws / ".stackhop-run.lock", "w") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                dbtools.heartbeat(step="tempest.run", waiting_for="another tempest run in this workspace")
+                if dbtools.is_cancelled():
+                    raise CancelledError("tempest.run cancelled while waiting for the workspace") from None
+                time.sleep(1.0)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @activity.defn(name=TEMPEST_RUN, no_thread_cancel_exception=True)
 def run_tempest(inp: CheckInput) -> TempestResult:
     """Run the plan's tempest regex in the worker's workspace and judge it from subunit."""
@@ -156,6 +180,11 @@ def run_tempest(inp: CheckInput) -> TempestResult:
     if not isinstance(check, TempestCheck):
         raise errors.permanent(errors.PLAN_INVALID, f"tempest.run got a {check.kind} check")
     ws, tempest = _workspace(inp), _tempest(inp)
+    with _workspace_lock(ws):
+        return _run(inp, check, ws, tempest)
+
+
+def _run(inp: CheckInput, check: TempestCheck, ws: Path, tempest: list[str]) -> TempestResult:
     started = time.monotonic()
     stestr = _stestr(tempest)
     last_before = subprocess.run([stestr, "last", "--subunit"], cwd=ws, capture_output=True).stdout

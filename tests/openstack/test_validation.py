@@ -167,3 +167,26 @@ def test_subunit_parsing_counts_ids_and_junit() -> None:
     bad = cases["tempest.api.identity.v3.test_b.B.test_bad[id-2,smoke]"]
     assert bad.get("name") == "test_bad" and bad.find("failure").text == "Traceback: boom"
     assert tempest.verdict(tempest.parse_subunit(b""))[0] == "inconclusive"
+
+
+def test_tempest_runs_in_one_workspace_are_serialised(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    order: list[str] = []
+    first_in = threading.Event()
+
+    def first() -> None:
+        with tempest._workspace_lock(tmp_path):
+            order.append("first-start")
+            first_in.set()
+            time.sleep(1.5)
+            order.append("first-end")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    first_in.wait(5)
+    with tempest._workspace_lock(tmp_path):
+        order.append("second")
+    thread.join()
+    assert order == ["first-start", "first-end", "second"]
