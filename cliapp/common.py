@@ -18,7 +18,6 @@ from urllib.parse import quote
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
 from temporalio.service import RPCError, RPCStatusCode
@@ -66,7 +65,7 @@ def err() -> Console:
 
 def say(text: str, *, style: str | None = None) -> None:
     """Plain user text on stdout (no markup interpretation: plan paths contain brackets)."""
-    out().print(escape(text), style=style, soft_wrap=True)
+    out().print(text, style=style, soft_wrap=True, markup=False)
 
 
 def fail(code: int, message: str) -> NoReturn:
@@ -160,5 +159,5 @@ def run(coro: Coroutine[Any, Any, T], wf_id: str | None = None) -> T:
     try:
         return asyncio.run(guarded())
     except Fail as f:
-        err().print(escape(f.message), style="red" if f.code not in (OK, FAILED) else None, soft_wrap=True)
+        err().print(f.message, style="red" if f.code not in (OK, FAILED) else None, soft_wrap=True, markup=False)
         raise typer.Exit(f.code) from None

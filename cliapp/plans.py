@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 from rich.table import Table
 
 from cliapp.common import BAD_INPUT, Fail, err, out, run, say
@@ -49,7 +49,7 @@ def validate(plans: Annotated[list[Path], typer.Argument(metavar="PLAN...", help
             plan = load_plan(path)
         except PlanError as e:
             bad += 1
-            err().print(escape(str(e)), soft_wrap=True)
+            err().print(str(e), soft_wrap=True, markup=False)
             continue
         say(f"ok {path}: {summary(plan)}")
     if bad:
@@ -66,7 +66,7 @@ def _checks(svc: Any) -> str:
 
 def services_table(plan: UpgradePlan) -> Table:
     """One row per workload; the service's columns on its first row."""
-    table = Table(title=escape(summary(plan)), title_justify="left")
+    table = Table(title=Text(summary(plan)), title_justify="left")
     for col in ("wave", "service", "workload (container)", "target image", "migration", "checks", "gate"):
         table.add_column(col, overflow="fold")
     for i, wave in enumerate(order.waves(plan.services), 1):
@@ -76,10 +76,10 @@ def services_table(plan: UpgradePlan) -> Table:
             if s.database:
                 migration += f", db {s.database.name}"
             first = [str(i), name]
-            rest = [escape(migration), escape(_checks(s)), escape(s.gate_name or "-")]
+            rest = [Text(migration), Text(_checks(s)), Text(s.gate_name or "-")]
             for j, w in enumerate(s.workloads):
                 cells = first if j == 0 else ["", ""]
-                table.add_row(*cells, escape(f"{w.kind}/{w.name} ({w.container})"), escape(w.image), *(rest if j == 0 else ["", "", ""]))
+                table.add_row(*cells, Text(f"{w.kind}/{w.name} ({w.container})"), Text(w.image), *(rest if j == 0 else ["", "", ""]))
             table.add_section()
     return table
 
@@ -95,8 +95,8 @@ def live_table(plan: UpgradePlan, rows: list[Any]) -> tuple[Table, int]:
         missing += state == "missing"
         note = {"missing": "MISSING", "at-target": "already at target"}.get(state, "will change")
         table.add_row(
-            r.service, escape(f"{r.kind}/{r.name} ({r.container})"), escape(r.current or "-"), "→",
-            escape(r.target), f"[{style}]{note}[/]",
+            r.service, Text(f"{r.kind}/{r.name} ({r.container})"), Text(r.current or "-"), "→",
+            Text(r.target), Text(note, style=style),
         )  # fmt: skip
     return table, missing
 

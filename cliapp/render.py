@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Group
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
@@ -28,8 +27,8 @@ STEP_STYLE = {"done": "green", "failed": "red", "skipped": "dim", "compensated":
 OUTCOME_OF_ERROR = {"UpgradeRolledBack": "rolled-back", "UpgradeFailed": "failed", "UpgradeAborted": "aborted"}
 
 
-def styled(state: str) -> str:
-    return f"[{STATE_STYLE.get(state, '')}]{escape(state)}[/]" if STATE_STYLE.get(state) else escape(state)
+def styled(state: str) -> Text:
+    return Text(state, style=STATE_STYLE.get(state, ""))
 
 
 async def outcome_of(handle: WorkflowHandle[Any, Any]) -> tuple[str, io.UpgradeReport | None, str]:
@@ -47,19 +46,22 @@ async def outcome_of(handle: WorkflowHandle[Any, Any]) -> tuple[str, io.UpgradeR
 
 
 def status_view(wf_id: str, st: io.UpgradeStatus) -> Group:
-    flags = " [yellow](paused)[/]" if st.paused else ""
-    flags += " [red](aborting)[/]" if st.aborting else ""
-    head = Text.from_markup(f"[bold]{escape(wf_id)}[/] plan {escape(st.plan)} on {escape(st.cloud)}: phase [bold]{escape(st.phase)}[/]{flags}")
+    head = Text.assemble((wf_id, "bold"), f" plan {st.plan} on {st.cloud}: phase ", (st.phase, "bold"))
+    if st.paused:
+        head.append(" (paused)", style="yellow")
+    if st.aborting:
+        head.append(" (aborting)", style="red")
     parts: list[Any] = [head]
     if st.order:
         parts.append(Text("order: " + " → ".join(", ".join(w) for w in st.order), style="dim"))
     table = Table(show_edge=False)
     for col in ("service", "state", "step", "progress", "waiting for", "message"):
         table.add_column(col)
-    for p in st.services:
+    rank = {name: i for i, name in enumerate(n for wave in st.order for n in wave)}
+    for p in sorted(st.services, key=lambda p: rank.get(p.service, len(rank))):
         table.add_row(
-            p.service, styled(p.state), escape(p.step or "-"), f"{p.steps_done}/{p.steps_total}",
-            escape(p.waiting_for or "-"), escape(p.message),
+            p.service, styled(p.state), Text(p.step or "-"), f"{p.steps_done}/{p.steps_total}" if p.steps_total else "-",
+            Text(p.waiting_for or "-"), Text(p.message),
         )  # fmt: skip
     parts.append(table)
     if st.message:
@@ -81,28 +83,24 @@ def _duration(a: str, b: str) -> str:
 
 
 def report_view(report: io.UpgradeReport | None, outcome: str, message: str) -> Group:
-    style = "green" if outcome == "succeeded" else "red"
+    style = "green bold" if outcome == "succeeded" else "red bold"
     if report is None:
-        return Group(Text.from_markup(f"[{style} bold]{escape(outcome)}[/]: {escape(message)}"))
+        return Group(Text.assemble((outcome, style), f": {message}"))
     took = _duration(report.started_at, report.ended_at) if report.ended_at else ""
     parts: list[Any] = [
-        Text.from_markup(
-            f"[{style} bold]{escape(outcome)}[/]: {escape(report.message or message)}\n"
-            f"plan {escape(report.plan)} on {escape(report.cloud)}: {report.release_from} → {report.release_to}"
-            + (f" in {took}" if took else "")
-        )
+        Text.assemble((outcome, style), f": {report.message or message}"),
+        Text(f"plan {report.plan} on {report.cloud}: {report.release_from} → {report.release_to}" + (f" in {took}" if took else "")),
     ]
     failed_pre = [r for r in report.preflight if r.status == "failed"]
     for r in failed_pre:
         parts.append(Text(f"pre-flight failed: {r.detail}", style="red"))
     for svc in report.services:
-        parts.append(Text.from_markup(f"\n[bold]{escape(svc.service)}[/]: {styled(svc.outcome)} {escape(svc.message)}"))
+        parts.append(Text.assemble("\n", (svc.service, "bold"), ": ", styled(svc.outcome), f" {svc.message}"))
         steps = Table(show_edge=False, pad_edge=False)
         for col in ("step", "status", "seconds", "detail"):
             steps.add_column(col)
         for r in svc.steps:
-            style = STEP_STYLE.get(r.status, "")
-            steps.add_row(r.step, f"[{style}]{r.status}[/]" if style else r.status, f"{r.seconds:.1f}", escape(r.detail))
+            steps.add_row(r.step, Text(r.status, style=STEP_STYLE.get(r.status, "")), f"{r.seconds:.1f}", Text(r.detail))
         parts.append(steps)
         if svc.snapshot:
             s = svc.snapshot

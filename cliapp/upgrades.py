@@ -7,14 +7,12 @@ polls the workflow's `status` query; it only reads, so stopping it never affects
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -23,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from cliapp.common import BAD_INPUT, FAILED, OK, UNREACHABLE, Fail, connect, out, quoted, say, settings, ui_url, user
 from cliapp.plans import load_or_fail
 from cliapp.render import outcome_of, report_view, run_status_name, status_view
+from cliapp.watching import no_worker
 from model import io, order, visibility
 from model.plan import UpgradePlan
 
@@ -118,12 +117,6 @@ async def query_status(handle: WorkflowHandle[Any, Any]) -> io.UpgradeStatus:
     return await handle.query("status", result_type=io.UpgradeStatus, rpc_timeout=QUERY_TIMEOUT)
 
 
-def _no_worker(e: Exception) -> bool:
-    return isinstance(e, WorkflowQueryFailedError) or (
-        isinstance(e, RPCError) and e.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
-    )
-
-
 async def status(wf_id: str, as_json: bool) -> int:
     client = await connect()
     handle, desc = await upgrade_handle(client, wf_id)
@@ -133,7 +126,7 @@ async def status(wf_id: str, as_json: bool) -> int:
         try:
             st = await query_status(handle)
         except (WorkflowQueryFailedError, RPCError) as e:
-            if not _no_worker(e):
+            if not no_worker(e):
                 raise
             raise Fail(UNREACHABLE, f"{wf_id} is running but no worker answered its status query ({e}); "
                                     f"is `stackhop worker` running on task queue {desc.task_queue}?") from None  # fmt: skip
@@ -154,59 +147,18 @@ async def status(wf_id: str, as_json: bool) -> int:
     if st is not None:
         con.print(status_view(wf_id, st))
     else:
-        con.print(f"[bold]{escape(wf_id)}[/] ended: {run_status_name(desc.status)}")
+        con.print(Text.assemble((wf_id, "bold"), f" ended: {run_status_name(desc.status)}"))
         con.print(report_view(report, outcome or "failed", message))
-    con.print(f"UI: {escape(ui_url(client.namespace, wf_id))}", soft_wrap=True)
+    con.print(f"UI: {ui_url(client.namespace, wf_id)}", soft_wrap=True, markup=False)
     return code
 
 
-def _detail(p: io.ServiceProgress) -> str:
-    if p.waiting_for:
-        return f"waiting for {p.waiting_for} {p.message}".strip()
-    return f"{p.step} {p.message}".strip()
-
-
 async def watch(client: Client | None, wf_id: str, interval: float = 0.5) -> int:
+    from cliapp.watching import Watcher
+
     client = client or await connect()
     handle, desc = await upgrade_handle(client, wf_id)
-    con = out()
-    progress = Progress(
-        TextColumn("{task.fields[service]}", style="bold"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[state]}"), TextColumn("{task.fields[detail]}"), console=con,
-    )  # fmt: skip
-    tasks: dict[str, Any] = {}
-    seen: dict[str, tuple[str, str | None]] = {}
-    phase, warned = None, False
-    with progress:
-        while desc.status == WorkflowExecutionStatus.RUNNING:
-            try:
-                st = await query_status(handle)
-            except (WorkflowQueryFailedError, RPCError) as e:
-                if not _no_worker(e):
-                    raise
-                if not warned:
-                    progress.console.print(f"[yellow]no answer to the status query yet ({escape(str(e)[:120])}); "
-                                           f"is a worker running on task queue {escape(desc.task_queue)}? still watching[/]")  # fmt: skip
-                    warned = True
-                st = None
-            if st is not None:
-                if st.phase != phase:
-                    phase = st.phase
-                    progress.console.print(f"phase: [bold]{escape(phase)}[/] {escape(st.message)}", soft_wrap=True)
-                for p in st.services:
-                    if p.service not in tasks:
-                        tasks[p.service] = progress.add_task("", total=p.steps_total or None, service=p.service, state="", detail="")
-                    progress.update(tasks[p.service], completed=p.steps_done, total=p.steps_total or None,
-                                    state=p.state, detail=escape(_detail(p))[:80])  # fmt: skip
-                    if seen.get(p.service) != (p.state, p.waiting_for):
-                        seen[p.service] = (p.state, p.waiting_for)
-                        hint = f" → stackhop approve {wf_id} {p.waiting_for}" if p.waiting_for not in (None, "decision") else ""
-                        progress.console.print(f"{escape(p.service)}: {escape(p.state)} {escape(_detail(p))}{escape(hint)}", soft_wrap=True)
-            await asyncio.sleep(interval)
-            desc = await handle.describe()
-    outcome, report, message = await outcome_of(handle)
-    con.print(report_view(report, outcome, message))
-    return OK if outcome == "succeeded" else FAILED
+    return await Watcher(wf_id, handle, desc, out()).run(interval)
 
 
 async def list_upgrades(cloud: str | None, show_all: bool, limit: int) -> int:
@@ -227,8 +179,8 @@ async def list_upgrades(cloud: str | None, show_all: bool, limit: int) -> int:
     for wf in rows:
         sa = wf.typed_search_attributes
         table.add_row(
-            escape(wf.id), run_status_name(wf.status), escape(sa.get(visibility.CLOUD) or "-"),
-            escape(sa.get(visibility.RELEASE) or "-"), escape(sa.get(visibility.PHASE) or "-"),
+            Text(wf.id), run_status_name(wf.status), Text(sa.get(visibility.CLOUD) or "-"),
+            Text(sa.get(visibility.RELEASE) or "-"), Text(sa.get(visibility.PHASE) or "-"),
             f"{wf.start_time:%Y-%m-%d %H:%M:%S}", f"{wf.close_time:%Y-%m-%d %H:%M:%S}" if wf.close_time else "-",
         )  # fmt: skip
     out().print(table)
