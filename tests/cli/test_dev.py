@@ -61,6 +61,9 @@ class Dev:
             [STACKHOP, "dev", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
             start_new_session=True,
         )  # fmt: skip
+        self._start_readers()
+
+    def _start_readers(self) -> None:
         self.lines: queue.Queue[str] = queue.Queue()
         self.out: list[str] = []
         self.err: list[str] = []
@@ -168,3 +171,24 @@ def test_dev_refuses_a_port_used_by_something_else(tmp_path: Path) -> None:
         dev = Dev("--port", str(s.getsockname()[1]), "--db-file", str(tmp_path / "x.db"))
         code, err = dev.finish(timeout=60)
     assert code == 3 and "does not answer as Temporal" in err
+
+
+def worker_proc(address: str, tq: str) -> Dev:
+    dev = Dev.__new__(Dev)
+    env = {**os.environ, "TEMPORAL_ADDRESS": address, "STACKHOP_TASK_QUEUE": tq, "STACKHOP_LOG_LEVEL": "WARNING"}
+    dev.proc = subprocess.Popen([STACKHOP, "worker"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env, start_new_session=True)  # fmt: skip
+    Dev._start_readers(dev)
+    return dev
+
+
+async def test_worker_command_runs_until_sigterm(temporal_env: WorkflowEnvironment) -> None:
+    tq = f"w-{uuid.uuid4().hex[:8]}"
+    dev = worker_proc(temporal_env.client.service_client.config.target_host, tq)
+    try:
+        assert f"worker running on task queue {tq}" in dev.wait_for("worker running")
+        dev.proc.send_signal(signal.SIGTERM)
+        code, err = dev.finish()
+        assert code == 0, err
+    finally:
+        dev.stop_now()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 
 from temporalio.client import Client
 
@@ -117,3 +118,17 @@ async def test_status_json_while_running_and_pre_approved_gate(client: Client, c
     doc = json.loads((await cli("status", wf_id, "--json")).stdout)
     gate = [s for s in doc["report"]["services"][0]["steps"] if s["step"] == "gate"]
     assert gate and gate[0]["status"] == "done" and "go" in gate[0]["detail"]
+
+
+async def test_status_of_a_running_upgrade_without_worker_exits_3(client: Client, cli: Cli, write_plan) -> None:  # noqa: ANN001
+    plan, wf_id = write_plan()
+    tq = f"nobody-polls-{uuid.uuid4().hex[:6]}"
+    assert (await cli("start", str(plan), tq=tq)).exit_code == 0
+    try:
+        res = await cli("status", wf_id)
+        assert res.exit_code == 3
+        assert f"{wf_id} is running but no worker answered its status query" in res.stderr and tq in res.stderr
+    finally:
+        await client.get_workflow_handle(wf_id).terminate("test cleanup")
+    res = await cli("status", wf_id)  # terminated: no report, still a clear outcome
+    assert res.exit_code == 1 and "ended: terminated" in res.stdout and "without a report" in res.stdout
