@@ -103,6 +103,10 @@ def unreachable_message(detail: str = "") -> str:
 async def connect(timeout: float = 20) -> Client:
     import worker  # imports the workflows: only for commands that talk to Temporal
 
+    try:  # a bad profile or config file is the operator's input, not an unreachable server
+        ClientConfig.load_client_connect_config(profile=settings.profile)
+    except Exception as e:  # noqa: BLE001 - the core SDK raises ConfigError (a RuntimeError)
+        raise Fail(BAD_INPUT, f"Temporal client configuration (profile {settings.profile or 'default'}): {e}") from None
     try:
         return await asyncio.wait_for(worker.connect(settings.profile, settings.address), timeout)
     except asyncio.TimeoutError:
@@ -111,8 +115,6 @@ async def connect(timeout: float = 20) -> Client:
         await asyncio.sleep(0.2)  # let the core SDK finish its failed connect before we exit
         found = re.search(r'message: "([^"]+)"', str(e))
         raise Fail(UNREACHABLE, unreachable_message(found.group(1) if found else str(e)[-160:])) from None
-    except (ValueError, FileNotFoundError) as e:  # bad profile or config file
-        raise Fail(BAD_INPUT, f"Temporal client configuration: {e}") from None
 
 
 def workflow_id(ref: str) -> str:
@@ -158,6 +160,9 @@ def run(coro: Coroutine[Any, Any, T], wf_id: str | None = None) -> T:
 
     try:
         return asyncio.run(guarded())
+    except KeyboardInterrupt:
+        err().print("interrupted (an upgrade that is running goes on: it runs in Temporal, not here)", markup=False)
+        raise typer.Exit(130) from None
     except Fail as f:
         err().print(f.message, style="red" if f.code not in (OK, FAILED) else None, soft_wrap=True, markup=False)
         raise typer.Exit(f.code) from None

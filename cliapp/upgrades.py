@@ -175,7 +175,7 @@ async def list_upgrades(cloud: str | None, show_all: bool, limit: int) -> int:
         return OK
     table = Table()
     for col in ("workflow id", "status", "cloud", "release", "phase", "started", "closed"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for wf in rows:
         sa = wf.typed_search_attributes
         table.add_row(

@@ -45,7 +45,7 @@ class Cli:
         self.address = address
         self.runner = CliRunner()
 
-    def env(self, tq: str | None = None, **extra: str) -> dict[str, str | None]:
+    def env(self, tq: str | None = None, **extra: str | None) -> dict[str, str | None]:
         env: dict[str, str | None] = {
             "TEMPORAL_ADDRESS": self.address, "TEMPORAL_NAMESPACE": "default", "TEMPORAL_PROFILE": None,
             "STACKHOP_UI_URL": UI, "COLUMNS": "200", "USER": "tester",
@@ -55,10 +55,10 @@ class Cli:
         env.update(extra)
         return env
 
-    def run(self, *args: str, tq: str | None = None, **env: str) -> Result:
+    def run(self, *args: str, tq: str | None = None, **env: str | None) -> Result:
         return self.runner.invoke(app, list(args), env=self.env(tq, **env), catch_exceptions=False)
 
-    async def __call__(self, *args: str, tq: str | None = None, **env: str) -> Result:
+    async def __call__(self, *args: str, tq: str | None = None, **env: str | None) -> Result:
         return await asyncio.to_thread(self.run, *args, tq=tq, **env)
 
     async def status(self, wf_id: str) -> dict[str, Any]:

@@ -132,3 +132,13 @@ async def test_status_of_a_running_upgrade_without_worker_exits_3(client: Client
         await client.get_workflow_handle(wf_id).terminate("test cleanup")
     res = await cli("status", wf_id)  # terminated: no report, still a clear outcome
     assert res.exit_code == 1 and "ended: terminated" in res.stdout and "without a report" in res.stdout
+
+
+async def test_profiles_from_the_temporal_config_file(cli: Cli, tmp_path) -> None:  # noqa: ANN001
+    config = tmp_path / "temporal.toml"
+    config.write_text(f'[profile.lab]\naddress = "{cli.address}"\nnamespace = "default"\n')
+    env = {"TEMPORAL_CONFIG_FILE": str(config), "TEMPORAL_ADDRESS": None}
+    res = await cli("--profile", "lab", "list", "--all", **env)
+    assert res.exit_code == 0, res.output
+    res = await cli("--profile", "nope", "list", **env)
+    assert res.exit_code == 2 and "Profile 'nope' not found" in res.stderr
