@@ -94,3 +94,17 @@ def test_schema_is_json_schema_with_aliases(offline_cli: Cli) -> None:
     assert res.exit_code == 0
     schema = json.loads(res.stdout)
     assert "apiVersion" in schema["properties"] and "from" in schema["$defs"]["ReleaseRange"]["properties"]
+
+
+def test_help_lists_every_command_and_the_lab_sub_apps(offline_cli: Cli) -> None:
+    res = offline_cli.run("--help")
+    assert res.exit_code == 0
+    for cmd in ("start", "status", "watch", "pause", "resume", "approve", "abort", "list", "worker", "dev", "plan", "lab"):
+        assert f" {cmd} " in res.stdout, cmd
+    res = offline_cli.run("lab", "--help")
+    assert res.exit_code == 0 and " k8s " in res.stdout and " openstack " in res.stdout
+
+
+def test_usage_errors_are_bad_input(offline_cli: Cli) -> None:
+    assert offline_cli.run("start").exit_code == 2  # PLAN missing
+    assert offline_cli.run("no-such-command").exit_code == 2
