@@ -302,7 +302,8 @@ class ServiceUpgradeWorkflow:
 
     async def _check(self, step: str, check) -> io.CheckResult:  # noqa: ANN001 - a plan Check
         """One check; records its result; raises StepFailed when it says "fail"."""
-        arg = io.CheckInput(service=self.svc.name, cloud=self.plan.cloud.openstack.cloud, check=check, target=self._target)
+        arg = io.CheckInput(service=self.svc.name, cloud=self.plan.cloud.openstack.cloud, check=check,
+                            target=self._target, version=self.svc.workloads[0].tag)  # fmt: skip
         tempest = check.kind == "tempest"
 
         def judge(r: io.CheckResult) -> tuple[str, str] | None:
