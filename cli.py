@@ -8,6 +8,9 @@ the work is in ``cliapp/``.
 from __future__ import annotations
 
 import importlib
+import logging
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -167,7 +170,22 @@ _mount_labs()
 
 
 def main() -> None:
-    app()
+    """Entry point. Exits with os._exit once the command is done: temporalio's core SDK threads can
+    still be finishing a call while the interpreter finalizes, which aborts the process (SIGABRT,
+    "PyGILState_Release ... finalizing") and would replace our exit code with 134."""
+    try:
+        app()
+        code = 0
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
+            print(e.code, file=sys.stderr)
+            code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

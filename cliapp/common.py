@@ -112,7 +112,6 @@ async def connect(timeout: float = 20) -> Client:
     except asyncio.TimeoutError:
         raise Fail(UNREACHABLE, unreachable_message(f"no answer within {timeout:.0f}s")) from None
     except worker.Unreachable as e:
-        await asyncio.sleep(0.2)  # let the core SDK finish its failed connect before we exit
         found = re.search(r'message: "([^"]+)"', str(e))
         raise Fail(UNREACHABLE, unreachable_message(found.group(1) if found else str(e)[-160:])) from None
 
@@ -146,7 +145,11 @@ def rpc_failure(e: RPCError, wf_id: str | None = None) -> Fail:
         return Fail(BAD_INPUT, f"no upgrade {wf_id!r} in this namespace ({e.message}); see `stackhop list --all`")
     if e.status == RPCStatusCode.DEADLINE_EXCEEDED:
         return Fail(UNREACHABLE, f"Temporal did not answer in time ({e.message}); is a worker running? `stackhop worker`")
-    return Fail(BAD_INPUT, f"Temporal refused the request: {e.message}")
+    hint = ""
+    if "search attribute" in e.message.lower():
+        hint = ("\nRegister stackhop's search attributes in this namespace once, e.g. `temporal operator "
+                "search-attribute create --name StackhopCloud --type Keyword` (all of them: model/visibility.py)")
+    return Fail(BAD_INPUT, f"Temporal refused the request: {e.message}{hint}")
 
 
 def run(coro: Coroutine[Any, Any, T], wf_id: str | None = None) -> T:
