@@ -144,6 +144,9 @@ async def status(wf_id: str, as_json: bool) -> int:
         print(json.dumps(doc, indent=2))
         return code
     con = out()
+    summary = await desc.static_summary()
+    if summary:
+        con.print(summary, style="dim", markup=False, soft_wrap=True)
     if st is not None:
         con.print(status_view(wf_id, st))
     else:

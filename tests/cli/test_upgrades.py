@@ -30,6 +30,7 @@ async def test_start_wait_runs_to_success_and_reports(client: Client, cli: Cli, 
 
         res = await cli("status", wf_id)
         assert res.exit_code == 0 and "succeeded" in res.stdout
+        assert res.stdout.startswith(f"keystone: 2025.2 → 2026.1 on {wf_id.split('/')[1]}\n")  # the static summary
         doc = await cli.status(wf_id.split("/")[1])  # the cloud name alone works too
         assert doc["outcome"] == "succeeded" and doc["run_status"] == "completed"
         assert doc["report"]["services"][0]["snapshot"]["sha256"] == "ab" * 32
