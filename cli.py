@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from cliapp import common, plans, reporting
+from cliapp import canary, common, plans, reporting
 from cliapp.common import BAD_INPUT, run, workflow_id
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(plans.app, name="plan")
+app.add_typer(canary.app, name="canary")
 app.command("report")(reporting.command)
 
 Id = Annotated[str, typer.Argument(metavar="ID", help="Workflow id, e.g. upgrade/lab (or just the cloud name).")]

@@ -1,0 +1,154 @@
+"""`stackhop canary ...`: Temporal Schedules that run the Canary workflow, against stand-in activities."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+
+from temporalio.client import Client
+
+from model import errors
+from tests.cli.conftest import Cli
+from tests.standins import Script
+from tests.workflows.helpers import running
+
+NEVER = "0 3 1 1 *"  # 03:00 on January 1st: never fires during a test
+RESET = ["k8s.scale:down", "db.restore", "k8s.set_images", "k8s.scale:up", "k8s.wait_rollout"]
+
+
+def name() -> str:
+    return f"cn-{uuid.uuid4().hex[:8]}"
+
+
+async def until_listed(cli: Cli, canary: str, pattern: str, timeout: float = 15) -> str:
+    """`canary list` reads the (eventually consistent) schedule listing: poll until the row shows."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        res = await cli("canary", "list")
+        assert res.exit_code == 0, res.output
+        row = next((line for line in res.stdout.splitlines() if f" {canary} " in line), "")
+        if re.search(pattern, row):
+            return row
+        assert loop.time() < deadline, f"{canary} not listed as {pattern!r}:\n{res.stdout}"
+        await asyncio.sleep(0.5)
+
+
+async def test_create_list_trigger_wait_passes_and_resets_to_baseline(client: Client, cli: Cli, write_plan) -> None:  # noqa: ANN001
+    plan, wf_id = write_plan()
+    canary = name()
+    script = Script()
+    async with running(client, script) as tq:
+        res = await cli("canary", "create", canary, "--plan", str(plan), "--cron", NEVER, "--note", "nightly canary", tq=tq)
+        assert res.exit_code == 0, res.output
+        assert f"created canary {canary}: schedule canary/{canary}, cron '{NEVER}'" in res.stdout
+
+        desc = await client.get_schedule_handle(f"canary/{canary}").describe()
+        action = desc.schedule.action
+        assert action.workflow == "Canary" and action.id == f"canary/{canary}" and action.task_queue == tq
+        assert desc.schedule.policy.pause_on_failure and desc.schedule.policy.overlap.name == "SKIP"
+        assert desc.schedule.state.note == "nightly canary"
+        assert (await desc.memo())["plan_file"] == str(plan.resolve())
+
+        row = await until_listed(cli, canary, r"never ran")
+        assert NEVER in row and " no " in row and "nightly canary" in row
+        assert re.search(r"\d{4}-01-01 03:00:00Z", row)  # next run
+
+        res = await cli("canary", "trigger", canary, "--wait", tq=tq)
+        assert res.exit_code == 0, res.output
+        out = res.stdout
+        assert f"triggered canary {canary}: workflow canary/{canary}-" in out
+        assert f"canary {canary}: passed" in out and "succeeded: " in out and "  keystone: succeeded (keystone upgraded to 2026.1); tempest pass 14 passed, 0 failed" in out
+        assert "reset keystone: done back to registry/keystone-api:old" in out
+        assert f"full report: stackhop report {wf_id}" in out
+        assert script.calls[-5:] == RESET  # the upgrade, then the reset to baseline
+
+        await until_listed(cli, canary, r"passed \(succeeded\) at ")
+        res = await cli("canary", "history", canary)
+        assert res.exit_code == 0, res.output
+        assert f"canary {canary}: 1 run(s), active (nightly canary)" in res.stdout
+        assert re.search(rf"canary/{canary}-\S+\s+│ passed\s+│ succeeded", res.stdout)
+        res = await cli("report", wf_id)  # the canary's upgrade has its report like any other
+        assert res.exit_code == 0 and "## keystone: succeeded" in res.stdout
+    res = await cli("canary", "delete", canary)
+    assert res.exit_code == 0 and f"deleted canary {canary}" in res.stdout
+
+
+async def test_failing_canary_exits_1_and_pauses_its_schedule(client: Client, cli: Cli, write_plan) -> None:  # noqa: ANN001
+    plan, wf_id = write_plan()
+    canary = name()
+    script = Script()
+    script.fail["tempest.run"] = errors.CHECK_FAILED
+    async with running(client, script) as tq:
+        assert (await cli("canary", "create", canary, "--plan", str(plan), "--cron", NEVER, tq=tq)).exit_code == 0
+        res = await cli("canary", "trigger", canary, "--wait", tq=tq)
+        assert res.exit_code == 1, res.output
+        assert f"canary {canary}: failed — keystone: validate: tempest.run: " in res.stdout
+        assert "rolled-back: " in res.stdout and "reset: nothing to do (the rollback already returned" in res.stdout
+        assert script.calls[-4:] == ["k8s.undo_images", "k8s.scale:down", "db.restore", "k8s.scale:up"]
+
+        handle = client.get_schedule_handle(f"canary/{canary}")
+        for _ in range(50):  # the schedule learns of the failure asynchronously
+            desc = await handle.describe()
+            if desc.schedule.state.paused:
+                break
+            await asyncio.sleep(0.2)
+        assert desc.schedule.state.paused, "pause_on_failure did not pause the schedule"
+        row = await until_listed(cli, canary, r" yes ")
+        assert "failed (rolled-back)" in row
+        res = await cli("canary", "history", canary)
+        assert res.exit_code == 0 and ", paused" in res.stdout
+        assert re.search(rf"canary/{canary}-\S+\s+│ failed\s+│ rolled-back\s+│ keystone: validate:", res.stdout)
+
+        res = await cli("canary", "unpause", canary, "--note", "tempest fixed")
+        assert res.exit_code == 0 and f"unpaused canary {canary}" in res.stdout
+        assert not (await handle.describe()).schedule.state.paused
+        res = await cli("report", wf_id, "--format", "junit")
+        assert res.exit_code == 1 and "<failure" in res.stdout
+    assert (await cli("canary", "delete", canary)).exit_code == 0
+
+
+async def test_pause_unpause_delete_and_refusals(client: Client, cli: Cli, write_plan, tmp_path) -> None:  # noqa: ANN001
+    plan, _ = write_plan()
+    canary = name()
+    assert (await cli("canary", "create", canary, "--plan", str(plan), "--cron", "*/30 * * * *")).exit_code == 0
+    res = await cli("canary", "create", canary, "--plan", str(plan), "--cron", NEVER)
+    assert res.exit_code == 2 and f"canary '{canary}' already exists" in res.stderr
+
+    res = await cli("canary", "pause", canary, "--note", "change freeze")
+    assert res.exit_code == 0 and f"paused canary {canary}" in res.stdout
+    desc = await client.get_schedule_handle(f"canary/{canary}").describe()
+    assert desc.schedule.state.paused and desc.schedule.state.note == "change freeze"
+    res = await cli("canary", "pause", canary)
+    assert res.exit_code == 2 and "already paused (change freeze)" in res.stderr
+    row = await until_listed(cli, canary, r" yes ")
+    assert "*/30 * * * *" in row and "change freeze" in row
+    assert (await cli("canary", "unpause", canary)).exit_code == 0
+    res = await cli("canary", "unpause", canary)
+    assert res.exit_code == 2 and "is not paused" in res.stderr
+    res = await cli("canary", "history", canary)
+    assert res.exit_code == 0 and "no runs yet" in res.stdout
+
+    assert (await cli("canary", "delete", canary)).exit_code == 0
+    for cmd in (["pause"], ["unpause"], ["trigger", "--wait"], ["delete"], ["history"]):
+        res = await cli("canary", cmd[0], canary, *cmd[1:])
+        assert res.exit_code == 2, cmd
+        assert f"no canary '{canary}' (schedule canary/{canary})" in res.stderr and "stackhop canary list" in res.stderr
+
+    res = await cli("canary", "create", name(), "--plan", str(plan), "--cron", "61 * * * *")
+    assert res.exit_code == 2 and "--cron '61 * * * *'" in res.stderr
+    res = await cli("canary", "create", "bad name!", "--plan", str(plan), "--cron", NEVER)
+    assert res.exit_code == 2 and "canary name 'bad name!'" in res.stderr
+
+
+async def test_bad_plan_and_unreachable(offline_cli: Cli, write_plan) -> None:  # noqa: ANN001
+    plan, _ = write_plan()
+    bad = plan.with_name("bad.yaml")
+    bad.write_text(plan.read_text().replace("2025.2", "2027.1"))
+    res = await offline_cli("canary", "create", name(), "--plan", str(bad), "--cron", NEVER)
+    assert res.exit_code == 2 and "invalid plan" in res.stderr and "downgrade" in res.stderr  # checked before connecting
+    res = await offline_cli("canary", "create", name(), "--plan", str(plan), "--cron", NEVER)
+    assert res.exit_code == 3 and "cannot reach Temporal" in res.stderr
+    for cmd in (["list"], ["history", "x"], ["trigger", "x"]):
+        assert (await offline_cli("canary", *cmd)).exit_code == 3, cmd
