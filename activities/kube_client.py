@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import urllib3
 from kubernetes import client, config
@@ -136,6 +136,19 @@ def to_app_error(exc: BaseException, what: str, **details: Any) -> BaseException
     if is_transient(exc):
         return errors.temporary(f"{what}: Kubernetes API unreachable: {exc}", **details)
     return errors.permanent(errors.PLAN_INVALID, f"{what}: {type(exc).__name__}: {exc}", **details)
+
+
+def reraise(exc: BaseException, what: str, **details: Any) -> NoReturn:
+    """Raise ``exc`` mapped onto the error tree (call inside ``except``).
+
+    An error that is already Temporal's (ApplicationError, CancelledError) is re-raised as is:
+    ``raise exc from exc`` would make it its own cause, and Temporal's failure converter would
+    recurse on that cycle until the stack overflows.
+    """
+    mapped = to_app_error(exc, what, **details)
+    if mapped is exc:
+        raise exc
+    raise mapped from exc
 
 
 class Kinds:

@@ -20,7 +20,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from temporalio import activity
 
-from activities.kube_client import MERGE, Kinds, api_client, call, retry_conflicts, to_app_error
+from activities.kube_client import MERGE, Kinds, api_client, call, reraise, retry_conflicts
 from activities.kube_rollout import change_id, describe
 from activities.kube_watch import check_cancelled, follow, heartbeat
 from model import errors
@@ -140,7 +140,7 @@ def run_job(inp: RunJobInput) -> JobResult:
             seconds = round(time.monotonic() - t0, 2)
             tail = logs_tail(core, ns, inp.name)
         except Exception as exc:
-            raise to_app_error(exc, what, job=inp.name) from exc
+            reraise(exc, what, job=inp.name)
     if state == "Complete":
         return JobResult(name=inp.name, succeeded=True, logs_tail=tail, seconds=seconds)
     if state == "Failed":
@@ -181,7 +181,7 @@ def scale(inp: ScaleInput) -> ScaleResult:
                     lambda ref=ref, want=want: _scale_one(kinds, ns, ref, want, cid, inp.replicas is not None)
                 )
             except Exception as exc:
-                raise to_app_error(exc, what, kind=ref.kind, name=ref.name) from exc
+                reraise(exc, what, kind=ref.kind, name=ref.name)
         if inp.wait:
             _wait_scaled(kinds, inp, previous)
     return ScaleResult(previous=previous)
@@ -235,7 +235,7 @@ def _wait_scaled(kinds: Kinds, inp: ScaleInput, previous: dict[str, int]) -> Non
                     f"{what} did not reach {want} replicas within {inp.timeout_seconds}s: {message}",
                 )
         except Exception as exc:
-            raise to_app_error(exc, what) from exc
+            reraise(exc, what)
 
 
 

@@ -20,7 +20,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from temporalio import activity
 
-from activities.kube_client import SMP, Kinds, api_client, call, retry_conflicts, to_app_error
+from activities.kube_client import SMP, Kinds, api_client, call, reraise, retry_conflicts
 from activities.kube_status import RolloutError, rollout_status
 from activities.kube_watch import check_cancelled, follow, heartbeat, in_activity
 from model import errors
@@ -98,7 +98,7 @@ def read_images(inp: ReadImagesInput) -> ReadImagesResult:
         try:
             return ReadImagesResult(images=read_images_with(api, inp.target, inp.workloads))
         except Exception as exc:
-            raise to_app_error(exc, f"reading workloads in namespace {inp.target.namespace!r}") from exc
+            reraise(exc, f"reading workloads in namespace {inp.target.namespace!r}")
 
 
 # --- set -----------------------------------------------------------------------------------------
@@ -182,9 +182,9 @@ def set_images(inp: SetImagesInput) -> SetImagesResult:
             try:
                 prev = patch_images(kinds, inp.target, kind, name, wanted, change=cid, record=True)
             except Exception as exc:
-                raise to_app_error(
+                reraise(
                     exc, describe(kind, name, inp.target.namespace), kind=kind, name=name
-                ) from exc
+                )
             heartbeat(step="set_images", workload=f"{kind}/{name}", done=len(out) + 1)
             out += [
                 WorkloadImage(kind=kind, name=name, container=c, image=img) for c, img in prev.items()
@@ -222,7 +222,7 @@ def wait_one(
                     errors.ROLLOUT_FAILED if exc.deadline_exceeded else errors.PLAN_INVALID,
                     f"rollout of {what} failed: {exc}{_deadline_hint(ev.obj)}",
                     kind=ref.kind, name=ref.name, namespace=target.namespace,
-                )  # fmt: skip
+                ) from None  # fmt: skip
             if done:
                 heartbeat(
                     step="wait_rollout", workload=f"{ref.kind}/{ref.name}", message=message,
@@ -270,7 +270,7 @@ def wait_all(target: KubeTarget, refs: list[WorkloadRef], timeout: int) -> Rollo
                     )  # fmt: skip
                 )
             except Exception as exc:
-                raise to_app_error(exc, describe(ref.kind, ref.name, target.namespace)) from exc
+                reraise(exc, describe(ref.kind, ref.name, target.namespace))
             heartbeat(step="wait_rollout", started_at=started, ready=i, total=len(refs))
     return RolloutResult(workloads=results)
 
@@ -294,6 +294,6 @@ def undo_images(inp: UndoImagesInput) -> RolloutResult:
             try:
                 patch_images(kinds, inp.target, kind, name, wanted, change="", record=False)
             except Exception as exc:
-                raise to_app_error(exc, describe(kind, name, inp.target.namespace)) from exc
+                reraise(exc, describe(kind, name, inp.target.namespace))
             refs.append(WorkloadRef(kind=kind, name=name, container=next(iter(wanted))))  # type: ignore[arg-type]
     return wait_all(inp.target, refs, inp.timeout_seconds)

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from activities.kube_client import api_client, to_app_error
+from activities.kube_client import api_client, reraise
 from activities.kube_rollout import read_images_with
 from model.io import WorkloadRef
 from model.plan import UpgradePlan
@@ -50,7 +50,7 @@ def live_preview(plan: UpgradePlan) -> list[PreviewRow]:
         try:
             current = read_images_with(api, target, refs)
         except Exception as exc:
-            raise to_app_error(exc, f"reading workloads in namespace {target.namespace!r}") from exc
+            reraise(exc, f"reading workloads in namespace {target.namespace!r}")
     rows = []
     for (service, wl), cur in zip(pairs, current, strict=True):
         state: PreviewState = (
