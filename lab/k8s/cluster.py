@@ -9,6 +9,7 @@ gets a random free port.  Pod behaviour comes from ``stages/`` (base set + failu
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -58,6 +59,10 @@ class KubeLab:
     @property
     def config_file(self) -> Path:
         return self.workdir / f"{self.name}.kwokctl.yaml"
+
+    @property
+    def stamp_file(self) -> Path:
+        return self.workdir / f"{self.name}.stamp"
 
     @property
     def kubectl(self) -> Path:
@@ -114,10 +119,19 @@ class KubeLab:
             },
         }
         docs = [yaml.safe_dump(conf, sort_keys=False)]
-        for f in ("base.yaml", "stackhop.yaml"):
+        for f in ("base.yaml", "stackhop.yaml", "lab-served.yaml"):
             docs.append((STAGES_DIR / f).read_text())
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text("\n---\n".join(docs))
+
+    @staticmethod
+    def recipe_stamp() -> str:
+        """Changes when the stages or the binaries change: a running lab built from an older
+        recipe is recreated instead of silently reused."""
+        h = hashlib.sha256(str(bin_dir()).encode())
+        for f in sorted(STAGES_DIR.glob("*.yaml")):
+            h.update(f.read_bytes())
+        return h.hexdigest()[:16]
 
     # -- lifecycle ----------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -136,7 +150,8 @@ class KubeLab:
         """Create (or reuse a healthy) cluster with N Ready fake nodes; return the kubeconfig."""
         if not is_warm():
             build()
-        if self.healthy():
+        current = self.stamp_file.is_file() and self.stamp_file.read_text() == self.recipe_stamp()
+        if current and self.healthy():
             log.info("k8s lab already up", kubeconfig=str(self.kubeconfig))
             return self.kubeconfig
         if self.exists():  # stale: stopped processes or a half-created cluster
@@ -146,6 +161,7 @@ class KubeLab:
         self.kwokctl("create", "cluster", "--name", self.name, "--runtime", "binary",
                      f"--wait={wait}", "--kubeconfig=", timeout=400)
         self.scale_nodes(self.nodes)
+        self.stamp_file.write_text(self.recipe_stamp())
         log.info("k8s lab up", seconds=round(time.monotonic() - t0, 1),
                  kubeconfig=str(self.kubeconfig))
         return self.kubeconfig
@@ -168,6 +184,7 @@ class KubeLab:
         if not self.config_file.exists():
             self.write_config(0)
         self.kwokctl("delete", "cluster", "--name", self.name, timeout=120, check=False)
+        self.stamp_file.unlink(missing_ok=True)
 
     def status(self) -> dict:
         return {
