@@ -44,7 +44,7 @@ async def fetch(client: Client, wf_id: str, run_id: str | None) -> tuple[str, io
         raise Fail(BAD_INPUT, f"{wf_id} is still running: it has no report yet. Follow it with `stackhop watch {wf_id}`"
                               f" (or `stackhop status {wf_id}`); its report is available once it has ended.")  # fmt: skip
     if desc.workflow_type == "Canary":
-        from cliapp.canary import canary_outcome
+        from cliapp.canary_runs import canary_outcome
 
         verdict, result, message = await canary_outcome(client, wf_id, desc.run_id)
         report = result.report if result else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import uuid
 
 from temporalio.client import Client
@@ -71,6 +72,9 @@ async def test_create_list_trigger_wait_passes_and_resets_to_baseline(client: Cl
         assert re.search(rf"canary/{canary}-\S+\s+│ passed\s+│ succeeded", res.stdout)
         res = await cli("report", wf_id)  # the canary's upgrade has its report like any other
         assert res.exit_code == 0 and "## keystone: succeeded" in res.stdout
+        run_id = re.search(rf"workflow (canary/{canary}-\S+) ", out).group(1)
+        res = await cli("report", run_id, "-f", "json")  # and so has the canary run
+        assert res.exit_code == 0 and '"outcome": "succeeded"' in res.stdout
     res = await cli("canary", "delete", canary)
     assert res.exit_code == 0 and f"deleted canary {canary}" in res.stdout
 
@@ -152,3 +156,34 @@ async def test_bad_plan_and_unreachable(offline_cli: Cli, write_plan) -> None:  
     assert res.exit_code == 3 and "cannot reach Temporal" in res.stderr
     for cmd in (["list"], ["history", "x"], ["trigger", "x"]):
         assert (await offline_cli("canary", *cmd)).exit_code == 3, cmd
+
+
+async def test_trigger_while_running_is_refused_and_a_paused_canary_can_still_be_triggered(client: Client, cli: Cli, write_plan) -> None:  # noqa: ANN001
+    plan, _ = write_plan()
+    canary = name()
+    script = Script()
+    script.block["db.snapshot"] = release = threading.Event()
+    async with running(client, script) as tq:
+        assert (await cli("canary", "create", canary, "--plan", str(plan), "--cron", NEVER, tq=tq)).exit_code == 0
+        res = await cli("canary", "trigger", canary, tq=tq)
+        assert res.exit_code == 0 and f"stackhop canary history {canary}" in res.stdout
+        await asyncio.to_thread(script.key_started("db.snapshot").wait, 15)
+        res = await cli("canary", "trigger", canary, "--wait", tq=tq)
+        assert res.exit_code == 2 and f"canary {canary} is already running (canary/{canary}-" in res.stderr
+        res = await cli("canary", "history", canary)
+        assert re.search(rf"canary/{canary}-\S+\s+│ running", res.stdout), res.stdout
+        await until_listed(cli, canary, r" running ")
+        release.set()
+
+        # a manual trigger runs even while the schedule is paused (scheduled runs stay paused)
+        for _ in range(50):
+            if not (await client.get_schedule_handle(f"canary/{canary}").describe()).info.running_actions:
+                break
+            await asyncio.sleep(0.2)
+        assert (await cli("canary", "pause", canary)).exit_code == 0
+        res = await cli("canary", "trigger", canary, "--wait", tq=tq)
+        assert res.exit_code == 0, res.output
+        assert f"canary {canary} is paused; this manual run goes ahead" in res.stdout and f"canary {canary}: passed" in res.stdout
+        res = await cli("canary", "history", canary)
+        assert res.stdout.count("│ passed") == 2 and f"canary {canary}: 2 run(s), paused" in res.stdout
+    assert (await cli("canary", "delete", canary)).exit_code == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from cliapp import reports
-from model import errors, io
+from model import io
 from tests.cli.conftest import Cli
 from tests.standins import Script
 from tests.workflows.helpers import running
