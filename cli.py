@@ -137,6 +137,53 @@ def dev(
     raise typer.Exit(run(devmod.dev(port, ui_port, db_file)))
 
 
+@app.command()
+def demo(
+    inject: Annotated[str | None, typer.Option(help="Make a step fail for real: migration, rollout or tempest.")] = None,
+    keep: Annotated[bool, typer.Option(help="Leave the labs and the Temporal server running afterwards.")] = False,
+    port: Annotated[int, typer.Option(help="gRPC port of the Temporal dev server.")] = 7233,
+    ui_port: Annotated[int, typer.Option(help="Port of the Temporal UI.")] = 8233,
+) -> None:
+    """The demo upgrade: Keystone 2025.2 → 2026.1 on the labs, with a verified snapshot, a real
+    schema migration, a rollout, tempest deciding, and a rollback when something fails."""
+    if inject not in (None, "migration", "rollout", "tempest"):
+        common.err().print(f"--inject {inject}: use migration, rollout or tempest")
+        raise typer.Exit(BAD_INPUT)
+    from cliapp import demo as demomod
+
+    raise typer.Exit(run(demomod.demo(inject, keep, port, ui_port)))
+
+
+def _lab_all() -> typer.Typer:
+    """`stackhop lab up|down`: both labs at once (the demo and the tests use the same ones)."""
+    both = typer.Typer()
+
+    @both.command("up")
+    def lab_up() -> None:
+        """Start the Kubernetes lab and the OpenStack lab; print where they are."""
+        from lab.demo import demo_kube_lab
+        from lab.k8s import build
+        from lab.openstack.manager import OpenStackLab
+
+        build.build()
+        common.out().print(f"kubeconfig: {demo_kube_lab().up()}")
+        osl = OpenStackLab.load()
+        osl.up()
+        common.out().print(f"keystone: {osl.keystone.url} ({osl.keystone.release}); clouds.yaml: {osl.clouds_yaml}")
+
+    @both.command("down")
+    def lab_down() -> None:
+        """Stop both labs (their state stays under .lab/)."""
+        from lab.demo import demo_kube_lab
+        from lab.openstack.manager import OpenStackLab
+
+        demo_kube_lab().down()
+        OpenStackLab.load().down()
+        common.out().print("labs stopped")
+
+    return both
+
+
 def _mount_labs() -> None:
     """`stackhop lab k8s|openstack ...` when those lab packages are installed."""
     lab = typer.Typer(help="Test labs (Kubernetes with kwok, OpenStack Keystone).", no_args_is_help=True)
@@ -154,6 +201,8 @@ def _mount_labs() -> None:
         lab.add_typer(sub, name=name)
         mounted = True
     if mounted:
+        for command in _lab_all().registered_commands:
+            lab.registered_commands.append(command)
         app.add_typer(lab, name="lab")
 
 

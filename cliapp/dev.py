@@ -133,8 +133,6 @@ async def _stop_server(server: asyncio.subprocess.Process) -> None:
 
 
 async def dev(port: int, ui_port: int, db_file: Path | None) -> int:
-    from model import visibility
-
     stop = _stop_event()
     settings.address = f"127.0.0.1:{port}"
     settings.profile = None
@@ -147,6 +145,18 @@ async def dev(port: int, ui_port: int, db_file: Path | None) -> int:
         say(f"UI (if it is a dev server): {os.environ.get('STACKHOP_UI_URL', f'http://127.0.0.1:{port + 1000}')}/namespaces/{client.namespace}/workflows")
         await _serve_worker(stop)
         return OK
+    server = await start_server(port, ui_port, db_file, stop)
+    try:
+        await _serve_worker(stop)
+    finally:
+        await _stop_server(server)
+    return OK
+
+
+async def start_server(port: int, ui_port: int, db_file: Path | None, stop: asyncio.Event) -> asyncio.subprocess.Process:
+    """Start the pinned dev server with its UI on 127.0.0.1 and wait until it answers."""
+    from model import visibility
+
     db = db_file or default_db_file()
     db.parent.mkdir(parents=True, exist_ok=True)
     log = db.with_name(db.name + ".log")
@@ -161,13 +171,13 @@ async def dev(port: int, ui_port: int, db_file: Path | None) -> int:
         )
     try:
         await _wait_ready(server, port, stop, log)
-        ui = f"http://127.0.0.1:{ui_port}"
-        say(f"Temporal dev server on 127.0.0.1:{port} (state {db}, log {log})")
-        say(f"UI: {ui}/namespaces/default/workflows")
-        if ui_port != 8233:
-            say(f"for links from other commands: export STACKHOP_UI_URL={ui} TEMPORAL_ADDRESS=127.0.0.1:{port}")
-        await _serve_worker(stop)
-    finally:
+    except BaseException:
         await _stop_server(server)
-    return OK
+        raise
+    ui = f"http://127.0.0.1:{ui_port}"
+    say(f"Temporal dev server on 127.0.0.1:{port} (state {db}, log {log})")
+    say(f"UI: {ui}/namespaces/default/workflows")
+    if ui_port != 8233:
+        say(f"for links from other commands: export STACKHOP_UI_URL={ui} TEMPORAL_ADDRESS=127.0.0.1:{port}")
+    return server
 

@@ -292,6 +292,7 @@ class ServiceResult(Msg):
     previous_images: list[WorkloadImage] = Field(default_factory=list)
     checks: list[CheckResult] = Field(default_factory=list)
     tempest: TempestResult | None = None
+    restore: RestoreResult | None = None  # set when a rollback restored the snapshot
 
 
 class UpgradeReport(Msg):

@@ -203,7 +203,7 @@ class ServiceUpgradeWorkflow:
             if verdict:
                 raise StepFailed(step, verdict[1], verdict[0])
         except StepFailed as f:
-            self.rec.finish(rec, "failed", str(f))
+            self.rec.finish(rec, "failed", f.detail)
             raise
         self.rec.finish(rec, "done")
         return out
@@ -345,8 +345,9 @@ class ServiceUpgradeWorkflow:
         quiesce = io.ScaleInput(target=self._target, workloads=self._refs())
         res = await self._compensate("quiesce", io.K8S_SCALE, quiesce, io.ScaleResult,
                                      f"scale {self.svc.name} API to 0 before the restore")  # fmt: skip
-        await self._compensate("restore", io.DB_RESTORE, io.RestoreInput(snapshot=snap, database=db, target=self._target),
-                               io.RestoreResult, f"restore {db.name} from snapshot {snap.sha256[:12]}")  # fmt: skip
+        restored = await self._compensate("restore", io.DB_RESTORE, io.RestoreInput(snapshot=snap, database=db, target=self._target),
+                                          io.RestoreResult, f"restore {db.name} from snapshot {snap.sha256[:12]}")  # fmt: skip
+        self.result = self.result.model_copy(update={"restore": restored})
         replicas = getattr(self, "replicas", None) or res.previous
         await self._compensate("unquiesce", io.K8S_SCALE,
                                io.ScaleInput(target=self._target, workloads=self._refs(), replicas=replicas),

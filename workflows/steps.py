@@ -28,9 +28,13 @@ class StepFailed(Exception):
     'cancelled', 'timeout', 'check-fail', 'inconclusive', 'gate-timeout'."""
 
     def __init__(self, step: str, message: str, kind: str = ""):
-        super().__init__(message)
+        # The first line is the message (reports, UI details); the full text, often a tool's
+        # output tail, stays in the step record.
+        first = message.strip().splitlines()[0] if message.strip() else message
+        super().__init__(first)
         self.step = step
         self.kind = kind
+        self.detail = message
 
 
 def describe(err: BaseException) -> tuple[str, str]:

@@ -27,3 +27,4 @@ async def test_single_service_runs_every_step_in_order(client: Client) -> None:
     assert svc.tempest and svc.tempest.passed == 14
     assert [s.step for s in svc.steps if s.status == "done"][:2] == ["snapshot", "verify"]
     assert status.outcome == "succeeded" and status.services[0].state == "succeeded"
+    assert status.services[0].steps_done == status.services[0].steps_total == 9

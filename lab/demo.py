@@ -1,0 +1,152 @@
+"""The demo environment: both labs wired into one "cloud" that stackhop can upgrade.
+
+A ``keystone-api`` Deployment on the Kubernetes lab stands for the Keystone that the OpenStack lab
+serves (the lab controller keeps the two in step), the kubeconfig gets a context named like the
+plan's (``lab``), and the worker gets the OpenStack lab's environment. Failures are injected for
+real: schema drift that breaks the expand migration, a release whose pods never become ready, or a
+policy that the tempest smoke run catches.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import structlog
+import yaml
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from lab.controller import LABEL, KeystoneFollower, wait_until
+from lab.k8s.cluster import KubeLab
+from lab.openstack.manager import ADMIN_CLOUD, OpenStackLab
+
+log = structlog.get_logger(__name__)
+
+BASELINE = "28.1.0"
+TARGET = "29.1.0"
+REPO = "registry.lab/keystone"
+Inject = Literal["migration", "rollout", "tempest"]
+# An index the 2026.1 expand migration creates, added beforehand as a DBA "hot fix": the expand
+# then applies its first revisions and fails half-way on "Duplicate key name", as drift does.
+DRIFT_SQL = "CREATE INDEX ix_revocation_event_composite ON revocation_event (audit_id)"
+
+
+@dataclass
+class DemoLab:
+    kube: KubeLab
+    openstack: OpenStackLab
+    namespace: str = "openstack"
+    context: str = "lab"
+    replicas: int = 2
+    follower: KeystoneFollower | None = field(default=None, repr=False)
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The lab's kubeconfig with its context renamed to the plan's."""
+        path = self.kube.workdir / f"{self.kube.name}-demo-kubeconfig.yaml"
+        doc = yaml.safe_load(self.kube.kubeconfig.read_text())
+        old = doc["current-context"]
+        for ctx in doc["contexts"]:
+            if ctx["name"] == old:
+                ctx["name"] = self.context
+        doc["current-context"] = self.context
+        path.write_text(yaml.safe_dump(doc))
+        path.chmod(0o600)
+        return path
+
+    def worker_env(self) -> dict[str, str]:
+        return {**self.openstack.worker_env(), "KUBECONFIG": str(self.kubeconfig)}
+
+    def _apps(self) -> tuple[client.CoreV1Api, client.AppsV1Api]:
+        api = config.new_client_from_config(config_file=str(self.kubeconfig), context=self.context)
+        return client.CoreV1Api(api), client.AppsV1Api(api)
+
+    # --- set-up ---------------------------------------------------------------------------------
+    def prepare(self, inject: Inject | None = None) -> None:
+        """Baseline: Keystone 28.1.0 on a freshly bootstrapped DB, keystone-api at 28.1.0."""
+        self.close()
+        if not self.openstack.baseline_file.exists():
+            self.openstack.save_baseline()
+        self.openstack.reset(BASELINE)
+        core, apps = self._apps()
+        try:
+            core.create_namespace({"metadata": {"name": self.namespace}})
+        except ApiException as e:
+            if e.status != 409:
+                raise
+        try:
+            apps.delete_namespaced_deployment("keystone-api", self.namespace, grace_period_seconds=0)
+            wait_until(lambda: not core.list_namespaced_pod(self.namespace, label_selector="app=keystone-api").items,
+                       60, "old keystone-api pods to go")  # fmt: skip
+        except ApiException as e:
+            if e.status != 404:
+                raise
+        if inject == "migration":
+            self.openstack.mariadb.sql(DRIFT_SQL, database="keystone")
+        apps.create_namespaced_deployment(self.namespace, deployment(self.namespace, f"{REPO}:{BASELINE}", self.replicas))
+        self.follower = KeystoneFollower(
+            self.openstack, self.kubeconfig, self.namespace, context=self.context,
+            crashing=frozenset({TARGET}) if inject == "rollout" else frozenset(),
+            broken_policy=TARGET if inject == "tempest" else None,
+        ).start()  # fmt: skip
+        wait_until(lambda: self.available(apps), 90, "keystone-api at 28.1.0 to be available")
+
+    def available(self, apps: client.AppsV1Api | None = None) -> bool:
+        apps = apps or self._apps()[1]
+        d = apps.read_namespaced_deployment("keystone-api", self.namespace)
+        return (d.status.available_replicas or 0) == self.replicas and (d.status.updated_replicas or 0) == self.replicas
+
+    def close(self) -> None:
+        if self.follower:
+            self.follower.stop()
+            self.follower = None
+
+    # --- what an operator checks afterwards --------------------------------------------------------
+    def deployed_image(self) -> str:
+        d = self._apps()[1].read_namespaced_deployment("keystone-api", self.namespace)
+        return d.spec.template.spec.containers[0].image
+
+    def served_release(self) -> str | None:
+        ks = self.openstack.keystone
+        return ks.release if ks and ks.pid and ks.ready() else None
+
+    def token_works(self) -> bool:
+        import openstack
+
+        os.environ["OS_CLIENT_CONFIG_FILE"] = str(self.openstack.clouds_yaml)
+        conn = openstack.connect(cloud=ADMIN_CLOUD)
+        try:
+            return bool(conn.auth_token)
+        finally:
+            conn.close()
+
+
+def deployment(namespace: str, image: str, replicas: int) -> dict:
+    labels = {"app": "keystone-api", LABEL: "controller"}
+    return {
+        "metadata": {"name": "keystone-api", "namespace": namespace, "labels": {"app": "keystone-api"}},
+        "spec": {
+            "replicas": replicas,
+            "progressDeadlineSeconds": 45,
+            "selector": {"matchLabels": {"app": "keystone-api"}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "keystone-api", "image": image, "ports": [{"containerPort": 5000}]}]},
+            },
+        },
+    }
+
+
+def demo_kube_lab() -> KubeLab:
+    return KubeLab(name=os.environ.get("STACKHOP_DEMO_CLUSTER", "stackhop-demo"), nodes=2)
+
+
+def wait_seconds(fn, timeout: float = 30.0) -> float:  # noqa: ANN001
+    start = time.monotonic()
+    wait_until(fn, timeout, getattr(fn, "__name__", "condition"))
+    return time.monotonic() - start
