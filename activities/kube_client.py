@@ -24,7 +24,11 @@ from model import errors
 from model.plan import KubeTarget
 
 # Client-side bound on any single non-watch request: a hung apiserver must not hang an activity.
-REQUEST_TIMEOUT = (5, 30)  # (connect, read) seconds
+REQUEST_TIMEOUT = (3, 30)  # (connect, read) seconds
+# urllib3 retries per request: few, so an unreachable apiserver surfaces quickly to the watch loop,
+# which retries with backoff *and heartbeats* (a blackholed host would otherwise block a request
+# for (retries + 1) x connect timeout without a heartbeat).
+HTTP_RETRIES = 1
 SMP = "application/strategic-merge-patch+json"
 MERGE = "application/merge-patch+json"
 
@@ -40,8 +44,14 @@ def kubeconfig_path(target: KubeTarget) -> str:
 IN_CLUSTER = "in-cluster"  # KubeTarget.context for a worker running in the cluster it upgrades
 
 
-def _in_cluster_client() -> client.ApiClient:
+def _configuration() -> client.Configuration:
     conf = client.Configuration()
+    conf.retries = HTTP_RETRIES
+    return conf
+
+
+def _in_cluster_client() -> client.ApiClient:
+    conf = _configuration()
     config.load_incluster_config(client_configuration=conf)
     return client.ApiClient(conf)
 
@@ -58,7 +68,8 @@ def api_client(target: KubeTarget) -> Iterator[client.ApiClient]:
             api = _in_cluster_client()
         else:
             api = config.new_client_from_config(
-                config_file=path, context=target.context, persist_config=False
+                config_file=path, context=target.context, persist_config=False,
+                client_configuration=_configuration(),
             )
     except (ConfigException, FileNotFoundError, OSError) as exc:
         raise errors.permanent(
