@@ -3,6 +3,8 @@
 Idempotency: a Job is created under the caller's deterministic name with a hash of its spec in a
 label.  A retry or a resumed workflow that finds the Job already there simply waits for it (same
 hash) instead of creating a second one; a *different* Job under that name is a plan error.
+(So templates should not set ``ttlSecondsAfterFinished`` shorter than a workflow may take to
+resume: a Job garbage-collected before the resume would be created again.)
 With kwok there is no kubelet and hence no container log; the logs tail then falls back to the
 pods' termination state (reason, exit code, message), which is what an operator needs first anyway.
 """
