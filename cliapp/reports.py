@@ -51,7 +51,8 @@ def duration(report: io.UpgradeReport) -> float | None:
 def check_label(c: io.CheckResult) -> str:
     """Checks carry no name; their details say what they were (endpoint type, tempest regex)."""
     if "service_type" in c.details:
-        return f"endpoint {c.details['service_type']}"
+        stage = f" ({c.details['stage']})" if c.details.get("stage") else ""
+        return f"endpoint {c.details['service_type']}{stage}"
     if "regex" in c.details or "exit_code" in c.details:
         return f"tempest {c.details.get('regex', '')}".strip()
     return "check"
@@ -143,7 +144,11 @@ def _x(text: str) -> str:
 
 
 def _testcase(suite: ET.Element, classname: str, r: io.StepRecord, counts: dict[str, int]) -> None:
-    case = ET.SubElement(suite, "testcase", classname=_x(classname), name=_x(r.step), time=f"{r.seconds:.3f}")
+    # A step can repeat (one validate per check, a retried step): CI tools merge equal names.
+    seen = counts.setdefault(f"step:{r.step}", 0) + 1
+    counts[f"step:{r.step}"] = seen
+    name = r.step if seen == 1 else f"{r.step} #{seen}"
+    case = ET.SubElement(suite, "testcase", classname=_x(classname), name=_x(name), time=f"{r.seconds:.3f}")
     counts["tests"] += 1
     if r.status == "failed":
         counts["failures"] += 1
@@ -169,6 +174,8 @@ def _suite(root: ET.Element, name: str, timestamp: str) -> tuple[ET.Element, dic
 
 def _close(suite: ET.Element, counts: dict[str, int], seconds: float, totals: dict[str, float]) -> None:
     for k, v in counts.items():
+        if k.startswith("step:"):
+            continue
         suite.set(k, str(v))
         totals[k] = totals.get(k, 0) + v
     suite.set("time", f"{seconds:.3f}")
