@@ -96,7 +96,12 @@ def _labs(inject: str | None):  # noqa: ANN202 - DemoLab
     with con.status("starting the OpenStack lab (MariaDB + Keystone 28.1.0)"):
         t = time.monotonic()
         osl = OpenStackLab.load()
+        if not osl.baseline_file.exists():  # the baseline must be a freshly bootstrapped 28.1.0
+            osl.down(purge=True)
+            osl = OpenStackLab.load()
         osl.up("28.1.0")
+        if not osl.baseline_file.exists():
+            osl.save_baseline()
     say(f"OpenStack lab up in {time.monotonic() - t:.1f}s (Keystone at {osl.keystone.url})")
     lab = DemoLab(kube, osl)
     with con.status("deploying keystone-api 28.1.0 on a fresh Keystone database"):
