@@ -38,3 +38,14 @@ def test_live_preview_rows(kube_target):
     assert by_name["keystone-api"].target == "registry.lab/keystone:29.1.0"
     assert by_name["glance-api"].at_target
     assert by_name["glance-registry"].missing and by_name["glance-registry"].current is None
+
+
+def test_live_preview_bad_context_is_a_clear_error(kube_target):
+    from temporalio.exceptions import ApplicationError
+
+    from model import errors
+
+    bad = kube_target.model_copy(update={"context": "prod-typo"})
+    with pytest.raises(ApplicationError) as ei:
+        live_preview(plan_for(bad))
+    assert ei.value.type == errors.PLAN_INVALID and "prod-typo" in ei.value.message

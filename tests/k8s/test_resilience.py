@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
-from temporalio.exceptions import CancelledError
+from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.kube import run_job, set_images, wait_rollout
 from model.io import RunJobInput, SetImagesInput, WaitRolloutInput, WorkloadImage, WorkloadRef
@@ -64,3 +65,23 @@ def test_apiserver_restart_mid_wait(k8s_lab, kube_target):
     assert any("unreachable" in str(b.get("message", "")) for b in rec.beats if isinstance(b, dict))
     dep = read(kube_target, "Deployment", "placement-api")
     assert dep["status"]["updatedReplicas"] == dep["status"]["availableReplicas"] == 2
+
+
+def test_retried_wait_keeps_the_original_deadline(kube_target):
+    """A retry (or a worker restart) resumes the wait with the deadline of the first attempt,
+    read back from its heartbeat details: retries never stretch the plan's rollout timeout."""
+    create(kube_target, workload("Deployment", "magnum-api", "registry.lab/magnum:1"))
+    ready(kube_target, "Deployment", "magnum-api")
+    Recorder().run(set_images, SetImagesInput(target=kube_target, images=[WorkloadImage(
+        kind="Deployment", name="magnum-api", container="app", image="registry.lab/magnum:never-ready")]))
+    rec = Recorder()
+    rec.env.info = dataclasses.replace(rec.env.info, attempt=2,
+                                       heartbeat_details=[{"started_at": time.time() - 55}])
+    t0 = time.monotonic()
+    with pytest.raises(ApplicationError) as ei:
+        rec.run(wait_rollout, WaitRolloutInput(target=kube_target, timeout_seconds=60, workloads=[
+            WorkloadRef(kind="Deployment", name="magnum-api", container="app")]))
+    assert "within 60s" in str(ei.value)
+    assert time.monotonic() - t0 < 15  # ~5 s left of the first attempt's 60 s, not a fresh 60 s
+    assert all(b.get("started_at") == rec.env.info.heartbeat_details[0]["started_at"]
+               for b in rec.beats if isinstance(b, dict) and "message" in b)
