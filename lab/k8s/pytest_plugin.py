@@ -1,13 +1,16 @@
 """pytest fixtures for the Kubernetes lab (register with ``pytest_plugins = ["lab.k8s.pytest_plugin"]``).
 
-``k8s_lab``: one session-wide cluster named "stackhop-test" (reused when already healthy, deleted at
-the end unless STACKHOP_LAB_KEEP=1 or it was running before).  ``kube_target``: a fresh namespace per
+``k8s_lab``: one session-wide cluster, ``stackhop-test-<pid>`` so that concurrent pytest sessions
+(developers and CI on one machine) never tear down each other's lab; start-up is ~4 s.  Clusters
+of sessions that died without teardown are swept at the next session start.  Set
+STACKHOP_K8S_LAB_NAME to use (and keep) a fixed, shared lab instead; STACKHOP_LAB_KEEP=1 keeps it.  ``kube_target``: a fresh namespace per
 test, as the KubeTarget the activities take, deleted afterwards without waiting.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -18,13 +21,24 @@ from lab.k8s.cluster import KubeLab
 from model.plan import KubeTarget
 
 
+def sweep_orphans() -> None:
+    """Delete stackhop-test-<pid> clusters whose pytest process is gone."""
+    clusters = KubeLab().workdir / "clusters"
+    for d in clusters.glob("stackhop-test-*") if clusters.is_dir() else []:
+        m = re.fullmatch(r"stackhop-test-(\d+)", d.name)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            KubeLab(name=d.name).down()
+
+
 @pytest.fixture(scope="session")
 def k8s_lab() -> Iterator[KubeLab]:
-    lab = KubeLab(name=os.environ.get("STACKHOP_K8S_LAB_NAME", "stackhop-test"), nodes=3)
+    fixed = os.environ.get("STACKHOP_K8S_LAB_NAME")
+    sweep_orphans()
+    lab = KubeLab(name=fixed or f"stackhop-test-{os.getpid()}", nodes=3)
     was_up = lab.healthy()
     lab.up()
     yield lab
-    if not was_up and os.environ.get("STACKHOP_LAB_KEEP") != "1":
+    if not fixed and not was_up and os.environ.get("STACKHOP_LAB_KEEP") != "1":
         lab.down()
 
 
