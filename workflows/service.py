@@ -339,6 +339,7 @@ class ServiceUpgradeWorkflow:
         await self._compensate("undo-roll", io.K8S_UNDO_IMAGES,
                                io.UndoImagesInput(target=self._target, previous=self.previous, timeout_seconds=t),
                                io.RolloutResult, f"restore previous images of {self.svc.name}", timeout=t)  # fmt: skip
+        self.rec.compensated("roll", "rollout")
 
     async def _restore_db(self) -> None:
         snap, db = self.result.snapshot, self.svc.database
@@ -348,6 +349,7 @@ class ServiceUpgradeWorkflow:
         restored = await self._compensate("restore", io.DB_RESTORE, io.RestoreInput(snapshot=snap, database=db, target=self._target),
                                           io.RestoreResult, f"restore {db.name} from snapshot {snap.sha256[:12]}")  # fmt: skip
         self.result = self.result.model_copy(update={"restore": restored})
+        self.rec.compensated("expand", "migrate", "offline")
         replicas = getattr(self, "replicas", None) or res.previous
         await self._compensate("unquiesce", io.K8S_SCALE,
                                io.ScaleInput(target=self._target, workloads=self._refs(), replicas=replicas),

@@ -89,6 +89,13 @@ class Recorder:
             }
         )
 
+    def compensated(self, *steps: str) -> None:
+        """Mark done steps as undone by a compensation (reports show what was rolled back)."""
+        self.records = [
+            r.model_copy(update={"status": "compensated"}) if r.step in steps and r.status == "done" else r
+            for r in self.records
+        ]
+
     def skip(self, step: str, detail: str) -> None:
         self.finish(self.start(step, detail), "skipped")
 

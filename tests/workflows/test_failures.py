@@ -65,6 +65,12 @@ async def test_failure_compensates_in_reverse(client: Client, key: str, step: st
     assert report.message.startswith(f"keystone: {step}: ") and plan.cloud.name == report.cloud
     (svc,) = report.services
     assert [r.step for r in svc.steps if r.status == "failed"] == [step]
+    undone = {"k8s.undo_images": {"roll", "rollout"}, "db.restore": {"expand", "migrate"}}
+    should = set().union(*(undone.get(a, set()) for a in after))
+    assert {r.step for r in svc.steps if r.status == "compensated"} == {
+        r.step for r in svc.steps if r.status in ("done", "compensated") and r.step in should
+    }
+    assert not ({r.step for r in svc.steps if r.status == "done"} & should), "every undone step is marked"
     assert [r.step for r in svc.steps if r.status == "done"][-len(after) or len(svc.steps):] == [
         {"k8s.undo_images": "undo-roll", "k8s.scale:down": "quiesce", "db.restore": "restore",
          "k8s.scale:up": "unquiesce"}[a] for a in after
