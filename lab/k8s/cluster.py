@@ -185,6 +185,7 @@ class KubeLab:
             self.write_config(0)
         self.kwokctl("delete", "cluster", "--name", self.name, timeout=120, check=False)
         self.stamp_file.unlink(missing_ok=True)
+        self.config_file.unlink(missing_ok=True)
 
     def status(self) -> dict:
         return {
