@@ -17,6 +17,8 @@ from temporalio.testing import WorkflowEnvironment
 from model import visibility
 
 ROOT = Path(__file__).resolve().parent.parent
+# The labs: a Kubernetes control plane with kwok, and MariaDB + Keystone + tempest (session-wide).
+pytest_plugins = ["lab.k8s.pytest_plugin", "lab.openstack.pytest_plugin"]
 
 
 def temporal_binary() -> str:

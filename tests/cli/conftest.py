@@ -99,7 +99,3 @@ def write_plan(tmp_path: Path) -> Callable[..., tuple[Path, str]]:
         return path, f"upgrade/{doc['cloud']['name']}"
 
     return write
-
-
-# The Kubernetes lab, for `plan show --live` (until the lead registers the plugin globally).
-from lab.k8s.pytest_plugin import k8s_lab, kube_target  # noqa: E402, F401
