@@ -86,10 +86,24 @@ async def run(profile: str | None = None, address: str | None = None, task_queue
 
 
 def main() -> None:
+    """``python worker.py``. Leaves through os._exit after flushing, like the CLI: the core SDK's
+    threads can still be finishing while the interpreter finalizes, which would abort the process."""
+    import logging
+    import sys
+
     from model.logs import configure
 
     configure()
-    asyncio.run(run())
+    code = 0
+    try:
+        asyncio.run(run())
+    except Unreachable as e:
+        log.error("cannot start", error=str(e))
+        code = 3
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
