@@ -8,8 +8,6 @@ the work is in ``cliapp/``.
 from __future__ import annotations
 
 import importlib
-import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -233,10 +231,9 @@ def main() -> None:
         else:
             print(e.code, file=sys.stderr)
             code = 1
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    from model.logs import exit_process
+
+    exit_process(code)
 
 
 if __name__ == "__main__":

@@ -86,12 +86,8 @@ async def run(profile: str | None = None, address: str | None = None, task_queue
 
 
 def main() -> None:
-    """``python worker.py``. Leaves through os._exit after flushing, like the CLI: the core SDK's
-    threads can still be finishing while the interpreter finalizes, which would abort the process."""
-    import logging
-    import sys
-
-    from model.logs import configure
+    """``python worker.py`` (exit 3 when Temporal cannot be reached)."""
+    from model.logs import configure, exit_process
 
     configure()
     code = 0
@@ -100,10 +96,7 @@ def main() -> None:
     except Unreachable as e:
         log.error("cannot start", error=str(e))
         code = 3
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_process(code)
 
 
 if __name__ == "__main__":

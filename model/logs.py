@@ -29,3 +29,13 @@ def configure(level: str | None = None) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+
+def exit_process(code: int) -> None:
+    """Flush and leave through ``os._exit``: temporalio's core SDK threads can still be finishing a
+    call while the interpreter finalizes, which aborts the process (SIGABRT, "PyGILState_Release
+    ... finalizing") and would replace the exit code with 134. Used by the CLI and the worker."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
