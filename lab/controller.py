@@ -72,7 +72,9 @@ class KeystoneFollower:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=15)
+        self._thread.join(timeout=30)
+        if self._thread.is_alive():
+            raise RuntimeError("the lab controller did not stop within 30 s")
 
     def __enter__(self) -> KeystoneFollower:
         return self.start()
@@ -98,6 +100,8 @@ class KeystoneFollower:
                 self._stop.wait(1)
 
     def reconcile(self) -> None:
+        if self._stop.is_set():
+            return  # stopped: never act on the lab again (its namespace may be deleted next)
         pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"app={self.app},{LABEL}=controller").items
         live = [p for p in pods if p.metadata.deletion_timestamp is None]
         ks = self.lab.keystone

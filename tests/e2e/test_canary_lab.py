@@ -30,13 +30,14 @@ def sync_check(version: str) -> str:
 async def test_canary_trigger_upgrades_then_returns_to_baseline(
     client: Client, temporal_env, k8s_lab, openstack_lab, monkeypatch, tmp_path: Path  # noqa: ANN001
 ) -> None:
-    lab = DemoLab(k8s_lab, openstack_lab)
+    lab = DemoLab(k8s_lab, openstack_lab, namespace=f"canary-{uuid.uuid4().hex[:6]}")
     await asyncio.to_thread(lab.prepare)
     try:
         for key, value in lab.worker_env().items():
             monkeypatch.setenv(key, value)
         doc = yaml.safe_load((ROOT / "examples" / "lab-keystone.yaml").read_text())
         doc["cloud"]["name"] = f"canary{uuid.uuid4().hex[:6]}"
+        doc["cloud"]["kubernetes"]["namespace"] = lab.namespace
         plan = tmp_path / "canary.yaml"
         plan.write_text(yaml.safe_dump(doc))
         name, tq = f"k{uuid.uuid4().hex[:6]}", f"canary-{uuid.uuid4().hex[:6]}"
@@ -58,3 +59,4 @@ async def test_canary_trigger_upgrades_then_returns_to_baseline(
             await cli("canary", "delete", name, tq=tq)
     finally:
         lab.close()
+        k8s_lab.kubectl_run("delete", "namespace", lab.namespace, "--wait=false", check=False)
