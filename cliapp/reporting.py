@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from cliapp import reports
 from cliapp.common import BAD_INPUT, FAILED, Fail, connect, run, say, workflow_id
 from cliapp.render import outcome_of
+from cliapp.upgrades import upgrade_handle
 from model import io
 
 
@@ -30,16 +30,7 @@ class Format(str, Enum):
 
 async def fetch(client: Client, wf_id: str, run_id: str | None) -> tuple[str, io.UpgradeReport | None, str]:
     """(outcome, report, message) of an ended Upgrade workflow, or of a canary run's upgrade."""
-    which = f"{wf_id!r}" + (f" run {run_id}" if run_id else "")
-    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(wf_id, run_id=run_id, result_type=io.UpgradeReport)
-    try:
-        desc = await handle.describe()
-    except RPCError as e:
-        if e.status == RPCStatusCode.NOT_FOUND:
-            raise Fail(BAD_INPUT, f"no upgrade {which} in namespace {client.namespace}; see `stackhop list --all`") from None
-        raise
-    if desc.workflow_type not in ("Upgrade", "Canary"):
-        raise Fail(BAD_INPUT, f"{wf_id} is a {desc.workflow_type} workflow, not an upgrade (ids look like upgrade/<cloud>)")
+    handle, desc = await upgrade_handle(client, wf_id, run_id, types=("Upgrade", "Canary"))
     if desc.status == WorkflowExecutionStatus.RUNNING:
         raise Fail(BAD_INPUT, f"{wf_id} is still running: it has no report yet. Follow it with `stackhop watch {wf_id}`"
                               f" (or `stackhop status {wf_id}`); its report is available once it has ended.")  # fmt: skip

@@ -61,15 +61,19 @@ def static_details(plan: UpgradePlan, plan_file: str, approved: list[str]) -> st
     return "\n".join(lines)
 
 
-async def upgrade_handle(client: Client, wf_id: str) -> tuple[WorkflowHandle[Any, Any], WorkflowExecutionDescription]:
-    handle = client.get_workflow_handle(wf_id, result_type=io.UpgradeReport)
+async def upgrade_handle(
+    client: Client, wf_id: str, run_id: str | None = None, types: tuple[str, ...] = ("Upgrade",)
+) -> tuple[WorkflowHandle[Any, Any], WorkflowExecutionDescription]:
+    """The handle and description of an upgrade (or of another of ``types``); BAD_INPUT otherwise."""
+    handle = client.get_workflow_handle(wf_id, run_id=run_id, result_type=io.UpgradeReport)
+    which = f"{wf_id!r}" + (f" run {run_id}" if run_id else "")
     try:
         desc = await handle.describe()
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
-            raise Fail(BAD_INPUT, f"no upgrade {wf_id!r} in namespace {client.namespace}; see `stackhop list --all`") from None
+            raise Fail(BAD_INPUT, f"no upgrade {which} in namespace {client.namespace}; see `stackhop list --all`") from None
         raise
-    if desc.workflow_type != "Upgrade":
+    if desc.workflow_type not in types:
         raise Fail(BAD_INPUT, f"{wf_id} is a {desc.workflow_type} workflow, not an upgrade (ids look like upgrade/<cloud>)")
     return handle, desc
 
