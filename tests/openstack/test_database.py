@@ -83,6 +83,16 @@ def test_verify_refuses_a_changed_or_truncated_snapshot(keystone_at, tmp_path: P
     assert info.value.type == errors.RESTORE_FAILED and info.value.non_retryable
 
 
+def hold_metadata_lock(lab) -> subprocess.Popen:  # noqa: ANN001 - an OpenStackLab
+    """An idle client inside a read transaction: it holds a metadata lock on the keystone schema
+    (for 60 s), as an idle API worker can. The caller kills it."""
+    return subprocess.Popen(
+        [find_tool("mariadb") or "mariadb", f"--defaults-file={lab.mariadb.defaults_file}", "keystone", "-e",
+         "START TRANSACTION; SELECT COUNT(*) FROM region; SELECT SLEEP(60);"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def test_restore_waits_for_metadata_locks_only_as_long_as_configured(keystone_at, tmp_path: Path) -> None:
     """An idle connection inside a transaction holds a metadata lock: the restore gives up after
     lock_wait_timeout with a retryable error instead of hanging for the server default (a day)."""
@@ -91,11 +101,7 @@ def test_restore_waits_for_metadata_locks_only_as_long_as_configured(keystone_at
     snap = run(database.snapshot, SnapshotInput(upgrade_id="locked", service="keystone", database=db))
     lab.stop_keystone()
     assert lab.mariadb
-    holder = subprocess.Popen(
-        [find_tool("mariadb") or "mariadb", f"--defaults-file={lab.mariadb.defaults_file}", "keystone", "-e",
-         "START TRANSACTION; SELECT COUNT(*) FROM region; SELECT SLEEP(60);"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    holder = hold_metadata_lock(lab)
     try:
         time.sleep(1.0)
         started = time.monotonic()
@@ -157,11 +163,7 @@ def test_a_cancelled_restore_stops_at_once_and_leaves_the_schema_alone(keystone_
     snap = run(database.snapshot, SnapshotInput(upgrade_id="cancelled", service="keystone", database=db))
     lab.stop_keystone()
     assert lab.mariadb
-    holder = subprocess.Popen(
-        [find_tool("mariadb") or "mariadb", f"--defaults-file={lab.mariadb.defaults_file}", "keystone", "-e",
-         "START TRANSACTION; SELECT COUNT(*) FROM region; SELECT SLEEP(60);"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    holder = hold_metadata_lock(lab)
     env = ActivityEnvironment()
     try:
         time.sleep(1.0)
