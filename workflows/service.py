@@ -39,6 +39,9 @@ class ServiceUpgradeWorkflow:
         self.progress = io.ServiceProgress(service="")
         self.rec: Recorder | None = None
         self._signals: list[asyncio.Task[None]] = []
+        self.skip_contract = False  # the schema was already up to date: nothing to expand or contract
+        self.replicas: dict[str, int] | None = None  # replicas to restore after an offline migration
+        self.previous: list[io.WorkloadImage] = []  # images before the roll, for undo
 
     # --- control, forwarded by the parent ------------------------------------------------------
     @workflow.signal
@@ -245,7 +248,7 @@ class ServiceUpgradeWorkflow:
         await self._sync("expand")
 
     async def _migrate(self) -> None:
-        if getattr(self, "skip_contract", False):
+        if self.skip_contract:
             self.rec.skip("migrate", "nothing to migrate")
             return
         await self._sync("migrate")
@@ -261,7 +264,7 @@ class ServiceUpgradeWorkflow:
         await self._sync("offline")
 
     async def _unquiesce(self) -> None:
-        replicas = getattr(self, "replicas", None)
+        replicas = self.replicas
         if replicas is None:
             return
         await self._step("unquiesce", io.K8S_SCALE,
@@ -320,7 +323,7 @@ class ServiceUpgradeWorkflow:
                                 heartbeat=True)  # fmt: skip
 
     async def _contract(self) -> None:
-        if getattr(self, "skip_contract", False):
+        if self.skip_contract:
             self.rec.skip("contract", "nothing to contract")
             return
         # The point of no return: from here a DB restore would break the new release's data.
@@ -350,7 +353,7 @@ class ServiceUpgradeWorkflow:
                                           io.RestoreResult, f"restore {db.name} from snapshot {snap.sha256[:12]}")  # fmt: skip
         self.result = self.result.model_copy(update={"restore": restored})
         self.rec.compensated("expand", "migrate", "offline")
-        replicas = getattr(self, "replicas", None) or res.previous
+        replicas = self.replicas or res.previous
         await self._compensate("unquiesce", io.K8S_SCALE,
                                io.ScaleInput(target=self._target, workloads=self._refs(), replicas=replicas),
                                io.ScaleResult, f"restore {self.svc.name} replicas")  # fmt: skip
