@@ -32,9 +32,16 @@ Id = Annotated[str, typer.Argument(metavar="ID", help="Workflow id, e.g. upgrade
 
 @app.callback()
 def options(
-    profile: Annotated[str | None, typer.Option(help="Temporal client profile (temporal.toml); default: TEMPORAL_PROFILE or 'default'.")] = None,
-    address: Annotated[str | None, typer.Option(help="Temporal HOST:PORT; default: TEMPORAL_ADDRESS, the profile, or localhost:7233.")] = None,
-    task_queue: Annotated[str, typer.Option(envvar="STACKHOP_TASK_QUEUE", help="Task queue of the stackhop workers.")] = common.DEFAULT_TASK_QUEUE,
+    profile: Annotated[
+        str | None,
+        typer.Option(help="Temporal client profile (temporal.toml); default: TEMPORAL_PROFILE or 'default'."),
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Temporal HOST:PORT; default: TEMPORAL_ADDRESS, the profile, or localhost:7233.")
+    ] = None,
+    task_queue: Annotated[
+        str, typer.Option(envvar="STACKHOP_TASK_QUEUE", help="Task queue of the stackhop workers.")
+    ] = common.DEFAULT_TASK_QUEUE,
 ) -> None:
     from model.logs import configure
 
@@ -46,7 +53,9 @@ def options(
 def start(
     plan: Annotated[Path, typer.Argument(metavar="PLAN", help="Plan file (YAML).")],
     wait: Annotated[bool, typer.Option("--wait", help="Follow the upgrade like `watch` until it ends.")] = False,
-    approve: Annotated[list[str] | None, typer.Option("--approve", metavar="GATE", help="Pre-approve a gate (repeatable).")] = None,
+    approve: Annotated[
+        list[str] | None, typer.Option("--approve", metavar="GATE", help="Pre-approve a gate (repeatable).")
+    ] = None,
 ) -> None:
     """Validate PLAN and start its upgrade (one per cloud at a time)."""
     from cliapp import upgrades
@@ -83,7 +92,9 @@ def resume(wf: Id) -> None:
 
 
 @app.command()
-def approve(wf: Id, gate: Annotated[str, typer.Argument(metavar="GATE", help="Gate name, or SERVICE/STEP for a decision.")]) -> None:
+def approve(
+    wf: Id, gate: Annotated[str, typer.Argument(metavar="GATE", help="Gate name, or SERVICE/STEP for a decision.")]
+) -> None:
     """Open an approval gate (or accept an inconclusive check)."""
     _control(wf, "approve", gate=gate)
 
@@ -98,7 +109,12 @@ def _control(wf: str, update: str, **fields: str) -> None:
     from cliapp import control
     from model import io
 
-    request = {"pause": io.PauseRequest, "resume": io.ResumeRequest, "approve": io.ApproveRequest, "abort": io.AbortRequest}[update]
+    request = {
+        "pause": io.PauseRequest,
+        "resume": io.ResumeRequest,
+        "approve": io.ApproveRequest,
+        "abort": io.AbortRequest,
+    }[update]
     req = request(by=common.user(), **fields)
     raise typer.Exit(run(control.control(workflow_id(wf), update, req), workflow_id(wf)))
 
@@ -137,7 +153,9 @@ def dev(
 
 @app.command()
 def demo(
-    inject: Annotated[str | None, typer.Option(help="Make a step fail for real: migration, rollout or tempest.")] = None,
+    inject: Annotated[
+        str | None, typer.Option(help="Make a step fail for real: migration, rollout or tempest.")
+    ] = None,
     keep: Annotated[bool, typer.Option(help="Leave the labs and the Temporal server running afterwards.")] = False,
     port: Annotated[int, typer.Option(help="gRPC port of the Temporal dev server.")] = 7233,
     ui_port: Annotated[int, typer.Option(help="Port of the Temporal UI.")] = 8233,
@@ -194,7 +212,7 @@ def _mount_labs() -> None:
             if e.name and module.startswith(e.name):
                 continue  # not part of this installation
             sub = _broken(module, e)
-        except Exception as e:  # noqa: BLE001 - a broken lab must not break upgrades
+        except Exception as e:
             sub = _broken(module, e)
         lab.add_typer(sub, name=name)
         mounted = True

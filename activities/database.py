@@ -83,7 +83,9 @@ def _header(defaults_file: str) -> str:
 
 def snapshot_script(*, db: str, path: str, defaults_file: str) -> str:
     scratch = scratch_name(db, "snap", path)
-    return _header(defaults_file) + f"""
+    return (
+        _header(defaults_file)
+        + f"""
 OUT={q(path)}
 mkdir -p "$(dirname "$OUT")"
 mariadb-dump --defaults-file="$DF" --single-transaction --routines --triggers --hex-blob --skip-dump-date {db} > "$OUT.partial"
@@ -95,11 +97,14 @@ trap 'mariadb --defaults-file="$DF" -e "DROP DATABASE IF EXISTS {scratch}" || tr
 load_scratch "$OUT" {scratch}
 echo "{dbtools.MARKER} checksums=$(checksums {scratch})"
 """
+    )
 
 
 def verify_script(*, db: str, path: str, defaults_file: str) -> str:
     scratch = scratch_name(db, "verify", path)
-    return _header(defaults_file) + f"""
+    return (
+        _header(defaults_file)
+        + f"""
 IN={q(path)}
 test -f "$IN" || {{ echo "{dbtools.MARKER} error=missing"; exit 3; }}
 echo "{dbtools.MARKER} sha256=$(sha256sum "$IN" | cut -d' ' -f1) size=$(stat -c %s "$IN")"
@@ -108,14 +113,19 @@ load_scratch "$IN" {scratch}
 echo "{dbtools.MARKER} checksums=$(checksums {scratch})"
 echo "{dbtools.MARKER} live=$(checksums {db})"
 """
+    )
 
 
-def restore_script(*, db: str, path: str, defaults_file: str, sha256: str, charset: str, collation: str, lock_wait_timeout: int) -> str:
+def restore_script(
+    *, db: str, path: str, defaults_file: str, sha256: str, charset: str, collation: str, lock_wait_timeout: int
+) -> str:
     sql_name(db)
     sql_name(charset, "charset")
     sql_name(collation, "collation")
     init = q(f"SET SESSION lock_wait_timeout={int(lock_wait_timeout)}")
-    return _header(defaults_file) + f"""
+    return (
+        _header(defaults_file)
+        + f"""
 IN={q(path)}
 test -f "$IN" || {{ echo "{dbtools.MARKER} error=missing"; exit 3; }}
 actual=$(sha256sum "$IN" | cut -d' ' -f1)
@@ -124,6 +134,7 @@ mariadb --defaults-file="$DF" --init-command={init} -e "DROP DATABASE IF EXISTS 
 mariadb --defaults-file="$DF" --init-command={init} {db} < "$IN"
 echo "{dbtools.MARKER} checksums=$(checksums {db})"
 """
+    )
 
 
 # --- where things live -------------------------------------------------------------------------
@@ -157,7 +168,9 @@ def defaults_file(database: Database) -> str:
 
 
 # --- job runner (pure manifest) ----------------------------------------------------------------
-def job_for(*, op: str, service: str, key: str, database: Database, target: KubeTarget, script: str, timeout_seconds: int = 3600) -> tuple[str, dict[str, Any]]:
+def job_for(
+    *, op: str, service: str, key: str, database: Database, target: KubeTarget, script: str, timeout_seconds: int = 3600
+) -> tuple[str, dict[str, Any]]:
     """(name, manifest) of the Job that runs `script` with the MariaDB client image, the credentials
     Secret mounted as the defaults file and the snapshot PVC at the snapshot directory."""
     if not database.credentials_secret or not database.snapshot_pvc:
@@ -173,10 +186,16 @@ def job_for(*, op: str, service: str, key: str, database: Database, target: Kube
         script=script,
         labels={"stackhop.io/service": service, "stackhop.io/operation": f"db-{op}"},
         volumes=[
-            {"name": "credentials", "secret": {"secretName": database.credentials_secret, "defaultMode": 0o400,
-                                               "items": [{"key": "my.cnf", "path": "my.cnf"}]}},
+            {
+                "name": "credentials",
+                "secret": {
+                    "secretName": database.credentials_secret,
+                    "defaultMode": 0o400,
+                    "items": [{"key": "my.cnf", "path": "my.cnf"}],
+                },
+            },
             {"name": "snapshots", "persistentVolumeClaim": {"claimName": database.snapshot_pvc}},
-        ],  # fmt: skip
+        ],
         mounts=[
             {"name": "credentials", "mountPath": str(Path(JOB_DEFAULTS_FILE).parent), "readOnly": True},
             {"name": "snapshots", "mountPath": snapshot_dir(database)},
@@ -190,14 +209,18 @@ def _run(op: str, service: str, key: str, database: Database, target: KubeTarget
     if database.runner == "local":
         return dbtools.run_local(script, step=f"db.{op}")
     if target is None:
-        raise errors.permanent(errors.PLAN_INVALID, f"database {database.name}: the job runner needs a Kubernetes target")
+        raise errors.permanent(
+            errors.PLAN_INVALID, f"database {database.name}: the job runner needs a Kubernetes target"
+        )
     name, manifest = job_for(op=op, service=service, key=key, database=database, target=target, script=script)
     return dbtools.run_job(target, name, manifest, 3600, f"db.{op}")
 
 
 def _failure(kind: str, what: str, ran: dbtools.Ran) -> ApplicationError:
     if f"ERROR {LOCK_WAIT_ERROR}" in ran.output:
-        return errors.temporary(f"{what}: metadata lock wait timed out (is the API still connected?)", output=ran.tail())
+        return errors.temporary(
+            f"{what}: metadata lock wait timed out (is the API still connected?)", output=ran.tail()
+        )
     if re.search(r"ERROR 20(0[2-6]|13)", ran.output):  # cannot connect / server gone away
         return errors.temporary(f"{what}: database unreachable", output=ran.tail())
     return errors.permanent(kind, f"{what} failed (exit {ran.exit_code}): {ran.tail(5)}", output=ran.tail())
@@ -223,8 +246,15 @@ def snapshot(inp: SnapshotInput) -> Snapshot:
         raise errors.permanent(errors.SNAPSHOT_FAILED, f"snapshot of {db.name} holds no tables", output=ran.tail())
     charset, _, collation = m.get("charset", "").partition(":")
     drift = _changed(checksums, dbtools.parse_checksums(m.get("live", "")))
-    log.info("db_snapshot", database=db.name, path=path, size=m.get("size"), tables=len(checksums),
-             changed_during_dump=drift, seconds=round(ran.seconds, 2))  # fmt: skip
+    log.info(
+        "db_snapshot",
+        database=db.name,
+        path=path,
+        size=m.get("size"),
+        tables=len(checksums),
+        changed_during_dump=drift,
+        seconds=round(ran.seconds, 2),
+    )
     return Snapshot(
         service=inp.service,
         database=db.name,
@@ -256,13 +286,20 @@ def verify_snapshot(inp: VerifyInput) -> VerifyResult:
             raise _failure(errors.SNAPSHOT_FAILED, f"verify of {snap.location}", ran)
         return VerifyResult(ok=False, message=f"snapshot does not load: {ran.tail(3)}")
     if m.get("sha256") != snap.sha256 or int(m.get("size", "-1")) != snap.size_bytes:
-        return VerifyResult(ok=False, message=f"snapshot file changed: sha256 {m.get('sha256')} != recorded {snap.sha256}")
+        return VerifyResult(
+            ok=False, message=f"snapshot file changed: sha256 {m.get('sha256')} != recorded {snap.sha256}"
+        )
     loaded = dbtools.parse_checksums(m["checksums"])
     mismatched = _changed(snap.table_checksums, loaded)
     drift = _changed(loaded, dbtools.parse_checksums(m.get("live", "")))
     if mismatched:
-        return VerifyResult(ok=False, tables=len(loaded), table_checksums=loaded, mismatched_tables=mismatched,
-                            message=f"{len(mismatched)} table checksums differ after loading: {', '.join(mismatched[:10])}")  # fmt: skip
+        return VerifyResult(
+            ok=False,
+            tables=len(loaded),
+            table_checksums=loaded,
+            mismatched_tables=mismatched,
+            message=f"{len(mismatched)} table checksums differ after loading: {', '.join(mismatched[:10])}",
+        )
     note = f"; {len(drift)} tables changed in the live schema since" if drift else ""
     return VerifyResult(
         ok=True,
@@ -285,9 +322,14 @@ def restore(inp: RestoreInput) -> RestoreResult:
         raise errors.permanent(errors.RESTORE_FAILED, f"snapshot is of {snap.database}, not {db.name}")
     started = time.monotonic()
     script = restore_script(
-        db=db.name, path=snap.location, defaults_file=defaults_file(db), sha256=snap.sha256,
-        charset=snap.charset, collation=snap.collation, lock_wait_timeout=db.lock_wait_timeout,
-    )  # fmt: skip
+        db=db.name,
+        path=snap.location,
+        defaults_file=defaults_file(db),
+        sha256=snap.sha256,
+        charset=snap.charset,
+        collation=snap.collation,
+        lock_wait_timeout=db.lock_wait_timeout,
+    )
     ran = _run("restore", snap.service, snap.location, db, inp.target, script)
     m = ran.markers
     if m.get("error") == "sha256-mismatch":

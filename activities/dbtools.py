@@ -83,7 +83,7 @@ def parse_markers(output: str) -> dict[str, str]:
 
 
 def parse_checksums(value: str) -> dict[str, str]:
-    """"table:checksum,table:checksum" -> dict (CHECKSUM TABLE gives NULL for unreadable tables)."""
+    """ "table:checksum,table:checksum" -> dict (CHECKSUM TABLE gives NULL for unreadable tables)."""
     result: dict[str, str] = {}
     for item in filter(None, value.split(",")):
         table, _, checksum = item.rpartition(":")

@@ -15,9 +15,9 @@ KUBE_ACTIVITIES = [read_images, set_images, wait_rollout, undo_images, run_job, 
 __all__ = [
     "KUBE_ACTIVITIES",
     "read_images",
-    "set_images",
-    "wait_rollout",
-    "undo_images",
     "run_job",
     "scale",
+    "set_images",
+    "undo_images",
+    "wait_rollout",
 ]

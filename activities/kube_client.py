@@ -18,7 +18,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import FailureError
 
 from model import errors
 from model.plan import KubeTarget
@@ -68,7 +68,9 @@ def api_client(target: KubeTarget) -> Iterator[client.ApiClient]:
             api = _in_cluster_client()
         else:
             api = config.new_client_from_config(
-                config_file=path, context=target.context, persist_config=False,
+                config_file=path,
+                context=target.context,
+                persist_config=False,
                 client_configuration=_configuration(),
             )
     except (ConfigException, FileNotFoundError, OSError) as exc:
@@ -141,9 +143,7 @@ def to_app_error(exc: BaseException, what: str, **details: Any) -> BaseException
         if is_transient(exc):
             return errors.temporary(f"{what}: API error {exc.status}: {reason}", **details)
         # 400/401/403/422...: a wrong plan, manifest or RBAC setup; retrying cannot help
-        return errors.permanent(
-            errors.PLAN_INVALID, f"{what}: rejected by the API ({exc.status}): {reason}", **details
-        )
+        return errors.permanent(errors.PLAN_INVALID, f"{what}: rejected by the API ({exc.status}): {reason}", **details)
     if is_transient(exc):
         return errors.temporary(f"{what}: Kubernetes API unreachable: {exc}", **details)
     return errors.permanent(errors.PLAN_INVALID, f"{what}: {type(exc).__name__}: {exc}", **details)

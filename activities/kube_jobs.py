@@ -28,7 +28,6 @@ from activities.kube_watch import check_cancelled, follow, heartbeat
 from model import errors
 from model.io import K8S_RUN_JOB, K8S_SCALE, JobResult, RunJobInput, ScaleInput, ScaleResult, WorkloadRef
 
-
 log = structlog.get_logger(__name__)
 
 SPEC_HASH_LABEL = "stackhop.io/spec-hash"
@@ -46,9 +45,7 @@ def _job_body(inp: RunJobInput) -> dict[str, Any]:
     meta.pop("generateName", None)
     meta["name"] = inp.name
     meta["namespace"] = inp.target.namespace
-    digest = hashlib.sha256(
-        json.dumps(body.get("spec", {}), sort_keys=True).encode()
-    ).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps(body.get("spec", {}), sort_keys=True).encode()).hexdigest()[:16]
     meta.setdefault("labels", {})[SPEC_HASH_LABEL] = digest
     return body
 
@@ -65,7 +62,7 @@ def logs_tail(core: client.CoreV1Api, namespace: str, job: str, lines: int = LOG
     """Tail of the Job's pod logs, newest pod last; termination states when logs are absent."""
     try:
         pods = call(core.list_namespaced_pod, namespace, label_selector=f"job-name={job}")["items"]
-    except Exception as exc:  # noqa: BLE001 - the tail is best effort; the Job state is the verdict
+    except Exception as exc:
         return f"(pods of job {job!r} not readable: {exc})"
     pods.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""))
     parts: list[str] = []
@@ -80,14 +77,18 @@ def logs_tail(core: client.CoreV1Api, namespace: str, job: str, lines: int = LOG
                 )
             try:
                 resp = core.read_namespaced_pod_log(
-                    pname, namespace, container=cs["name"], tail_lines=lines,
-                    _preload_content=False, _request_timeout=LOG_TIMEOUT,
-                )  # fmt: skip
+                    pname,
+                    namespace,
+                    container=cs["name"],
+                    tail_lines=lines,
+                    _preload_content=False,
+                    _request_timeout=LOG_TIMEOUT,
+                )
                 try:
                     text = resp.data.decode(errors="replace") if resp.status == 200 else ""
                 finally:
                     resp.release_conn()
-            except Exception:  # noqa: BLE001 - no kubelet (kwok) or node gone: logs are absent
+            except Exception:
                 text = ""
             parts.append(text.rstrip() if text.strip() else f"[{pname}/{cs['name']}] (no logs available)")
     if not parts:
@@ -120,8 +121,9 @@ def run_job(inp: RunJobInput) -> JobResult:
                         errors.PLAN_INVALID,
                         f"{what} already exists with a different spec (hash {have} != {want_hash});"
                         " delete it or use another name",
-                        job=inp.name, namespace=ns,
-                    ) from exc  # fmt: skip
+                        job=inp.name,
+                        namespace=ns,
+                    ) from exc
                 created = False
                 log.info("job already exists, waiting for it", job=inp.name, namespace=ns)
             deadline = t0 + inp.timeout_seconds
@@ -135,9 +137,13 @@ def run_job(inp: RunJobInput) -> JobResult:
                     if state:
                         break
                 heartbeat(
-                    step="run_job", job=inp.name, created=created, active=active,
-                    message=message or ev.error, elapsed=round(time.monotonic() - t0, 1),
-                )  # fmt: skip
+                    step="run_job",
+                    job=inp.name,
+                    created=created,
+                    active=active,
+                    message=message or ev.error,
+                    elapsed=round(time.monotonic() - t0, 1),
+                )
             check_cancelled()
             seconds = round(time.monotonic() - t0, 2)
             tail = logs_tail(core, ns, inp.name)
@@ -150,9 +156,12 @@ def run_job(inp: RunJobInput) -> JobResult:
             errors.JOB_FAILED, f"{what} failed: {message}", job=inp.name, namespace=ns, logs_tail=tail
         )
     raise errors.permanent(
-        errors.JOB_FAILED, f"{what} did not finish within {inp.timeout_seconds}s",
-        job=inp.name, namespace=ns, logs_tail=tail,
-    )  # fmt: skip
+        errors.JOB_FAILED,
+        f"{what} did not finish within {inp.timeout_seconds}s",
+        job=inp.name,
+        namespace=ns,
+        logs_tail=tail,
+    )
 
 
 # --- scale ---------------------------------------------------------------------------------------
@@ -189,8 +198,7 @@ def scale(inp: ScaleInput) -> ScaleResult:
     return ScaleResult(previous=previous)
 
 
-def _scale_one(kinds: Kinds, ns: str, ref: WorkloadRef, want: int | None, cid: str,
-               restoring: bool) -> int:
+def _scale_one(kinds: Kinds, ns: str, ref: WorkloadRef, want: int | None, cid: str, restoring: bool) -> int:
     """Patch spec.replicas (and the before-quiesce record); return the replicas to restore."""
     obj = call(kinds.read(ref.kind), ref.name, ns)
     cur = (obj.get("spec") or {}).get("replicas", 1)
@@ -204,12 +212,11 @@ def _scale_one(kinds: Kinds, ns: str, ref: WorkloadRef, want: int | None, cid: s
         "metadata": {
             "resourceVersion": obj["metadata"]["resourceVersion"],
             "annotations": {
-                REPLICAS_ANNOTATION: None if restoring
-                else json.dumps({"change": cid, "replicas": cur}),
+                REPLICAS_ANNOTATION: None if restoring else json.dumps({"change": cid, "replicas": cur}),
             },
         },
         "spec": {"replicas": want},
-    }  # fmt: skip
+    }
     call(kinds.patch(ref.kind), ref.name, ns, patch, _content_type=MERGE)
     log.info("scaled", workload=describe(ref.kind, ref.name, ns), replicas=want, previous=cur)
     return previous
@@ -238,6 +245,3 @@ def _wait_scaled(kinds: Kinds, inp: ScaleInput, previous: dict[str, int]) -> Non
                 )
         except Exception as exc:
             reraise(exc, what)
-
-
-

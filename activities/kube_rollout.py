@@ -134,10 +134,11 @@ def _patch_images(
     if missing:
         raise errors.permanent(
             errors.WORKLOAD_NOT_FOUND,
-            f"{what} has no container {', '.join(map(repr, missing))}"
-            f" (containers: {', '.join(sorted(current))})",
-            kind=kind, name=name, namespace=target.namespace,
-        )  # fmt: skip
+            f"{what} has no container {', '.join(map(repr, missing))} (containers: {', '.join(sorted(current))})",
+            kind=kind,
+            name=name,
+            namespace=target.namespace,
+        )
     ann = (obj.get("metadata") or {}).get("annotations") or {}
     try:
         recorded = json.loads(ann.get(PREVIOUS_ANNOTATION) or "{}")
@@ -182,13 +183,9 @@ def set_images(inp: SetImagesInput) -> SetImagesResult:
             try:
                 prev = patch_images(kinds, inp.target, kind, name, wanted, change=cid, record=True)
             except Exception as exc:
-                reraise(
-                    exc, describe(kind, name, inp.target.namespace), kind=kind, name=name
-                )
+                reraise(exc, describe(kind, name, inp.target.namespace), kind=kind, name=name)
             heartbeat(step="set_images", workload=f"{kind}/{name}", done=len(out) + 1)
-            out += [
-                WorkloadImage(kind=kind, name=name, container=c, image=img) for c, img in prev.items()
-            ]
+            out += [WorkloadImage(kind=kind, name=name, container=c, image=img) for c, img in prev.items()]
     return SetImagesResult(previous=out)
 
 
@@ -201,9 +198,16 @@ def _deadline_hint(obj: dict[str, Any]) -> str:
 
 
 def wait_one(
-    kinds: Kinds, target: KubeTarget, ref: WorkloadRef, *, deadline: float, timeout: int,
-    index: int = 1, total: int = 1, started: float = 0.0,
-) -> RolloutStatus:  # fmt: skip
+    kinds: Kinds,
+    target: KubeTarget,
+    ref: WorkloadRef,
+    *,
+    deadline: float,
+    timeout: int,
+    index: int = 1,
+    total: int = 1,
+    started: float = 0.0,
+) -> RolloutStatus:
     """Watch one workload until kubectl would call its rollout done; raise on failure."""
     what = describe(ref.kind, ref.name, target.namespace)
     t0 = time.monotonic()
@@ -212,38 +216,58 @@ def wait_one(
         if ev.kind == "object":
             if ev.obj is None:
                 raise errors.permanent(
-                    errors.WORKLOAD_NOT_FOUND, f"{what} not found",
-                    kind=ref.kind, name=ref.name, namespace=target.namespace,
-                )  # fmt: skip
+                    errors.WORKLOAD_NOT_FOUND,
+                    f"{what} not found",
+                    kind=ref.kind,
+                    name=ref.name,
+                    namespace=target.namespace,
+                )
             try:
                 message, done = rollout_status(ref.kind, ev.obj)
             except RolloutError as exc:
                 raise errors.permanent(
                     errors.ROLLOUT_FAILED if exc.deadline_exceeded else errors.PLAN_INVALID,
                     f"rollout of {what} failed: {exc}{_deadline_hint(ev.obj)}",
-                    kind=ref.kind, name=ref.name, namespace=target.namespace,
-                ) from None  # fmt: skip
+                    kind=ref.kind,
+                    name=ref.name,
+                    namespace=target.namespace,
+                ) from None
             if done:
                 heartbeat(
-                    step="wait_rollout", workload=f"{ref.kind}/{ref.name}", message=message,
-                    index=index, total=total, elapsed=round(time.monotonic() - t0, 1),
+                    step="wait_rollout",
+                    workload=f"{ref.kind}/{ref.name}",
+                    message=message,
+                    index=index,
+                    total=total,
+                    elapsed=round(time.monotonic() - t0, 1),
                     started_at=started,
-                )  # fmt: skip
+                )
                 return RolloutStatus(
-                    kind=ref.kind, name=ref.name, ready=True, message=message,
+                    kind=ref.kind,
+                    name=ref.name,
+                    ready=True,
+                    message=message,
                     seconds=round(time.monotonic() - t0, 2),
-                )  # fmt: skip
+                )
         elif ev.kind == "unreachable":
             message = f"Kubernetes API unreachable, retrying: {ev.error}"
         heartbeat(
-            step="wait_rollout", workload=f"{ref.kind}/{ref.name}", message=message,
-            index=index, total=total, elapsed=round(time.monotonic() - t0, 1), started_at=started,
-        )  # fmt: skip
+            step="wait_rollout",
+            workload=f"{ref.kind}/{ref.name}",
+            message=message,
+            index=index,
+            total=total,
+            elapsed=round(time.monotonic() - t0, 1),
+            started_at=started,
+        )
     raise errors.permanent(
         errors.ROLLOUT_FAILED,
         f"rollout of {what} did not finish within {timeout}s: {message}",
-        kind=ref.kind, name=ref.name, namespace=target.namespace, timeout_seconds=timeout,
-    )  # fmt: skip
+        kind=ref.kind,
+        name=ref.name,
+        namespace=target.namespace,
+        timeout_seconds=timeout,
+    )
 
 
 def _started_at() -> float:
@@ -265,9 +289,15 @@ def wait_all(target: KubeTarget, refs: list[WorkloadRef], timeout: int) -> Rollo
             try:
                 results.append(
                     wait_one(
-                        kinds, target, ref, deadline=deadline, timeout=timeout,
-                        index=i, total=len(refs), started=started,
-                    )  # fmt: skip
+                        kinds,
+                        target,
+                        ref,
+                        deadline=deadline,
+                        timeout=timeout,
+                        index=i,
+                        total=len(refs),
+                        started=started,
+                    )
                 )
             except Exception as exc:
                 reraise(exc, describe(ref.kind, ref.name, target.namespace))

@@ -33,9 +33,7 @@ def deployment_status(d: dict[str, Any]) -> tuple[str, bool]:
     if _g(d, "metadata", "generation") <= _g(d, "status", "observedGeneration"):
         for cond in _g(d, "status", "conditions", default=[]) or []:
             if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
-                raise RolloutError(
-                    f"deployment {name!r} exceeded its progress deadline", deadline_exceeded=True
-                )
+                raise RolloutError(f"deployment {name!r} exceeded its progress deadline", deadline_exceeded=True)
         replicas = _g(d, "spec", "replicas", default=None)
         updated = _g(d, "status", "updatedReplicas")
         if replicas is not None and updated < replicas:
@@ -112,8 +110,7 @@ def statefulset_status(sts: dict[str, Any]) -> tuple[str, bool]:
     current_rev = _g(sts, "status", "currentRevision", default="")
     if update_rev != current_rev:
         return (
-            f"waiting for statefulset rolling update to complete {updated} pods at revision"
-            f" {update_rev}...",
+            f"waiting for statefulset rolling update to complete {updated} pods at revision {update_rev}...",
             False,
         )
     current = _g(sts, "status", "currentReplicas")

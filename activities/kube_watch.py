@@ -60,9 +60,7 @@ def sleep(seconds: float) -> None:
         time.sleep(seconds)
 
 
-def follow(
-    list_fn: Callable[..., Any], namespace: str, name: str, *, deadline: float
-) -> Iterator[Event]:
+def follow(list_fn: Callable[..., Any], namespace: str, name: str, *, deadline: float) -> Iterator[Event]:
     """Yield the named object (None when absent) now and after every change until ``deadline``
     (time.monotonic()), with a "tick" at least every WATCH_WINDOW seconds.
 
@@ -126,7 +124,7 @@ def follow(
             backoff = min(backoff * 2, MAX_BACKOFF)
         except CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - classified right here
+        except Exception as exc:
             if not is_transient(exc):
                 raise
             yield Event("unreachable", error=f"{type(exc).__name__}: {exc}")

@@ -124,9 +124,15 @@ def env_command(service: str, kind: str) -> list[str] | None:
 
 def base_command(service: str, migration: Migration, version: str) -> list[str]:
     """The manage tool (plan's migration.command, else the profile's), placeholders filled in."""
-    command = list(migration.command) if migration.command else env_command(service, "MANAGE") or list(profile_for(service).tool)
+    command = (
+        list(migration.command)
+        if migration.command
+        else env_command(service, "MANAGE") or list(profile_for(service).tool)
+    )
     if any("{version}" in part for part in command) and not version:
-        raise errors.permanent(errors.PLAN_INVALID, f"{service}: migration.command uses {{version}} but no target version is known")
+        raise errors.permanent(
+            errors.PLAN_INVALID, f"{service}: migration.command uses {{version}} but no target version is known"
+        )
     return [part.replace("{version}", version).replace("{service}", service) for part in command]
 
 
@@ -160,13 +166,20 @@ def job_for(inp: MigrateInput, script: str) -> tuple[str, dict]:
     mounts, volumes = [], []
     if mig.config_secret:
         volumes.append({"name": "config", "secret": {"secretName": mig.config_secret}})
-        mounts.append({"name": "config", "mountPath": mig.config_mount.replace("{service}", inp.service), "readOnly": True})
+        mounts.append(
+            {"name": "config", "mountPath": mig.config_mount.replace("{service}", inp.service), "readOnly": True}
+        )
     name = dbtools.job_name(inp.service, f"db-{inp.phase}", inp.version or inp.image)
     manifest = dbtools.job_manifest(
-        name=name, namespace=inp.target.namespace, image=inp.image, script=script,
+        name=name,
+        namespace=inp.target.namespace,
+        image=inp.image,
+        script=script,
         labels={"stackhop.io/service": inp.service, "stackhop.io/operation": f"db-{inp.phase}"},
-        volumes=volumes, mounts=mounts, timeout_seconds=3600,
-    )  # fmt: skip
+        volumes=volumes,
+        mounts=mounts,
+        timeout_seconds=3600,
+    )
     return name, manifest
 
 
@@ -176,10 +189,14 @@ def interpret(service: str, phase: MigrationPhase, exit_code: int, rounds: int, 
     if phase == "check":
         state = profile.check_states.get(exit_code)
         if state is None:
-            raise errors.permanent(errors.MIGRATION_FAILED, f"{service} migration check exited {exit_code} (unknown state)")
+            raise errors.permanent(
+                errors.MIGRATION_FAILED, f"{service} migration check exited {exit_code} (unknown state)"
+            )
         return state
     if phase == profile.repeat_phase and exit_code == 1:
-        raise errors.permanent(errors.MIGRATION_FAILED, f"{service} {phase} still had work after {rounds}/{max_rounds} rounds")
+        raise errors.permanent(
+            errors.MIGRATION_FAILED, f"{service} {phase} still had work after {rounds}/{max_rounds} rounds"
+        )
     if exit_code != 0:
         raise errors.permanent(errors.MIGRATION_FAILED, f"{service} {phase} exited {exit_code}")
     return "done"
@@ -211,11 +228,22 @@ def db_sync(inp: MigrateInput) -> MigrateResult:
         state = interpret(inp.service, inp.phase, exit_code, rounds, mig.max_rounds)
     except Exception as exc:  # attach the output the operator needs to see
         if isinstance(exc, errors.ApplicationError):
-            raise errors.permanent(exc.type or errors.MIGRATION_FAILED, f"{exc.message}\n{ran.tail(15)}",
-                                   exit_code=exit_code, output=ran.tail()) from None  # fmt: skip
+            raise errors.permanent(
+                exc.type or errors.MIGRATION_FAILED,
+                f"{exc.message}\n{ran.tail(15)}",
+                exit_code=exit_code,
+                output=ran.tail(),
+            ) from None
         raise
-    log.info("db_sync", service=inp.service, phase=inp.phase, exit_code=exit_code, state=state, seconds=round(ran.seconds, 2))
+    log.info(
+        "db_sync", service=inp.service, phase=inp.phase, exit_code=exit_code, state=state, seconds=round(ran.seconds, 2)
+    )
     return MigrateResult(
-        phase=inp.phase, exit_code=exit_code, state=state, output_tail=ran.tail(), seconds=round(ran.seconds, 3),
-        command=[*command, *profile_for(inp.service).phases[inp.phase][0]], rounds=rounds,
-    )  # fmt: skip
+        phase=inp.phase,
+        exit_code=exit_code,
+        state=state,
+        output_tail=ran.tail(),
+        seconds=round(ran.seconds, 3),
+        command=[*command, *profile_for(inp.service).phases[inp.phase][0]],
+        rounds=rounds,
+    )

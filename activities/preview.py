@@ -53,13 +53,16 @@ def live_preview(plan: UpgradePlan) -> list[PreviewRow]:
             reraise(exc, f"reading workloads in namespace {target.namespace!r}")
     rows = []
     for (service, wl), cur in zip(pairs, current, strict=True):
-        state: PreviewState = (
-            "missing" if not cur.found else "at-target" if cur.image == wl.image else "change"
-        )
+        state: PreviewState = "missing" if not cur.found else "at-target" if cur.image == wl.image else "change"
         rows.append(
             PreviewRow(
-                service=service, kind=wl.kind, name=wl.name, container=wl.container,
-                current=cur.image, target=wl.image, state=state,
-            )  # fmt: skip
+                service=service,
+                kind=wl.kind,
+                name=wl.name,
+                container=wl.container,
+                current=cur.image,
+                target=wl.image,
+                state=state,
+            )
         )
     return rows

@@ -98,9 +98,15 @@ def parse_subunit(stream: bytes) -> Summary:
 
 def junit_xml(summary: Summary, suite: str = "tempest") -> bytes:
     """JUnit XML (the schema Jenkins/GitLab read) for the parsed results."""
-    root = ET.Element("testsuite", name=suite, tests=str(len(summary.tests)), failures=str(summary.failed),
-                      skipped=str(summary.skipped), errors="0",
-                      time=f"{sum(t.seconds for t in summary.tests):.3f}")  # fmt: skip
+    root = ET.Element(
+        "testsuite",
+        name=suite,
+        tests=str(len(summary.tests)),
+        failures=str(summary.failed),
+        skipped=str(summary.skipped),
+        errors="0",
+        time=f"{sum(t.seconds for t in summary.tests):.3f}",
+    )
     for test in summary.tests:
         fixture = re.fullmatch(r"(\w+) \((.+)\)", test.id)  # "setUpClass (tempest...TestJSON)"
         if fixture:
@@ -130,8 +136,10 @@ def verdict(summary: Summary) -> tuple[str, str]:
 def _workspace(inp: CheckInput) -> Path:
     path = inp.tempest_workspace or os.environ.get("STACKHOP_TEMPEST_WORKSPACE")
     if not path or not (Path(path) / "etc" / "tempest.conf").is_file():
-        raise errors.permanent(errors.PLAN_INVALID, f"no tempest workspace with etc/tempest.conf at {path!r}"
-                               " (set STACKHOP_TEMPEST_WORKSPACE on the worker)")  # fmt: skip
+        raise errors.permanent(
+            errors.PLAN_INVALID,
+            f"no tempest workspace with etc/tempest.conf at {path!r} (set STACKHOP_TEMPEST_WORKSPACE on the worker)",
+        )
     return Path(path)
 
 
@@ -189,7 +197,11 @@ def _run(inp: CheckInput, check: TempestCheck, ws: Path, tempest: list[str]) -> 
     stestr = _stestr(tempest)
     last_before = subprocess.run([stestr, "last", "--subunit"], cwd=ws, capture_output=True).stdout
     command = [*tempest, "run", "--regex", check.regex, "--concurrency", str(check.concurrency)]
-    script = f"cd {q(str(ws))} && " + " ".join(q(p) for p in command) + f' > tempest-console.log 2>&1; echo "{dbtools.MARKER} exit=$?"\n'
+    script = (
+        f"cd {q(str(ws))} && "
+        + " ".join(q(p) for p in command)
+        + f' > tempest-console.log 2>&1; echo "{dbtools.MARKER} exit=$?"\n'
+    )
     ran = dbtools.run_local(script, step="tempest.run", timeout=inp.timeout_seconds)
     stream = subprocess.run([stestr, "last", "--subunit"], cwd=ws, capture_output=True).stdout
     if stream == last_before:  # tempest died before it recorded a run: nothing to judge
@@ -203,13 +215,25 @@ def _run(inp: CheckInput, check: TempestCheck, ws: Path, tempest: list[str]) -> 
     status, message = verdict(summary)
     console = (ws / "tempest-console.log").read_text(errors="replace") if (ws / "tempest-console.log").exists() else ""
     seconds = round(time.monotonic() - started, 3)
-    log.info("tempest_run", service=inp.service, status=status, passed=summary.passed, failed=summary.failed,
-             skipped=summary.skipped, seconds=seconds, junit=str(junit_path))  # fmt: skip
+    log.info(
+        "tempest_run",
+        service=inp.service,
+        status=status,
+        passed=summary.passed,
+        failed=summary.failed,
+        skipped=summary.skipped,
+        seconds=seconds,
+        junit=str(junit_path),
+    )
     return TempestResult(
         status=status,
         message=message,
-        details={"exit_code": int(ran.markers.get("exit", "-1")), "regex": check.regex, "command": command,
-                 "console_tail": "\n".join(console.splitlines()[-20:]) if status != "pass" else ""},  # fmt: skip
+        details={
+            "exit_code": int(ran.markers.get("exit", "-1")),
+            "regex": check.regex,
+            "command": command,
+            "console_tail": "\n".join(console.splitlines()[-20:]) if status != "pass" else "",
+        },
         seconds=seconds,
         passed=summary.passed,
         failed=summary.failed,

@@ -45,7 +45,7 @@ def connect(cloud: str, clouds_yaml: str | None) -> Any:
     loader = os_config.OpenStackConfig(config_files=[path] if path else None, load_envvars=False)
     try:
         region = loader.get_one(cloud=cloud)
-    except Exception as exc:  # noqa: BLE001 - openstack.config raises several types for a bad entry
+    except Exception as exc:
         raise errors.permanent(errors.PLAN_INVALID, f"cloud {cloud!r} not usable: {exc}") from None
     return openstack.connection.Connection(config=region)
 
@@ -58,28 +58,45 @@ def endpoint_check(inp: CheckInput, check: EndpointCheck) -> CheckResult:
         try:
             conn.session.get_token()  # keystoneauth's own errors (conn.authorize wraps them)
         except (ks_exc.Unauthorized, ks_exc.Forbidden) as exc:
-            return CheckResult(status="inconclusive", message=f"the check's credentials were refused: {exc}",
-                               details=details, seconds=time.monotonic() - started)  # fmt: skip
+            return CheckResult(
+                status="inconclusive",
+                message=f"the check's credentials were refused: {exc}",
+                details=details,
+                seconds=time.monotonic() - started,
+            )
         except ks_exc.ConnectFailure as exc:
-            return CheckResult(status="fail", message=f"no token: identity unreachable ({exc})",
-                               details=details, seconds=time.monotonic() - started)  # fmt: skip
+            return CheckResult(
+                status="fail",
+                message=f"no token: identity unreachable ({exc})",
+                details=details,
+                seconds=time.monotonic() - started,
+            )
         details["token"] = "issued"
         services = list(conn.identity.services())
         details["services"] = sorted(s.type for s in services)
         wanted = [s for s in services if s.type == check.service_type]
         if not wanted:
-            return CheckResult(status="fail", message=f"no {check.service_type} service in the catalog",
-                               details=details, seconds=time.monotonic() - started)  # fmt: skip
+            return CheckResult(
+                status="fail",
+                message=f"no {check.service_type} service in the catalog",
+                details=details,
+                seconds=time.monotonic() - started,
+            )
         endpoints = [e for s in wanted for e in conn.identity.endpoints(service_id=s.id)]
         if not endpoints:
-            return CheckResult(status="fail", message=f"the {check.service_type} service has no endpoints",
-                               details=details, seconds=time.monotonic() - started)  # fmt: skip
+            return CheckResult(
+                status="fail",
+                message=f"the {check.service_type} service has no endpoints",
+                details=details,
+                seconds=time.monotonic() - started,
+            )
         answers, broken, slow = {}, [], []
         for ep in endpoints:
             key = f"{ep.interface} {ep.url}"
             try:  # through the cloud's session: its CA bundle and TLS settings apply
-                response = conn.session.request(ep.url, "GET", authenticated=False, raise_exc=False,
-                                                connect_retries=0, timeout=HTTP_TIMEOUT)  # fmt: skip
+                response = conn.session.request(
+                    ep.url, "GET", authenticated=False, raise_exc=False, connect_retries=0, timeout=HTTP_TIMEOUT
+                )
                 answers[key] = response.status_code
                 if response.status_code >= 500:
                     broken.append(f"{key} -> HTTP {response.status_code}")
@@ -89,31 +106,56 @@ def endpoint_check(inp: CheckInput, check: EndpointCheck) -> CheckResult:
                 broken.append(f"{key} -> {type(exc).__name__}")
         details["endpoints"] = answers
     except ks_exc.ConnectFailure as exc:
-        return CheckResult(status="fail", message=f"identity unreachable ({type(exc).__name__}): {exc}", details=details,
-                           seconds=time.monotonic() - started)  # fmt: skip
+        return CheckResult(
+            status="fail",
+            message=f"identity unreachable ({type(exc).__name__}): {exc}",
+            details=details,
+            seconds=time.monotonic() - started,
+        )
     except ks_exc.ClientException as exc:
-        return CheckResult(status="inconclusive", message=f"{type(exc).__name__}: {exc}", details=details,
-                           seconds=time.monotonic() - started)  # fmt: skip
+        return CheckResult(
+            status="inconclusive",
+            message=f"{type(exc).__name__}: {exc}",
+            details=details,
+            seconds=time.monotonic() - started,
+        )
     finally:
         conn.close()
     seconds = time.monotonic() - started
     if broken:
         details["broken"] = broken
-        return CheckResult(status="fail", message=f"{len(broken)} endpoints do not answer: {'; '.join(broken)}",
-                           details=details, seconds=seconds)  # fmt: skip
+        return CheckResult(
+            status="fail",
+            message=f"{len(broken)} endpoints do not answer: {'; '.join(broken)}",
+            details=details,
+            seconds=seconds,
+        )
     if slow:
         details["timeouts"] = slow
-        return CheckResult(status="inconclusive", message=f"{len(slow)} endpoints timed out: {'; '.join(slow)}",
-                           details=details, seconds=seconds)  # fmt: skip
-    return CheckResult(status="pass", message=f"token issued; {len(endpoints)} {check.service_type} endpoints answer",
-                       details=details, seconds=seconds)  # fmt: skip
+        return CheckResult(
+            status="inconclusive",
+            message=f"{len(slow)} endpoints timed out: {'; '.join(slow)}",
+            details=details,
+            seconds=seconds,
+        )
+    return CheckResult(
+        status="pass",
+        message=f"token issued; {len(endpoints)} {check.service_type} endpoints answer",
+        details=details,
+        seconds=seconds,
+    )
 
 
 def status_command(inp: CheckInput, check: UpgradeStatusCheck) -> list[str]:
-    command = (list(check.command) if check.command else env_command(inp.service, "STATUS")
-               or [f"{inp.service}-status", "upgrade", "check"])  # fmt: skip
+    command = (
+        list(check.command)
+        if check.command
+        else env_command(inp.service, "STATUS") or [f"{inp.service}-status", "upgrade", "check"]
+    )
     if any("{version}" in part for part in command) and not inp.version:
-        raise errors.permanent(errors.PLAN_INVALID, f"{inp.service}: the status command uses {{version}} but no version is known")
+        raise errors.permanent(
+            errors.PLAN_INVALID, f"{inp.service}: the status command uses {{version}} but no version is known"
+        )
     return [part.replace("{version}", inp.version).replace("{service}", inp.service) for part in command]
 
 
@@ -129,8 +171,14 @@ def upgrade_status_check(inp: CheckInput, check: UpgradeStatusCheck) -> CheckRes
     ran = dbtools.run_local(script, step="checks.upgrade-status", timeout=inp.timeout_seconds)
     exit_code = int(ran.markers.get("exit", "-1"))
     status, meaning = interpret_status(exit_code)
-    details = {"exit_code": exit_code, "meaning": meaning, "command": command, "output": ran.tail(60),
-               "warning": exit_code == 1, "blocking": status == "fail"}  # fmt: skip
+    details = {
+        "exit_code": exit_code,
+        "meaning": meaning,
+        "command": command,
+        "output": ran.tail(60),
+        "warning": exit_code == 1,
+        "blocking": status == "fail",
+    }
     message = f"{inp.service}-status upgrade check: {meaning} (exit {exit_code})"
     if exit_code == 1:
         message += "; proceeding, see the report"

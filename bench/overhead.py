@@ -67,9 +67,11 @@ class RolloutWitness:
 
     def complete(self, d: Any) -> bool:
         s, spec = d.status, d.spec
-        return (spec.template.spec.containers[0].image == self.image
-                and (s.observed_generation or 0) >= d.metadata.generation
-                and (s.updated_replicas or 0) == (s.available_replicas or 0) == (s.replicas or 0) == spec.replicas)  # fmt: skip
+        return (
+            spec.template.spec.containers[0].image == self.image
+            and (s.observed_generation or 0) >= d.metadata.generation
+            and (s.updated_replicas or 0) == (s.available_replicas or 0) == (s.replicas or 0) == spec.replicas
+        )
 
     def _loop(self) -> None:
         from kubernetes import watch
@@ -77,14 +79,18 @@ class RolloutWitness:
         while not self._stop.is_set() and self.done_at is None:
             try:
                 w = watch.Watch()
-                for ev in w.stream(self.apps.list_namespaced_deployment, self.namespace,
-                                   field_selector="metadata.name=keystone-api", timeout_seconds=5):  # fmt: skip
+                for ev in w.stream(
+                    self.apps.list_namespaced_deployment,
+                    self.namespace,
+                    field_selector="metadata.name=keystone-api",
+                    timeout_seconds=5,
+                ):
                     if self.complete(ev["object"]):
                         self.done_at = time.time()
                     if self.done_at is not None or self._stop.is_set():
                         w.stop()
                         break
-            except Exception:  # noqa: BLE001 - a witness keeps watching through hiccups
+            except Exception:
                 self._stop.wait(0.2)
 
 
@@ -115,13 +121,18 @@ async def engine_run(client: Any, lab: Any, plan: Any) -> Run:
     try:
         t0 = time.time()
         handle = await client.start_workflow(
-            UpgradeWorkflow.run, io.UpgradeInput(plan=plan, plan_file=str(PLAN), requested_by="bench"),
-            id=plan.workflow_id, task_queue=TASK_QUEUE, result_type=io.UpgradeReport,
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(visibility.CLOUD, plan.cloud.name),
-                SearchAttributePair(visibility.RELEASE, f"{plan.release.from_}->{plan.release.to}"),
-            ]),
-        )  # fmt: skip
+            UpgradeWorkflow.run,
+            io.UpgradeInput(plan=plan, plan_file=str(PLAN), requested_by="bench"),
+            id=plan.workflow_id,
+            task_queue=TASK_QUEUE,
+            result_type=io.UpgradeReport,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(visibility.CLOUD, plan.cloud.name),
+                    SearchAttributePair(visibility.RELEASE, f"{plan.release.from_}->{plan.release.to}"),
+                ]
+            ),
+        )
         report = await handle.result()
         wall = time.time() - t0
     finally:
@@ -132,8 +143,13 @@ async def engine_run(client: Any, lab: Any, plan: Any) -> Run:
     spans = spans_from_history(await child.fetch_history())
     names = [s[0] for s in spans]
     i = names.index("k8s.wait_rollout")
-    run = Run(wall, [(n, st, c) for n, _, st, c in spans], witness.done_at, spans[i][3],
-              spans[i + 1][1] if i + 1 < len(spans) else None)  # fmt: skip
+    run = Run(
+        wall,
+        [(n, st, c) for n, _, st, c in spans],
+        witness.done_at,
+        spans[i][3],
+        spans[i + 1][1] if i + 1 < len(spans) else None,
+    )
     run.extra["dispatch"] = sum(st - sch for _, sch, st, _ in spans)  # scheduled -> picked up
     return run
 
@@ -155,9 +171,19 @@ def raw_run(lab: Any, plan: Any, tag: str) -> Run:
         return out
 
     def sync(phase: str) -> io.MigrateResult:
-        return timed(f"db_sync {phase}", migration.db_sync, io.MigrateInput(
-            service=svc.name, phase=phase, migration=svc.migration, database=svc.database,
-            version=w.tag, image=w.image, target=target))  # fmt: skip
+        return timed(
+            f"db_sync {phase}",
+            migration.db_sync,
+            io.MigrateInput(
+                service=svc.name,
+                phase=phase,
+                migration=svc.migration,
+                database=svc.database,
+                version=w.tag,
+                image=w.image,
+                target=target,
+            ),
+        )
 
     def check(c: Any) -> None:
         fn = tempest.run_tempest if c.kind == "tempest" else validation.run_check
@@ -169,19 +195,31 @@ def raw_run(lab: Any, plan: Any, tag: str) -> Run:
     witness = RolloutWitness(lab.kubeconfig, lab.context, lab.namespace, w.image).start()
     try:
         t0 = time.time()
-        snap = timed("snapshot (mariadb-dump)", database.snapshot,
-                     io.SnapshotInput(upgrade_id=f"bench-raw-{tag}", service=svc.name, database=svc.database, target=target))  # fmt: skip
-        ok = timed("verify (scratch load)", database.verify_snapshot, io.VerifyInput(snapshot=snap, database=svc.database, target=target))
+        snap = timed(
+            "snapshot (mariadb-dump)",
+            database.snapshot,
+            io.SnapshotInput(upgrade_id=f"bench-raw-{tag}", service=svc.name, database=svc.database, target=target),
+        )
+        ok = timed(
+            "verify (scratch load)",
+            database.verify_snapshot,
+            io.VerifyInput(snapshot=snap, database=svc.database, target=target),
+        )
         if not ok.ok:
             raise RuntimeError(f"raw run: snapshot did not verify: {ok.message}")
         if sync("check").state != "up-to-date":
             sync("expand")
             sync("migrate")
         timed("read_images", kube_rollout.read_images, io.ReadImagesInput(target=target, workloads=refs))
-        images = [io.WorkloadImage(kind=x.kind, name=x.name, container=x.container, image=x.image) for x in svc.workloads]
+        images = [
+            io.WorkloadImage(kind=x.kind, name=x.name, container=x.container, image=x.image) for x in svc.workloads
+        ]
         timed("set_images (patch)", kube_rollout.set_images, io.SetImagesInput(target=target, images=images))
-        timed("wait_rollout (watch)", kube_rollout.wait_rollout,
-              io.WaitRolloutInput(target=target, workloads=refs, timeout_seconds=plan.policy.rollout_timeout))  # fmt: skip
+        timed(
+            "wait_rollout (watch)",
+            kube_rollout.wait_rollout,
+            io.WaitRolloutInput(target=target, workloads=refs, timeout_seconds=plan.policy.rollout_timeout),
+        )
         noticed = time.time()
         for c in svc.checks:
             check(c)
@@ -208,15 +246,21 @@ def report(n: int, eng: Run, raw: Run, first: str) -> None:
         print(f"{label if same else name:<26}{c - st:>15.2f}s{rc - rs:>11.2f}s")
     busy = sum(c - st for _, st, c in eng.spans)
     glue = eng.wall - busy
-    print(f"engine wall time        {eng.wall:8.2f} s   (activities executing {busy:.2f} s, "
-          f"waiting for a worker {eng.extra['dispatch']:.2f} s)")  # fmt: skip
-    print(f"engine outside activities {glue:6.2f} s   ({glue / len(eng.spans) * 1000:.0f} ms per activity:"
-          " start, workflow tasks, history, conversion)")  # fmt: skip
+    print(
+        f"engine wall time        {eng.wall:8.2f} s   (activities executing {busy:.2f} s, "
+        f"waiting for a worker {eng.extra['dispatch']:.2f} s)"
+    )
+    print(
+        f"engine outside activities {glue:6.2f} s   ({glue / len(eng.spans) * 1000:.0f} ms per activity:"
+        " start, workflow tasks, history, conversion)"
+    )
     print(f"raw wall time           {raw.wall:8.2f} s   (calls {sum(c - s for _, s, c in raw.spans):.2f} s)")
     print(f"overhead ratio          {eng.wall / raw.wall:8.3f}     (engine / raw)")
     print(f"absolute overhead       {eng.wall - raw.wall:8.2f} s")
-    print(f"rollout done -> engine: wait_rollout completed {ms(eng.rollout_done, eng.noticed)}, "
-          f"next activity scheduled {ms(eng.rollout_done, eng.next_scheduled)}")  # fmt: skip
+    print(
+        f"rollout done -> engine: wait_rollout completed {ms(eng.rollout_done, eng.noticed)}, "
+        f"next activity scheduled {ms(eng.rollout_done, eng.next_scheduled)}"
+    )
     print(f"rollout done -> raw:    wait_rollout returned  {ms(raw.rollout_done, raw.noticed)}")
 
 
@@ -255,8 +299,10 @@ async def main(rounds: int) -> None:
     started = time.monotonic()
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        data_converter=pydantic_data_converter, search_attributes=visibility.ALL, dev_server_log_level="error",
-    )  # fmt: skip
+        data_converter=pydantic_data_converter,
+        search_attributes=visibility.ALL,
+        dev_server_log_level="error",
+    )
     lab = None
     pairs: list[tuple[Run, Run]] = []
     try:
@@ -286,9 +332,11 @@ async def main(rounds: int) -> None:
         glue = sorted(e.wall - sum(c - s for _, s, c in e.spans) for e, _ in pairs)
         lat = sorted((e.noticed - e.rollout_done) * 1000 for e, _ in pairs if e.rollout_done and e.noticed)
         med = statistics.median
-        print(f"\nover {len(pairs)} rounds: ratio median {med(ratios):.3f} (min {ratios[0]:.3f}, max {ratios[-1]:.3f});"
-              f" engine outside activities median {med(glue):.2f} s"
-              + (f"; rollout done -> wait_rollout completed median {med(lat):.0f} ms" if lat else ""))  # fmt: skip
+        print(
+            f"\nover {len(pairs)} rounds: ratio median {med(ratios):.3f} (min {ratios[0]:.3f}, max {ratios[-1]:.3f});"
+            f" engine outside activities median {med(glue):.2f} s"
+            + (f"; rollout done -> wait_rollout completed median {med(lat):.0f} ms" if lat else "")
+        )
     print(f"\nbenchmark finished in {time.monotonic() - started:.0f}s")
 
 

@@ -16,9 +16,16 @@ from typing import Annotated
 
 import typer
 from temporalio.client import (
-    Schedule, ScheduleActionStartWorkflow, ScheduleAlreadyRunningError, ScheduleHandle, ScheduleOverlapPolicy,
-    SchedulePolicy, ScheduleSpec, ScheduleState, WorkflowFailureError,
-)  # fmt: skip
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleHandle,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    WorkflowFailureError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from cliapp.canary_runs import PREFIX, canary_outcome, existing, history, list_canaries, schedule_id, show_result
@@ -26,8 +33,9 @@ from cliapp.common import BAD_INPUT, FAILED, OK, Fail, connect, run, say, settin
 from cliapp.plans import load_or_fail
 from model import io
 
-app = typer.Typer(help="Scheduled canary upgrades: upgrade a canary cloud on a cron, judge it, put it back.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Scheduled canary upgrades: upgrade a canary cloud on a cron, judge it, put it back.", no_args_is_help=True
+)
 
 FIND_RUN_TIMEOUT = 30.0
 Name = Annotated[str, typer.Argument(metavar="NAME", help="Canary name (its schedule is canary/NAME).")]
@@ -48,26 +56,35 @@ async def create(name: str, plan_path: Path, cron: str, note: str) -> int:
     client = await connect()
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
-            CanaryWorkflow.run, io.CanaryInput(name=name, plan=plan), id=sid, task_queue=settings.task_queue,
-            memo={"plan_file": plan_file}, static_summary=f"canary {name}: {release} on {plan.cloud.name}",
+            CanaryWorkflow.run,
+            io.CanaryInput(name=name, plan=plan),
+            id=sid,
+            task_queue=settings.task_queue,
+            memo={"plan_file": plan_file},
+            static_summary=f"canary {name}: {release} on {plan.cloud.name}",
         ),
         spec=ScheduleSpec(cron_expressions=[cron]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, pause_on_failure=True),
         state=ScheduleState(note=note or f"created by {user() or 'unknown'} from {plan_file}"),
-    )  # fmt: skip
+    )
     memo = {"plan_file": plan_file, "cron": cron, "cloud": plan.cloud.name, "release": release, "created_by": user()}
     try:
         await client.create_schedule(sid, schedule, memo=memo)
     except ScheduleAlreadyRunningError:
-        raise Fail(BAD_INPUT, f"canary {name!r} already exists (schedule {sid}): `stackhop canary delete {name}` "
-                              "first, or choose another name") from None  # fmt: skip
+        raise Fail(
+            BAD_INPUT,
+            f"canary {name!r} already exists (schedule {sid}): `stackhop canary delete {name}` "
+            "first, or choose another name",
+        ) from None
     except RPCError as e:
         if e.status == RPCStatusCode.INVALID_ARGUMENT:
             raise Fail(BAD_INPUT, f"Temporal refused the schedule (--cron {cron!r}?): {e.message}") from None
         raise
     say(f"created canary {name}: schedule {sid}, cron {cron!r}, plan {plan_file} ({plan.cloud.name}: {release})")
-    say(f"runs start workflow Canary as {sid}-<time> on task queue {settings.task_queue}; "
-        f"a failed run pauses the schedule. Run it now: stackhop canary trigger {name} --wait")  # fmt: skip
+    say(
+        f"runs start workflow Canary as {sid}-<time> on task queue {settings.task_queue}; "
+        f"a failed run pauses the schedule. Run it now: stackhop canary trigger {name} --wait"
+    )
     return OK
 
 
@@ -105,8 +122,11 @@ async def trigger(name: str, wait: bool) -> int:
     handle, desc = await existing(client, name)
     if desc.info.running_actions:
         running = desc.info.running_actions[0]
-        raise Fail(BAD_INPUT, f"canary {name} is already running ({getattr(running, 'workflow_id', '?')}): a trigger now "
-                              f"would be skipped (overlap policy SKIP); see `stackhop canary history {name}`")  # fmt: skip
+        raise Fail(
+            BAD_INPUT,
+            f"canary {name} is already running ({getattr(running, 'workflow_id', '?')}): a trigger now "
+            f"would be skipped (overlap policy SKIP); see `stackhop canary history {name}`",
+        )
     before = {getattr(a.action, "first_execution_run_id", "") for a in desc.info.recent_actions}
     await handle.trigger()
     if desc.schedule.state.paused:
@@ -138,8 +158,11 @@ async def _new_run(handle: ScheduleHandle, before: set[str]) -> tuple[str, str]:
             if run_id and run_id not in before:
                 return action.workflow_id, run_id  # type: ignore[attr-defined]
         if loop.time() > deadline:
-            raise Fail(FAILED, f"the trigger of {handle.id} started no run within {FIND_RUN_TIMEOUT:.0f}s "
-                               "(skipped because another run is in progress?)")  # fmt: skip
+            raise Fail(
+                FAILED,
+                f"the trigger of {handle.id} started no run within {FIND_RUN_TIMEOUT:.0f}s "
+                "(skipped because another run is in progress?)",
+            )
         await asyncio.sleep(0.3)
 
 
@@ -147,7 +170,12 @@ async def _new_run(handle: ScheduleHandle, before: set[str]) -> tuple[str, str]:
 @app.command("create")
 def create_cmd(
     name: Name,
-    plan: Annotated[Path, typer.Option("--plan", metavar="PLAN", help="Plan file of the canary cloud (validated now, kept in the schedule).")],
+    plan: Annotated[
+        Path,
+        typer.Option(
+            "--plan", metavar="PLAN", help="Plan file of the canary cloud (validated now, kept in the schedule)."
+        ),
+    ],
     cron: Annotated[str, typer.Option("--cron", help="When to run, a cron expression (UTC), e.g. '0 3 * * *'.")],
     note: Note = "",
 ) -> None:

@@ -39,8 +39,10 @@ async def existing(client: Client, name: str) -> tuple[ScheduleHandle, ScheduleD
         return handle, await handle.describe()
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
-            raise Fail(BAD_INPUT, f"no canary {name!r} (schedule {sid}) in namespace {client.namespace}; "
-                                  "see `stackhop canary list`") from None  # fmt: skip
+            raise Fail(
+                BAD_INPUT,
+                f"no canary {name!r} (schedule {sid}) in namespace {client.namespace}; see `stackhop canary list`",
+            ) from None
         raise
 
 
@@ -103,11 +105,14 @@ async def list_canaries() -> int:
         nxt = desc.info.next_action_times[0] if desc.info.next_action_times and not state.paused else None
         last = await _last(client, desc)
         table.add_row(
-            Text(sid.removeprefix(PREFIX)), Text(str(memo.get("cron", "?"))),
-            Text("yes", style="yellow") if state.paused else Text("no"), _when(nxt),
+            Text(sid.removeprefix(PREFIX)),
+            Text(str(memo.get("cron", "?"))),
+            Text("yes", style="yellow") if state.paused else Text("no"),
+            _when(nxt),
             Text(last, style="red" if last.startswith("failed") else "green" if last.startswith("passed") else ""),
-            Text(str(memo.get("cloud", "-"))), Text(state.note or ""),
-        )  # fmt: skip
+            Text(str(memo.get("cloud", "-"))),
+            Text(state.note or ""),
+        )
         rows += 1
     if not rows:
         say("no canaries (create one with `stackhop canary create NAME --plan PLAN --cron '0 3 * * *'`)")
@@ -121,9 +126,14 @@ async def history(name: str) -> int:
     handle, desc = await existing(client, name)
     state = desc.schedule.state
     con = out()
-    con.print(Text.assemble((f"canary {name}", "bold"), f": {desc.info.num_actions} run(s), ",
-                            ("paused" if state.paused else "active", "yellow" if state.paused else "green"),
-                            f" ({state.note})" if state.note else ""))  # fmt: skip
+    con.print(
+        Text.assemble(
+            (f"canary {name}", "bold"),
+            f": {desc.info.num_actions} run(s), ",
+            ("paused" if state.paused else "active", "yellow" if state.paused else "green"),
+            f" ({state.note})" if state.note else "",
+        )
+    )
     actions = [(a.started_at, a.action) for a in desc.info.recent_actions]
     if not actions and not desc.info.running_actions:
         say(f"no runs yet: stackhop canary trigger {name} --wait")
@@ -135,7 +145,9 @@ async def history(name: str) -> int:
         verdict, result, message = await canary_outcome(client, action.workflow_id, action.first_execution_run_id)
         style = {"passed": "green", "failed": "red", "running": "cyan"}.get(verdict, "")
         upgrade = result.report.outcome if result and result.report else "-"
-        table.add_row(_when(started), Text(action.workflow_id), Text(verdict, style=style), Text(upgrade), Text(message))
+        table.add_row(
+            _when(started), Text(action.workflow_id), Text(verdict, style=style), Text(upgrade), Text(message)
+        )
     con.print(table)
     con.print(f"UI: {ui_url(client.namespace)}", soft_wrap=True, markup=False)
     return OK
@@ -143,8 +155,14 @@ async def history(name: str) -> int:
 
 def show_result(name: str, verdict: str, result: io.CanaryResult | None, message: str) -> None:
     con = out()
-    con.print(Text.assemble((f"canary {name}: ", "bold"), (verdict, "green bold" if verdict == "passed" else "red bold"),
-                            f" — {message}" if message else ""), soft_wrap=True)  # fmt: skip
+    con.print(
+        Text.assemble(
+            (f"canary {name}: ", "bold"),
+            (verdict, "green bold" if verdict == "passed" else "red bold"),
+            f" — {message}" if message else "",
+        ),
+        soft_wrap=True,
+    )
     if result is None:
         return
     if result.report:
@@ -154,7 +172,10 @@ def show_result(name: str, verdict: str, result: io.CanaryResult | None, message
         if r.step == "reset":
             say(f"reset {r.service}: {r.status} {r.detail}".rstrip())
     if result.report and not any(r.step == "reset" for r in result.reset):
-        say("reset: nothing to do (the rollback already returned the canary to its baseline)"
-            if result.report.outcome == "rolled-back" else "reset: none")  # fmt: skip
+        say(
+            "reset: nothing to do (the rollback already returned the canary to its baseline)"
+            if result.report.outcome == "rolled-back"
+            else "reset: none"
+        )
     if result.report:
         say(f"full report: stackhop report upgrade/{result.report.cloud}")

@@ -75,7 +75,7 @@ def fail(code: int, message: str) -> NoReturn:
 def user() -> str:
     try:
         return os.environ.get("USER") or getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+    except Exception:
         return ""
 
 
@@ -85,7 +85,7 @@ def target_address() -> str:
         return settings.address
     try:
         config = ClientConfig.load_client_connect_config(profile=settings.profile)
-    except Exception:  # noqa: BLE001 - a bad profile is reported by connect()
+    except Exception:
         return "localhost:7233"
     return str(config.get("target_host") or "localhost:7233")
 
@@ -105,11 +105,11 @@ async def connect(timeout: float = 20) -> Client:
 
     try:  # a bad profile or config file is the operator's input, not an unreachable server
         ClientConfig.load_client_connect_config(profile=settings.profile)
-    except Exception as e:  # noqa: BLE001 - the core SDK raises ConfigError (a RuntimeError)
+    except Exception as e:
         raise Fail(BAD_INPUT, f"Temporal client configuration (profile {settings.profile or 'default'}): {e}") from None
     try:
         return await asyncio.wait_for(worker.connect(settings.profile, settings.address), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise Fail(UNREACHABLE, unreachable_message(f"no answer within {timeout:.0f}s")) from None
     except worker.Unreachable as e:
         found = re.search(r'message: "([^"]+)"', str(e))
@@ -144,11 +144,15 @@ def rpc_failure(e: RPCError, wf_id: str | None = None) -> Fail:
     if e.status == RPCStatusCode.NOT_FOUND and wf_id:
         return Fail(BAD_INPUT, f"no upgrade {wf_id!r} in this namespace ({e.message}); see `stackhop list --all`")
     if e.status == RPCStatusCode.DEADLINE_EXCEEDED:
-        return Fail(UNREACHABLE, f"Temporal did not answer in time ({e.message}); is a worker running? `stackhop worker`")
+        return Fail(
+            UNREACHABLE, f"Temporal did not answer in time ({e.message}); is a worker running? `stackhop worker`"
+        )
     hint = ""
     if "search attribute" in e.message.lower():
-        hint = ("\nRegister stackhop's search attributes in this namespace once, e.g. `temporal operator "
-                "search-attribute create --name StackhopCloud --type Keyword` (all of them: model/visibility.py)")
+        hint = (
+            "\nRegister stackhop's search attributes in this namespace once, e.g. `temporal operator "
+            "search-attribute create --name StackhopCloud --type Keyword` (all of them: model/visibility.py)"
+        )
     return Fail(BAD_INPUT, f"Temporal refused the request: {e.message}{hint}")
 
 

@@ -10,7 +10,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 
 from cliapp.common import BAD_INPUT, OK, UNREACHABLE, Fail, connect, say
 from cliapp.render import run_status_name
@@ -25,7 +29,10 @@ async def control(wf_id: str, update: str, request: Any) -> int:
     client = await connect()
     handle, desc = await upgrade_handle(client, wf_id)
     if desc.status != WorkflowExecutionStatus.RUNNING:
-        raise Fail(BAD_INPUT, f"{update} refused: the upgrade {wf_id} has ended ({run_status_name(desc.status)}); see `stackhop status {wf_id}`")
+        raise Fail(
+            BAD_INPUT,
+            f"{update} refused: the upgrade {wf_id} has ended ({run_status_name(desc.status)}); see `stackhop status {wf_id}`",
+        )
     try:
         ack = await handle.execute_update(update, request, result_type=io.ControlAck, rpc_timeout=UPDATE_TIMEOUT)
     except WorkflowUpdateFailedError as e:

@@ -58,8 +58,10 @@ async def demo(inject: str | None, keep: bool, port: int, ui_port: int) -> int:
             from cliapp.upgrades import start
 
             plan = load_plan(PLAN)
-            say(f"upgrading {plan.cloud.name}: keystone {plan.release.from_} → {plan.release.to}"
-                + (f", with an injected {inject} failure" if inject else ""))  # fmt: skip
+            say(
+                f"upgrading {plan.cloud.name}: keystone {plan.release.from_} → {plan.release.to}"
+                + (f", with an injected {inject} failure" if inject else "")
+            )
             code = await start(PLAN, [], wait=True)
         report = await _report(client, plan.workflow_id)
         await asyncio.to_thread(_aftermath, lab, report)
@@ -80,7 +82,7 @@ async def demo(inject: str | None, keep: bool, port: int, ui_port: int) -> int:
             await _stop_server(server)
 
 
-def _labs(inject: str | None):  # noqa: ANN202 - DemoLab
+def _labs(inject: str | None):
     from lab.demo import DemoLab, demo_kube_lab
     from lab.openstack.manager import OpenStackLab
 
@@ -111,7 +113,7 @@ def _labs(inject: str | None):  # noqa: ANN202 - DemoLab
     return lab
 
 
-def _aftermath(lab, report: io.UpgradeReport | None) -> None:  # noqa: ANN001
+def _aftermath(lab, report: io.UpgradeReport | None) -> None:
     """What an operator checks by hand after the upgrade."""
     table = Table(title="after the upgrade", show_header=False)
     table.add_row("keystone-api image", lab.deployed_image())
@@ -119,7 +121,9 @@ def _aftermath(lab, report: io.UpgradeReport | None) -> None:  # noqa: ANN001
     table.add_row("token issue", "works" if lab.token_works() else "FAILS")
     for svc in report.services if report else []:
         if svc.snapshot:
-            table.add_row(f"{svc.service} snapshot", f"sha256 {svc.snapshot.sha256[:16]}… {svc.snapshot.size_bytes} bytes")
+            table.add_row(
+                f"{svc.service} snapshot", f"sha256 {svc.snapshot.sha256[:16]}… {svc.snapshot.size_bytes} bytes"
+            )
         if svc.restore:
             same = svc.restore.table_checksums == svc.snapshot.table_checksums if svc.snapshot else False
             table.add_row(
@@ -128,22 +132,23 @@ def _aftermath(lab, report: io.UpgradeReport | None) -> None:  # noqa: ANN001
             )
         if svc.tempest:
             t = svc.tempest
-            table.add_row("tempest", f"{t.status}: {t.passed} passed, {t.failed} failed, {t.skipped} skipped"
-                          + (f" — failing: {', '.join(t.failing_tests[:3])}" if t.failing_tests else ""))  # fmt: skip
+            table.add_row(
+                "tempest",
+                f"{t.status}: {t.passed} passed, {t.failed} failed, {t.skipped} skipped"
+                + (f" — failing: {', '.join(t.failing_tests[:3])}" if t.failing_tests else ""),
+            )
     out().print(table)
 
 
-async def _report(client, wf_id: str) -> io.UpgradeReport | None:  # noqa: ANN001
+async def _report(client, wf_id: str) -> io.UpgradeReport | None:
     from cliapp.render import outcome_of
 
     _, report, _ = await outcome_of(client.get_workflow_handle(wf_id, result_type=io.UpgradeReport))
     return report
 
 
-def _down(lab) -> None:  # noqa: ANN001
+def _down(lab) -> None:
     with out().status("stopping the labs"):
         lab.kube.down()
         lab.openstack.down()
     say("labs stopped")
-
-

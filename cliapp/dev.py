@@ -91,7 +91,7 @@ async def _serve_worker(stop: asyncio.Event | None = None) -> None:
     await w.shutdown()
     try:
         await running
-    except Exception as e:  # noqa: BLE001 - we are stopping anyway
+    except Exception as e:
         say(f"the worker stopped with: {e}")
 
 
@@ -117,7 +117,10 @@ async def _wait_ready(server: asyncio.subprocess.Process, port: int, stop: async
             except RuntimeError:
                 pass
         if asyncio.get_running_loop().time() > deadline:
-            raise Fail(UNREACHABLE, f"the Temporal dev server did not answer on 127.0.0.1:{port} within {READY_TIMEOUT:.0f}s; log {log}")
+            raise Fail(
+                UNREACHABLE,
+                f"the Temporal dev server did not answer on 127.0.0.1:{port} within {READY_TIMEOUT:.0f}s; log {log}",
+            )
         await asyncio.sleep(0.3)
 
 
@@ -126,7 +129,7 @@ async def _stop_server(server: asyncio.subprocess.Process) -> None:
         server.send_signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(server.wait(), STOP_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             server.kill()
             await server.wait()
     say(f"Temporal dev server stopped (exit {server.returncode})")
@@ -140,9 +143,13 @@ async def dev(port: int, ui_port: int, db_file: Path | None) -> int:
         try:
             client = await connect(timeout=5)
         except Fail:
-            raise Fail(UNREACHABLE, f"127.0.0.1:{port} is in use but does not answer as Temporal: pick another --port") from None
+            raise Fail(
+                UNREACHABLE, f"127.0.0.1:{port} is in use but does not answer as Temporal: pick another --port"
+            ) from None
         say(f"a Temporal server already answers on 127.0.0.1:{port}: using it and running only the worker")
-        say(f"UI (if it is a dev server): {os.environ.get('STACKHOP_UI_URL', f'http://127.0.0.1:{port + 1000}')}/namespaces/{client.namespace}/workflows")
+        say(
+            f"UI (if it is a dev server): {os.environ.get('STACKHOP_UI_URL', f'http://127.0.0.1:{port + 1000}')}/namespaces/{client.namespace}/workflows"
+        )
         await _serve_worker(stop)
         return OK
     server = await start_server(port, ui_port, db_file, stop)
@@ -153,7 +160,9 @@ async def dev(port: int, ui_port: int, db_file: Path | None) -> int:
     return OK
 
 
-async def start_server(port: int, ui_port: int, db_file: Path | None, stop: asyncio.Event) -> asyncio.subprocess.Process:
+async def start_server(
+    port: int, ui_port: int, db_file: Path | None, stop: asyncio.Event
+) -> asyncio.subprocess.Process:
     """Start the pinned dev server with its UI on 127.0.0.1 and wait until it answers."""
     from model import visibility
 
@@ -161,10 +170,23 @@ async def start_server(port: int, ui_port: int, db_file: Path | None, stop: asyn
     db.parent.mkdir(parents=True, exist_ok=True)
     log = db.with_name(db.name + ".log")
     cmd = [
-        temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
-        "--ui-port", str(ui_port), "--db-filename", str(db), "--namespace", "default",
-        "--log-level", "warn", *visibility.dev_server_flags(),
-    ]  # fmt: skip
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--db-filename",
+        str(db),
+        "--namespace",
+        "default",
+        "--log-level",
+        "warn",
+        *visibility.dev_server_flags(),
+    ]
     with log.open("ab") as log_fh:
         server = await asyncio.create_subprocess_exec(
             *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=log_fh, stderr=log_fh, preexec_fn=_die_with_parent
@@ -180,4 +202,3 @@ async def start_server(port: int, ui_port: int, db_file: Path | None, stop: asyn
     if ui_port != 8233:
         say(f"for links from other commands: export STACKHOP_UI_URL={ui} TEMPORAL_ADDRESS=127.0.0.1:{port}")
     return server
-

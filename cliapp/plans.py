@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.text import Text
 from rich.table import Table
+from rich.text import Text
 
 from cliapp.common import BAD_INPUT, Fail, err, out, run, say
 from model import order
@@ -34,10 +34,7 @@ def load_or_fail(path: Path) -> UpgradePlan:
 
 def summary(plan: UpgradePlan) -> str:
     waves = " → ".join(", ".join(w) if len(w) == 1 else "{" + ", ".join(w) + "}" for w in order.waves(plan.services))
-    return (
-        f"{plan.metadata.name}: cloud {plan.cloud.name}, {plan.release.from_} → {plan.release.to}, "
-        f"order: {waves}"
-    )
+    return f"{plan.metadata.name}: cloud {plan.cloud.name}, {plan.release.from_} → {plan.release.to}, order: {waves}"
 
 
 @app.command()
@@ -79,13 +76,20 @@ def services_table(plan: UpgradePlan) -> Table:
             rest = [Text(migration), Text(_checks(s)), Text(s.gate_name or "-")]
             for j, w in enumerate(s.workloads):
                 cells = first if j == 0 else ["", ""]
-                table.add_row(*cells, Text(f"{w.kind}/{w.name} ({w.container})"), Text(w.image), *(rest if j == 0 else ["", "", ""]))
+                table.add_row(
+                    *cells,
+                    Text(f"{w.kind}/{w.name} ({w.container})"),
+                    Text(w.image),
+                    *(rest if j == 0 else ["", "", ""]),
+                )
             table.add_section()
     return table
 
 
 def live_table(plan: UpgradePlan, rows: list[Any]) -> tuple[Table, int]:
-    table = Table(title=f"{plan.cloud.name} (context {plan.cloud.kubernetes.context}, namespace {plan.cloud.kubernetes.namespace}): live")
+    table = Table(
+        title=f"{plan.cloud.name} (context {plan.cloud.kubernetes.context}, namespace {plan.cloud.kubernetes.namespace}): live"
+    )
     for col in ("service", "workload", "current image", "", "target image", "state"):
         table.add_column(col, overflow="fold")
     missing = 0
@@ -95,9 +99,13 @@ def live_table(plan: UpgradePlan, rows: list[Any]) -> tuple[Table, int]:
         missing += state == "missing"
         note = {"missing": "MISSING", "at-target": "already at target"}.get(state, "will change")
         table.add_row(
-            r.service, Text(f"{r.kind}/{r.name} ({r.container})"), Text(r.current or "-"), "→",
-            Text(r.target), Text(note, style=style),
-        )  # fmt: skip
+            r.service,
+            Text(f"{r.kind}/{r.name} ({r.container})"),
+            Text(r.current or "-"),
+            "→",
+            Text(r.target),
+            Text(note, style=style),
+        )
     return table, missing
 
 
@@ -110,8 +118,10 @@ async def _preview(plan: UpgradePlan) -> list[Any]:
         rows = live_preview(plan)
         if inspect.isawaitable(rows):
             rows = await rows
-    except Exception as e:  # noqa: BLE001 - the preview maps its errors to ApplicationError messages
-        raise Fail(BAD_INPUT, f"cannot read the live state of {plan.cloud.name}: {getattr(e, 'message', None) or e}") from None
+    except Exception as e:
+        raise Fail(
+            BAD_INPUT, f"cannot read the live state of {plan.cloud.name}: {getattr(e, 'message', None) or e}"
+        ) from None
     return list(rows)
 
 

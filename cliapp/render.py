@@ -19,10 +19,16 @@ from temporalio.exceptions import ApplicationError
 from model import io
 
 STATE_STYLE = {
-    "pending": "dim", "running": "cyan", "waiting": "yellow", "paused": "yellow",
-    "rolling-back": "magenta", "succeeded": "green", "rolled-back": "magenta", "failed": "red",
+    "pending": "dim",
+    "running": "cyan",
+    "waiting": "yellow",
+    "paused": "yellow",
+    "rolling-back": "magenta",
+    "succeeded": "green",
+    "rolled-back": "magenta",
+    "failed": "red",
     "aborted": "red",
-}  # fmt: skip
+}
 STEP_STYLE = {"done": "green", "failed": "red", "skipped": "dim", "compensated": "magenta", "running": "cyan"}
 OUTCOME_OF_ERROR = {"UpgradeRolledBack": "rolled-back", "UpgradeFailed": "failed", "UpgradeAborted": "aborted"}
 
@@ -60,9 +66,13 @@ def status_view(wf_id: str, st: io.UpgradeStatus) -> Group:
     rank = {name: i for i, name in enumerate(n for wave in st.order for n in wave)}
     for p in sorted(st.services, key=lambda p: rank.get(p.service, len(rank))):
         table.add_row(
-            p.service, styled(p.state), Text(p.step or "-"), f"{p.steps_done}/{p.steps_total}" if p.steps_total else "-",
-            Text(p.waiting_for or "-"), Text(p.message),
-        )  # fmt: skip
+            p.service,
+            styled(p.state),
+            Text(p.step or "-"),
+            f"{p.steps_done}/{p.steps_total}" if p.steps_total else "-",
+            Text(p.waiting_for or "-"),
+            Text(p.message),
+        )
     parts.append(table)
     if st.message:
         parts.append(Text(st.message))
@@ -70,7 +80,12 @@ def status_view(wf_id: str, st: io.UpgradeStatus) -> Group:
         if p.waiting_for and p.waiting_for != "decision":
             parts.append(Text(f"→ stackhop approve {wf_id} {p.waiting_for}", style="yellow"))
         elif p.waiting_for == "decision":
-            parts.append(Text(f"→ {p.service}: stackhop resume {wf_id} (retry) or stackhop abort {wf_id} --reason ...", style="yellow"))
+            parts.append(
+                Text(
+                    f"→ {p.service}: stackhop resume {wf_id} (retry) or stackhop abort {wf_id} --reason ...",
+                    style="yellow",
+                )
+            )
     return Group(*parts)
 
 
@@ -89,7 +104,10 @@ def report_view(report: io.UpgradeReport | None, outcome: str, message: str) -> 
     took = _duration(report.started_at, report.ended_at) if report.ended_at else ""
     parts: list[Any] = [
         Text.assemble((outcome, style), f": {report.message or message}"),
-        Text(f"plan {report.plan} on {report.cloud}: {report.release_from} → {report.release_to}" + (f" in {took}" if took else "")),
+        Text(
+            f"plan {report.plan} on {report.cloud}: {report.release_from} → {report.release_to}"
+            + (f" in {took}" if took else "")
+        ),
     ]
     failed_pre = [r for r in report.preflight if r.status == "failed"]
     for r in failed_pre:
@@ -100,7 +118,9 @@ def report_view(report: io.UpgradeReport | None, outcome: str, message: str) -> 
         for col in ("step", "status", "seconds", "detail"):
             steps.add_column(col)
         for r in svc.steps:
-            steps.add_row(r.step, Text(r.status, style=STEP_STYLE.get(r.status, "")), f"{r.seconds:.1f}", Text(r.detail))
+            steps.add_row(
+                r.step, Text(r.status, style=STEP_STYLE.get(r.status, "")), f"{r.seconds:.1f}", Text(r.detail)
+            )
         parts.append(steps)
         if svc.snapshot:
             s = svc.snapshot

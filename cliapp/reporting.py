@@ -32,8 +32,11 @@ async def fetch(client: Client, wf_id: str, run_id: str | None) -> tuple[str, io
     """(outcome, report, message) of an ended Upgrade workflow, or of a canary run's upgrade."""
     handle, desc = await upgrade_handle(client, wf_id, run_id, types=("Upgrade", "Canary"))
     if desc.status == WorkflowExecutionStatus.RUNNING:
-        raise Fail(BAD_INPUT, f"{wf_id} is still running: it has no report yet. Follow it with `stackhop watch {wf_id}`"
-                              f" (or `stackhop status {wf_id}`); its report is available once it has ended.")  # fmt: skip
+        raise Fail(
+            BAD_INPUT,
+            f"{wf_id} is still running: it has no report yet. Follow it with `stackhop watch {wf_id}`"
+            f" (or `stackhop status {wf_id}`); its report is available once it has ended.",
+        )
     if desc.workflow_type == "Canary":
         from cliapp.canary_runs import canary_outcome
 
@@ -62,10 +65,18 @@ async def report(ref: str, run_id: str | None, fmt: Format, output: Path | None)
 
 
 def command(
-    wf: Annotated[str, typer.Argument(metavar="ID", help="Upgrade workflow id, e.g. upgrade/lab (or just the cloud name).")],
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="md (people), json (tools) or junit (CI test report).")] = Format.md,
-    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the report here instead of stdout.")] = None,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="A specific run (default: the latest run of ID).")] = None,
+    wf: Annotated[
+        str, typer.Argument(metavar="ID", help="Upgrade workflow id, e.g. upgrade/lab (or just the cloud name).")
+    ],
+    fmt: Annotated[
+        Format, typer.Option("--format", "-f", help="md (people), json (tools) or junit (CI test report).")
+    ] = Format.md,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the report here instead of stdout.")
+    ] = None,
+    run_id: Annotated[
+        str | None, typer.Option("--run-id", help="A specific run (default: the latest run of ID).")
+    ] = None,
 ) -> None:
     """The report of an ended upgrade (exit 0 succeeded, 1 rolled back / failed / aborted, 2 still running)."""
     raise typer.Exit(run(report(wf, run_id, fmt, output)))

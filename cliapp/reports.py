@@ -17,8 +17,13 @@ from model import io
 
 FORMATS = ("md", "json", "junit")
 SUCCEEDED, NOT_SUCCEEDED = 0, 1
-STATUS_MARK = {"done": "✅ done", "failed": "❌ failed", "skipped": "⏭ skipped", "compensated": "↩ compensated",
-               "running": "… running"}  # fmt: skip
+STATUS_MARK = {
+    "done": "✅ done",
+    "failed": "❌ failed",
+    "skipped": "⏭ skipped",
+    "compensated": "↩ compensated",
+    "running": "… running",
+}
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
@@ -89,7 +94,9 @@ def _cell(text: str) -> str:
 def _steps_table(records: list[io.StepRecord]) -> list[str]:
     lines = ["| # | step | status | duration | detail |", "|---|---|---|---:|---|"]
     for i, r in enumerate(records, 1):
-        lines.append(f"| {i} | {_cell(r.step)} | {STATUS_MARK.get(r.status, r.status)} | {r.seconds:.1f}s | {_cell(r.detail)} |")
+        lines.append(
+            f"| {i} | {_cell(r.step)} | {STATUS_MARK.get(r.status, r.status)} | {r.seconds:.1f}s | {_cell(r.detail)} |"
+        )
     return lines
 
 
@@ -103,7 +110,7 @@ def render_markdown(report: io.UpgradeReport) -> str:
         f"- **Release:** {report.release_from} → {report.release_to}",
         f"- **Started:** {report.started_at or '-'}",
         f"- **Ended:** {report.ended_at or '-'}" + (f" ({took:.1f}s)" if took is not None else ""),
-        f"- **Services:** " + (", ".join(f"{s.service} ({s.outcome})" for s in report.services) or "none ran"),
+        "- **Services:** " + (", ".join(f"{s.service} ({s.outcome})" for s in report.services) or "none ran"),
     ]
     if report.preflight:
         md += ["", "## Pre-flight", "", *_steps_table(report.preflight)]
@@ -114,15 +121,23 @@ def render_markdown(report: io.UpgradeReport) -> str:
         md += ["### Steps", "", *_steps_table(s.steps)] if s.steps else ["No steps ran."]
         if s.snapshot:
             snap = s.snapshot
-            md += ["", "### Database snapshot", "",
-                   f"- database `{snap.database}` at `{snap.location}`",
-                   f"- sha256 `{snap.sha256}`, {snap.size_bytes} bytes"
-                   + (f", taken {snap.created_at}" if snap.created_at else "")]  # fmt: skip
+            md += [
+                "",
+                "### Database snapshot",
+                "",
+                f"- database `{snap.database}` at `{snap.location}`",
+                f"- sha256 `{snap.sha256}`, {snap.size_bytes} bytes"
+                + (f", taken {snap.created_at}" if snap.created_at else ""),
+            ]
         if s.tempest:
             t = s.tempest
-            md += ["", "### Tempest", "",
-                   f"- status **{t.status}**: {t.passed} passed, {t.failed} failed, {t.skipped} skipped"
-                   + (f" ({t.seconds:.1f}s)" if t.seconds else "")]  # fmt: skip
+            md += [
+                "",
+                "### Tempest",
+                "",
+                f"- status **{t.status}**: {t.passed} passed, {t.failed} failed, {t.skipped} skipped"
+                + (f" ({t.seconds:.1f}s)" if t.seconds else ""),
+            ]
             if t.message:
                 md.append(f"- {_cell(t.message)}")
             if t.failing_tests:
@@ -133,7 +148,9 @@ def render_markdown(report: io.UpgradeReport) -> str:
                 md.append(f"| {_cell(check_label(c))} | {c.status} | {c.seconds:.1f}s | {_cell(c.message)} |")
         if s.previous_images:
             md += ["", "### Previous images", ""]
-            md += [f"- {w.kind}/{w.name} (container {w.container}): `{w.image or 'not found'}`" for w in s.previous_images]
+            md += [
+                f"- {w.kind}/{w.name} (container {w.container}): `{w.image or 'not found'}`" for w in s.previous_images
+            ]
     return "\n".join(md) + "\n"
 
 
@@ -182,7 +199,9 @@ def _close(suite: ET.Element, counts: dict[str, int], seconds: float, totals: di
 
 
 def render_junit(report: io.UpgradeReport) -> str:
-    root = ET.Element("testsuites", name=_x(f"stackhop {report.plan} on {report.cloud}: {report.release_from} -> {report.release_to}"))
+    root = ET.Element(
+        "testsuites", name=_x(f"stackhop {report.plan} on {report.cloud}: {report.release_from} -> {report.release_to}")
+    )
     totals: dict[str, float] = {}
     if report.preflight:
         suite, counts = _suite(root, "preflight", report.started_at)
@@ -219,8 +238,11 @@ def render_junit(report: io.UpgradeReport) -> str:
 def _properties(s: io.ServiceResult) -> list[tuple[str, str]]:
     props: list[tuple[str, str]] = []
     if s.snapshot:
-        props += [("snapshot.location", s.snapshot.location), ("snapshot.sha256", s.snapshot.sha256),
-                  ("snapshot.size_bytes", str(s.snapshot.size_bytes))]  # fmt: skip
+        props += [
+            ("snapshot.location", s.snapshot.location),
+            ("snapshot.sha256", s.snapshot.sha256),
+            ("snapshot.size_bytes", str(s.snapshot.size_bytes)),
+        ]
     if s.tempest:
         t = s.tempest
         props.append(("tempest", f"{t.status}: {t.passed} passed, {t.failed} failed, {t.skipped} skipped"))

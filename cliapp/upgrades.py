@@ -13,8 +13,19 @@ from typing import Any
 
 from rich.table import Table
 from rich.text import Text
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle, WorkflowQueryFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -71,10 +82,14 @@ async def upgrade_handle(
         desc = await handle.describe()
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
-            raise Fail(BAD_INPUT, f"no upgrade {which} in namespace {client.namespace}; see `stackhop list --all`") from None
+            raise Fail(
+                BAD_INPUT, f"no upgrade {which} in namespace {client.namespace}; see `stackhop list --all`"
+            ) from None
         raise
     if desc.workflow_type not in types:
-        raise Fail(BAD_INPUT, f"{wf_id} is a {desc.workflow_type} workflow, not an upgrade (ids look like upgrade/<cloud>)")
+        raise Fail(
+            BAD_INPUT, f"{wf_id} is a {desc.workflow_type} workflow, not an upgrade (ids look like upgrade/<cloud>)"
+        )
     return handle, desc
 
 
@@ -85,7 +100,10 @@ async def start(plan_path: Path, approve: list[str], wait: bool) -> int:
     gates = {s.gate_name for s in plan.services if s.gate_name}
     unknown = [g for g in approve if g not in gates]
     if unknown:
-        raise Fail(BAD_INPUT, f"--approve {', '.join(unknown)}: no such gate in the plan (gates: {', '.join(sorted(gates)) or 'none'})")
+        raise Fail(
+            BAD_INPUT,
+            f"--approve {', '.join(unknown)}: no such gate in the plan (gates: {', '.join(sorted(gates)) or 'none'})",
+        )
     plan_file = str(plan_path.resolve())
     client = await connect()
     wf_id = plan.workflow_id
@@ -97,10 +115,12 @@ async def start(plan_path: Path, approve: list[str], wait: bool) -> int:
             task_queue=settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(visibility.CLOUD, plan.cloud.name),
-                SearchAttributePair(visibility.RELEASE, f"{plan.release.from_}->{plan.release.to}"),
-            ]),  # fmt: skip
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(visibility.CLOUD, plan.cloud.name),
+                    SearchAttributePair(visibility.RELEASE, f"{plan.release.from_}->{plan.release.to}"),
+                ]
+            ),
             static_summary=static_summary(plan),
             static_details=static_details(plan, plan_file, list(approve)),
         )
@@ -132,8 +152,11 @@ async def status(wf_id: str, as_json: bool) -> int:
         except (WorkflowQueryFailedError, RPCError) as e:
             if not no_worker(e):
                 raise
-            raise Fail(UNREACHABLE, f"{wf_id} is running but no worker answered its status query ({e}); "
-                                    f"is `stackhop worker` running on task queue {desc.task_queue}?") from None  # fmt: skip
+            raise Fail(
+                UNREACHABLE,
+                f"{wf_id} is running but no worker answered its status query ({e}); "
+                f"is `stackhop worker` running on task queue {desc.task_queue}?",
+            ) from None
     else:
         outcome, report, message = await outcome_of(handle)
     code = OK if outcome in (None, "succeeded") else FAILED
@@ -141,10 +164,14 @@ async def status(wf_id: str, as_json: bool) -> int:
         import json
 
         doc = {
-            "workflow_id": wf_id, "run_id": desc.run_id, "run_status": run_status_name(desc.status),
-            "status": st.model_dump(mode="json") if st else None, "outcome": outcome, "message": message,
+            "workflow_id": wf_id,
+            "run_id": desc.run_id,
+            "run_status": run_status_name(desc.status),
+            "status": st.model_dump(mode="json") if st else None,
+            "outcome": outcome,
+            "message": message,
             "report": report.model_dump(mode="json") if report else None,
-        }  # fmt: skip
+        }
         print(json.dumps(doc, indent=2))
         return code
     con = out()
@@ -177,8 +204,10 @@ async def list_upgrades(cloud: str | None, show_all: bool, limit: int) -> int:
     client = await connect()
     rows = [wf async for wf in client.list_workflows(query, limit=limit)]
     if not rows:
-        say(f"no {'' if show_all else 'running '}upgrades{' on ' + cloud if cloud else ''}"
-            f"{'' if show_all else ' (--all shows finished ones)'}")  # fmt: skip
+        say(
+            f"no {'' if show_all else 'running '}upgrades{' on ' + cloud if cloud else ''}"
+            f"{'' if show_all else ' (--all shows finished ones)'}"
+        )
         return OK
     table = Table()
     for col in ("workflow id", "status", "cloud", "release", "phase", "started", "closed"):
@@ -186,9 +215,13 @@ async def list_upgrades(cloud: str | None, show_all: bool, limit: int) -> int:
     for wf in rows:
         sa = wf.typed_search_attributes
         table.add_row(
-            Text(wf.id), run_status_name(wf.status), Text(sa.get(visibility.CLOUD) or "-"),
-            Text(sa.get(visibility.RELEASE) or "-"), Text(sa.get(visibility.PHASE) or "-"),
-            f"{wf.start_time:%Y-%m-%d %H:%M:%S}", f"{wf.close_time:%Y-%m-%d %H:%M:%S}" if wf.close_time else "-",
-        )  # fmt: skip
+            Text(wf.id),
+            run_status_name(wf.status),
+            Text(sa.get(visibility.CLOUD) or "-"),
+            Text(sa.get(visibility.RELEASE) or "-"),
+            Text(sa.get(visibility.PHASE) or "-"),
+            f"{wf.start_time:%Y-%m-%d %H:%M:%S}",
+            f"{wf.close_time:%Y-%m-%d %H:%M:%S}" if wf.close_time else "-",
+        )
     out().print(table)
     return OK

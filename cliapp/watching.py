@@ -10,9 +10,14 @@ import asyncio
 from typing import Any
 
 from rich.console import Console
-from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
-from temporalio.client import WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle, WorkflowQueryFailedError
+from rich.text import Text
+from temporalio.client import (
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from cliapp.common import FAILED, OK
@@ -34,12 +39,18 @@ def detail(p: io.ServiceProgress) -> str:
 
 
 class Watcher:
-    def __init__(self, wf_id: str, handle: WorkflowHandle[Any, Any], desc: WorkflowExecutionDescription, console: Console):
+    def __init__(
+        self, wf_id: str, handle: WorkflowHandle[Any, Any], desc: WorkflowExecutionDescription, console: Console
+    ):
         self.wf_id, self.handle, self.desc, self.console = wf_id, handle, desc, console
         self.progress = Progress(
-            TextColumn("[bold]{task.fields[service]}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[state]}"), TextColumn("{task.fields[detail]}", markup=False), console=console,
-        )  # fmt: skip
+            TextColumn("[bold]{task.fields[service]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[state]}"),
+            TextColumn("{task.fields[detail]}", markup=False),
+            console=console,
+        )
         self.tasks: dict[str, TaskID] = {}
         self.seen: dict[str, tuple[str, str | None]] = {}
         self.phase: str | None = None
@@ -77,8 +88,13 @@ class Watcher:
     def warn(self, e: Exception) -> None:
         if not self.warned:
             self.warned = True
-            self.say((f"no answer to the status query ({str(e)[:120]}); is a worker running on task queue "
-                      f"{self.desc.task_queue}? still watching", "yellow"))  # fmt: skip
+            self.say(
+                (
+                    f"no answer to the status query ({str(e)[:120]}); is a worker running on task queue "
+                    f"{self.desc.task_queue}? still watching",
+                    "yellow",
+                )
+            )
 
     def show(self, st: io.UpgradeStatus) -> None:
         if st.phase != self.phase:
@@ -89,9 +105,12 @@ class Watcher:
             if p.service not in self.tasks:
                 self.tasks[p.service] = self.progress.add_task("", total=None, service=p.service, state="", detail="")
             self.progress.update(
-                self.tasks[p.service], completed=p.steps_done, total=p.steps_total or None,
-                state=self.styled(p.state), detail=detail(p)[:80],
-            )  # fmt: skip
+                self.tasks[p.service],
+                completed=p.steps_done,
+                total=p.steps_total or None,
+                state=self.styled(p.state),
+                detail=detail(p)[:80],
+            )
             if self.seen.get(p.service, ("pending", None)) != (p.state, p.waiting_for):
                 self.seen[p.service] = (p.state, p.waiting_for)
                 hint = ""

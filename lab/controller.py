@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -89,13 +89,18 @@ class KeystoneFollower:
             try:
                 self.reconcile()
                 w = watch.Watch()
-                for _ in w.stream(self.core.list_namespaced_pod, self.namespace, label_selector=selector,
-                                  timeout_seconds=2, _request_timeout=5):  # fmt: skip
+                for _ in w.stream(
+                    self.core.list_namespaced_pod,
+                    self.namespace,
+                    label_selector=selector,
+                    timeout_seconds=2,
+                    _request_timeout=5,
+                ):
                     self.reconcile()
                     if self._stop.is_set():
                         w.stop()
                         break
-            except Exception as e:  # noqa: BLE001 - the lab must keep following (apiserver restarts)
+            except Exception as e:
                 log.warning("lab controller: retrying", error=str(e))
                 self._stop.wait(1)
 
@@ -111,7 +116,9 @@ class KeystoneFollower:
                 self.lab.stop_keystone()
                 self.switches.append("stopped")
             return
-        for pod in sorted((p for p in live if not is_ready(p)), key=lambda p: p.metadata.creation_timestamp, reverse=True):
+        for pod in sorted(
+            (p for p in live if not is_ready(p)), key=lambda p: p.metadata.creation_timestamp, reverse=True
+        ):
             if pod.status.phase != "Running":
                 continue
             tag = image_tag(pod.spec.containers[0].image)
@@ -139,18 +146,25 @@ class KeystoneFollower:
         self.switches.append(release)
 
     def _mark_ready(self, pod: client.V1Pod) -> None:
-        now = datetime.now(timezone.utc).isoformat()
+        now = datetime.now(UTC).isoformat()
         status = {
             "conditions": [
                 {"type": "Ready", "status": "True", "lastTransitionTime": now},
                 {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
             ],
             "containerStatuses": [
-                {"name": c.name, "image": c.image, "imageID": "", "ready": True, "started": True,
-                 "restartCount": 0, "state": {"running": {"startedAt": now}}}
+                {
+                    "name": c.name,
+                    "image": c.image,
+                    "imageID": "",
+                    "ready": True,
+                    "started": True,
+                    "restartCount": 0,
+                    "state": {"running": {"startedAt": now}},
+                }
                 for c in pod.spec.containers
             ],
-        }  # fmt: skip
+        }
         try:
             self.core.patch_namespaced_pod_status(pod.metadata.name, self.namespace, {"status": status})
         except ApiException as e:
@@ -158,7 +172,7 @@ class KeystoneFollower:
                 raise
 
 
-def wait_until(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
+def wait_until(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -80,19 +80,27 @@ class DemoLab:
                 raise
         try:
             apps.delete_namespaced_deployment("keystone-api", self.namespace, grace_period_seconds=0)
-            wait_until(lambda: not core.list_namespaced_pod(self.namespace, label_selector="app=keystone-api").items,
-                       60, "old keystone-api pods to go")  # fmt: skip
+            wait_until(
+                lambda: not core.list_namespaced_pod(self.namespace, label_selector="app=keystone-api").items,
+                60,
+                "old keystone-api pods to go",
+            )
         except ApiException as e:
             if e.status != 404:
                 raise
         if inject == "migration":
             self.openstack.mariadb.sql(DRIFT_SQL, database="keystone")
-        apps.create_namespaced_deployment(self.namespace, deployment(self.namespace, f"{REPO}:{BASELINE}", self.replicas))
+        apps.create_namespaced_deployment(
+            self.namespace, deployment(self.namespace, f"{REPO}:{BASELINE}", self.replicas)
+        )
         self.follower = KeystoneFollower(
-            self.openstack, self.kubeconfig, self.namespace, context=self.context,
+            self.openstack,
+            self.kubeconfig,
+            self.namespace,
+            context=self.context,
             crashing=frozenset({TARGET}) if inject == "rollout" else frozenset(),
             broken_policy=TARGET if inject == "tempest" else None,
-        ).start()  # fmt: skip
+        ).start()
         wait_until(lambda: self.available(apps), 90, "keystone-api at 28.1.0 to be available")
 
     def available(self, apps: client.AppsV1Api | None = None) -> bool:
@@ -146,7 +154,7 @@ def demo_kube_lab() -> KubeLab:
     return KubeLab(name=os.environ.get("STACKHOP_DEMO_CLUSTER", "stackhop-demo"), nodes=2)
 
 
-def wait_seconds(fn, timeout: float = 30.0) -> float:  # noqa: ANN001
+def wait_seconds(fn, timeout: float = 30.0) -> float:
     start = time.monotonic()
     wait_until(fn, timeout, getattr(fn, "__name__", "condition"))
     return time.monotonic() - start

@@ -33,9 +33,19 @@ CHECKS_RUN = "checks.run"
 TEMPEST_RUN = "tempest.run"
 
 ALL_ACTIVITIES = (
-    K8S_READ_IMAGES, K8S_SET_IMAGES, K8S_WAIT_ROLLOUT, K8S_UNDO_IMAGES, K8S_RUN_JOB, K8S_SCALE,
-    DB_SNAPSHOT, DB_VERIFY, DB_RESTORE, MIGRATION_DB_SYNC, CHECKS_RUN, TEMPEST_RUN,
-)  # fmt: skip
+    K8S_READ_IMAGES,
+    K8S_SET_IMAGES,
+    K8S_WAIT_ROLLOUT,
+    K8S_UNDO_IMAGES,
+    K8S_RUN_JOB,
+    K8S_SCALE,
+    DB_SNAPSHOT,
+    DB_VERIFY,
+    DB_RESTORE,
+    MIGRATION_DB_SYNC,
+    CHECKS_RUN,
+    TEMPEST_RUN,
+)
 
 
 # --- Kubernetes --------------------------------------------------------------------------------
@@ -235,9 +245,23 @@ class TempestResult(CheckResult):
 
 # --- workflows ---------------------------------------------------------------------------------
 StepName = Literal[
-    "preflight", "gate", "snapshot", "verify", "quiesce", "expand", "migrate", "offline", "roll",
-    "rollout", "validate", "contract", "postcheck", "undo-roll", "restore", "unquiesce",
-]  # fmt: skip
+    "preflight",
+    "gate",
+    "snapshot",
+    "verify",
+    "quiesce",
+    "expand",
+    "migrate",
+    "offline",
+    "roll",
+    "rollout",
+    "validate",
+    "contract",
+    "postcheck",
+    "undo-roll",
+    "restore",
+    "unquiesce",
+]
 StepStatus = Literal["running", "done", "failed", "skipped", "compensated"]
 
 
@@ -252,9 +276,16 @@ class StepRecord(Msg):
 
 
 ServiceState = Literal[
-    "pending", "running", "waiting", "paused", "rolling-back", "succeeded", "rolled-back",
-    "failed", "aborted",
-]  # fmt: skip
+    "pending",
+    "running",
+    "waiting",
+    "paused",
+    "rolling-back",
+    "succeeded",
+    "rolled-back",
+    "failed",
+    "aborted",
+]
 
 
 class ServiceProgress(Msg):

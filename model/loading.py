@@ -115,7 +115,7 @@ def _pydantic_problems(err: ValidationError) -> list[Problem]:
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
         if e["type"] == "string_pattern_mismatch" and path.startswith("release."):
-            msg, fix = f"{e['input']!r} is not a release name", "write YYYY.1 or YYYY.2, quoted, e.g. \"2026.1\""
+            msg, fix = f"{e['input']!r} is not a release name", 'write YYYY.1 or YYYY.2, quoted, e.g. "2026.1"'
         else:
             fix = _FIXES.get(e["type"], "correct the value")
         ctx = e.get("ctx") or {}
@@ -152,15 +152,24 @@ def _semantic_problems(plan: UpgradePlan) -> list[Problem]:
                     )
                 )
             elif d == s.name:
-                problems.append(Problem(f"services[{i}].depends_on[{j}]", "a service cannot depend on itself", "remove it"))
+                problems.append(
+                    Problem(f"services[{i}].depends_on[{j}]", "a service cannot depend on itself", "remove it")
+                )
         refs = [(w.kind, w.name) for w in s.workloads]
         for j, r in enumerate(refs):
             if r in refs[:j]:
-                problems.append(Problem(f"services[{i}].workloads[{j}]", f"duplicate workload {r[0]}/{r[1]}", "list each workload once"))
+                problems.append(
+                    Problem(
+                        f"services[{i}].workloads[{j}]", f"duplicate workload {r[0]}/{r[1]}", "list each workload once"
+                    )
+                )
         if s.migration.mode != "none" and s.database is None:
             problems.append(
-                Problem(f"services[{i}].migration.mode", f"{s.migration.mode} migration without a database",
-                        "add services[].database so stackhop can snapshot it first, or set mode: none")
+                Problem(
+                    f"services[{i}].migration.mode",
+                    f"{s.migration.mode} migration without a database",
+                    "add services[].database so stackhop can snapshot it first, or set mode: none",
+                )
             )
     gates = [s.gate_name for s in plan.services if s.gate_name]
     for g in {g for g in gates if gates.count(g) > 1}:
@@ -182,7 +191,9 @@ def parse_plan(text: str, file: str = "<plan>") -> UpgradePlan:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark else None
-        raise PlanError(file, [Problem("", f"malformed YAML: {getattr(e, 'problem', e)}", "fix the YAML syntax", line)]) from None
+        raise PlanError(
+            file, [Problem("", f"malformed YAML: {getattr(e, 'problem', e)}", "fix the YAML syntax", line)]
+        ) from None
     if not isinstance(data, dict):
         raise PlanError(file, [Problem("", "a plan is a YAML mapping (apiVersion, kind, ...)", "start from examples/")])
     lines = _line_map(node) if node is not None else {}

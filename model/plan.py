@@ -47,9 +47,7 @@ class Metadata(Strict):
 class KubeTarget(Strict):
     context: str = Field(description="kubeconfig context of the cluster that runs the cloud.")
     namespace: str = Field(default="openstack", pattern=NAME_RE)
-    kubeconfig: str | None = Field(
-        default=None, description="kubeconfig path; default: KUBECONFIG or ~/.kube/config."
-    )
+    kubeconfig: str | None = Field(default=None, description="kubeconfig path; default: KUBECONFIG or ~/.kube/config.")
 
 
 class OpenStackTarget(Strict):
@@ -75,9 +73,7 @@ class Policy(Strict):
     heartbeat_timeout: DurationField = Field(default=60)
     max_attempts: int = Field(default=5, ge=1, le=20, description="Retries of temporary errors.")
 
-    @field_validator(
-        "rollout_timeout", "step_timeout", "gate_timeout", "heartbeat_timeout", mode="before"
-    )
+    @field_validator("rollout_timeout", "step_timeout", "gate_timeout", "heartbeat_timeout", mode="before")
     @classmethod
     def _duration(cls, v: object) -> int:
         return parse_duration(v)  # type: ignore[arg-type]
@@ -94,9 +90,11 @@ class Database(Strict):
     snapshot_dir: str | None = Field(default=None, description="Where snapshots are written.")
     # added for the database activities (defaults keep existing plans valid)
     lock_wait_timeout: int = Field(
-        default=30, ge=1, le=3600,
+        default=30,
+        ge=1,
+        le=3600,
         description="Seconds a restore's DROP/CREATE waits for metadata locks (server default: a day).",
-    )  # fmt: skip
+    )
     job_image: str = Field(
         default="docker.io/library/mariadb:10.11", description="job runner: image with the MariaDB client tools."
     )
@@ -173,9 +171,7 @@ class Gate(Strict):
 class Service(Strict):
     name: str = Field(pattern=NAME_RE)
     service_type: str | None = Field(default=None, description="Default: known from the name.")
-    depends_on: list[str] | None = Field(
-        default=None, description="Omitted: OpenStack's documented order decides."
-    )
+    depends_on: list[str] | None = Field(default=None, description="Omitted: OpenStack's documented order decides.")
     database: Database | None = None
     migration: Migration = Migration()
     workloads: list[Workload] = Field(min_length=1)

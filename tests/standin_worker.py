@@ -22,11 +22,11 @@ import worker as stackhop_worker
 from tests.standins import Script
 
 
-def journaled(fn, journal: Path):  # noqa: ANN001, ANN201
+def journaled(fn, journal: Path):
     defn = activity._Definition.from_callable(fn)
 
     @functools.wraps(fn)
-    def wrapper(*args):  # noqa: ANN002, ANN202
+    def wrapper(*args):
         with journal.open("a") as f:
             f.write(f"start {defn.name}\n")
         out = fn(*args)

@@ -71,12 +71,16 @@ class Script:
         @activity.defn(name=io.K8S_WAIT_ROLLOUT)
         def wait_rollout(inp: io.WaitRolloutInput) -> io.RolloutResult:
             s._enter(io.K8S_WAIT_ROLLOUT)
-            return io.RolloutResult(workloads=[io.RolloutStatus(kind=w.kind, name=w.name, ready=True) for w in inp.workloads])
+            return io.RolloutResult(
+                workloads=[io.RolloutStatus(kind=w.kind, name=w.name, ready=True) for w in inp.workloads]
+            )
 
         @activity.defn(name=io.K8S_UNDO_IMAGES)
         def undo_images(inp: io.UndoImagesInput) -> io.RolloutResult:
             s._enter(io.K8S_UNDO_IMAGES)
-            return io.RolloutResult(workloads=[io.RolloutStatus(kind=w.kind, name=w.name, ready=True) for w in inp.previous])
+            return io.RolloutResult(
+                workloads=[io.RolloutStatus(kind=w.kind, name=w.name, ready=True) for w in inp.previous]
+            )
 
         @activity.defn(name=io.K8S_RUN_JOB)
         def run_job(inp: io.RunJobInput) -> io.JobResult:
@@ -92,8 +96,13 @@ class Script:
         @activity.defn(name=io.DB_SNAPSHOT)
         def snapshot(inp: io.SnapshotInput) -> io.Snapshot:
             s._enter(io.DB_SNAPSHOT)
-            return io.Snapshot(service=inp.service, database=inp.database.name, location=f"/snap/{inp.service}.sql",
-                               sha256="ab" * 32, size_bytes=1234)
+            return io.Snapshot(
+                service=inp.service,
+                database=inp.database.name,
+                location=f"/snap/{inp.service}.sql",
+                sha256="ab" * 32,
+                size_bytes=1234,
+            )
 
         @activity.defn(name=io.DB_VERIFY)
         def verify(inp: io.VerifyInput) -> io.VerifyResult:
@@ -127,5 +136,17 @@ class Script:
             s._enter(io.TEMPEST_RUN)
             return s.answers.get(io.TEMPEST_RUN) or io.TempestResult(status="pass", passed=14)
 
-        return [read_images, set_images, wait_rollout, undo_images, run_job, scale, snapshot, verify,
-                restore, db_sync, checks, tempest]
+        return [
+            read_images,
+            set_images,
+            wait_rollout,
+            undo_images,
+            run_job,
+            scale,
+            snapshot,
+            verify,
+            restore,
+            db_sync,
+            checks,
+            tempest,
+        ]

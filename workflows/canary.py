@@ -50,12 +50,17 @@ class CanaryWorkflow:
                 rec.records.append(io.StepRecord(service="(canary)", step="reset", status="failed", detail=str(f)))
         self.state = "done"
         result = io.CanaryResult(
-            name=inp.name, passed=passed and reset_ok, report=report, reset=rec.records,
+            name=inp.name,
+            passed=passed and reset_ok,
+            report=report,
+            reset=rec.records,
             message=(report.message if report else "the upgrade did not produce a report")
             + ("" if reset_ok else "; the canary could NOT be reset to its baseline"),
-        )  # fmt: skip
+        )
         if not result.passed:
-            raise ApplicationError(f"canary {inp.name} failed: {result.message}", result, type="CanaryFailed", non_retryable=True)
+            raise ApplicationError(
+                f"canary {inp.name} failed: {result.message}", result, type="CanaryFailed", non_retryable=True
+            )
         return result
 
     async def _upgrade(self, plan: UpgradePlan, name: str, gates: list[str]) -> io.UpgradeReport | None:
@@ -65,7 +70,7 @@ class CanaryWorkflow:
                 io.UpgradeInput(plan=plan, requested_by=f"canary {name}", approved_gates=gates),
                 id=plan.workflow_id,
                 static_summary=f"canary {name}: {plan.release.from_} → {plan.release.to}",
-            )  # fmt: skip
+            )
         except ChildWorkflowError as e:
             cause = e.cause
             if isinstance(cause, ApplicationError) and cause.details:
@@ -83,19 +88,50 @@ class CanaryWorkflow:
                 continue
             svc = plan.service(svc_result.service)
             refs = [io.WorkloadRef(kind=w.kind, name=w.name, container=w.container) for w in svc.workloads]
-            down = await rec.call("reset", io.K8S_SCALE, io.ScaleInput(target=target, workloads=refs), io.ScaleResult,
-                                  summary=f"canary reset: scale {svc.name} to 0")  # fmt: skip
+            down = await rec.call(
+                "reset",
+                io.K8S_SCALE,
+                io.ScaleInput(target=target, workloads=refs),
+                io.ScaleResult,
+                summary=f"canary reset: scale {svc.name} to 0",
+            )
             if svc_result.snapshot and svc.database:
-                await rec.call("reset", io.DB_RESTORE,
-                               io.RestoreInput(snapshot=svc_result.snapshot, database=svc.database, target=target),
-                               io.RestoreResult, summary=f"canary reset: restore {svc.database.name}")  # fmt: skip
-            await rec.call("reset", io.K8S_SET_IMAGES, io.SetImagesInput(target=target, images=svc_result.previous_images),
-                           io.SetImagesResult, summary=f"canary reset: {svc.name} back to baseline images")  # fmt: skip
-            await rec.call("reset", io.K8S_SCALE, io.ScaleInput(target=target, workloads=refs, replicas=down.previous),
-                           io.ScaleResult, summary=f"canary reset: restore {svc.name} replicas", heartbeat=True)  # fmt: skip
-            await rec.call("reset", io.K8S_WAIT_ROLLOUT,
-                           io.WaitRolloutInput(target=target, workloads=refs, timeout_seconds=plan.policy.rollout_timeout),
-                           io.RolloutResult, summary=f"canary reset: wait for {svc.name}",
-                           timeout=plan.policy.rollout_timeout, heartbeat=True)  # fmt: skip
-            rec.records.append(io.StepRecord(service=svc.name, step="reset", status="done",
-                                             detail=f"back to {svc_result.previous_images[0].image}"))  # fmt: skip
+                await rec.call(
+                    "reset",
+                    io.DB_RESTORE,
+                    io.RestoreInput(snapshot=svc_result.snapshot, database=svc.database, target=target),
+                    io.RestoreResult,
+                    summary=f"canary reset: restore {svc.database.name}",
+                )
+            await rec.call(
+                "reset",
+                io.K8S_SET_IMAGES,
+                io.SetImagesInput(target=target, images=svc_result.previous_images),
+                io.SetImagesResult,
+                summary=f"canary reset: {svc.name} back to baseline images",
+            )
+            await rec.call(
+                "reset",
+                io.K8S_SCALE,
+                io.ScaleInput(target=target, workloads=refs, replicas=down.previous),
+                io.ScaleResult,
+                summary=f"canary reset: restore {svc.name} replicas",
+                heartbeat=True,
+            )
+            await rec.call(
+                "reset",
+                io.K8S_WAIT_ROLLOUT,
+                io.WaitRolloutInput(target=target, workloads=refs, timeout_seconds=plan.policy.rollout_timeout),
+                io.RolloutResult,
+                summary=f"canary reset: wait for {svc.name}",
+                timeout=plan.policy.rollout_timeout,
+                heartbeat=True,
+            )
+            rec.records.append(
+                io.StepRecord(
+                    service=svc.name,
+                    step="reset",
+                    status="done",
+                    detail=f"back to {svc_result.previous_images[0].image}",
+                )
+            )

@@ -9,9 +9,16 @@ with workflow.unsafe.imports_passed_through():
     from model.plan import UpgradePlan
 
 ICONS = {
-    "pending": "⏳", "running": "🔄", "waiting": "✋", "paused": "⏸", "rolling-back": "↩",
-    "succeeded": "✅", "rolled-back": "↩✅", "failed": "❌", "aborted": "⛔",
-}  # fmt: skip
+    "pending": "⏳",
+    "running": "🔄",
+    "waiting": "✋",
+    "paused": "⏸",
+    "rolling-back": "↩",
+    "succeeded": "✅",
+    "rolled-back": "↩✅",
+    "failed": "❌",
+    "aborted": "⛔",
+}
 
 
 def bar(done: int, total: int, width: int = 10) -> str:

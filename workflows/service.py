@@ -79,9 +79,7 @@ class ServiceUpgradeWorkflow:
         self.rec = Recorder(self.svc.name, self.plan.policy)
         self.result = io.ServiceResult(service=self.svc.name, outcome="succeeded")
         self.compensations: list[Compensation] = []
-        self.progress = io.ServiceProgress(
-            service=self.svc.name, state="running", steps_total=len(self._plan_steps())
-        )
+        self.progress = io.ServiceProgress(service=self.svc.name, state="running", steps_total=len(self._plan_steps()))
         workflow.upsert_search_attributes([visibility.SERVICE.value_set([self.svc.name])])
         outcome, message = await self._upgrade()
         self.result = self.result.model_copy(
@@ -104,12 +102,20 @@ class ServiceUpgradeWorkflow:
 
     async def _upgrade(self) -> tuple[str, str]:
         steps: dict[str, Callable[[], Awaitable[None]]] = {
-            "gate": self._gate, "snapshot": self._snapshot, "verify": self._verify,
-            "expand": self._expand, "migrate": self._migrate, "quiesce": self._quiesce,
-            "offline": self._offline, "roll": self._roll, "rollout": self._rollout,
-            "unquiesce": self._unquiesce, "validate": self._validate,
-            "contract": self._contract, "postcheck": self._postcheck,
-        }  # fmt: skip
+            "gate": self._gate,
+            "snapshot": self._snapshot,
+            "verify": self._verify,
+            "expand": self._expand,
+            "migrate": self._migrate,
+            "quiesce": self._quiesce,
+            "offline": self._offline,
+            "roll": self._roll,
+            "rollout": self._rollout,
+            "unquiesce": self._unquiesce,
+            "validate": self._validate,
+            "contract": self._contract,
+            "postcheck": self._postcheck,
+        }
         for name in self._plan_steps():
             await self._wait_unpaused()
             if self.abort_reason:
@@ -172,7 +178,7 @@ class ServiceUpgradeWorkflow:
 
     # --- steps --------------------------------------------------------------------------------------
     @property
-    def _target(self):  # noqa: ANN202 - KubeTarget
+    def _target(self):
         return self.plan.cloud.kubernetes
 
     def _refs(self) -> list[io.WorkloadRef]:
@@ -187,16 +193,20 @@ class ServiceUpgradeWorkflow:
                 lambda: gate in self.approved or self.abort_reason is not None,
                 timeout=timedelta(seconds=self.plan.policy.gate_timeout),
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.rec.finish(rec, "failed", "gate timed out")
-            raise StepFailed("gate", f"gate {gate!r} was not approved within {self.plan.policy.gate_timeout}s; nothing was changed", "gate-timeout") from None
+            raise StepFailed(
+                "gate",
+                f"gate {gate!r} was not approved within {self.plan.policy.gate_timeout}s; nothing was changed",
+                "gate-timeout",
+            ) from None
         self._report(waiting_for=None)
         if self.abort_reason:
             self.rec.finish(rec, "failed", "aborted")
             raise StepFailed("gate", self.abort_reason, "aborted")
         self.rec.finish(rec, "done", f"approved: {gate}")
 
-    async def _step(self, step, name, arg, result_type, summary, judge=None, **kw):  # noqa: ANN001, ANN202
+    async def _step(self, step, name, arg, result_type, summary, judge=None, **kw):
         """Run one recorded step. ``judge(result)`` returns (kind, message) when an answer that
         arrived fine still means failure (a check that says "fail", a snapshot that did not verify)."""
         rec = self.rec.start(step, summary)
@@ -214,28 +224,47 @@ class ServiceUpgradeWorkflow:
     async def _snapshot(self) -> None:
         db = self.svc.database
         snap = await self._step(
-            "snapshot", io.DB_SNAPSHOT,
+            "snapshot",
+            io.DB_SNAPSHOT,
             io.SnapshotInput(upgrade_id=self.upgrade_id, service=self.svc.name, database=db, target=self._target),
-            io.Snapshot, f"snapshot database {db.name}", timeout=self.plan.policy.step_timeout, heartbeat=True,
-        )  # fmt: skip
+            io.Snapshot,
+            f"snapshot database {db.name}",
+            timeout=self.plan.policy.step_timeout,
+            heartbeat=True,
+        )
         self.result = self.result.model_copy(update={"snapshot": snap})
 
     async def _verify(self) -> None:
         snap, db = self.result.snapshot, self.svc.database
         await self._step(
-            "verify", io.DB_VERIFY, io.VerifyInput(snapshot=snap, database=db, target=self._target),
-            io.VerifyResult, f"verify snapshot of {db.name} ({snap.sha256[:12]})", heartbeat=True,
+            "verify",
+            io.DB_VERIFY,
+            io.VerifyInput(snapshot=snap, database=db, target=self._target),
+            io.VerifyResult,
+            f"verify snapshot of {db.name} ({snap.sha256[:12]})",
+            heartbeat=True,
             judge=lambda r: None if r.ok else ("SnapshotFailed", f"snapshot of {db.name} did not verify: {r.message}"),
-        )  # fmt: skip
+        )
 
     async def _sync(self, phase: io.MigrationPhase) -> io.MigrateResult:
         w = self.svc.workloads[0]
         arg = io.MigrateInput(
-            service=self.svc.name, phase=phase, migration=self.svc.migration, database=self.svc.database,
-            version=w.tag, image=w.image, target=self._target,
-        )  # fmt: skip
-        return await self._step(phase, io.MIGRATION_DB_SYNC, arg, io.MigrateResult,
-                                f"{self.svc.name} db sync --{phase} ({w.tag})", heartbeat=True)  # fmt: skip
+            service=self.svc.name,
+            phase=phase,
+            migration=self.svc.migration,
+            database=self.svc.database,
+            version=w.tag,
+            image=w.image,
+            target=self._target,
+        )
+        return await self._step(
+            phase,
+            io.MIGRATION_DB_SYNC,
+            arg,
+            io.MigrateResult,
+            f"{self.svc.name} db sync --{phase} ({w.tag})",
+            heartbeat=True,
+        )
 
     async def _expand(self) -> None:
         check = await self._sync("check")
@@ -254,8 +283,14 @@ class ServiceUpgradeWorkflow:
         await self._sync("migrate")
 
     async def _quiesce(self) -> None:
-        res = await self._step("quiesce", io.K8S_SCALE, io.ScaleInput(target=self._target, workloads=self._refs()),
-                               io.ScaleResult, f"scale {self.svc.name} API to 0 for the offline migration", heartbeat=True)  # fmt: skip
+        res = await self._step(
+            "quiesce",
+            io.K8S_SCALE,
+            io.ScaleInput(target=self._target, workloads=self._refs()),
+            io.ScaleResult,
+            f"scale {self.svc.name} API to 0 for the offline migration",
+            heartbeat=True,
+        )
         self.replicas = res.previous
         self.compensations.append(("unquiesce", self._unquiesce))
 
@@ -267,28 +302,49 @@ class ServiceUpgradeWorkflow:
         replicas = self.replicas
         if replicas is None:
             return
-        await self._step("unquiesce", io.K8S_SCALE,
-                         io.ScaleInput(target=self._target, workloads=self._refs(), replicas=replicas),
-                         io.ScaleResult, f"restore {self.svc.name} replicas", heartbeat=True)  # fmt: skip
+        await self._step(
+            "unquiesce",
+            io.K8S_SCALE,
+            io.ScaleInput(target=self._target, workloads=self._refs(), replicas=replicas),
+            io.ScaleResult,
+            f"restore {self.svc.name} replicas",
+            heartbeat=True,
+        )
         self.replicas = None
 
     async def _roll(self) -> None:
         current = await self.rec.call(
-            "roll", io.K8S_READ_IMAGES, io.ReadImagesInput(target=self._target, workloads=self._refs()),
-            io.ReadImagesResult, summary=f"read current images of {self.svc.name}",
-        )  # fmt: skip
+            "roll",
+            io.K8S_READ_IMAGES,
+            io.ReadImagesInput(target=self._target, workloads=self._refs()),
+            io.ReadImagesResult,
+            summary=f"read current images of {self.svc.name}",
+        )
         self.previous = current.images
         self.result = self.result.model_copy(update={"previous_images": current.images})
         self.compensations.append(("undo-roll", self._undo_roll))
-        targets = [io.WorkloadImage(kind=w.kind, name=w.name, container=w.container, image=w.image) for w in self.svc.workloads]
-        await self._step("roll", io.K8S_SET_IMAGES, io.SetImagesInput(target=self._target, images=targets),
-                         io.SetImagesResult, f"set {self.svc.name} images to {self.svc.workloads[0].tag}")  # fmt: skip
+        targets = [
+            io.WorkloadImage(kind=w.kind, name=w.name, container=w.container, image=w.image) for w in self.svc.workloads
+        ]
+        await self._step(
+            "roll",
+            io.K8S_SET_IMAGES,
+            io.SetImagesInput(target=self._target, images=targets),
+            io.SetImagesResult,
+            f"set {self.svc.name} images to {self.svc.workloads[0].tag}",
+        )
 
     async def _rollout(self) -> None:
         t = self.plan.policy.rollout_timeout
-        await self._step("rollout", io.K8S_WAIT_ROLLOUT,
-                         io.WaitRolloutInput(target=self._target, workloads=self._refs(), timeout_seconds=t),
-                         io.RolloutResult, f"wait for {self.svc.name} rollout", timeout=t, heartbeat=True)  # fmt: skip
+        await self._step(
+            "rollout",
+            io.K8S_WAIT_ROLLOUT,
+            io.WaitRolloutInput(target=self._target, workloads=self._refs(), timeout_seconds=t),
+            io.RolloutResult,
+            f"wait for {self.svc.name} rollout",
+            timeout=t,
+            heartbeat=True,
+        )
 
     async def _validate(self) -> None:
         for check in self.svc.checks:
@@ -303,10 +359,15 @@ class ServiceUpgradeWorkflow:
                 except _Accepted:
                     break
 
-    async def _check(self, step: str, check) -> io.CheckResult:  # noqa: ANN001 - a plan Check
+    async def _check(self, step: str, check) -> io.CheckResult:
         """One check; records its result; raises StepFailed when it says "fail"."""
-        arg = io.CheckInput(service=self.svc.name, cloud=self.plan.cloud.openstack.cloud, check=check,
-                            target=self._target, version=self.svc.workloads[0].tag)  # fmt: skip
+        arg = io.CheckInput(
+            service=self.svc.name,
+            cloud=self.plan.cloud.openstack.cloud,
+            check=check,
+            target=self._target,
+            version=self.svc.workloads[0].tag,
+        )
         tempest = check.kind == "tempest"
 
         def judge(r: io.CheckResult) -> tuple[str, str] | None:
@@ -318,9 +379,15 @@ class ServiceUpgradeWorkflow:
             return None
 
         summary = f"tempest {check.regex}" if tempest else f"{check.kind} check of {self.svc.name}"
-        return await self._step(step, io.TEMPEST_RUN if tempest else io.CHECKS_RUN, arg,
-                                io.TempestResult if tempest else io.CheckResult, summary, judge=judge,
-                                heartbeat=True)  # fmt: skip
+        return await self._step(
+            step,
+            io.TEMPEST_RUN if tempest else io.CHECKS_RUN,
+            arg,
+            io.TempestResult if tempest else io.CheckResult,
+            summary,
+            judge=judge,
+            heartbeat=True,
+        )
 
     async def _contract(self) -> None:
         if self.skip_contract:
@@ -339,35 +406,53 @@ class ServiceUpgradeWorkflow:
     # --- compensations ------------------------------------------------------------------------------
     async def _undo_roll(self) -> None:
         t = self.plan.policy.rollout_timeout
-        await self._compensate("undo-roll", io.K8S_UNDO_IMAGES,
-                               io.UndoImagesInput(target=self._target, previous=self.previous, timeout_seconds=t),
-                               io.RolloutResult, f"restore previous images of {self.svc.name}", timeout=t)  # fmt: skip
+        await self._compensate(
+            "undo-roll",
+            io.K8S_UNDO_IMAGES,
+            io.UndoImagesInput(target=self._target, previous=self.previous, timeout_seconds=t),
+            io.RolloutResult,
+            f"restore previous images of {self.svc.name}",
+            timeout=t,
+        )
         self.rec.compensated("roll", "rollout")
 
     async def _restore_db(self) -> None:
         snap, db = self.result.snapshot, self.svc.database
         quiesce = io.ScaleInput(target=self._target, workloads=self._refs())
-        res = await self._compensate("quiesce", io.K8S_SCALE, quiesce, io.ScaleResult,
-                                     f"scale {self.svc.name} API to 0 before the restore")  # fmt: skip
-        restored = await self._compensate("restore", io.DB_RESTORE, io.RestoreInput(snapshot=snap, database=db, target=self._target),
-                                          io.RestoreResult, f"restore {db.name} from snapshot {snap.sha256[:12]}")  # fmt: skip
+        res = await self._compensate(
+            "quiesce", io.K8S_SCALE, quiesce, io.ScaleResult, f"scale {self.svc.name} API to 0 before the restore"
+        )
+        restored = await self._compensate(
+            "restore",
+            io.DB_RESTORE,
+            io.RestoreInput(snapshot=snap, database=db, target=self._target),
+            io.RestoreResult,
+            f"restore {db.name} from snapshot {snap.sha256[:12]}",
+        )
         self.result = self.result.model_copy(update={"restore": restored})
         self.rec.compensated("expand", "migrate", "offline")
         replicas = self.replicas or res.previous
-        await self._compensate("unquiesce", io.K8S_SCALE,
-                               io.ScaleInput(target=self._target, workloads=self._refs(), replicas=replicas),
-                               io.ScaleResult, f"restore {self.svc.name} replicas")  # fmt: skip
+        await self._compensate(
+            "unquiesce",
+            io.K8S_SCALE,
+            io.ScaleInput(target=self._target, workloads=self._refs(), replicas=replicas),
+            io.ScaleResult,
+            f"restore {self.svc.name} replicas",
+        )
         self.replicas = None
 
-    async def _compensate(self, step, name, arg, result_type, summary, **kw):  # noqa: ANN001, ANN202
+    async def _compensate(self, step, name, arg, result_type, summary, **kw):
         """A compensation retries until it works or the operator steps in: giving up half-way
         would leave the service worse than either release."""
         while True:
             try:
                 return await self._step(step, name, arg, result_type, summary, heartbeat=True, **kw)
             except StepFailed as f:
-                self._report(state="waiting", waiting_for="decision",
-                             message=f"rollback step {step} failed: {f}; resume retries it")  # fmt: skip
+                self._report(
+                    state="waiting",
+                    waiting_for="decision",
+                    message=f"rollback step {step} failed: {f}; resume retries it",
+                )
                 seen = self.resumes
                 await workflow.wait_condition(lambda: self.resumes > seen)
                 self._report(state="rolling-back", waiting_for=None)
@@ -375,7 +460,7 @@ class ServiceUpgradeWorkflow:
     # --- progress -----------------------------------------------------------------------------------
     def _report(self, **changes: object) -> None:
         self.progress = self.progress.model_copy(update={**changes, "seq": self.progress.seq + 1})
-        if "step" in changes and changes["step"]:
+        if changes.get("step"):
             workflow.upsert_search_attributes([visibility.PHASE.value_set(str(changes["step"]))])
         workflow.set_current_details(
             f"**{self.progress.service}** — {self.progress.state} {self.progress.step}"

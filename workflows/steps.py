@@ -10,9 +10,9 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.workflow import ActivityCancellationType
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
@@ -70,9 +70,12 @@ class Recorder:
 
     def start(self, step: str, detail: str = "") -> io.StepRecord:
         rec = io.StepRecord(
-            service=self.service, step=step, status="running",
-            started_at=workflow.now().isoformat(), detail=detail,
-        )  # fmt: skip
+            service=self.service,
+            step=step,
+            status="running",
+            started_at=workflow.now().isoformat(),
+            detail=detail,
+        )
         self.records.append(rec)
         return rec
 

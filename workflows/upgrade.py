@@ -41,10 +41,16 @@ class UpgradeWorkflow:
     @workflow.query
     def status(self) -> io.UpgradeStatus:
         return io.UpgradeStatus(
-            plan=self.plan.metadata.name, cloud=self.plan.cloud.name, phase=self.phase,
-            paused=self.paused, aborting=self.abort_reason is not None, order=self.waves,
-            services=list(self.progress.values()), outcome=self.outcome, message=self.message,
-        )  # fmt: skip
+            plan=self.plan.metadata.name,
+            cloud=self.plan.cloud.name,
+            phase=self.phase,
+            paused=self.paused,
+            aborting=self.abort_reason is not None,
+            order=self.waves,
+            services=list(self.progress.values()),
+            outcome=self.outcome,
+            message=self.message,
+        )
 
     @workflow.signal(name="service_progress")
     def service_progress(self, progress: io.ServiceProgress) -> None:
@@ -132,16 +138,22 @@ class UpgradeWorkflow:
         self.approved.update(inp.approved_gates)
         self.progress = {s.name: io.ServiceProgress(service=s.name) for s in self.plan.services}
         started = workflow.now()
-        workflow.upsert_search_attributes([
-            visibility.CLOUD.value_set(self.plan.cloud.name),
-            visibility.RELEASE.value_set(self._release),
-            visibility.PHASE.value_set("preflight"),
-        ])  # fmt: skip
+        workflow.upsert_search_attributes(
+            [
+                visibility.CLOUD.value_set(self.plan.cloud.name),
+                visibility.RELEASE.value_set(self._release),
+                visibility.PHASE.value_set("preflight"),
+            ]
+        )
         self._show()
         report = io.UpgradeReport(
-            plan=self.plan.metadata.name, cloud=self.plan.cloud.name, release_from=self.plan.release.from_,
-            release_to=self.plan.release.to, outcome="succeeded", started_at=started.isoformat(),
-        )  # fmt: skip
+            plan=self.plan.metadata.name,
+            cloud=self.plan.cloud.name,
+            release_from=self.plan.release.from_,
+            release_to=self.plan.release.to,
+            outcome="succeeded",
+            started_at=started.isoformat(),
+        )
         preflight = Recorder("(plan)", self.plan.policy)
         outcome, message = "succeeded", ""
         try:
@@ -154,10 +166,15 @@ class UpgradeWorkflow:
             outcome, message, results = await self._services()
         self.outcome, self.message = outcome, message or f"{self.plan.cloud.name} upgraded to {self.plan.release.to}"
         self._set_phase("done")
-        report = report.model_copy(update={
-            "outcome": outcome, "message": self.message, "services": results,
-            "preflight": preflight.records, "ended_at": workflow.now().isoformat(),
-        })  # fmt: skip
+        report = report.model_copy(
+            update={
+                "outcome": outcome,
+                "message": self.message,
+                "services": results,
+                "preflight": preflight.records,
+                "ended_at": workflow.now().isoformat(),
+            }
+        )
         self._show()
         if outcome != "succeeded":
             raise ApplicationError(self.message, report, type=OUTCOME_ERROR[outcome], non_retryable=True)
@@ -172,17 +189,37 @@ class UpgradeWorkflow:
             refs = [io.WorkloadRef(kind=w.kind, name=w.name, container=w.container) for w in svc.workloads]
             r = rec.start("preflight", f"{svc.name}: workloads")
             try:
-                images = await rec.call("preflight", io.K8S_READ_IMAGES, io.ReadImagesInput(target=target, workloads=refs),
-                                        io.ReadImagesResult, summary=f"pre-flight: {svc.name} workloads")  # fmt: skip
+                images = await rec.call(
+                    "preflight",
+                    io.K8S_READ_IMAGES,
+                    io.ReadImagesInput(target=target, workloads=refs),
+                    io.ReadImagesResult,
+                    summary=f"pre-flight: {svc.name} workloads",
+                )
                 missing = [f"{i.kind}/{i.name} (container {i.container})" for i in images.images if not i.found]
                 if missing:
-                    raise StepFailed("preflight", f"{svc.name}: not found in namespace {target.namespace}: {', '.join(missing)}", "WorkloadNotFound")
+                    raise StepFailed(
+                        "preflight",
+                        f"{svc.name}: not found in namespace {target.namespace}: {', '.join(missing)}",
+                        "WorkloadNotFound",
+                    )
                 for check in (c for c in svc.checks if c.kind == "endpoint"):
-                    arg = io.CheckInput(service=svc.name, cloud=self.plan.cloud.openstack.cloud, check=check, stage="pre", target=target)
-                    res = await rec.call("preflight", io.CHECKS_RUN, arg, io.CheckResult,
-                                         summary=f"pre-flight: {svc.name} {check.service_type} endpoint")  # fmt: skip
+                    arg = io.CheckInput(
+                        service=svc.name, cloud=self.plan.cloud.openstack.cloud, check=check, stage="pre", target=target
+                    )
+                    res = await rec.call(
+                        "preflight",
+                        io.CHECKS_RUN,
+                        arg,
+                        io.CheckResult,
+                        summary=f"pre-flight: {svc.name} {check.service_type} endpoint",
+                    )
                     if res.status != "pass":
-                        raise StepFailed("preflight", f"{svc.name}: {check.service_type} endpoint check {res.status}: {res.message}", "check-fail")
+                        raise StepFailed(
+                            "preflight",
+                            f"{svc.name}: {check.service_type} endpoint check {res.status}: {res.message}",
+                            "check-fail",
+                        )
             except StepFailed as f:
                 rec.finish(r, "failed", str(f))
                 raise
@@ -207,14 +244,18 @@ class UpgradeWorkflow:
         upgrade_id = workflow.info().workflow_id
         handle = await workflow.start_child_workflow(
             ServiceUpgradeWorkflow.run,
-            io.ServiceUpgradeInput(plan=self.plan, service=name, upgrade_id=upgrade_id, approved_gates=sorted(self.approved)),
+            io.ServiceUpgradeInput(
+                plan=self.plan, service=name, upgrade_id=upgrade_id, approved_gates=sorted(self.approved)
+            ),
             id=f"{upgrade_id}/{name}",
             static_summary=f"{name}: {self.plan.release.from_} → {self.plan.release.to}",
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(visibility.CLOUD, self.plan.cloud.name),
-                SearchAttributePair(visibility.RELEASE, self._release),
-            ]),
-        )  # fmt: skip
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(visibility.CLOUD, self.plan.cloud.name),
+                    SearchAttributePair(visibility.RELEASE, self._release),
+                ]
+            ),
+        )
         self.children[name] = handle
         if self.paused:
             await handle.signal("pause")

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab.k8s.versions import BINARIES, ETCD_VERSION, GOMOD_DIR, K8S_VERSION, KWOK_VERSION, bin_dir
+from lab.k8s.versions import BINARIES, GOMOD_DIR, K8S_VERSION, KWOK_VERSION, bin_dir
 
 _STAMP = ".stamp"
 
@@ -77,11 +77,7 @@ def _stamp() -> str:
 def is_warm() -> bool:
     d = bin_dir()
     stamp = d / _STAMP
-    return (
-        all((d / b).is_file() for b in BINARIES)
-        and stamp.is_file()
-        and stamp.read_text().strip() == _stamp()
-    )
+    return all((d / b).is_file() for b in BINARIES) and stamp.is_file() and stamp.read_text().strip() == _stamp()
 
 
 def _go_env() -> dict[str, str]:

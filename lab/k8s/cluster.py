@@ -79,21 +79,19 @@ class KubeLab:
     def kwokctl(self, *args: str, timeout: float = 300, check: bool = True) -> str:
         cmd = [str(bin_dir() / "kwokctl"), "--config", str(self.config_file), *args]
         log.debug("kwokctl", args=args)
-        res = subprocess.run(
-            cmd, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
-        )
+        res = subprocess.run(cmd, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False)
         if check and res.returncode != 0:
             raise LabError(f"kwokctl {' '.join(args)} failed ({res.returncode}):\n{res.stderr}")
         return res.stdout
 
-    def kubectl_run(self, *args: str, timeout: float = 60, check: bool = True,
-                    as_user: str | None = None) -> subprocess.CompletedProcess[str]:
+    def kubectl_run(
+        self, *args: str, timeout: float = 60, check: bool = True, as_user: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run the lab's own kubectl against this cluster (used by deploy/ tests and the CLI)."""
         cmd = [str(self.kubectl), "--kubeconfig", str(self.kubeconfig), *args]
         if as_user:
             cmd.insert(1, f"--as={as_user}")
-        res = subprocess.run(cmd, env=self.env(), capture_output=True, text=True,
-                             timeout=timeout, check=False)
+        res = subprocess.run(cmd, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False)
         if check and res.returncode != 0:
             raise LabError(f"kubectl {' '.join(args)} failed ({res.returncode}):\n{res.stderr}")
         return res
@@ -158,12 +156,20 @@ class KubeLab:
             self.down()
         t0 = time.monotonic()
         self.write_config(free_port())
-        self.kwokctl("create", "cluster", "--name", self.name, "--runtime", "binary",
-                     f"--wait={wait}", "--kubeconfig=", timeout=400)
+        self.kwokctl(
+            "create",
+            "cluster",
+            "--name",
+            self.name,
+            "--runtime",
+            "binary",
+            f"--wait={wait}",
+            "--kubeconfig=",
+            timeout=400,
+        )
         self.scale_nodes(self.nodes)
         self.stamp_file.write_text(self.recipe_stamp())
-        log.info("k8s lab up", seconds=round(time.monotonic() - t0, 1),
-                 kubeconfig=str(self.kubeconfig))
+        log.info("k8s lab up", seconds=round(time.monotonic() - t0, 1), kubeconfig=str(self.kubeconfig))
         return self.kubeconfig
 
     def scale_nodes(self, n: int, timeout: float = 120) -> None:
@@ -172,10 +178,10 @@ class KubeLab:
         kwok's default node IPs (192.0.2.x) would make the apiserver dial off-machine addresses
         whenever a pod log is requested; on loopback the request fails fast and stays local.
         """
-        self.kwokctl("scale", "node", "--name", self.name, "--replicas", str(n),
-                     "--param", '.nodeIPs = ["127.0.0.10"]')
-        self.kubectl_run("wait", "--for=condition=Ready", "node", "--all",
-                         f"--timeout={int(timeout)}s", timeout=timeout + 10)
+        self.kwokctl("scale", "node", "--name", self.name, "--replicas", str(n), "--param", '.nodeIPs = ["127.0.0.10"]')
+        self.kubectl_run(
+            "wait", "--for=condition=Ready", "node", "--all", f"--timeout={int(timeout)}s", timeout=timeout + 10
+        )
 
     def down(self) -> None:
         """Delete the cluster (processes and its workdir); a no-op when it does not exist."""
@@ -201,9 +207,7 @@ class KubeLab:
     def _pid(self, component: str) -> int:
         return int((self.cluster_dir / "pids" / f"{component}.pid").read_text().strip())
 
-    def restart_apiserver(
-        self, downtime: float = 3.0, timeout: float = 120, graceful: bool = False
-    ) -> None:
+    def restart_apiserver(self, downtime: float = 3.0, timeout: float = 120, graceful: bool = False) -> None:
         """Stop kube-apiserver, keep it down for ``downtime`` s, and start it again.
 
         Default: SIGKILL, a crash (the harsher test, and fast).  ``graceful``: SIGTERM first, then

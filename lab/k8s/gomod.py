@@ -21,9 +21,7 @@ K8S_TOOLS = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kub
 
 
 def _download(module: str) -> dict:
-    out = subprocess.run(
-        ["go", "mod", "download", "-json", module], check=True, capture_output=True, text=True
-    ).stdout
+    out = subprocess.run(["go", "mod", "download", "-json", module], check=True, capture_output=True, text=True).stdout
     return json.loads(out)
 
 

@@ -12,7 +12,9 @@ from rich.table import Table
 from lab.openstack import paths
 from lab.openstack.manager import DEFAULT_RELEASE, OpenStackLab
 
-app = typer.Typer(help="A real OpenStack target: MariaDB + Keystone releases + tempest, on loopback.", no_args_is_help=True)
+app = typer.Typer(
+    help="A real OpenStack target: MariaDB + Keystone releases + tempest, on loopback.", no_args_is_help=True
+)
 console = Console()
 
 
@@ -23,7 +25,9 @@ def _show(lab: OpenStackLab) -> None:
     db = status["mariadb"]
     table.add_row("mariadb", f"[green]up[/] 127.0.0.1:{db['port']} (pid {db['pid']})" if db["up"] else "[red]down[/]")
     ks = status["keystone"]
-    table.add_row("keystone", f"[green]{ks['release']}[/] {ks['url']} (pid {ks['pid']})" if ks["up"] else "[red]down[/]")
+    table.add_row(
+        "keystone", f"[green]{ks['release']}[/] {ks['url']} (pid {ks['pid']})" if ks["up"] else "[red]down[/]"
+    )
     table.add_row("clouds.yaml", f"{status['clouds_yaml']}  (clouds: lab-admin, lab-system)")
     table.add_row("tempest", status["tempest_workspace"])
     if lab.mariadb:
@@ -34,7 +38,8 @@ def _show(lab: OpenStackLab) -> None:
 @app.command()
 def up(
     release: str | None = typer.Option(
-        None, help=f"Keystone release to serve: {', '.join(paths.KEYSTONE_RELEASES)} (default: the one serving, else {DEFAULT_RELEASE})"
+        None,
+        help=f"Keystone release to serve: {', '.join(paths.KEYSTONE_RELEASES)} (default: the one serving, else {DEFAULT_RELEASE})",
     ),
 ) -> None:
     """Install what is missing, start MariaDB and Keystone, write clouds.yaml and tempest.conf."""
@@ -42,7 +47,7 @@ def up(
     timings = lab.up(release)
     _show(lab)
     console.print("took " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
-    console.print("worker environment for this lab: eval \"$(stackhop lab openstack env)\"")
+    console.print('worker environment for this lab: eval "$(stackhop lab openstack env)"')
 
 
 @app.command()

@@ -134,14 +134,20 @@ class Keystone:
     def status_command(self, release: str) -> list[str]:
         """`keystone-status upgrade check` of `release` with the lab config."""
         return [
-            str(self.venv_link(release) / "bin" / "python"), str(self.base / "keystone_status.py"),
-            "--config-file", str(self.conf), "upgrade", "check",
-        ]  # fmt: skip
+            str(self.venv_link(release) / "bin" / "python"),
+            str(self.base / "keystone_status.py"),
+            "--config-file",
+            str(self.conf),
+            "upgrade",
+            "check",
+        ]
 
     def manage(self, release: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run([*self.manage_command(release), *args], capture_output=True, text=True)
         if check and done.returncode:
-            raise RuntimeError(f"keystone-manage {' '.join(args)} ({release}) exited {done.returncode}:\n{done.stderr[-3000:]}")
+            raise RuntimeError(
+                f"keystone-manage {' '.join(args)} ({release}) exited {done.returncode}:\n{done.stderr[-3000:]}"
+            )
         return done
 
     def setup(self, release: str) -> None:
@@ -151,11 +157,19 @@ class Keystone:
             write_key_repository(self.base / sub)
         self.manage(release, "db_sync")
         self.manage(
-            release, "bootstrap", "--bootstrap-password", self.admin_password,
-            "--bootstrap-region-id", "RegionOne",
-            "--bootstrap-admin-url", self.url, "--bootstrap-public-url", self.url,
-            "--bootstrap-internal-url", self.url,
-        )  # fmt: skip
+            release,
+            "bootstrap",
+            "--bootstrap-password",
+            self.admin_password,
+            "--bootstrap-region-id",
+            "RegionOne",
+            "--bootstrap-admin-url",
+            self.url,
+            "--bootstrap-public-url",
+            self.url,
+            "--bootstrap-internal-url",
+            self.url,
+        )
 
     # --- serving -------------------------------------------------------------------------------
     def serve(self, release: str, timeout: float = 60.0) -> float:
@@ -169,14 +183,24 @@ class Keystone:
             handle.write(f"\n===== serving keystone {release} =====\n")
         self.pid = procs.start_detached(
             [
-                str(venv / "bin" / "gunicorn"), "--chdir", str(self.base),
-                "--bind", f"127.0.0.1:{self.port}", "--workers", "1",
-                "--timeout", "120", "--graceful-timeout", "3", "--name", f"keystone-{release}",
+                str(venv / "bin" / "gunicorn"),
+                "--chdir",
+                str(self.base),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "1",
+                "--timeout",
+                "120",
+                "--graceful-timeout",
+                "3",
+                "--name",
+                f"keystone-{release}",
                 "keystone_wsgi:application",
             ],
             self.log_path,
             env=env,
-        )  # fmt: skip
+        )
         self.release = release
         seconds = procs.wait_for(self.ready, timeout, f"keystone {release}", pid=self.pid, log=self.log_path)
         log.info("keystone_serving", release=release, port=self.port, pid=self.pid, seconds=round(seconds, 2))

@@ -46,7 +46,7 @@ class OpenStackLab:
         return self.base / "state.json"
 
     @classmethod
-    def load(cls, base: Path | None = None) -> "OpenStackLab":
+    def load(cls, base: Path | None = None) -> OpenStackLab:
         lab = cls(base=base or paths.lab_dir())
         if lab.state_file.exists():
             state = json.loads(lab.state_file.read_text())
@@ -58,13 +58,21 @@ class OpenStackLab:
     def save(self) -> None:
         assert self.mariadb and self.keystone
         state = {
-            "mariadb": {"port": self.mariadb.port, "admin_password": self.mariadb.admin_password, "pid": self.mariadb.pid},
+            "mariadb": {
+                "port": self.mariadb.port,
+                "admin_password": self.mariadb.admin_password,
+                "pid": self.mariadb.pid,
+            },
             "keystone": {
-                "port": self.keystone.port, "db_port": self.keystone.db_port, "db_password": self.keystone.db_password,
-                "admin_password": self.keystone.admin_password, "pid": self.keystone.pid, "release": self.keystone.release,
+                "port": self.keystone.port,
+                "db_port": self.keystone.db_port,
+                "db_password": self.keystone.db_password,
+                "admin_password": self.keystone.admin_password,
+                "pid": self.keystone.pid,
+                "release": self.keystone.release,
             },
             "bootstrapped": self.bootstrapped,
-        }  # fmt: skip
+        }
         self.base.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps(state, indent=2))
         self.state_file.chmod(0o600)
@@ -74,16 +82,23 @@ class OpenStackLab:
         """Install what is missing, start MariaDB, set Keystone up once, serve `release` (default:
         the release already serving, else the oldest)."""
         started = time.monotonic()
-        release = release or (self.keystone.release if self.keystone and procs.alive(self.keystone.pid) else None) or DEFAULT_RELEASE
+        release = (
+            release
+            or (self.keystone.release if self.keystone and procs.alive(self.keystone.pid) else None)
+            or DEFAULT_RELEASE
+        )
         install.ensure_all()
         self.timings["install"] = time.monotonic() - started
         if self.mariadb is None or self.keystone is None:
             db_port = paths.free_port()
             self.mariadb = MariaDB(base=self.base / "mariadb", port=db_port)
             self.keystone = Keystone(
-                base=self.base / "keystone", port=paths.free_port(), db_port=db_port,
-                db_password=secrets.token_hex(12), admin_password=secrets.token_hex(12),
-            )  # fmt: skip
+                base=self.base / "keystone",
+                port=paths.free_port(),
+                db_port=db_port,
+                db_password=secrets.token_hex(12),
+                admin_password=secrets.token_hex(12),
+            )
         t0 = time.monotonic()
         self.mariadb.start()
         self.timings["mariadb"] = time.monotonic() - t0
@@ -140,14 +155,20 @@ class OpenStackLab:
         return {
             "lab_dir": str(self.base),
             "installed": install.all_installed(),
-            "mariadb": {"up": mariadb_up, "port": self.mariadb.port if self.mariadb else None,
-                        "pid": self.mariadb.pid if mariadb_up and self.mariadb else None},
-            "keystone": {"up": keystone_up, "release": self.keystone.release if keystone_up and self.keystone else None,
-                         "url": self.keystone.url if self.keystone else None,
-                         "pid": self.keystone.pid if keystone_up and self.keystone else None},
+            "mariadb": {
+                "up": mariadb_up,
+                "port": self.mariadb.port if self.mariadb else None,
+                "pid": self.mariadb.pid if mariadb_up and self.mariadb else None,
+            },
+            "keystone": {
+                "up": keystone_up,
+                "release": self.keystone.release if keystone_up and self.keystone else None,
+                "url": self.keystone.url if self.keystone else None,
+                "pid": self.keystone.pid if keystone_up and self.keystone else None,
+            },
             "clouds_yaml": str(self.clouds_yaml),
             "tempest_workspace": str(tempest_ws.workspace(self.base)),
-        }  # fmt: skip
+        }
 
     # --- baseline (fast reset between tests) ----------------------------------------------------
     @property
@@ -159,8 +180,11 @@ class OpenStackLab:
         assert self.mariadb
         dump = install.find_tool("mariadb-dump") or "mariadb-dump"
         with open(self.baseline_file, "wb") as out:
-            subprocess.run([dump, f"--defaults-file={self.mariadb.defaults_file}", "--single-transaction", "keystone"],
-                           stdout=out, check=True)  # fmt: skip
+            subprocess.run(
+                [dump, f"--defaults-file={self.mariadb.defaults_file}", "--single-transaction", "keystone"],
+                stdout=out,
+                check=True,
+            )
         return self.baseline_file
 
     def reset(self, release: str = DEFAULT_RELEASE) -> float:
@@ -169,9 +193,13 @@ class OpenStackLab:
         started = time.monotonic()
         self.stop_keystone()
         client = install.find_tool("mariadb") or "mariadb"
-        self.mariadb.sql("DROP DATABASE IF EXISTS keystone; CREATE DATABASE keystone CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci")
+        self.mariadb.sql(
+            "DROP DATABASE IF EXISTS keystone; CREATE DATABASE keystone CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+        )
         with open(self.baseline_file, "rb") as dump:
-            subprocess.run([client, f"--defaults-file={self.mariadb.defaults_file}", "keystone"], stdin=dump, check=True)
+            subprocess.run(
+                [client, f"--defaults-file={self.mariadb.defaults_file}", "keystone"], stdin=dump, check=True
+            )
         self.serve(release)
         return time.monotonic() - started
 
@@ -183,9 +211,11 @@ class OpenStackLab:
     def write_clouds_yaml(self) -> Path:
         assert self.keystone
         auth = {
-            "auth_url": self.keystone.url, "username": "admin", "password": self.keystone.admin_password,
+            "auth_url": self.keystone.url,
+            "username": "admin",
+            "password": self.keystone.admin_password,
             "user_domain_name": "Default",
-        }  # fmt: skip
+        }
         common = {"region_name": "RegionOne", "identity_api_version": 3, "interface": "public"}
         clouds = {
             "clouds": {

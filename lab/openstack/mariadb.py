@@ -75,11 +75,7 @@ class MariaDB:
 
     def _write_client_cnf(self) -> None:
         self.defaults_file.write_text(
-            "[client]\n"
-            "host=127.0.0.1\n"
-            f"port={self.port}\n"
-            f"user={ADMIN_USER}\n"
-            f"password={self.admin_password}\n"
+            f"[client]\nhost=127.0.0.1\nport={self.port}\nuser={ADMIN_USER}\npassword={self.admin_password}\n"
         )
         self.defaults_file.chmod(0o600)
 
@@ -92,11 +88,16 @@ class MariaDB:
         if tool is None:
             raise RuntimeError("mariadb-install-db not found: run `python -m lab.openstack.install`")
         subprocess.run(
-            [tool, f"--defaults-file={self.server_cnf}", "--user=root", "--auth-root-authentication-method=normal",
-             "--skip-test-db"],
+            [
+                tool,
+                f"--defaults-file={self.server_cnf}",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
             check=True,
             capture_output=True,
-        )  # fmt: skip
+        )
 
     def start(self, timeout: float = 30.0) -> float:
         """Start mariadbd and create the admin user; returns seconds until it answered."""

@@ -10,8 +10,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 # Popen objects of the servers this process started: kept so they are reaped (not garbage-collected
 # while running, which warns) and so `alive` can poll them without racing the pid's reuse.
@@ -81,7 +81,9 @@ def stop(pid: int | None, timeout: float = 15.0) -> None:
         time.sleep(0.05)
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, pid: int | None = None, log: Path | None = None) -> float:
+def wait_for(
+    predicate: Callable[[], bool], timeout: float, what: str, pid: int | None = None, log: Path | None = None
+) -> float:
     """Poll `predicate` until true; fail early if the server `pid` died. Returns seconds waited."""
     started = time.monotonic()
     while True:

@@ -9,9 +9,8 @@ start-up) so every upgrade test starts from the same database.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable
 
 import pytest
 

@@ -55,5 +55,7 @@ def create(base: Path, *, auth_url: str, admin_password: str) -> Path:
             check=True,
             capture_output=True,
         )
-    (ws / "etc" / "tempest.conf").write_text(render_conf(auth_url=auth_url, admin_password=admin_password, log_dir=ws / "logs"))
+    (ws / "etc" / "tempest.conf").write_text(
+        render_conf(auth_url=auth_url, admin_password=admin_password, log_dir=ws / "logs")
+    )
     return ws

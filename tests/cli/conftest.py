@@ -47,9 +47,13 @@ class Cli:
 
     def env(self, tq: str | None = None, **extra: str | None) -> dict[str, str | None]:
         env: dict[str, str | None] = {
-            "TEMPORAL_ADDRESS": self.address, "TEMPORAL_NAMESPACE": "default", "TEMPORAL_PROFILE": None,
-            "STACKHOP_UI_URL": UI, "COLUMNS": "200", "USER": "tester",
-        }  # fmt: skip
+            "TEMPORAL_ADDRESS": self.address,
+            "TEMPORAL_NAMESPACE": "default",
+            "TEMPORAL_PROFILE": None,
+            "STACKHOP_UI_URL": UI,
+            "COLUMNS": "200",
+            "USER": "tester",
+        }
         if tq:
             env["STACKHOP_TASK_QUEUE"] = tq
         env.update(extra)

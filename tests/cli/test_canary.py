@@ -36,12 +36,14 @@ async def until_listed(cli: Cli, canary: str, pattern: str, timeout: float = 15)
         await asyncio.sleep(0.5)
 
 
-async def test_create_list_trigger_wait_passes_and_resets_to_baseline(client: Client, cli: Cli, write_plan) -> None:  # noqa: ANN001
+async def test_create_list_trigger_wait_passes_and_resets_to_baseline(client: Client, cli: Cli, write_plan) -> None:
     plan, wf_id = write_plan()
     canary = name()
     script = Script()
     async with running(client, script) as tq:
-        res = await cli("canary", "create", canary, "--plan", str(plan), "--cron", NEVER, "--note", "nightly canary", tq=tq)
+        res = await cli(
+            "canary", "create", canary, "--plan", str(plan), "--cron", NEVER, "--note", "nightly canary", tq=tq
+        )
         assert res.exit_code == 0, res.output
         assert f"created canary {canary}: schedule canary/{canary}, cron '{NEVER}'" in res.stdout
 
@@ -60,7 +62,11 @@ async def test_create_list_trigger_wait_passes_and_resets_to_baseline(client: Cl
         assert res.exit_code == 0, res.output
         out = res.stdout
         assert f"triggered canary {canary}: workflow canary/{canary}-" in out
-        assert f"canary {canary}: passed" in out and "succeeded: " in out and "  keystone: succeeded (keystone upgraded to 2026.1); tempest pass 14 passed, 0 failed" in out
+        assert (
+            f"canary {canary}: passed" in out
+            and "succeeded: " in out
+            and "  keystone: succeeded (keystone upgraded to 2026.1); tempest pass 14 passed, 0 failed" in out
+        )
         assert "reset keystone: done back to registry/keystone-api:old" in out
         assert f"full report: stackhop report {wf_id}" in out
         assert script.calls[-5:] == RESET  # the upgrade, then the reset to baseline
@@ -79,7 +85,7 @@ async def test_create_list_trigger_wait_passes_and_resets_to_baseline(client: Cl
     assert res.exit_code == 0 and f"deleted canary {canary}" in res.stdout
 
 
-async def test_failing_canary_exits_1_and_pauses_its_schedule(client: Client, cli: Cli, write_plan) -> None:  # noqa: ANN001
+async def test_failing_canary_exits_1_and_pauses_its_schedule(client: Client, cli: Cli, write_plan) -> None:
     plan, wf_id = write_plan()
     canary = name()
     script = Script()
@@ -113,7 +119,7 @@ async def test_failing_canary_exits_1_and_pauses_its_schedule(client: Client, cl
     assert (await cli("canary", "delete", canary)).exit_code == 0
 
 
-async def test_pause_unpause_delete_and_refusals(client: Client, cli: Cli, write_plan, tmp_path) -> None:  # noqa: ANN001
+async def test_pause_unpause_delete_and_refusals(client: Client, cli: Cli, write_plan, tmp_path) -> None:
     plan, _ = write_plan()
     canary = name()
     assert (await cli("canary", "create", canary, "--plan", str(plan), "--cron", "*/30 * * * *")).exit_code == 0
@@ -146,19 +152,23 @@ async def test_pause_unpause_delete_and_refusals(client: Client, cli: Cli, write
     assert res.exit_code == 2 and "canary name 'bad name!'" in res.stderr
 
 
-async def test_bad_plan_and_unreachable(offline_cli: Cli, write_plan) -> None:  # noqa: ANN001
+async def test_bad_plan_and_unreachable(offline_cli: Cli, write_plan) -> None:
     plan, _ = write_plan()
     bad = plan.with_name("bad.yaml")
     bad.write_text(plan.read_text().replace("2025.2", "2027.1"))
     res = await offline_cli("canary", "create", name(), "--plan", str(bad), "--cron", NEVER)
-    assert res.exit_code == 2 and "invalid plan" in res.stderr and "downgrade" in res.stderr  # checked before connecting
+    assert (
+        res.exit_code == 2 and "invalid plan" in res.stderr and "downgrade" in res.stderr
+    )  # checked before connecting
     res = await offline_cli("canary", "create", name(), "--plan", str(plan), "--cron", NEVER)
     assert res.exit_code == 3 and "cannot reach Temporal" in res.stderr
     for cmd in (["list"], ["history", "x"], ["trigger", "x"]):
         assert (await offline_cli("canary", *cmd)).exit_code == 3, cmd
 
 
-async def test_trigger_while_running_is_refused_and_a_paused_canary_can_still_be_triggered(client: Client, cli: Cli, write_plan) -> None:  # noqa: ANN001
+async def test_trigger_while_running_is_refused_and_a_paused_canary_can_still_be_triggered(
+    client: Client, cli: Cli, write_plan
+) -> None:
     plan, _ = write_plan()
     canary = name()
     script = Script()
@@ -183,7 +193,10 @@ async def test_trigger_while_running_is_refused_and_a_paused_canary_can_still_be
         assert (await cli("canary", "pause", canary)).exit_code == 0
         res = await cli("canary", "trigger", canary, "--wait", tq=tq)
         assert res.exit_code == 0, res.output
-        assert f"canary {canary} is paused; this manual run goes ahead" in res.stdout and f"canary {canary}: passed" in res.stdout
+        assert (
+            f"canary {canary} is paused; this manual run goes ahead" in res.stdout
+            and f"canary {canary}: passed" in res.stdout
+        )
         res = await cli("canary", "history", canary)
         assert res.stdout.count("│ passed") == 2 and f"canary {canary}: 2 run(s), paused" in res.stdout
     assert (await cli("canary", "delete", canary)).exit_code == 0

@@ -11,7 +11,7 @@ from tests.standins import Script
 from tests.workflows.helpers import running, service
 
 
-async def test_operator_commands_and_their_refusals(client: Client, cli: Cli, write_plan) -> None:  # noqa: ANN001
+async def test_operator_commands_and_their_refusals(client: Client, cli: Cli, write_plan) -> None:
     plan, wf_id = write_plan([service("keystone", gate={"approval": True})])
     script = Script()
     script.block["db.snapshot"] = release = threading.Event()
@@ -23,12 +23,18 @@ async def test_operator_commands_and_their_refusals(client: Client, cli: Cli, wr
         assert res.exit_code == 0 and f"stackhop approve {wf_id} keystone" in res.stdout
 
         res = await cli("approve", wf_id, "nova")
-        assert res.exit_code == 2 and "approve refused: unknown gate 'nova'; gates of this upgrade: keystone" in res.stderr
+        assert (
+            res.exit_code == 2 and "approve refused: unknown gate 'nova'; gates of this upgrade: keystone" in res.stderr
+        )
 
         res = await cli("pause", wf_id, "--reason", "change freeze")
         assert res.exit_code == 0 and "paused" in res.stdout
         doc = await cli.status(wf_id)
-        assert doc["status"]["paused"] and "change freeze" in doc["status"]["message"] and "by tester" in doc["status"]["message"]
+        assert (
+            doc["status"]["paused"]
+            and "change freeze" in doc["status"]["message"]
+            and "by tester" in doc["status"]["message"]
+        )
         res = await cli("pause", wf_id)
         assert res.exit_code == 2 and "pause refused: the upgrade is already paused" in res.stderr
         assert (await cli("resume", wf_id)).exit_code == 0
@@ -64,8 +70,13 @@ async def test_operator_commands_and_their_refusals(client: Client, cli: Cli, wr
     assert res.exit_code == 1 and "aborted" in res.stdout
 
 
-async def test_unknown_and_non_upgrade_workflows_are_bad_input(client: Client, cli: Cli, write_plan) -> None:  # noqa: ANN001
-    for cmd in (["pause", "upgrade/nowhere"], ["resume", "nowhere"], ["approve", "nowhere", "g"], ["abort", "nowhere", "--reason", "x"]):
+async def test_unknown_and_non_upgrade_workflows_are_bad_input(client: Client, cli: Cli, write_plan) -> None:
+    for cmd in (
+        ["pause", "upgrade/nowhere"],
+        ["resume", "nowhere"],
+        ["approve", "nowhere", "g"],
+        ["abort", "nowhere", "--reason", "x"],
+    ):
         res = await cli(*cmd)
         assert res.exit_code == 2, cmd
         assert "no upgrade 'upgrade/nowhere'" in res.stderr and "stackhop list --all" in res.stderr

@@ -58,9 +58,13 @@ class Dev:
     def __init__(self, *args: str):
         env = {**os.environ, "STACKHOP_TASK_QUEUE": f"dev-{uuid.uuid4().hex[:8]}", "STACKHOP_LOG_LEVEL": "WARNING"}
         self.proc = subprocess.Popen(
-            [STACKHOP, "dev", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            [STACKHOP, "dev", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
             start_new_session=True,
-        )  # fmt: skip
+        )
         self._start_readers()
 
     def _start_readers(self) -> None:
@@ -75,7 +79,7 @@ class Dev:
             t.start()
 
     @staticmethod
-    def _read(stream, sink) -> None:  # noqa: ANN001
+    def _read(stream, sink) -> None:
         for line in stream:
             sink(line)
 
@@ -148,7 +152,9 @@ async def test_dev_starts_server_and_worker_and_leaves_nothing_behind(tmp_path: 
         dev.stop_now()
 
 
-async def test_dev_on_a_port_that_already_answers_runs_only_the_worker(temporal_env: WorkflowEnvironment, tmp_path: Path) -> None:
+async def test_dev_on_a_port_that_already_answers_runs_only_the_worker(
+    temporal_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
     port = int(temporal_env.client.service_client.config.target_host.rsplit(":", 1)[1])
     dev = Dev("--port", str(port), "--db-file", str(tmp_path / "unused.db"))
     try:
@@ -176,8 +182,9 @@ def test_dev_refuses_a_port_used_by_something_else(tmp_path: Path) -> None:
 def worker_proc(address: str, tq: str) -> Dev:
     dev = Dev.__new__(Dev)
     env = {**os.environ, "TEMPORAL_ADDRESS": address, "STACKHOP_TASK_QUEUE": tq, "STACKHOP_LOG_LEVEL": "WARNING"}
-    dev.proc = subprocess.Popen([STACKHOP, "worker"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=env, start_new_session=True)  # fmt: skip
+    dev.proc = subprocess.Popen(
+        [STACKHOP, "worker"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
     Dev._start_readers(dev)
     return dev
 

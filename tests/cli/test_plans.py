@@ -35,12 +35,17 @@ def test_every_bad_plan_has_a_case() -> None:
 
 
 def test_examples_validate_with_their_order(offline_cli: Cli) -> None:
-    res = offline_cli.run("plan", "validate", str(ROOT / "examples/lab-keystone.yaml"), str(ROOT / "examples/multi-service.yaml"))
+    res = offline_cli.run(
+        "plan", "validate", str(ROOT / "examples/lab-keystone.yaml"), str(ROOT / "examples/multi-service.yaml")
+    )
     assert res.exit_code == 0, res.stderr
     lines = res.stdout.splitlines()
     assert len(lines) == 2
     assert "lab-keystone-2026.1: cloud lab, 2025.2 → 2026.1, order: keystone" in lines[0]
-    assert "prod-2026.1: cloud prod-east, 2025.1 → 2026.1, order: keystone → placement → glance → neutron → nova → cinder" in lines[1]
+    assert (
+        "prod-2026.1: cloud prod-east, 2025.1 → 2026.1, order: keystone → placement → glance → neutron → nova → cinder"
+        in lines[1]
+    )
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
@@ -84,7 +89,9 @@ def test_show_refuses_a_bad_plan(offline_cli: Cli) -> None:
 def test_show_live_without_a_cluster_says_why(offline_cli: Cli, tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
-    res = offline_cli.run("plan", "show", "--live", str(ROOT / "examples/lab-keystone.yaml"), KUBECONFIG=str(kubeconfig))
+    res = offline_cli.run(
+        "plan", "show", "--live", str(ROOT / "examples/lab-keystone.yaml"), KUBECONFIG=str(kubeconfig)
+    )
     assert res.exit_code == 2
     assert "cannot read the live state of lab" in res.stderr
 
@@ -99,7 +106,20 @@ def test_schema_is_json_schema_with_aliases(offline_cli: Cli) -> None:
 def test_help_lists_every_command_and_the_lab_sub_apps(offline_cli: Cli) -> None:
     res = offline_cli.run("--help")
     assert res.exit_code == 0
-    for cmd in ("start", "status", "watch", "pause", "resume", "approve", "abort", "list", "worker", "dev", "plan", "lab"):
+    for cmd in (
+        "start",
+        "status",
+        "watch",
+        "pause",
+        "resume",
+        "approve",
+        "abort",
+        "list",
+        "worker",
+        "dev",
+        "plan",
+        "lab",
+    ):
         assert f" {cmd} " in res.stdout, cmd
     res = offline_cli.run("lab", "--help")
     assert res.exit_code == 0 and " k8s " in res.stdout and " openstack " in res.stdout

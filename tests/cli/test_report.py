@@ -19,7 +19,7 @@ from tests.workflows.helpers import running
 SHA = "ab" * 32
 
 
-async def test_reports_of_a_succeeded_upgrade(client: Client, cli: Cli, write_plan, tmp_path: Path) -> None:  # noqa: ANN001
+async def test_reports_of_a_succeeded_upgrade(client: Client, cli: Cli, write_plan, tmp_path: Path) -> None:
     plan, wf_id = write_plan()
     async with running(client, Script()) as tq:
         assert (await cli("start", str(plan), "--wait", tq=tq)).exit_code == 0
@@ -60,13 +60,19 @@ async def test_reports_of_a_succeeded_upgrade(client: Client, cli: Cli, write_pl
     assert not list(root.iter("failure"))
 
 
-async def test_reports_of_a_rolled_back_upgrade(client: Client, cli: Cli, write_plan) -> None:  # noqa: ANN001
+async def test_reports_of_a_rolled_back_upgrade(client: Client, cli: Cli, write_plan) -> None:
     plan, wf_id = write_plan()
     script = Script()
     script.answers["tempest.run"] = io.TempestResult(
-        status="fail", message="2 tests failed", passed=12, failed=2,
-        failing_tests=["tempest.api.identity.v3.test_users.UsersV3Test.test_update_user", "tempest.api.identity.v3.test_tokens.TokensV3Test.test_rescope"],
-    )  # fmt: skip
+        status="fail",
+        message="2 tests failed",
+        passed=12,
+        failed=2,
+        failing_tests=[
+            "tempest.api.identity.v3.test_users.UsersV3Test.test_update_user",
+            "tempest.api.identity.v3.test_tokens.TokensV3Test.test_rescope",
+        ],
+    )
     async with running(client, script) as tq:
         assert (await cli("start", str(plan), "--wait", tq=tq)).exit_code == 1
 
@@ -88,16 +94,22 @@ async def test_reports_of_a_rolled_back_upgrade(client: Client, cli: Cli, write_
     root = ET.fromstring(res.stdout)
     ks = next(s for s in root.iter("testsuite") if s.get("name") == "keystone")
     failed = {c.get("name"): c for c in ks.iter("testcase") if c.find("failure") is not None}
-    assert set(failed) == {"validate #2", "tempest.api.identity.v3.test_users.UsersV3Test.test_update_user",
-                           "tempest.api.identity.v3.test_tokens.TokensV3Test.test_rescope"}  # fmt: skip
-    assert failed["test_rescope" and "tempest.api.identity.v3.test_tokens.TokensV3Test.test_rescope"].get("classname") == "keystone.tempest"
+    assert set(failed) == {
+        "validate #2",
+        "tempest.api.identity.v3.test_users.UsersV3Test.test_update_user",
+        "tempest.api.identity.v3.test_tokens.TokensV3Test.test_rescope",
+    }
+    assert (
+        failed["test_rescope" and "tempest.api.identity.v3.test_tokens.TokensV3Test.test_rescope"].get("classname")
+        == "keystone.tempest"
+    )
     assert ks.get("failures") == "3" and root.get("failures") == "3"
     undo = next(c for c in ks.iter("testcase") if c.get("name") == "undo-roll")
     assert undo.find("failure") is None and undo.find("skipped") is None
     assert {p.get("name"): p.get("value") for p in ks.iter("property")}["outcome"] == "rolled-back"
 
 
-async def test_report_of_a_running_upgrade_and_bad_ids(client: Client, cli: Cli, write_plan) -> None:  # noqa: ANN001
+async def test_report_of_a_running_upgrade_and_bad_ids(client: Client, cli: Cli, write_plan) -> None:
     plan, wf_id = write_plan()
     script = Script()
     script.block["db.snapshot"] = release = threading.Event()
@@ -121,7 +133,9 @@ async def test_report_of_a_running_upgrade_and_bad_ids(client: Client, cli: Cli,
     assert res.exit_code == 2
 
 
-async def test_report_of_an_upgrade_without_report_and_unreachable(client: Client, cli: Cli, offline_cli: Cli, write_plan) -> None:  # noqa: ANN001
+async def test_report_of_an_upgrade_without_report_and_unreachable(
+    client: Client, cli: Cli, offline_cli: Cli, write_plan
+) -> None:
     plan, wf_id = write_plan()
     tq = f"nobody-{uuid.uuid4().hex[:6]}"
     assert (await cli("start", str(plan), tq=tq)).exit_code == 0
@@ -134,7 +148,9 @@ async def test_report_of_an_upgrade_without_report_and_unreachable(client: Clien
 
 def test_junit_step_statuses_and_control_characters() -> None:
     """Log tails carry terminal escapes; XML 1.0 cannot: they are dropped, the rest escaped."""
-    step = io.StepRecord(service="nova", step="migrate", status="failed", seconds=1.5, detail="boom \x1b[31m<&>\x00 | x\ny")
+    step = io.StepRecord(
+        service="nova", step="migrate", status="failed", seconds=1.5, detail="boom \x1b[31m<&>\x00 | x\ny"
+    )
     roll = io.StepRecord(service="nova", step="roll", status="compensated", detail="undone")
     skip = io.StepRecord(service="nova", step="contract", status="skipped", detail="nothing to contract")
     svc = io.ServiceResult(service="nova", outcome="failed", message="m", steps=[roll, step, skip])

@@ -16,11 +16,20 @@ STACKHOP = str(Path(sys.executable).parent / "stackhop")
 
 @pytest.mark.parametrize(
     "args",
-    [["status", "upgrade/lab"], ["watch", "lab"], ["list"], ["pause", "lab"], ["approve", "lab", "g"],
-     ["abort", "lab", "--reason", "x"], ["resume", "lab"], ["worker"], ["start", "{plan}"]],
+    [
+        ["status", "upgrade/lab"],
+        ["watch", "lab"],
+        ["list"],
+        ["pause", "lab"],
+        ["approve", "lab", "g"],
+        ["abort", "lab", "--reason", "x"],
+        ["resume", "lab"],
+        ["worker"],
+        ["start", "{plan}"],
+    ],
     ids=lambda a: a[0],
-)  # fmt: skip
-async def test_unreachable_exits_3(offline_cli: Cli, write_plan, args: list[str]) -> None:  # noqa: ANN001
+)
+async def test_unreachable_exits_3(offline_cli: Cli, write_plan, args: list[str]) -> None:
     plan, _ = write_plan()
     res = await offline_cli(*(a.replace("{plan}", str(plan)) for a in args))
     assert res.exit_code == 3, res.output

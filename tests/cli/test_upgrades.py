@@ -15,7 +15,7 @@ from tests.standins import Script
 from tests.workflows.helpers import running
 
 
-async def test_start_wait_runs_to_success_and_reports(client: Client, cli: Cli, write_plan) -> None:  # noqa: ANN001
+async def test_start_wait_runs_to_success_and_reports(client: Client, cli: Cli, write_plan) -> None:
     plan, wf_id = write_plan()
     async with running(client, Script()) as tq:
         res = await cli("start", str(plan), "--wait", tq=tq)
@@ -23,7 +23,7 @@ async def test_start_wait_runs_to_success_and_reports(client: Client, cli: Cli, 
         out = res.stdout
         assert f"started {wf_id}" in out
         assert f"UI: {UI}/namespaces/default/workflows/upgrade%2F{wf_id.split('/')[1]}" in out
-        assert "succeeded" in out and f"upgraded to 2026.1" in out
+        assert "succeeded" in out and "upgraded to 2026.1" in out
         assert f"sha256 {'ab' * 32}" in out and "tempest: pass, passed 14, failed 0" in out
         for step in ("snapshot", "verify", "expand", "migrate", "roll", "rollout", "validate", "contract", "postcheck"):
             assert re.search(rf"^{step}\s+│ done\s+│ \d+\.\d", out, re.M), step
@@ -38,11 +38,15 @@ async def test_start_wait_runs_to_success_and_reports(client: Client, cli: Cli, 
     desc = await client.get_workflow_handle(wf_id).describe()
     assert await desc.static_summary() == f"keystone: 2025.2 → 2026.1 on {wf_id.split('/')[1]}"
     details = await desc.static_details()
-    assert "**Plan** `cli-test`" in details and "1. keystone (expand-contract" in details and "on failure: rollback" in details
+    assert (
+        "**Plan** `cli-test`" in details
+        and "1. keystone (expand-contract" in details
+        and "on failure: rollback" in details
+    )
     assert str(plan) in details
 
 
-async def test_failure_rolls_back_and_exits_1(client: Client, cli: Cli, write_plan) -> None:  # noqa: ANN001
+async def test_failure_rolls_back_and_exits_1(client: Client, cli: Cli, write_plan) -> None:
     plan, wf_id = write_plan()
     script = Script()
     script.fail["k8s.wait_rollout"] = errors.ROLLOUT_FAILED
@@ -62,7 +66,7 @@ async def test_failure_rolls_back_and_exits_1(client: Client, cli: Cli, write_pl
     assert doc["report"]["services"][0]["outcome"] == "rolled-back"
 
 
-async def test_second_start_on_the_same_cloud_is_refused(client: Client, cli: Cli, write_plan) -> None:  # noqa: ANN001
+async def test_second_start_on_the_same_cloud_is_refused(client: Client, cli: Cli, write_plan) -> None:
     plan, wf_id = write_plan(services=None)
     script = Script()
     script.block["db.snapshot"] = release = __import__("threading").Event()
@@ -71,7 +75,9 @@ async def test_second_start_on_the_same_cloud_is_refused(client: Client, cli: Cl
         res = await cli("start", str(plan), tq=tq)
         assert res.exit_code == 2
         cloud = wf_id.split("/")[1]
-        assert f"an upgrade is already running on cloud {cloud} (workflow {wf_id}): stackhop status {wf_id}" in res.stderr
+        assert (
+            f"an upgrade is already running on cloud {cloud} (workflow {wf_id}): stackhop status {wf_id}" in res.stderr
+        )
         running_now = await cli.until(wf_id, lambda d: d["status"] and d["status"]["services"][0]["step"] == "snapshot")
         assert running_now["run_status"] == "running"
         res = await cli("list", "--cloud", cloud)
@@ -99,7 +105,9 @@ async def test_status_of_unknown_upgrade_is_bad_input(cli: Cli) -> None:
     assert res.exit_code == 2
 
 
-async def test_start_refuses_bad_plans_and_unknown_gates_before_contacting_temporal(offline_cli: Cli, write_plan) -> None:  # noqa: ANN001
+async def test_start_refuses_bad_plans_and_unknown_gates_before_contacting_temporal(
+    offline_cli: Cli, write_plan
+) -> None:
     plan, _ = write_plan()
     res = await offline_cli("start", str(plan), "--approve", "nope")
     assert res.exit_code == 2 and "--approve nope: no such gate in the plan (gates: none)" in res.stderr
@@ -109,7 +117,7 @@ async def test_start_refuses_bad_plans_and_unknown_gates_before_contacting_tempo
     assert res.exit_code == 2 and "release.to" in res.stderr and "downgrade" in res.stderr
 
 
-async def test_status_json_while_running_and_pre_approved_gate(client: Client, cli: Cli, write_plan) -> None:  # noqa: ANN001
+async def test_status_json_while_running_and_pre_approved_gate(client: Client, cli: Cli, write_plan) -> None:
     from tests.workflows.helpers import service
 
     plan, wf_id = write_plan([service("keystone", gate={"approval": True, "name": "go"})])
@@ -121,7 +129,7 @@ async def test_status_json_while_running_and_pre_approved_gate(client: Client, c
     assert gate and gate[0]["status"] == "done" and "go" in gate[0]["detail"]
 
 
-async def test_status_of_a_running_upgrade_without_worker_exits_3(client: Client, cli: Cli, write_plan) -> None:  # noqa: ANN001
+async def test_status_of_a_running_upgrade_without_worker_exits_3(client: Client, cli: Cli, write_plan) -> None:
     plan, wf_id = write_plan()
     tq = f"nobody-polls-{uuid.uuid4().hex[:6]}"
     assert (await cli("start", str(plan), tq=tq)).exit_code == 0
@@ -135,7 +143,7 @@ async def test_status_of_a_running_upgrade_without_worker_exits_3(client: Client
     assert res.exit_code == 1 and "ended: terminated" in res.stdout and "without a report" in res.stdout
 
 
-async def test_profiles_from_the_temporal_config_file(cli: Cli, tmp_path) -> None:  # noqa: ANN001
+async def test_profiles_from_the_temporal_config_file(cli: Cli, tmp_path) -> None:
     config = tmp_path / "temporal.toml"
     config.write_text(f'[profile.lab]\naddress = "{cli.address}"\nnamespace = "default"\n')
     env = {"TEMPORAL_CONFIG_FILE": str(config), "TEMPORAL_ADDRESS": None}

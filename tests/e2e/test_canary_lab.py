@@ -23,12 +23,19 @@ from tests.conftest import ROOT
 def sync_check(version: str) -> str:
     from temporalio.testing import ActivityEnvironment
 
-    inp = io.MigrateInput(service="keystone", phase="check", version=version, migration=Migration(mode="expand-contract"))
+    inp = io.MigrateInput(
+        service="keystone", phase="check", version=version, migration=Migration(mode="expand-contract")
+    )
     return ActivityEnvironment().run(migration.db_sync, inp).state
 
 
 async def test_canary_trigger_upgrades_then_returns_to_baseline(
-    client: Client, temporal_env, k8s_lab, openstack_lab, monkeypatch, tmp_path: Path  # noqa: ANN001
+    client: Client,
+    temporal_env,
+    k8s_lab,
+    openstack_lab,
+    monkeypatch,
+    tmp_path: Path,
 ) -> None:
     lab = DemoLab(k8s_lab, openstack_lab, namespace=f"canary-{uuid.uuid4().hex[:6]}")
     await asyncio.to_thread(lab.prepare)

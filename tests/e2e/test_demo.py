@@ -30,16 +30,20 @@ LAB_DIR = ROOT / ".lab" / "e2e"
 def demo_env(temporal_env: WorkflowEnvironment) -> Iterator[dict[str, str]]:
     env = {**os.environ, "STACKHOP_LAB_DIR": str(LAB_DIR), "STACKHOP_DEMO_CLUSTER": "stackhop-e2e"}
     yield env
-    subprocess.run([str(Path(sys.executable).parent / "stackhop"), "lab", "down"], env=env, check=False,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [str(Path(sys.executable).parent / "stackhop"), "lab", "down"], env=env, check=False, capture_output=True
+    )
 
 
 def run_demo(env: dict[str, str], temporal_env: WorkflowEnvironment, *args: str) -> tuple[int, str]:
     port = temporal_env.client.service_client.config.target_host.rsplit(":", 1)[1]
     done = subprocess.run(
         [str(Path(sys.executable).parent / "stackhop"), "demo", "--port", port, "--keep", *args],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return done.returncode, done.stdout + done.stderr
 
 
@@ -58,7 +62,7 @@ async def report_of(temporal_env: WorkflowEnvironment) -> io.UpgradeReport:
     return report
 
 
-async def test_demo_upgrades_keystone_to_2026_1(demo_env, temporal_env, monkeypatch) -> None:  # noqa: ANN001
+async def test_demo_upgrades_keystone_to_2026_1(demo_env, temporal_env, monkeypatch) -> None:
     code, output = run_demo(demo_env, temporal_env)
     assert code == 0, output
     lab = lab_state(demo_env, monkeypatch)
@@ -69,8 +73,19 @@ async def test_demo_upgrades_keystone_to_2026_1(demo_env, temporal_env, monkeypa
     assert report.outcome == "succeeded" and svc.snapshot and len(svc.snapshot.sha256) == 64
     assert svc.tempest and svc.tempest.status == "pass" and svc.tempest.passed >= 14
     done = [s.step for s in svc.steps if s.status == "done"]
-    assert done == ["snapshot", "verify", "check", "expand", "migrate", "roll", "rollout", "validate", "validate",
-                    "contract", "postcheck"]  # fmt: skip
+    assert done == [
+        "snapshot",
+        "verify",
+        "check",
+        "expand",
+        "migrate",
+        "roll",
+        "rollout",
+        "validate",
+        "validate",
+        "contract",
+        "postcheck",
+    ]
     assert "Temporal UI: http://127.0.0.1:" in output and "upgraded to 2026.1" in output
 
 
@@ -82,7 +97,9 @@ async def test_demo_upgrades_keystone_to_2026_1(demo_env, temporal_env, monkeypa
         ("tempest", "validate", "DomainsTestJSON"),
     ],
 )
-async def test_injected_failure_rolls_back_to_28_1_0(demo_env, temporal_env, monkeypatch, inject, failed_step, why) -> None:  # noqa: ANN001, E501
+async def test_injected_failure_rolls_back_to_28_1_0(
+    demo_env, temporal_env, monkeypatch, inject, failed_step, why
+) -> None:
     code, output = run_demo(demo_env, temporal_env, "--inject", inject)
     assert code == 1, output
     lab = lab_state(demo_env, monkeypatch)

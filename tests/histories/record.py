@@ -34,9 +34,10 @@ def scenarios() -> dict[str, Script]:
 
 async def main() -> None:
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(), data_converter=pydantic_data_converter,
+        dev_server_existing_path=temporal_binary(),
+        data_converter=pydantic_data_converter,
         search_attributes=visibility.ALL,
-    )  # fmt: skip
+    )
     try:
         for name, script in scenarios().items():
             services = [service("keystone"), service("placement", migration={"mode": "offline"}, checks=[])]
@@ -45,13 +46,13 @@ async def main() -> None:
                 handle = await start(env.client, plan, tq)
                 try:
                     await handle.result()
-                except Exception:  # noqa: BLE001 - rolled back on purpose
+                except Exception:
                     pass
                 for wf_id in [plan.workflow_id] + [f"{plan.workflow_id}/{s.name}" for s in plan.services]:
                     h = env.client.get_workflow_handle(wf_id)
                     try:
                         history = await h.fetch_history()
-                    except Exception:  # noqa: BLE001 - a service that never started
+                    except Exception:
                         continue
                     out = HERE / f"{name}--{wf_id.split('/', 2)[-1] if wf_id.count('/') > 1 else 'upgrade'}.json"
                     out.write_text(history.to_json())

@@ -22,11 +22,18 @@ def pod_spec(image: str, sidecar: str | None = "registry.lab/sidecar:1.0", **ext
     return {"containers": containers, "terminationGracePeriodSeconds": 0, **extra}
 
 
-def workload(kind: str, name: str, image: str, *, replicas: int = 2, deadline: int = 600,
-             annotations: dict[str, str] | None = None, sidecar: str | None = "registry.lab/sidecar:1.0") -> dict:
+def workload(
+    kind: str,
+    name: str,
+    image: str,
+    *,
+    replicas: int = 2,
+    deadline: int = 600,
+    annotations: dict[str, str] | None = None,
+    sidecar: str | None = "registry.lab/sidecar:1.0",
+) -> dict:
     labels = {"app": name}
-    template = {"metadata": {"labels": labels, "annotations": annotations or {}},
-                "spec": pod_spec(image, sidecar)}
+    template = {"metadata": {"labels": labels, "annotations": annotations or {}}, "spec": pod_spec(image, sidecar)}
     spec: dict[str, Any] = {"selector": {"matchLabels": labels}, "template": template}
     if kind == "Deployment":
         spec.update(replicas=replicas, progressDeadlineSeconds=deadline)
@@ -45,8 +52,7 @@ def create(target: KubeTarget, obj: dict) -> dict:
 
 
 def read(target: KubeTarget, kind: str, name: str) -> dict:
-    suffix = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set",
-              "Job": "job"}
+    suffix = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set", "Job": "job"}
     with api_client(target) as api:
         mod = client.BatchV1Api(api) if kind == "Job" else client.AppsV1Api(api)
         return call(getattr(mod, f"read_namespaced_{suffix[kind]}"), name, target.namespace)
@@ -59,8 +65,7 @@ def list_jobs(target: KubeTarget) -> list[dict]:
 
 def list_pods(target: KubeTarget, selector: str = "") -> list[dict]:
     with api_client(target) as api:
-        return call(client.CoreV1Api(api).list_namespaced_pod, target.namespace,
-                    label_selector=selector)["items"]
+        return call(client.CoreV1Api(api).list_namespaced_pod, target.namespace, label_selector=selector)["items"]
 
 
 def images_of(obj: dict) -> dict[str, str]:
@@ -91,7 +96,7 @@ class Background:
     def _run(self, rec: Recorder, fn: Callable, arg: Any) -> None:
         try:
             self.result = rec.run(fn, arg)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
+        except BaseException as exc:
             self.error = exc
 
     def join(self, timeout: float) -> None:

@@ -44,23 +44,31 @@ class KubeProbe:
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
         res = await workflow.execute_activity(
-            io.K8S_SET_IMAGES, io.SetImagesInput(target=inp.target, images=inp.images),
-            result_type=io.SetImagesResult, **opts,
-        )  # fmt: skip
+            io.K8S_SET_IMAGES,
+            io.SetImagesInput(target=inp.target, images=inp.images),
+            result_type=io.SetImagesResult,
+            **opts,
+        )
         refs = [io.WorkloadRef(kind=i.kind, name=i.name, container=i.container) for i in inp.images]
         try:
             await workflow.execute_activity(
                 io.K8S_WAIT_ROLLOUT,
                 io.WaitRolloutInput(target=inp.target, workloads=refs, timeout_seconds=inp.timeout_seconds),
-                result_type=io.RolloutResult, **opts,
-            )  # fmt: skip
+                result_type=io.RolloutResult,
+                **opts,
+            )
         except ActivityError as e:
             cause = e.cause
             await workflow.execute_activity(
                 io.K8S_UNDO_IMAGES,
                 io.UndoImagesInput(target=inp.target, previous=res.previous, timeout_seconds=60),
-                result_type=io.RolloutResult, **opts,
-            )  # fmt: skip
-            return ProbeResult(outcome="rolled-back", error_type=getattr(cause, "type", "") or "",
-                               message=str(cause), previous=res.previous)
+                result_type=io.RolloutResult,
+                **opts,
+            )
+            return ProbeResult(
+                outcome="rolled-back",
+                error_type=getattr(cause, "type", "") or "",
+                message=str(cause),
+                previous=res.previous,
+            )
         return ProbeResult(outcome="succeeded", previous=res.previous)

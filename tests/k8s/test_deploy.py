@@ -20,15 +20,28 @@ KUSTOMIZE = Path(__file__).resolve().parents[2] / "deploy" / "kustomize"
 SA = "system:serviceaccount:stackhop:stackhop-worker"
 
 ALLOWED = [
-    ("get", "deployments.apps"), ("list", "statefulsets.apps"), ("watch", "daemonsets.apps"),
-    ("patch", "deployments.apps"), ("patch", "statefulsets.apps"), ("patch", "daemonsets.apps"),
-    ("create", "jobs.batch"), ("get", "jobs.batch"), ("watch", "jobs.batch"),
-    ("list", "pods"), ("get", "pods/log"),
+    ("get", "deployments.apps"),
+    ("list", "statefulsets.apps"),
+    ("watch", "daemonsets.apps"),
+    ("patch", "deployments.apps"),
+    ("patch", "statefulsets.apps"),
+    ("patch", "daemonsets.apps"),
+    ("create", "jobs.batch"),
+    ("get", "jobs.batch"),
+    ("watch", "jobs.batch"),
+    ("list", "pods"),
+    ("get", "pods/log"),
 ]
 DENIED = [
-    ("delete", "deployments.apps"), ("create", "deployments.apps"), ("update", "deployments.apps"),
-    ("delete", "jobs.batch"), ("get", "secrets"), ("list", "configmaps"), ("delete", "pods"),
-    ("create", "pods/exec"), ("escalate", "roles.rbac.authorization.k8s.io"),
+    ("delete", "deployments.apps"),
+    ("create", "deployments.apps"),
+    ("update", "deployments.apps"),
+    ("delete", "jobs.batch"),
+    ("get", "secrets"),
+    ("list", "configmaps"),
+    ("delete", "pods"),
+    ("create", "pods/exec"),
+    ("escalate", "roles.rbac.authorization.k8s.io"),
 ]
 
 
@@ -44,8 +57,12 @@ def deployed(k8s_lab):
 def test_server_side_dry_run(deployed):
     res = deployed.kubectl_run("apply", "-k", str(KUSTOMIZE), "--dry-run=server")
     out = res.stdout
-    for obj in ("serviceaccount/stackhop-worker", "role.rbac.authorization.k8s.io/stackhop-worker",
-                "rolebinding.rbac.authorization.k8s.io/stackhop-worker", "deployment.apps/stackhop-worker"):
+    for obj in (
+        "serviceaccount/stackhop-worker",
+        "role.rbac.authorization.k8s.io/stackhop-worker",
+        "rolebinding.rbac.authorization.k8s.io/stackhop-worker",
+        "deployment.apps/stackhop-worker",
+    ):
         assert obj in out, out
 
 
@@ -75,21 +92,43 @@ def test_activities_work_with_only_the_service_account(deployed, tmp_path):
     admin = yaml.safe_load(deployed.kubeconfig.read_text())
     cluster = admin["clusters"][0]
     kubeconfig = tmp_path / "worker.kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "worker",
-        "clusters": [cluster],
-        "users": [{"name": "worker", "user": {"token": token}}],
-        "contexts": [{"name": "worker", "context": {"cluster": cluster["name"], "user": "worker"}}],
-    }))
-    admin_target = KubeTarget(context=admin["current-context"], namespace="openstack",
-                              kubeconfig=str(deployed.kubeconfig))
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "worker",
+                "clusters": [cluster],
+                "users": [{"name": "worker", "user": {"token": token}}],
+                "contexts": [{"name": "worker", "context": {"cluster": cluster["name"], "user": "worker"}}],
+            }
+        )
+    )
+    admin_target = KubeTarget(
+        context=admin["current-context"], namespace="openstack", kubeconfig=str(deployed.kubeconfig)
+    )
     create(admin_target, workload("Deployment", "keystone-api", "registry.lab/keystone:28.1.0"))
     worker = KubeTarget(context="worker", namespace="openstack", kubeconfig=str(kubeconfig))
     rec = Recorder()
     ref = WorkloadRef(kind="Deployment", name="keystone-api", container="app")
     assert rec.run(read_images, ReadImagesInput(target=worker, workloads=[ref])).images[0].found
-    rec.run(set_images, SetImagesInput(target=worker, images=[WorkloadImage(
-        kind="Deployment", name="keystone-api", container="app", image="registry.lab/keystone:29.1.0")]))
-    assert rec.run(wait_rollout, WaitRolloutInput(target=worker, workloads=[ref], timeout_seconds=60)).workloads[0].ready
-    assert rec.run(run_job, RunJobInput(target=worker, name="keystone-db-sync", timeout_seconds=60,
-                                        manifest=job("registry.lab/keystone:29.1.0"))).succeeded
+    rec.run(
+        set_images,
+        SetImagesInput(
+            target=worker,
+            images=[
+                WorkloadImage(
+                    kind="Deployment", name="keystone-api", container="app", image="registry.lab/keystone:29.1.0"
+                )
+            ],
+        ),
+    )
+    assert (
+        rec.run(wait_rollout, WaitRolloutInput(target=worker, workloads=[ref], timeout_seconds=60)).workloads[0].ready
+    )
+    assert rec.run(
+        run_job,
+        RunJobInput(
+            target=worker, name="keystone-db-sync", timeout_seconds=60, manifest=job("registry.lab/keystone:29.1.0")
+        ),
+    ).succeeded

@@ -28,8 +28,7 @@ def job(image: str, *, delay: str | None = None) -> dict:
                 "spec": {
                     "restartPolicy": "Never",
                     "terminationGracePeriodSeconds": 0,
-                    "containers": [{"name": "db-sync", "image": image,
-                                    "command": ["keystone-manage", "db_sync"]}],
+                    "containers": [{"name": "db-sync", "image": image, "command": ["keystone-manage", "db_sync"]}],
                 },
             },
         },
@@ -38,8 +37,15 @@ def job(image: str, *, delay: str | None = None) -> dict:
 
 def test_job_success(kube_target):
     rec = Recorder()
-    res = rec.run(run_job, RunJobInput(target=kube_target, name="keystone-db-sync-29-1-0",
-                                       manifest=job("registry.lab/keystone:29.1.0"), timeout_seconds=60))
+    res = rec.run(
+        run_job,
+        RunJobInput(
+            target=kube_target,
+            name="keystone-db-sync-29-1-0",
+            manifest=job("registry.lab/keystone:29.1.0"),
+            timeout_seconds=60,
+        ),
+    )
     assert res.succeeded and res.name == "keystone-db-sync-29-1-0"
     # kwok has no kubelet: no real logs, but the tail still says what happened
     assert "exit code 0" in res.logs_tail
@@ -48,8 +54,15 @@ def test_job_success(kube_target):
 
 def test_job_failure_is_permanent_with_logs(kube_target):
     with pytest.raises(ApplicationError) as ei:
-        Recorder().run(run_job, RunJobInput(target=kube_target, name="glance-db-sync",
-                                            manifest=job("registry.lab/glance:job-fail"), timeout_seconds=60))
+        Recorder().run(
+            run_job,
+            RunJobInput(
+                target=kube_target,
+                name="glance-db-sync",
+                manifest=job("registry.lab/glance:job-fail"),
+                timeout_seconds=60,
+            ),
+        )
     err = ei.value
     assert err.type == errors.JOB_FAILED and err.non_retryable
     assert "glance-db-sync" in str(err) and "BackoffLimitExceeded" in str(err)
@@ -60,8 +73,12 @@ def test_job_failure_is_permanent_with_logs(kube_target):
 
 def test_job_creation_idempotent_across_retries(kube_target):
     """A retry while the first attempt still waits, and a retry after success, reuse the Job."""
-    inp = RunJobInput(target=kube_target, name="nova-db-sync", timeout_seconds=60,
-                      manifest=job("registry.lab/nova:slow-job", delay="4s"))
+    inp = RunJobInput(
+        target=kube_target,
+        name="nova-db-sync",
+        timeout_seconds=60,
+        manifest=job("registry.lab/nova:slow-job", delay="4s"),
+    )
     first = Background(Recorder(), run_job, inp)
     deadline = time.monotonic() + 20
     while not list_jobs(kube_target) and time.monotonic() < deadline:
@@ -77,26 +94,39 @@ def test_job_creation_idempotent_across_retries(kube_target):
 
 
 def test_job_name_clash_with_other_spec(kube_target):
-    Recorder().run(run_job, RunJobInput(target=kube_target, name="backup", timeout_seconds=60,
-                                        manifest=job("registry.lab/mariadb:11")))
+    Recorder().run(
+        run_job,
+        RunJobInput(target=kube_target, name="backup", timeout_seconds=60, manifest=job("registry.lab/mariadb:11")),
+    )
     with pytest.raises(ApplicationError) as ei:
-        Recorder().run(run_job, RunJobInput(target=kube_target, name="backup", timeout_seconds=60,
-                                            manifest=job("registry.lab/mariadb:12")))
+        Recorder().run(
+            run_job,
+            RunJobInput(target=kube_target, name="backup", timeout_seconds=60, manifest=job("registry.lab/mariadb:12")),
+        )
     assert ei.value.type == errors.PLAN_INVALID and "different spec" in str(ei.value)
 
 
 def test_job_timeout(kube_target):
     with pytest.raises(ApplicationError) as ei:
-        Recorder().run(run_job, RunJobInput(target=kube_target, name="tempest", timeout_seconds=3,
-                                            manifest=job("registry.lab/tempest:slow-job", delay="60s")))
+        Recorder().run(
+            run_job,
+            RunJobInput(
+                target=kube_target,
+                name="tempest",
+                timeout_seconds=3,
+                manifest=job("registry.lab/tempest:slow-job", delay="60s"),
+            ),
+        )
     assert ei.value.type == errors.JOB_FAILED and "did not finish within 3s" in str(ei.value)
 
 
 def test_scale_quiesce_and_restore(kube_target):
     create(kube_target, workload("Deployment", "keystone-api", "registry.lab/keystone:1", replicas=3))
     create(kube_target, workload("StatefulSet", "keystone-cache", "registry.lab/memcached:1", replicas=2))
-    refs = [WorkloadRef(kind="Deployment", name="keystone-api", container="app"),
-            WorkloadRef(kind="StatefulSet", name="keystone-cache", container="app")]
+    refs = [
+        WorkloadRef(kind="Deployment", name="keystone-api", container="app"),
+        WorkloadRef(kind="StatefulSet", name="keystone-cache", container="app"),
+    ]
     rec = Recorder()
     down = rec.run(scale, ScaleInput(target=kube_target, workloads=refs, change_id="u1", timeout_seconds=60))
     assert down.previous == {"keystone-api": 3, "keystone-cache": 2}
@@ -104,8 +134,10 @@ def test_scale_quiesce_and_restore(kube_target):
     # a retried quiesce still reports the replicas from before the first attempt
     again = rec.run(scale, ScaleInput(target=kube_target, workloads=refs, change_id="u1", timeout_seconds=60))
     assert again.previous == down.previous
-    up = rec.run(scale, ScaleInput(target=kube_target, workloads=refs, replicas=down.previous,
-                                   change_id="u1", timeout_seconds=60))
+    up = rec.run(
+        scale,
+        ScaleInput(target=kube_target, workloads=refs, replicas=down.previous, change_id="u1", timeout_seconds=60),
+    )
     assert up.previous == {"keystone-api": 0, "keystone-cache": 0}
     dep = read(kube_target, "Deployment", "keystone-api")
     assert dep["status"]["availableReplicas"] == 3
@@ -115,6 +147,8 @@ def test_scale_quiesce_and_restore(kube_target):
 
 def test_scale_daemonset_refused(kube_target):
     with pytest.raises(ApplicationError) as ei:
-        Recorder().run(scale, ScaleInput(target=kube_target, workloads=[
-            WorkloadRef(kind="DaemonSet", name="ovs", container="app")]))
+        Recorder().run(
+            scale,
+            ScaleInput(target=kube_target, workloads=[WorkloadRef(kind="DaemonSet", name="ovs", container="app")]),
+        )
     assert ei.value.type == errors.PLAN_INVALID

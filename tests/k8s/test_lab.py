@@ -19,8 +19,7 @@ pytestmark = pytest.mark.k8s
 def test_build_is_idempotent_when_warm(k8s_lab):
     assert build.is_warm()
     t0 = time.monotonic()
-    out = subprocess.run([sys.executable, "-m", "lab.k8s.build"], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-m", "lab.k8s.build"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(bin_dir())
     assert time.monotonic() - t0 < 10 and "building" not in out.stderr
     assert all((bin_dir() / b).is_file() for b in BINARIES)
@@ -40,8 +39,16 @@ def test_cli_status_of_absent_lab_fails(k8s_lab):
 def test_stages_inject_failures(k8s_lab):
     """The project stages are loaded next to kwok's base set (which a --config replaces)."""
     text = k8s_lab.config_file.read_text()
-    for stage in ("node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete",
-                  "pod-delete", "stackhop-never-ready", "stackhop-slow-ready", "stackhop-job-fail",
-                  "stackhop-slow-job"):
+    for stage in (
+        "node-initialize",
+        "node-heartbeat-with-lease",
+        "pod-ready",
+        "pod-complete",
+        "pod-delete",
+        "stackhop-never-ready",
+        "stackhop-slow-ready",
+        "stackhop-job-fail",
+        "stackhop-slow-job",
+    ):
         assert f"name: {stage}\n" in text, stage
     assert "bindAddress: 127.0.0.1" in text

@@ -13,18 +13,25 @@ pytestmark = pytest.mark.k8s
 
 def plan_for(target) -> UpgradePlan:
     wl = lambda name, image: {"kind": "Deployment", "name": name, "container": "app", "image": image}  # noqa: E731
-    return UpgradePlan.model_validate({
-        "apiVersion": "stackhop/v1alpha1", "kind": "UpgradePlan",
-        "metadata": {"name": "preview"},
-        "cloud": {"name": "lab", "openstack": {"cloud": "lab-admin"},
-                  "kubernetes": target.model_dump()},
-        "release": {"from": "2025.2", "to": "2026.1"},
-        "services": [
-            {"name": "keystone", "workloads": [wl("keystone-api", "registry.lab/keystone:29.1.0")]},
-            {"name": "glance", "workloads": [wl("glance-api", "registry.lab/glance:31.0.0"),
-                                             wl("glance-registry", "registry.lab/glance:31.0.0")]},
-        ],
-    })
+    return UpgradePlan.model_validate(
+        {
+            "apiVersion": "stackhop/v1alpha1",
+            "kind": "UpgradePlan",
+            "metadata": {"name": "preview"},
+            "cloud": {"name": "lab", "openstack": {"cloud": "lab-admin"}, "kubernetes": target.model_dump()},
+            "release": {"from": "2025.2", "to": "2026.1"},
+            "services": [
+                {"name": "keystone", "workloads": [wl("keystone-api", "registry.lab/keystone:29.1.0")]},
+                {
+                    "name": "glance",
+                    "workloads": [
+                        wl("glance-api", "registry.lab/glance:31.0.0"),
+                        wl("glance-registry", "registry.lab/glance:31.0.0"),
+                    ],
+                },
+            ],
+        }
+    )
 
 
 def test_live_preview_rows(kube_target):

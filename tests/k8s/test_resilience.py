@@ -20,12 +20,27 @@ pytestmark = pytest.mark.k8s
 def test_cancel_mid_wait_stops_cleanly(kube_target):
     create(kube_target, workload("Deployment", "octavia-api", "registry.lab/octavia:1"))
     ready(kube_target, "Deployment", "octavia-api")
-    Recorder().run(set_images, SetImagesInput(target=kube_target, images=[WorkloadImage(
-        kind="Deployment", name="octavia-api", container="app", image="registry.lab/octavia:never-ready")]))
+    Recorder().run(
+        set_images,
+        SetImagesInput(
+            target=kube_target,
+            images=[
+                WorkloadImage(
+                    kind="Deployment", name="octavia-api", container="app", image="registry.lab/octavia:never-ready"
+                )
+            ],
+        ),
+    )
     rec = Recorder()
-    bg = Background(rec, wait_rollout, WaitRolloutInput(
-        target=kube_target, workloads=[WorkloadRef(kind="Deployment", name="octavia-api", container="app")],
-        timeout_seconds=300))
+    bg = Background(
+        rec,
+        wait_rollout,
+        WaitRolloutInput(
+            target=kube_target,
+            workloads=[WorkloadRef(kind="Deployment", name="octavia-api", container="app")],
+            timeout_seconds=300,
+        ),
+    )
     time.sleep(2)
     assert bg.thread.is_alive()
     t0 = time.monotonic()
@@ -38,8 +53,13 @@ def test_cancel_mid_wait_stops_cleanly(kube_target):
 
 def test_cancel_job_wait(kube_target):
     rec = Recorder()
-    bg = Background(rec, run_job, RunJobInput(target=kube_target, name="slow", timeout_seconds=300,
-                                              manifest=job("registry.lab/x:slow-job", delay="120s")))
+    bg = Background(
+        rec,
+        run_job,
+        RunJobInput(
+            target=kube_target, name="slow", timeout_seconds=300, manifest=job("registry.lab/x:slow-job", delay="120s")
+        ),
+    )
     time.sleep(2)
     rec.env.cancel()
     bg.join(10)
@@ -48,15 +68,37 @@ def test_cancel_job_wait(kube_target):
 
 def test_apiserver_restart_mid_wait(k8s_lab, kube_target):
     # each new pod turns Ready 6 s after it appears (slow-ready stage): the rollout spans the restart
-    create(kube_target, workload("Deployment", "placement-api", "registry.lab/placement:1",
-                                 annotations={"lab.stackhop.io/delay": "6s"}))
+    create(
+        kube_target,
+        workload(
+            "Deployment", "placement-api", "registry.lab/placement:1", annotations={"lab.stackhop.io/delay": "6s"}
+        ),
+    )
     ready(kube_target, "Deployment", "placement-api")
-    Recorder().run(set_images, SetImagesInput(target=kube_target, images=[WorkloadImage(
-        kind="Deployment", name="placement-api", container="app", image="registry.lab/placement:2-slow-ready")]))
+    Recorder().run(
+        set_images,
+        SetImagesInput(
+            target=kube_target,
+            images=[
+                WorkloadImage(
+                    kind="Deployment",
+                    name="placement-api",
+                    container="app",
+                    image="registry.lab/placement:2-slow-ready",
+                )
+            ],
+        ),
+    )
     rec = Recorder()
-    bg = Background(rec, wait_rollout, WaitRolloutInput(
-        target=kube_target, workloads=[WorkloadRef(kind="Deployment", name="placement-api", container="app")],
-        timeout_seconds=120))
+    bg = Background(
+        rec,
+        wait_rollout,
+        WaitRolloutInput(
+            target=kube_target,
+            workloads=[WorkloadRef(kind="Deployment", name="placement-api", container="app")],
+            timeout_seconds=120,
+        ),
+    )
     time.sleep(1)
     k8s_lab.restart_apiserver(downtime=3)
     bg.join(90)
@@ -72,16 +114,33 @@ def test_retried_wait_keeps_the_original_deadline(kube_target):
     read back from its heartbeat details: retries never stretch the plan's rollout timeout."""
     create(kube_target, workload("Deployment", "magnum-api", "registry.lab/magnum:1"))
     ready(kube_target, "Deployment", "magnum-api")
-    Recorder().run(set_images, SetImagesInput(target=kube_target, images=[WorkloadImage(
-        kind="Deployment", name="magnum-api", container="app", image="registry.lab/magnum:never-ready")]))
+    Recorder().run(
+        set_images,
+        SetImagesInput(
+            target=kube_target,
+            images=[
+                WorkloadImage(
+                    kind="Deployment", name="magnum-api", container="app", image="registry.lab/magnum:never-ready"
+                )
+            ],
+        ),
+    )
     rec = Recorder()
-    rec.env.info = dataclasses.replace(rec.env.info, attempt=2,
-                                       heartbeat_details=[{"started_at": time.time() - 55}])
+    rec.env.info = dataclasses.replace(rec.env.info, attempt=2, heartbeat_details=[{"started_at": time.time() - 55}])
     t0 = time.monotonic()
     with pytest.raises(ApplicationError) as ei:
-        rec.run(wait_rollout, WaitRolloutInput(target=kube_target, timeout_seconds=60, workloads=[
-            WorkloadRef(kind="Deployment", name="magnum-api", container="app")]))
+        rec.run(
+            wait_rollout,
+            WaitRolloutInput(
+                target=kube_target,
+                timeout_seconds=60,
+                workloads=[WorkloadRef(kind="Deployment", name="magnum-api", container="app")],
+            ),
+        )
     assert "within 60s" in str(ei.value)
     assert time.monotonic() - t0 < 15  # ~5 s left of the first attempt's 60 s, not a fresh 60 s
-    assert all(b.get("started_at") == rec.env.info.heartbeat_details[0]["started_at"]
-               for b in rec.beats if isinstance(b, dict) and "message" in b)
+    assert all(
+        b.get("started_at") == rec.env.info.heartbeat_details[0]["started_at"]
+        for b in rec.beats
+        if isinstance(b, dict) and "message" in b
+    )

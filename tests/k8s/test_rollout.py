@@ -30,8 +30,7 @@ def ref(kind: str, name: str, container: str = "app") -> WorkloadRef:
 
 
 def ready(target, kind: str, name: str, timeout: int = 60) -> None:
-    Recorder().run(wait_rollout, WaitRolloutInput(target=target, workloads=[ref(kind, name)],
-                                                  timeout_seconds=timeout))
+    Recorder().run(wait_rollout, WaitRolloutInput(target=target, workloads=[ref(kind, name)], timeout_seconds=timeout))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -48,15 +47,15 @@ def test_rollout_success(kube_target, kind):
     obj = read(kube_target, kind, "api")
     assert images_of(obj) == {"app": "registry.lab/keystone:29.1.0", "sidecar": "registry.lab/sidecar:1.0"}
 
-    out = rec.run(wait_rollout, WaitRolloutInput(target=kube_target, workloads=[ref(kind, "api")],
-                                                 timeout_seconds=90))
+    out = rec.run(wait_rollout, WaitRolloutInput(target=kube_target, workloads=[ref(kind, "api")], timeout_seconds=90))
     assert out.workloads[0].ready and out.workloads[0].name == "api"
     assert "rolled out" in out.workloads[0].message or "complete" in out.workloads[0].message
     # every pod of the workload now runs the new image (the rollout really happened)
     pods = list_pods(kube_target, "app=api")
     assert pods and all(
         {c["name"]: c["image"] for c in p["spec"]["containers"]}["app"] == "registry.lab/keystone:29.1.0"
-        for p in pods if not p["metadata"].get("deletionTimestamp")
+        for p in pods
+        if not p["metadata"].get("deletionTimestamp")
     )
     # heartbeats carry progress details naming the workload
     beats = [b for b in rec.beats if isinstance(b, dict) and b.get("step") == "wait_rollout"]
@@ -67,12 +66,23 @@ def test_never_ready_fails_on_progress_deadline(kube_target):
     create(kube_target, workload("Deployment", "glance-api", "registry.lab/glance:1", deadline=5))
     ready(kube_target, "Deployment", "glance-api")
     rec = Recorder()
-    rec.run(set_images, SetImagesInput(target=kube_target, images=[WorkloadImage(
-        kind="Deployment", name="glance-api", container="app", image="registry.lab/glance:2-never-ready")]))
+    rec.run(
+        set_images,
+        SetImagesInput(
+            target=kube_target,
+            images=[
+                WorkloadImage(
+                    kind="Deployment", name="glance-api", container="app", image="registry.lab/glance:2-never-ready"
+                )
+            ],
+        ),
+    )
     t0 = time.monotonic()
     with pytest.raises(ApplicationError) as ei:
-        rec.run(wait_rollout, WaitRolloutInput(target=kube_target, workloads=[
-            ref("Deployment", "glance-api")], timeout_seconds=120))
+        rec.run(
+            wait_rollout,
+            WaitRolloutInput(target=kube_target, workloads=[ref("Deployment", "glance-api")], timeout_seconds=120),
+        )
     elapsed = time.monotonic() - t0
     err = ei.value
     assert err.type == errors.ROLLOUT_FAILED and err.non_retryable
@@ -86,36 +96,64 @@ def test_never_ready_fails_on_plan_timeout(kube_target, kind):
     create(kube_target, workload(kind, "nova-compute", "registry.lab/nova:1"))
     ready(kube_target, kind, "nova-compute")
     rec = Recorder()
-    rec.run(set_images, SetImagesInput(target=kube_target, images=[WorkloadImage(
-        kind=kind, name="nova-compute", container="app", image="registry.lab/nova:2-never-ready")]))
+    rec.run(
+        set_images,
+        SetImagesInput(
+            target=kube_target,
+            images=[
+                WorkloadImage(kind=kind, name="nova-compute", container="app", image="registry.lab/nova:2-never-ready")
+            ],
+        ),
+    )
     t0 = time.monotonic()
     with pytest.raises(ApplicationError) as ei:
-        rec.run(wait_rollout, WaitRolloutInput(target=kube_target, workloads=[
-            ref(kind, "nova-compute")], timeout_seconds=6))
+        rec.run(
+            wait_rollout, WaitRolloutInput(target=kube_target, workloads=[ref(kind, "nova-compute")], timeout_seconds=6)
+        )
     assert ei.value.type == errors.ROLLOUT_FAILED and ei.value.non_retryable
     assert "nova-compute" in str(ei.value) and "within 6s" in str(ei.value)
     assert 5 <= time.monotonic() - t0 < 20
 
 
 def test_undo_restores_exact_previous_images(kube_target):
-    create(kube_target, workload("Deployment", "neutron-server", "registry.lab/neutron:27.0.0",
-                                 deadline=5, sidecar="registry.lab/ovs-agent:27.0.0"))
+    create(
+        kube_target,
+        workload(
+            "Deployment",
+            "neutron-server",
+            "registry.lab/neutron:27.0.0",
+            deadline=5,
+            sidecar="registry.lab/ovs-agent:27.0.0",
+        ),
+    )
     ready(kube_target, "Deployment", "neutron-server")
     before = images_of(read(kube_target, "Deployment", "neutron-server"))
     rec = Recorder()
-    res = rec.run(set_images, SetImagesInput(target=kube_target, images=[
-        WorkloadImage(kind="Deployment", name="neutron-server", container="app",
-                      image="registry.lab/neutron:28.0.0-never-ready"),
-        WorkloadImage(kind="Deployment", name="neutron-server", container="sidecar",
-                      image="registry.lab/ovs-agent:28.0.0"),
-    ]))
+    res = rec.run(
+        set_images,
+        SetImagesInput(
+            target=kube_target,
+            images=[
+                WorkloadImage(
+                    kind="Deployment",
+                    name="neutron-server",
+                    container="app",
+                    image="registry.lab/neutron:28.0.0-never-ready",
+                ),
+                WorkloadImage(
+                    kind="Deployment", name="neutron-server", container="sidecar", image="registry.lab/ovs-agent:28.0.0"
+                ),
+            ],
+        ),
+    )
     assert {p.container: p.image for p in res.previous} == before
     with pytest.raises(ApplicationError):
-        rec.run(wait_rollout, WaitRolloutInput(target=kube_target, workloads=[
-            ref("Deployment", "neutron-server")], timeout_seconds=60))
+        rec.run(
+            wait_rollout,
+            WaitRolloutInput(target=kube_target, workloads=[ref("Deployment", "neutron-server")], timeout_seconds=60),
+        )
 
-    out = rec.run(undo_images, UndoImagesInput(target=kube_target, previous=res.previous,
-                                               timeout_seconds=60))
+    out = rec.run(undo_images, UndoImagesInput(target=kube_target, previous=res.previous, timeout_seconds=60))
     assert out.workloads[0].ready
     obj = read(kube_target, "Deployment", "neutron-server")
     assert images_of(obj) == before
@@ -125,8 +163,11 @@ def test_undo_restores_exact_previous_images(kube_target):
 def test_set_images_retry_keeps_original_previous(kube_target):
     """A retried set_images (first attempt already patched) still reports the original image."""
     create(kube_target, workload("Deployment", "cinder-api", "registry.lab/cinder:1"))
-    inp = SetImagesInput(target=kube_target, change_id="upgrade-42", images=[WorkloadImage(
-        kind="Deployment", name="cinder-api", container="app", image="registry.lab/cinder:2")])
+    inp = SetImagesInput(
+        target=kube_target,
+        change_id="upgrade-42",
+        images=[WorkloadImage(kind="Deployment", name="cinder-api", container="app", image="registry.lab/cinder:2")],
+    )
     first = Recorder().run(set_images, inp)
     second = Recorder().run(set_images, inp)
     assert [p.image for p in first.previous] == [p.image for p in second.previous] == ["registry.lab/cinder:1"]
@@ -140,17 +181,28 @@ def test_missing_workload_and_container(kube_target):
     out = rec.run(read_images, ReadImagesInput(target=kube_target, workloads=[ref("Deployment", "nope")]))
     assert out.images[0].found is False and out.images[0].image is None
     with pytest.raises(ApplicationError) as ei:
-        rec.run(set_images, SetImagesInput(target=kube_target, images=[WorkloadImage(
-            kind="Deployment", name="nope", container="app", image="x:1")]))
+        rec.run(
+            set_images,
+            SetImagesInput(
+                target=kube_target, images=[WorkloadImage(kind="Deployment", name="nope", container="app", image="x:1")]
+            ),
+        )
     assert ei.value.type == errors.WORKLOAD_NOT_FOUND and ei.value.non_retryable and "nope" in str(ei.value)
     create(kube_target, workload("Deployment", "heat-api", "registry.lab/heat:1"))
     with pytest.raises(ApplicationError) as ei:
-        rec.run(set_images, SetImagesInput(target=kube_target, images=[WorkloadImage(
-            kind="Deployment", name="heat-api", container="heat-engine", image="x:1")]))
+        rec.run(
+            set_images,
+            SetImagesInput(
+                target=kube_target,
+                images=[WorkloadImage(kind="Deployment", name="heat-api", container="heat-engine", image="x:1")],
+            ),
+        )
     assert ei.value.type == errors.WORKLOAD_NOT_FOUND and "heat-engine" in str(ei.value)
     with pytest.raises(ApplicationError) as ei:
-        rec.run(wait_rollout, WaitRolloutInput(target=kube_target, workloads=[ref("StatefulSet", "gone")],
-                                               timeout_seconds=5))
+        rec.run(
+            wait_rollout,
+            WaitRolloutInput(target=kube_target, workloads=[ref("StatefulSet", "gone")], timeout_seconds=5),
+        )
     assert ei.value.type == errors.WORKLOAD_NOT_FOUND
 
 

@@ -8,19 +8,29 @@ from activities.kube_status import RolloutError, rollout_status
 
 
 def dep(gen=2, observed=2, replicas=3, updated=3, total=3, available=3, reason="NewReplicaSetAvailable"):
-    return {"metadata": {"name": "d", "generation": gen}, "spec": {"replicas": replicas},
-            "status": {"observedGeneration": observed, "updatedReplicas": updated, "replicas": total,
-                       "availableReplicas": available,
-                       "conditions": [{"type": "Progressing", "reason": reason}]}}
+    return {
+        "metadata": {"name": "d", "generation": gen},
+        "spec": {"replicas": replicas},
+        "status": {
+            "observedGeneration": observed,
+            "updatedReplicas": updated,
+            "replicas": total,
+            "availableReplicas": available,
+            "conditions": [{"type": "Progressing", "reason": reason}],
+        },
+    }
 
 
-@pytest.mark.parametrize(("obj", "done", "text"), [
-    (dep(), True, "successfully rolled out"),
-    (dep(gen=3), False, "spec update to be observed"),
-    (dep(updated=1), False, "1 out of 3 new replicas"),
-    (dep(total=4), False, "1 old replicas are pending termination"),
-    (dep(available=2), False, "2 of 3 updated replicas are available"),
-])
+@pytest.mark.parametrize(
+    ("obj", "done", "text"),
+    [
+        (dep(), True, "successfully rolled out"),
+        (dep(gen=3), False, "spec update to be observed"),
+        (dep(updated=1), False, "1 out of 3 new replicas"),
+        (dep(total=4), False, "1 old replicas are pending termination"),
+        (dep(available=2), False, "2 of 3 updated replicas are available"),
+    ],
+)
 def test_deployment(obj, done, text):
     msg, ok = rollout_status("Deployment", obj)
     assert ok is done and text in msg
@@ -36,24 +46,34 @@ def sts(partition=None, updated=3, ready=3, observed=1, cur="r1", upd="r1", roll
     strategy = {"type": "RollingUpdate"}
     if rolling:
         strategy["rollingUpdate"] = {} if partition is None else {"partition": partition}
-    return {"metadata": {"name": "s", "generation": 1}, "spec": {"replicas": 3, "updateStrategy": strategy},
-            "status": {"observedGeneration": observed, "readyReplicas": ready, "updatedReplicas": updated,
-                       "currentRevision": cur, "updateRevision": upd, "currentReplicas": 3}}
+    return {
+        "metadata": {"name": "s", "generation": 1},
+        "spec": {"replicas": 3, "updateStrategy": strategy},
+        "status": {
+            "observedGeneration": observed,
+            "readyReplicas": ready,
+            "updatedReplicas": updated,
+            "currentRevision": cur,
+            "updateRevision": upd,
+            "currentReplicas": 3,
+        },
+    }
 
 
 def test_statefulset_branches():
     assert rollout_status("StatefulSet", sts(observed=0))[1] is False
     assert "Waiting for 1 pods to be ready" in rollout_status("StatefulSet", sts(ready=2))[0]
     assert rollout_status("StatefulSet", sts(partition=2, updated=1)) == (
-        "partitioned roll out complete: 1 new pods have been updated...", True)
+        "partitioned roll out complete: 1 new pods have been updated...",
+        True,
+    )
     assert rollout_status("StatefulSet", sts(partition=0, updated=2))[1] is False
     assert rollout_status("StatefulSet", sts(rolling=False, upd="r2"))[1] is False
     assert rollout_status("StatefulSet", sts(rolling=False))[1] is True
 
 
 def test_ondelete_strategies_are_refused():
-    ds = {"metadata": {"name": "x", "generation": 1}, "spec": {"updateStrategy": {"type": "OnDelete"}},
-          "status": {}}
+    ds = {"metadata": {"name": "x", "generation": 1}, "spec": {"updateStrategy": {"type": "OnDelete"}}, "status": {}}
     with pytest.raises(RolloutError, match="only available for RollingUpdate"):
         rollout_status("DaemonSet", ds)
     with pytest.raises(RolloutError):

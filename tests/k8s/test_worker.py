@@ -20,8 +20,13 @@ pytestmark = pytest.mark.k8s
 
 
 def worker(client, tq: str) -> Worker:
-    return Worker(client, task_queue=tq, workflows=[KubeProbe], activities=KUBE_ACTIVITIES,
-                  activity_executor=ThreadPoolExecutor(max_workers=4))
+    return Worker(
+        client,
+        task_queue=tq,
+        workflows=[KubeProbe],
+        activities=KUBE_ACTIVITIES,
+        activity_executor=ThreadPoolExecutor(max_workers=4),
+    )
 
 
 def img(name: str, image: str) -> WorkloadImage:
@@ -34,8 +39,12 @@ async def test_failed_rollout_is_not_retried_and_undo_restores(client, kube_targ
     tq = f"k8s-{uuid.uuid4().hex[:8]}"
     async with worker(client, tq):
         handle = await client.start_workflow(
-            KubeProbe.run, ProbeInput(target=kube_target, images=[img("barbican-api", "registry.lab/barbican:2-never-ready")]),
-            id=f"probe-{uuid.uuid4().hex[:8]}", task_queue=tq, result_type=ProbeResult)
+            KubeProbe.run,
+            ProbeInput(target=kube_target, images=[img("barbican-api", "registry.lab/barbican:2-never-ready")]),
+            id=f"probe-{uuid.uuid4().hex[:8]}",
+            task_queue=tq,
+            result_type=ProbeResult,
+        )
         res = await handle.result()
         history = [e async for e in handle.fetch_history_events()]
     assert res.outcome == "rolled-back" and res.error_type == errors.ROLLOUT_FAILED
@@ -53,9 +62,14 @@ async def test_cancelled_workflow_stops_the_wait(client, kube_target):
     tq = f"k8s-{uuid.uuid4().hex[:8]}"
     async with worker(client, tq):
         handle = await client.start_workflow(
-            KubeProbe.run, ProbeInput(target=kube_target, timeout_seconds=600,
-                                      images=[img("aodh-api", "registry.lab/aodh:never-ready")]),
-            id=f"probe-{uuid.uuid4().hex[:8]}", task_queue=tq, result_type=ProbeResult)
+            KubeProbe.run,
+            ProbeInput(
+                target=kube_target, timeout_seconds=600, images=[img("aodh-api", "registry.lab/aodh:never-ready")]
+            ),
+            id=f"probe-{uuid.uuid4().hex[:8]}",
+            task_queue=tq,
+            result_type=ProbeResult,
+        )
         await asyncio.sleep(4)  # set_images done, wait_rollout heartbeating
         loop = asyncio.get_running_loop()
         t0 = loop.time()

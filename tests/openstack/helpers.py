@@ -13,15 +13,19 @@ from model.plan import Database, Migration
 RELEASE_OLD, RELEASE_MID, RELEASE_NEW = "28.1.0", "29.1.0", "30.0.0"
 
 
-def run(fn, arg):  # noqa: ANN001, ANN201 - any activity, its one input
+def run(fn, arg):
     """Run an activity function in a real activity context (heartbeats, cancellation)."""
     return ActivityEnvironment().run(fn, arg)
 
 
 def database(lab: OpenStackLab, **overrides: object) -> Database:
     assert lab.mariadb
-    fields = {"name": "keystone", "defaults_file": str(lab.mariadb.defaults_file),
-              "snapshot_dir": str(lab.base / "snapshots"), **overrides}  # fmt: skip
+    fields = {
+        "name": "keystone",
+        "defaults_file": str(lab.mariadb.defaults_file),
+        "snapshot_dir": str(lab.base / "snapshots"),
+        **overrides,
+    }
     return Database(**fields)
 
 
@@ -33,11 +37,17 @@ def migration(lab: OpenStackLab) -> Migration:
 def issue_token(lab: OpenStackLab) -> str:
     """POST /v3/auth/tokens as the admin (project scope); returns the token, asserts 201."""
     assert lab.keystone
-    body = {"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "domain": {"id": "default"}, "password": lab.keystone.admin_password}}},
-        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}},
-    }}  # fmt: skip
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {
+                    "user": {"name": "admin", "domain": {"id": "default"}, "password": lab.keystone.admin_password}
+                },
+            },
+            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}},
+        }
+    }
     response = requests.post(f"{lab.keystone.url}/auth/tokens", json=body, timeout=30)
     assert response.status_code == 201, response.text
     return response.headers["X-Subject-Token"]

@@ -17,7 +17,8 @@ from lab.openstack.install import find_tool
 from model import errors
 from model.io import RestoreInput, SnapshotInput, VerifyInput
 from model.plan import KubeTarget
-from tests.openstack.helpers import connect, database as lab_db, issue_token, run, table_checksums, validate_token
+from tests.openstack.helpers import connect, issue_token, run, table_checksums, validate_token
+from tests.openstack.helpers import database as lab_db
 
 pytestmark = pytest.mark.openstack
 
@@ -83,14 +84,20 @@ def test_verify_refuses_a_changed_or_truncated_snapshot(keystone_at, tmp_path: P
     assert info.value.type == errors.RESTORE_FAILED and info.value.non_retryable
 
 
-def hold_metadata_lock(lab) -> subprocess.Popen:  # noqa: ANN001 - an OpenStackLab
+def hold_metadata_lock(lab) -> subprocess.Popen:
     """An idle client inside a read transaction: it holds a metadata lock on the keystone schema
     (for 60 s), as an idle API worker can. The caller kills it."""
     return subprocess.Popen(
-        [find_tool("mariadb") or "mariadb", f"--defaults-file={lab.mariadb.defaults_file}", "keystone", "-e",
-         "START TRANSACTION; SELECT COUNT(*) FROM region; SELECT SLEEP(60);"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            find_tool("mariadb") or "mariadb",
+            f"--defaults-file={lab.mariadb.defaults_file}",
+            "keystone",
+            "-e",
+            "START TRANSACTION; SELECT COUNT(*) FROM region; SELECT SLEEP(60);",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def test_restore_waits_for_metadata_locks_only_as_long_as_configured(keystone_at, tmp_path: Path) -> None:
@@ -118,14 +125,21 @@ def test_restore_waits_for_metadata_locks_only_as_long_as_configured(keystone_at
 
 
 def test_job_runner_manifest_mounts_credentials_and_snapshots() -> None:
-    db = database.Database(name="keystone", runner="job", credentials_secret="keystone-db-backup",
-                           snapshot_pvc="stackhop-snapshots")  # fmt: skip
+    db = database.Database(
+        name="keystone", runner="job", credentials_secret="keystone-db-backup", snapshot_pvc="stackhop-snapshots"
+    )
     target = KubeTarget(context="lab", namespace="openstack")
-    script = database.snapshot_script(db="keystone", path=database.snapshot_path(db, "keystone", "upgrade/x"),
-                                      defaults_file=database.defaults_file(db))  # fmt: skip
-    name, manifest = database.job_for(op="snapshot", service="keystone", key="upgrade/x", database=db,
-                                      target=target, script=script)  # fmt: skip
-    again, _ = database.job_for(op="snapshot", service="keystone", key="upgrade/x", database=db, target=target, script=script)
+    script = database.snapshot_script(
+        db="keystone",
+        path=database.snapshot_path(db, "keystone", "upgrade/x"),
+        defaults_file=database.defaults_file(db),
+    )
+    name, manifest = database.job_for(
+        op="snapshot", service="keystone", key="upgrade/x", database=db, target=target, script=script
+    )
+    again, _ = database.job_for(
+        op="snapshot", service="keystone", key="upgrade/x", database=db, target=target, script=script
+    )
     assert name == again and len(name) <= 63 and name.startswith("stackhop-keystone-snapshot-")
     spec = manifest["spec"]
     assert manifest["kind"] == "Job" and manifest["metadata"]["namespace"] == "openstack"
@@ -133,7 +147,7 @@ def test_job_runner_manifest_mounts_credentials_and_snapshots() -> None:
     container = spec["template"]["spec"]["containers"][0]
     assert container["image"] == "docker.io/library/mariadb:10.11"
     assert container["command"][:2] == ["bash", "-c"]
-    assert "mariadb-dump --defaults-file=\"$DF\" --single-transaction --routines --triggers" in container["command"][2]
+    assert 'mariadb-dump --defaults-file="$DF" --single-transaction --routines --triggers' in container["command"][2]
     assert "DF=/etc/stackhop/db/my.cnf" in container["command"][2]
     volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
     assert volumes["credentials"]["secret"]["secretName"] == "keystone-db-backup"
@@ -142,8 +156,14 @@ def test_job_runner_manifest_mounts_credentials_and_snapshots() -> None:
     assert mounts == {"credentials": "/etc/stackhop/db", "snapshots": "/var/lib/stackhop/snapshots"}
 
     with pytest.raises(ApplicationError) as info:
-        database.job_for(op="snapshot", service="keystone", key="k", database=database.Database(name="keystone", runner="job"),
-                         target=target, script=script)  # fmt: skip
+        database.job_for(
+            op="snapshot",
+            service="keystone",
+            key="k",
+            database=database.Database(name="keystone", runner="job"),
+            target=target,
+            script=script,
+        )
     assert info.value.type == errors.PLAN_INVALID
 
 
@@ -174,7 +194,9 @@ def test_a_cancelled_restore_stops_at_once_and_leaves_the_schema_alone(keystone_
             env.run(database.restore, RestoreInput(snapshot=snap, database=db))
         assert time.monotonic() - started < 8
         time.sleep(0.5)
-        waiting = lab.mariadb.sql("SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE 'DROP DATABASE%'")
+        waiting = lab.mariadb.sql(
+            "SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE 'DROP DATABASE%'"
+        )
         assert waiting.strip() == "0"
     finally:
         holder.kill()

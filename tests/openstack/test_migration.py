@@ -15,11 +15,15 @@ from tests.openstack.helpers import (
     RELEASE_OLD,
     alembic_versions,
     connect,
-    database as lab_db,
     issue_token,
-    migration as lab_migration,
     run,
     validate_token,
+)
+from tests.openstack.helpers import (
+    database as lab_db,
+)
+from tests.openstack.helpers import (
+    migration as lab_migration,
 )
 
 pytestmark = pytest.mark.openstack
@@ -28,8 +32,10 @@ pytestmark = pytest.mark.openstack
 NEW_IN_29 = "742c857f1dfb"
 
 
-def sync(lab, phase: str, version: str):  # noqa: ANN001, ANN201
-    return run(migration.db_sync, MigrateInput(service="keystone", phase=phase, migration=lab_migration(lab), version=version))
+def sync(lab, phase: str, version: str):
+    return run(
+        migration.db_sync, MigrateInput(service="keystone", phase=phase, migration=lab_migration(lab), version=version)
+    )
 
 
 def test_rolling_upgrade_28_to_29_expand_while_old_release_serves(keystone_at) -> None:
@@ -102,8 +108,14 @@ def test_a_failing_phase_is_a_permanent_migration_failure(openstack_lab, tmp_pat
     assert openstack_lab.keystone
     broken = tmp_path / "keystone.conf"
     broken.write_text(openstack_lab.keystone.conf.read_text().replace("keystone:", "keystone-nobody:", 1))
-    mig = Migration(mode="expand-contract", command=[str(openstack_lab.keystone.venv_link("{version}") / "bin" / "keystone-manage"),
-                                                     "--config-file", str(broken)])  # fmt: skip
+    mig = Migration(
+        mode="expand-contract",
+        command=[
+            str(openstack_lab.keystone.venv_link("{version}") / "bin" / "keystone-manage"),
+            "--config-file",
+            str(broken),
+        ],
+    )
     with pytest.raises(ApplicationError) as info:
         run(migration.db_sync, MigrateInput(service="keystone", phase="expand", migration=mig, version=RELEASE_MID))
     assert info.value.type in (errors.MIGRATION_FAILED, errors.UNAVAILABLE)
@@ -113,10 +125,17 @@ def test_a_failing_phase_is_a_permanent_migration_failure(openstack_lab, tmp_pat
 # --- pure: exit codes and commands of every profile ------------------------------------------------
 @pytest.mark.parametrize(
     ("service", "code", "state"),
-    [("keystone", 0, "up-to-date"), ("keystone", 2, "expand-needed"), ("keystone", 4, "contract-needed"),
-     ("glance", 3, "expand-needed"), ("glance", 4, "migrate-needed"), ("glance", 5, "contract-needed"),
-     ("neutron", 0, "expand-needed"), ("neutron", 1, "offline-contract-needed")],
-)  # fmt: skip
+    [
+        ("keystone", 0, "up-to-date"),
+        ("keystone", 2, "expand-needed"),
+        ("keystone", 4, "contract-needed"),
+        ("glance", 3, "expand-needed"),
+        ("glance", 4, "migrate-needed"),
+        ("glance", 5, "contract-needed"),
+        ("neutron", 0, "expand-needed"),
+        ("neutron", 1, "offline-contract-needed"),
+    ],
+)
 def test_check_exit_codes(service: str, code: int, state: str) -> None:
     assert migration.interpret(service, "check", code, 1, 50) == state
 
@@ -144,22 +163,37 @@ def test_phase_scripts_per_service() -> None:
 
 
 def test_not_applicable_phases_and_unknown_services() -> None:
-    result = run(migration.db_sync, MigrateInput(service="nova", phase="contract", migration=Migration(mode="expand-contract")))
+    result = run(
+        migration.db_sync, MigrateInput(service="nova", phase="contract", migration=Migration(mode="expand-contract"))
+    )
     assert result.state == "not-applicable"
     assert run(migration.db_sync, MigrateInput(service="nova", phase="check", migration=Migration())).state == "unknown"
     with pytest.raises(ApplicationError) as info:
         run(migration.db_sync, MigrateInput(service="swift", phase="expand", migration=Migration()))
     assert info.value.type == errors.PLAN_INVALID
     with pytest.raises(ApplicationError):  # {version} in the command but no version given
-        run(migration.db_sync, MigrateInput(service="keystone", phase="check",
-                                            migration=Migration(command=["/v/keystone-{version}/bin/keystone-manage"])))  # fmt: skip
+        run(
+            migration.db_sync,
+            MigrateInput(
+                service="keystone",
+                phase="check",
+                migration=Migration(command=["/v/keystone-{version}/bin/keystone-manage"]),
+            ),
+        )
 
 
 def test_job_runner_runs_the_phase_in_the_target_image() -> None:
-    inp = MigrateInput(service="keystone", phase="expand", version="29.1.0", image="registry.lab/keystone:29.1.0",
-                       migration=Migration(mode="expand-contract", runner="job", config_secret="keystone-etc"),
-                       target=KubeTarget(context="lab"))  # fmt: skip
-    script = migration.phase_script("keystone", "expand", migration.base_command("keystone", inp.migration, "29.1.0"), 1)
+    inp = MigrateInput(
+        service="keystone",
+        phase="expand",
+        version="29.1.0",
+        image="registry.lab/keystone:29.1.0",
+        migration=Migration(mode="expand-contract", runner="job", config_secret="keystone-etc"),
+        target=KubeTarget(context="lab"),
+    )
+    script = migration.phase_script(
+        "keystone", "expand", migration.base_command("keystone", inp.migration, "29.1.0"), 1
+    )
     assert script
     name, manifest = migration.job_for(inp, script)
     container = manifest["spec"]["template"]["spec"]["containers"][0]

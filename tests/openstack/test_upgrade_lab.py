@@ -30,8 +30,14 @@ from workflows.upgrade import UpgradeWorkflow
 
 pytestmark = pytest.mark.openstack
 
-REAL = [database.snapshot, database.verify_snapshot, database.restore, migration.db_sync,
-        validation.run_check, tempest.run_tempest]  # fmt: skip
+REAL = [
+    database.snapshot,
+    database.verify_snapshot,
+    database.restore,
+    migration.db_sync,
+    validation.run_check,
+    tempest.run_tempest,
+]
 
 
 class LabBridge:
@@ -45,8 +51,9 @@ class LabBridge:
         self.calls: list[str] = []
 
     def image(self, ref: io.WorkloadRef) -> io.WorkloadImage:
-        return io.WorkloadImage(kind=ref.kind, name=ref.name, container=ref.container,
-                                image=f"registry.lab/keystone:{self.desired}")  # fmt: skip
+        return io.WorkloadImage(
+            kind=ref.kind, name=ref.name, container=ref.container, image=f"registry.lab/keystone:{self.desired}"
+        )
 
     def roll_to(self, release: str) -> None:
         self.desired = release
@@ -76,13 +83,17 @@ class LabBridge:
             assert b.lab.keystone
             if b.desired in b.crashing or not b.lab.keystone.ready():
                 raise errors.permanent(errors.ROLLOUT_FAILED, f"keystone {b.desired}: pods CrashLoopBackOff")
-            return io.RolloutResult(workloads=[io.RolloutStatus(kind=w.kind, name=w.name, ready=True) for w in inp.workloads])
+            return io.RolloutResult(
+                workloads=[io.RolloutStatus(kind=w.kind, name=w.name, ready=True) for w in inp.workloads]
+            )
 
         @activity.defn(name=io.K8S_UNDO_IMAGES)
         def undo_images(inp: io.UndoImagesInput) -> io.RolloutResult:
             b.calls.append(f"undo_images:{inp.previous[0].image}")
             b.roll_to((inp.previous[0].image or "").rsplit(":", 1)[1])
-            return io.RolloutResult(workloads=[io.RolloutStatus(kind=w.kind, name=w.name, ready=True) for w in inp.previous])
+            return io.RolloutResult(
+                workloads=[io.RolloutStatus(kind=w.kind, name=w.name, ready=True) for w in inp.previous]
+            )
 
         @activity.defn(name=io.K8S_SCALE)
         def scale(inp: io.ScaleInput) -> io.ScaleResult:
@@ -105,20 +116,34 @@ def lab_plan(target: str = RELEASE_MID) -> Any:
         "apiVersion": "stackhop/v1alpha1",
         "kind": "UpgradePlan",
         "metadata": {"name": "lab-keystone"},
-        "cloud": {"name": f"lab{uuid.uuid4().hex[:8]}", "kubernetes": {"context": "lab"}, "openstack": {"cloud": "lab-admin"}},
+        "cloud": {
+            "name": f"lab{uuid.uuid4().hex[:8]}",
+            "kubernetes": {"context": "lab"},
+            "openstack": {"cloud": "lab-admin"},
+        },
         "release": {"from": "2025.2", "to": "2026.1"},
         "policy": {"on_failure": "rollback", "max_attempts": 2, "heartbeat_timeout": "30s"},
-        "services": [{
-            "name": "keystone",
-            "depends_on": [],
-            "database": {"name": "keystone"},
-            "migration": {"mode": "expand-contract"},
-            "workloads": [{"kind": "Deployment", "name": "keystone-api", "container": "keystone-api",
-                           "image": f"registry.lab/keystone:{target}"}],
-            "checks": [{"kind": "endpoint", "service_type": "identity"},
-                       {"kind": "tempest", "regex": tempest_ws.SMOKE_REGEX}],
-        }],
-    }  # fmt: skip
+        "services": [
+            {
+                "name": "keystone",
+                "depends_on": [],
+                "database": {"name": "keystone"},
+                "migration": {"mode": "expand-contract"},
+                "workloads": [
+                    {
+                        "kind": "Deployment",
+                        "name": "keystone-api",
+                        "container": "keystone-api",
+                        "image": f"registry.lab/keystone:{target}",
+                    }
+                ],
+                "checks": [
+                    {"kind": "endpoint", "service_type": "identity"},
+                    {"kind": "tempest", "regex": tempest_ws.SMOKE_REGEX},
+                ],
+            }
+        ],
+    }
     return parse_plan(yaml.safe_dump(doc), "lab-keystone.yaml")
 
 
@@ -126,7 +151,9 @@ async def upgrade(client: Client, bridge: LabBridge) -> io.UpgradeReport:
     plan = lab_plan()
     tq = f"lab-{uuid.uuid4().hex[:8]}"
     async with stackhop_worker.build_worker(client, [*REAL, *bridge.activities()], task_queue=tq):
-        handle = await client.start_workflow(UpgradeWorkflow.run, io.UpgradeInput(plan=plan), id=plan.workflow_id, task_queue=tq)
+        handle = await client.start_workflow(
+            UpgradeWorkflow.run, io.UpgradeInput(plan=plan), id=plan.workflow_id, task_queue=tq
+        )
         try:
             return await handle.result()
         except WorkflowFailureError as e:  # a rolled-back upgrade fails the workflow, report attached
@@ -136,8 +163,12 @@ async def upgrade(client: Client, bridge: LabBridge) -> io.UpgradeReport:
 
 
 def sync_check(version: str) -> io.MigrateResult:
-    return run(migration.db_sync, io.MigrateInput(service="keystone", phase="check", version=version,
-                                                  migration=Migration(mode="expand-contract")))  # fmt: skip
+    return run(
+        migration.db_sync,
+        io.MigrateInput(
+            service="keystone", phase="check", version=version, migration=Migration(mode="expand-contract")
+        ),
+    )
 
 
 @pytest.fixture
@@ -163,7 +194,9 @@ async def test_keystone_28_to_29_through_the_workflow(client: Client, keystone_a
     assert sync_check(RELEASE_MID).state == "up-to-date"
 
 
-async def test_failed_rollout_restores_the_database_and_28_serves_again(client: Client, keystone_at, worker_env) -> None:
+async def test_failed_rollout_restores_the_database_and_28_serves_again(
+    client: Client, keystone_at, worker_env
+) -> None:
     lab = keystone_at(RELEASE_OLD)
     token = issue_token(lab)
     bridge = LabBridge(lab, crashing={RELEASE_MID})
@@ -180,4 +213,4 @@ async def test_failed_rollout_restores_the_database_and_28_serves_again(client: 
     assert sync_check(RELEASE_MID).state == "expand-needed"
     # compensations in reverse order: the old image back first, then the API down, restore, API up
     undo = bridge.calls.index(f"undo_images:registry.lab/keystone:{RELEASE_OLD}")
-    assert bridge.calls[undo + 1:] == ["scale:0", "scale:back"]
+    assert bridge.calls[undo + 1 :] == ["scale:0", "scale:back"]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,13 +24,17 @@ pytestmark = pytest.mark.openstack
 IDENTITY = EndpointCheck(kind="endpoint", service_type="identity")
 
 
-def check_input(lab: OpenStackLab, check, **extra) -> CheckInput:  # noqa: ANN001
+def check_input(lab: OpenStackLab, check, **extra) -> CheckInput:
     return CheckInput(service="keystone", cloud="lab-admin", check=check, clouds_yaml=str(lab.clouds_yaml), **extra)
 
 
 def tempest_input(lab: OpenStackLab, regex: str = tempest_ws.SMOKE_REGEX) -> CheckInput:
-    return check_input(lab, TempestCheck(kind="tempest", regex=regex, concurrency=2),
-                       tempest_workspace=str(lab.tempest_workspace), tempest_command=[str(tempest_ws.tempest_bin())])  # fmt: skip
+    return check_input(
+        lab,
+        TempestCheck(kind="tempest", regex=regex, concurrency=2),
+        tempest_workspace=str(lab.tempest_workspace),
+        tempest_command=[str(tempest_ws.tempest_bin())],
+    )
 
 
 @contextmanager
@@ -73,7 +77,9 @@ def test_endpoint_check_passes_and_fails_on_a_broken_endpoint(keystone_at) -> No
 def test_endpoint_check_with_refused_credentials_is_inconclusive(openstack_lab, tmp_path: Path) -> None:
     clouds = tmp_path / "clouds.yaml"
     assert openstack_lab.keystone
-    clouds.write_text(openstack_lab.clouds_yaml.read_text().replace(openstack_lab.keystone.admin_password, "wrong-password"))
+    clouds.write_text(
+        openstack_lab.clouds_yaml.read_text().replace(openstack_lab.keystone.admin_password, "wrong-password")
+    )
     inp = CheckInput(service="keystone", cloud="lab-admin", check=IDENTITY, clouds_yaml=str(clouds))
     result = run(validation.run_check, inp)
     assert result.status == "inconclusive" and "credentials" in result.message
@@ -91,8 +97,12 @@ def test_upgrade_status_check_exit_2_blocks_the_upgrade(keystone_at) -> None:
     admin_role = conn.identity.find_role("admin")
     conn.close()
     token = issue_token(lab)
-    response = requests.patch(f"{lab.keystone.url}/roles/{admin_role.id}", headers={"X-Auth-Token": token},
-                              json={"role": {"options": {"immutable": False}}}, timeout=30)  # fmt: skip
+    response = requests.patch(
+        f"{lab.keystone.url}/roles/{admin_role.id}",
+        headers={"X-Auth-Token": token},
+        json={"role": {"options": {"immutable": False}}},
+        timeout=30,
+    )
     assert response.status_code == 200, response.text
 
     blocked = run(validation.run_check, check_input(lab, status, version=RELEASE_MID, stage="pre"))
@@ -101,7 +111,9 @@ def test_upgrade_status_check_exit_2_blocks_the_upgrade(keystone_at) -> None:
     assert "Roles are not immutable: admin" in blocked.details["output"]
 
 
-@pytest.mark.parametrize(("code", "status"), [(0, "pass"), (1, "pass"), (2, "fail"), (255, "fail"), (127, "inconclusive")])
+@pytest.mark.parametrize(
+    ("code", "status"), [(0, "pass"), (1, "pass"), (2, "fail"), (255, "fail"), (127, "inconclusive")]
+)
 def test_upgrade_status_exit_codes(code: int, status: str) -> None:
     assert validation.interpret_status(code)[0] == status
 
@@ -153,8 +165,13 @@ def test_subunit_parsing_counts_ids_and_junit() -> None:
     out = _io.BytesIO()
     stream = subunit.StreamResultToBytes(out)
     stream.status(test_id="tempest.api.identity.v3.test_a.A.test_ok[id-1,smoke]", test_status="success")
-    stream.status(test_id="tempest.api.identity.v3.test_b.B.test_bad[id-2,smoke]", test_status="fail",
-                  file_name="traceback", file_bytes=b"Traceback: boom", mime_type="text/plain")  # fmt: skip
+    stream.status(
+        test_id="tempest.api.identity.v3.test_b.B.test_bad[id-2,smoke]",
+        test_status="fail",
+        file_name="traceback",
+        file_bytes=b"Traceback: boom",
+        mime_type="text/plain",
+    )
     stream.status(test_id="setUpClass (tempest.api.identity.v3.test_c.C)", test_status="fail")
     stream.status(test_id="tempest.api.identity.v3.test_d.D.test_skip[id-4]", test_status="skip")
     summary = tempest.parse_subunit(out.getvalue())

@@ -20,9 +20,17 @@ def test_plan_without_paths_uses_the_worker_environment(keystone_at, monkeypatch
     snap = run(database.snapshot, SnapshotInput(upgrade_id="upgrade/env", service="keystone", database=db))
     assert snap.location.startswith(str(lab.base / "snapshots"))
     assert run(database.verify_snapshot, VerifyInput(snapshot=snap, database=db)).ok
-    check = run(migration.db_sync, MigrateInput(service="keystone", phase="check", version=RELEASE_MID,
-                                                migration=Migration(mode="expand-contract")))  # fmt: skip
+    check = run(
+        migration.db_sync,
+        MigrateInput(
+            service="keystone", phase="check", version=RELEASE_MID, migration=Migration(mode="expand-contract")
+        ),
+    )
     assert check.state == "expand-needed" and "keystone-29.1.0" in check.command[0]
-    status = run(validation.run_check, CheckInput(service="keystone", cloud="lab-admin", version=RELEASE_MID,
-                                                  check=UpgradeStatusCheck(kind="upgrade-status")))  # fmt: skip
+    status = run(
+        validation.run_check,
+        CheckInput(
+            service="keystone", cloud="lab-admin", version=RELEASE_MID, check=UpgradeStatusCheck(kind="upgrade-status")
+        ),
+    )
     assert status.status == "pass" and status.details["exit_code"] == 0

@@ -22,8 +22,14 @@ def service(name: str, **extra: Any) -> dict[str, Any]:
         "name": name,
         "database": {"name": name},
         "migration": {"mode": "expand-contract"},
-        "workloads": [{"kind": "Deployment", "name": f"{name}-api", "container": f"{name}-api",
-                       "image": f"registry/{name}:29.1.0"}],
+        "workloads": [
+            {
+                "kind": "Deployment",
+                "name": f"{name}-api",
+                "container": f"{name}-api",
+                "image": f"registry/{name}:29.1.0",
+            }
+        ],
         "checks": [{"kind": "endpoint", "service_type": "x"}, {"kind": "tempest", "regex": "smoke"}],
     }
     s.update(extra)
@@ -57,5 +63,8 @@ async def running(client: Client, script: Script, task_queue: str | None = None)
 
 async def start(client: Client, plan: UpgradePlan, tq: str, **kw: Any) -> WorkflowHandle:
     return await client.start_workflow(
-        UpgradeWorkflow.run, io.UpgradeInput(plan=plan, **kw), id=plan.workflow_id, task_queue=tq,
+        UpgradeWorkflow.run,
+        io.UpgradeInput(plan=plan, **kw),
+        id=plan.workflow_id,
+        task_queue=tq,
     )

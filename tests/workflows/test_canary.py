@@ -14,12 +14,15 @@ from tests.workflows.helpers import make_plan, running
 RESET = ["k8s.scale:down", "db.restore", "k8s.set_images", "k8s.scale:up", "k8s.wait_rollout"]
 
 
-async def run_canary(client: Client, script: Script, plan) -> tuple[bool, io.CanaryResult]:  # noqa: ANN001
+async def run_canary(client: Client, script: Script, plan) -> tuple[bool, io.CanaryResult]:
     async with running(client, script) as tq:
         handle = await client.start_workflow(
-            "Canary", io.CanaryInput(name="c1", plan=plan), id=f"canary/{uuid.uuid4().hex[:6]}",
-            task_queue=tq, result_type=io.CanaryResult,
-        )  # fmt: skip
+            "Canary",
+            io.CanaryInput(name="c1", plan=plan),
+            id=f"canary/{uuid.uuid4().hex[:6]}",
+            task_queue=tq,
+            result_type=io.CanaryResult,
+        )
         try:
             return True, await handle.result()
         except WorkflowFailureError as e:

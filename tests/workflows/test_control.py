@@ -14,18 +14,18 @@ from tests.workflows.helpers import make_plan, running, service, start
 from tests.workflows.test_failures import outcome_of, wait_for
 
 
-def blocked(script: Script, key: str):  # noqa: ANN201
+def blocked(script: Script, key: str):
     import threading
 
     script.block[key] = ev = threading.Event()
     return ev
 
 
-async def update(handle, name: str, req) -> io.ControlAck:  # noqa: ANN001
+async def update(handle, name: str, req) -> io.ControlAck:
     return await handle.execute_update(name, req, result_type=io.ControlAck)
 
 
-async def rejected(handle, name: str, req) -> str:  # noqa: ANN001
+async def rejected(handle, name: str, req) -> str:
     """The validator's reason for refusing an update (nothing is written to the history)."""
     with pytest.raises(WorkflowUpdateFailedError) as info:
         await update(handle, name, req)
@@ -79,9 +79,13 @@ async def test_gate_waits_for_approval(client: Client) -> None:
         handle = await start(client, plan, tq)
         st = await wait_for(handle, lambda st: st.services[0].waiting_for == "identity-go")
         assert st.services[0].state == "waiting" and "db.snapshot" not in script.calls
-        assert re.search("unknown gate 'nova'.*identity-go", await rejected(handle, "approve", io.ApproveRequest(gate="nova")))
+        assert re.search(
+            "unknown gate 'nova'.*identity-go", await rejected(handle, "approve", io.ApproveRequest(gate="nova"))
+        )
         await update(handle, "approve", io.ApproveRequest(gate="identity-go", by="ops"))
-        assert re.search("ended|already approved", await rejected(handle, "approve", io.ApproveRequest(gate="identity-go")))
+        assert re.search(
+            "ended|already approved", await rejected(handle, "approve", io.ApproveRequest(gate="identity-go"))
+        )
         kind, report = await outcome_of(handle)
     assert kind == "succeeded"
     assert report.services[0].steps[0].step == "gate" and "identity-go" in report.services[0].steps[0].detail
@@ -131,8 +135,9 @@ async def test_inconclusive_check_waits_and_approval_accepts_it(client: Client) 
 async def test_inconclusive_check_resumed_runs_it_again(client: Client) -> None:
     script = Script()
     script.answers["checks.run:endpoint:post"] = [
-        io.CheckResult(status="inconclusive", message="catalog timeout"), io.CheckResult(status="pass"),
-    ]  # fmt: skip
+        io.CheckResult(status="inconclusive", message="catalog timeout"),
+        io.CheckResult(status="pass"),
+    ]
     async with running(client, script) as tq:
         handle = await start(client, make_plan(), tq)
         await wait_for(handle, lambda st: st.services[0].waiting_for == "decision")
@@ -169,9 +174,11 @@ async def test_independent_services_run_in_parallel(client: Client) -> None:
 
 async def test_preflight_refuses_missing_workloads(client: Client) -> None:
     script = Script()
-    script.answers["k8s.read_images"] = io.ReadImagesResult(images=[
-        io.WorkloadImage(kind="Deployment", name="keystone-api", container="keystone-api", found=False),
-    ])  # fmt: skip
+    script.answers["k8s.read_images"] = io.ReadImagesResult(
+        images=[
+            io.WorkloadImage(kind="Deployment", name="keystone-api", container="keystone-api", found=False),
+        ]
+    )
     async with running(client, script) as tq:
         kind, report = await outcome_of(await start(client, make_plan(), tq))
     assert kind == "UpgradeFailed" and "Deployment/keystone-api" in report.message

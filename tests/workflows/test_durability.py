@@ -22,14 +22,18 @@ async def spawn(env: WorkflowEnvironment, tq: str, journal: Path, *extra: str) -
     address = env.client.service_client.config.target_host
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.standin_worker", address, tq, str(journal), *extra],
-        cwd=ROOT, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     line = await asyncio.to_thread(proc.stdout.readline)
     assert line.strip() == b"ready", line
     return proc
 
 
-async def test_killed_worker_is_replaced_without_repeating_steps(temporal_env: WorkflowEnvironment, tmp_path: Path) -> None:
+async def test_killed_worker_is_replaced_without_repeating_steps(
+    temporal_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
     journal = tmp_path / "journal"
     tq = f"kill-{uuid.uuid4().hex[:8]}"
     first = await spawn(temporal_env, tq, journal, "--block", "k8s.wait_rollout")
@@ -61,7 +65,15 @@ async def test_killed_worker_is_replaced_without_repeating_steps(temporal_env: W
         if line.startswith("done "):
             name = line.split()[1]
             assert done[name] == started[name], f"{name} ran again after the restart"
-    assert done == Counter({
-        "k8s.read_images": 2, "checks.run": 3, "db.snapshot": 1, "db.verify_snapshot": 1,
-        "migration.db_sync": 4, "k8s.set_images": 1, "k8s.wait_rollout": 1, "tempest.run": 1,
-    }), "every step completed exactly once"
+    assert done == Counter(
+        {
+            "k8s.read_images": 2,
+            "checks.run": 3,
+            "db.snapshot": 1,
+            "db.verify_snapshot": 1,
+            "migration.db_sync": 4,
+            "k8s.set_images": 1,
+            "k8s.wait_rollout": 1,
+            "tempest.run": 1,
+        }
+    ), "every step completed exactly once"

@@ -17,7 +17,7 @@ UNDO_ROLL = ["k8s.undo_images"]
 RESTORE = ["k8s.scale:down", "db.restore", "k8s.scale:up"]
 
 
-async def outcome_of(handle) -> tuple[str, io.UpgradeReport]:  # noqa: ANN001
+async def outcome_of(handle) -> tuple[str, io.UpgradeReport]:
     try:
         report = await handle.result()
         return "succeeded", report
@@ -54,7 +54,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("key", "step", "error", "after"), CASES, ids=[c[0] for c in CASES])
-async def test_failure_compensates_in_reverse(client: Client, key: str, step: str, error: str, after: list[str]) -> None:
+async def test_failure_compensates_in_reverse(
+    client: Client, key: str, step: str, error: str, after: list[str]
+) -> None:
     script = Script()
     fail_at(script, key)
     async with running(client, script) as tq:
@@ -71,9 +73,14 @@ async def test_failure_compensates_in_reverse(client: Client, key: str, step: st
         r.step for r in svc.steps if r.status in ("done", "compensated") and r.step in should
     }
     assert not ({r.step for r in svc.steps if r.status == "done"} & should), "every undone step is marked"
-    assert [r.step for r in svc.steps if r.status == "done"][-len(after) or len(svc.steps):] == [
-        {"k8s.undo_images": "undo-roll", "k8s.scale:down": "quiesce", "db.restore": "restore",
-         "k8s.scale:up": "unquiesce"}[a] for a in after
+    assert [r.step for r in svc.steps if r.status == "done"][-len(after) or len(svc.steps) :] == [
+        {
+            "k8s.undo_images": "undo-roll",
+            "k8s.scale:down": "quiesce",
+            "db.restore": "restore",
+            "k8s.scale:up": "unquiesce",
+        }[a]
+        for a in after
     ]
 
 
@@ -105,7 +112,7 @@ async def test_policy_fail_stops_without_compensation(client: Client) -> None:
     assert script.calls[-1] == "k8s.wait_rollout" and "k8s.undo_images" not in script.calls
 
 
-async def wait_for(handle, predicate, timeout: float = 20.0) -> io.UpgradeStatus:  # noqa: ANN001
+async def wait_for(handle, predicate, timeout: float = 20.0) -> io.UpgradeStatus:
     async with asyncio.timeout(timeout):
         while True:
             st = await handle.query("status", result_type=io.UpgradeStatus)
@@ -167,9 +174,15 @@ async def test_offline_migration_failure_restores_before_bringing_the_api_back(c
         kind, _ = await outcome_of(await start(client, plan, tq))
     assert kind == "UpgradeRolledBack"
     assert script.calls == [
-        "k8s.read_images", "db.snapshot", "db.verify_snapshot", "k8s.scale:down", "migration.db_sync:offline",
-        "k8s.scale:down", "db.restore", "k8s.scale:up",
-    ]  # fmt: skip
+        "k8s.read_images",
+        "db.snapshot",
+        "db.verify_snapshot",
+        "k8s.scale:down",
+        "migration.db_sync:offline",
+        "k8s.scale:down",
+        "db.restore",
+        "k8s.scale:up",
+    ]
 
 
 async def test_nothing_to_migrate_skips_expand_contract_and_restore(client: Client) -> None:

@@ -4,13 +4,22 @@ from temporalio.client import Client
 
 from model import io
 from tests.standins import Script
-from tests.workflows.helpers import make_plan, running, service, start
+from tests.workflows.helpers import make_plan, running, start
 
 SERVICE_STEPS = [
-    "db.snapshot", "db.verify_snapshot", "migration.db_sync:check", "migration.db_sync:expand",
-    "migration.db_sync:migrate", "k8s.read_images", "k8s.set_images", "k8s.wait_rollout",
-    "checks.run:endpoint:post", "tempest.run", "migration.db_sync:contract", "checks.run:endpoint:post",
-]  # fmt: skip
+    "db.snapshot",
+    "db.verify_snapshot",
+    "migration.db_sync:check",
+    "migration.db_sync:expand",
+    "migration.db_sync:migrate",
+    "k8s.read_images",
+    "k8s.set_images",
+    "k8s.wait_rollout",
+    "checks.run:endpoint:post",
+    "tempest.run",
+    "migration.db_sync:contract",
+    "checks.run:endpoint:post",
+]
 
 
 async def test_single_service_runs_every_step_in_order(client: Client) -> None:
