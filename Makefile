@@ -1,15 +1,19 @@
 # Two entry points do all set-up on a fresh Debian 12 machine (root, Python 3.11, Go):
 #   make demo   - the demo upgrade on the labs
-#   make test   - the whole test suite
+#   make test   - every check: formatter, linter, type checker, import layers, then all tests
 # Everything expensive is cached by version: the venv by requirements.lock, the Kubernetes lab
 # binaries by their versions (~/.cache/stackhop-lab/), the OpenStack venvs by their lock files.
+# `make test` times its phases (.ci/timed); the test session ends with that table and the slowest
+# tests, so every CI log shows where the time goes.
 PY ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
+TIMINGS := .lab/timings.tsv
+TIMED := ./.ci/timed $(TIMINGS)
+export STACKHOP_TIMINGS := $(abspath $(TIMINGS))
 
-.PHONY: test demo setup venv labs lint clean
-test: setup
-	$(VENV)/bin/lint-imports
+.PHONY: test demo setup venv labs check lint format clean timings-reset
+test: timings-reset setup check
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 demo: setup
@@ -20,17 +24,31 @@ setup: venv labs
 venv: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q uv==0.13.8
-	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -r requirements.lock
-	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps -e .
+	$(TIMED) "set-up: venv (uv install from requirements.lock)" sh -c '\
+	  $(VENV)/bin/python -m pip install -q uv==0.13.8 && \
+	  $(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -r requirements.lock && \
+	  $(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps -e .'
 	rm -f $(VENV)/.installed-* && touch $@
 
 labs: venv
-	$(VENV)/bin/python -m lab.openstack.install
-	$(VENV)/bin/python -m lab.k8s.build
+	$(TIMED) "set-up: OpenStack lab (MariaDB, release venvs)" $(VENV)/bin/python -m lab.openstack.install
+	$(TIMED) "set-up: Kubernetes lab binaries" $(VENV)/bin/python -m lab.k8s.build
 
-lint: venv
-	$(VENV)/bin/lint-imports
+# Static checks, zero findings: the formatter owns the layout, then lint, types, import layers.
+check: venv
+	$(TIMED) "check: ruff format --check" $(VENV)/bin/ruff format --check --quiet .
+	$(TIMED) "check: ruff check" $(VENV)/bin/ruff check --quiet .
+	$(TIMED) "check: mypy" $(VENV)/bin/mypy
+	$(TIMED) "check: import-linter" $(VENV)/bin/lint-imports --no-cache
+
+lint: check
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+timings-reset:
+	@mkdir -p $(dir $(TIMINGS)) && : >$(TIMINGS)
 
 clean:
-	rm -rf $(VENV) .lab
+	rm -rf $(VENV) .lab .mypy_cache .ruff_cache

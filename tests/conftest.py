@@ -18,7 +18,7 @@ from model import visibility
 
 ROOT = Path(__file__).resolve().parent.parent
 # The labs: a Kubernetes control plane with kwok, and MariaDB + Keystone + tempest (session-wide).
-pytest_plugins = ["lab.k8s.pytest_plugin", "lab.openstack.pytest_plugin"]
+pytest_plugins = ["lab.k8s.pytest_plugin", "lab.openstack.pytest_plugin", "tests.timings"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
