@@ -27,6 +27,9 @@ BAD = {
     "bad-workload-kind.yaml": ("services[0].workloads[0].kind", "'Deployment', 'StatefulSet' or 'DaemonSet'"),
     "bad-empty-services.yaml": ("services", "at least 1 item"),
     "bad-inline-secret.yaml": ("services[0].database.password", "inline secret"),
+    "bad-missing-top-level.yaml": ("cloud", "Field required"),
+    "bad-database-name.yaml": ("services[0].database.name", "is not a plain SQL identifier"),
+    "bad-database-name-digits.yaml": ("services[1].database.name", "'2026' is not a plain SQL identifier"),
 }
 
 
