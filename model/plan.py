@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 from model.releases import Release
 
 NAME_RE = r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$"
+K8S_OBJECT_RE = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"  # a Secret or PVC name (DNS subdomain)
 # MariaDB schema names are written unquoted into SQL and shell text (activities/database.py): plain
 # identifiers only, at most 64 characters, not all digits (MariaDB reads those as a number).
 SQL_NAME_RE = re.compile(r"[A-Za-z0-9_]{1,64}")
@@ -123,10 +124,12 @@ class Database(Strict):
         default="docker.io/library/mariadb:10.11", description="job runner: image with the MariaDB client tools."
     )
     credentials_secret: str | None = Field(
-        default=None, description="job runner: Secret whose key 'my.cnf' is the defaults file."
+        default=None, pattern=K8S_OBJECT_RE, description="job runner: Secret whose key 'my.cnf' is the defaults file."
     )
     snapshot_pvc: str | None = Field(
-        default=None, description="job runner: PVC mounted at snapshot_dir that keeps the snapshots."
+        default=None,
+        pattern=K8S_OBJECT_RE,
+        description="job runner: PVC mounted at snapshot_dir that keeps the snapshots.",
     )
 
 
@@ -139,7 +142,9 @@ class Migration(Strict):
     )
     # added for the migration activity (defaults keep existing plans valid)
     config_secret: str | None = Field(
-        default=None, description="job runner: Secret with the service config, mounted at config_mount."
+        default=None,
+        pattern=K8S_OBJECT_RE,
+        description="job runner: Secret with the service config, mounted at config_mount.",
     )
     config_mount: str = Field(default="/etc/{service}", description="job runner: where config_secret is mounted.")
     max_rounds: int = Field(
