@@ -133,6 +133,14 @@ def list_(
 
 
 @app.command()
+def setup() -> None:
+    """Register stackhop's search attributes in the Temporal namespace (once; safe to repeat)."""
+    from cliapp import setup as setupmod
+
+    raise typer.Exit(run(setupmod.setup()))
+
+
+@app.command()
 def worker() -> None:
     """Run a worker: the upgrade workflows and the activities that touch the cloud."""
     from cliapp import dev as devmod
