@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from model import order, releases
-from model.plan import SQL_NAME_ERROR, UpgradePlan
+from model.plan import K8S_OBJECT_RE, NAME_RE, SQL_NAME_ERROR, UpgradePlan
 
 SECRET_KEY = re.compile(r"(pass(word|wd)?|secret|token|private[-_]?key|credential|api[-_]?key)$", re.I)
 # Plan fields that name a Kubernetes Secret: the way to keep secrets out of a plan, not inline ones.
@@ -119,6 +119,12 @@ _FIXES = {
 }
 
 
+_PATTERN_FIXES = {
+    NAME_RE: "use lowercase letters, digits, '-' and '.', at most 63, starting and ending alphanumeric",
+    K8S_OBJECT_RE: "use a Kubernetes object name: lowercase letters, digits, '-' and '.', at most 253",
+}
+
+
 def _pydantic_problems(err: ValidationError) -> list[Problem]:
     problems = []
     for e in err.errors():
@@ -132,6 +138,8 @@ def _pydantic_problems(err: ValidationError) -> list[Problem]:
         else:
             fix = _FIXES.get(e["type"], "correct the value")
         ctx = e.get("ctx") or {}
+        if e["type"] == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERN_FIXES:
+            fix = _PATTERN_FIXES[ctx["pattern"]]
         if e["type"] == "literal_error" and "expected" in ctx:
             fix = f"use one of {ctx['expected']}"
         if e["type"] == "union_tag_invalid" and "expected_tags" in ctx:
