@@ -124,11 +124,20 @@ def list_(
     cloud: Annotated[str | None, typer.Option(help="Only upgrades of this cloud.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Include finished upgrades.")] = False,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output: a JSON list.")] = False,
 ) -> None:
     """Upgrades (running ones unless --all)."""
     from cliapp import upgrades
 
-    raise typer.Exit(run(upgrades.list_upgrades(cloud, all_, limit)))
+    raise typer.Exit(run(upgrades.list_upgrades(cloud, all_, limit, as_json)))
+
+
+@app.command()
+def setup() -> None:
+    """Register stackhop's search attributes in the Temporal namespace (once; safe to repeat)."""
+    from cliapp import setup as setupmod
+
+    raise typer.Exit(run(setupmod.setup()))
 
 
 @app.command()

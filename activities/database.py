@@ -120,8 +120,8 @@ def restore_script(
     *, db: str, path: str, defaults_file: str, sha256: str, charset: str, collation: str, lock_wait_timeout: int
 ) -> str:
     sql_name(db)
-    sql_name(charset, "charset")
-    sql_name(collation, "collation")
+    sql_name(charset, "charset", errors.RESTORE_FAILED)
+    sql_name(collation, "collation", errors.RESTORE_FAILED)
     init = q(f"SET SESSION lock_wait_timeout={int(lock_wait_timeout)}")
     return (
         _header(defaults_file)

@@ -22,6 +22,8 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import CancelledError
 
+from model import errors
+
 log = structlog.get_logger(__name__)
 
 MARKER = "@@stackhop"
@@ -57,10 +59,13 @@ def is_cancelled() -> bool:
         return False
 
 
-def sql_name(value: str, what: str = "database name") -> str:
-    """Schema names go into SQL and shell text unquoted, so only plain identifiers are accepted."""
+def sql_name(value: str, what: str = "database name", kind: str = errors.PLAN_INVALID) -> str:
+    """Names go into SQL and shell text unquoted, so only plain identifiers are accepted.
+
+    The plan model already refuses a bad ``database.name`` at `plan validate`; this is the defensive
+    second check, a permanent error (retrying cannot fix a name)."""
     if not NAME_RE.match(value):
-        raise ValueError(f"{what} {value!r} must match {NAME_RE.pattern}")
+        raise errors.permanent(kind, f"{what} {value!r} must match {NAME_RE.pattern}")
     return value
 
 

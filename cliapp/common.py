@@ -54,9 +54,18 @@ class Settings:
 settings = Settings()
 
 
+# Off a terminal (a pipe, a file, a script) rich would lay tables out for 80 columns and fold long
+# cells ("upgrade/r" / "egion-two"); there the console is as wide as the content needs, so every
+# table row is one line a script can read. Nothing stackhop prints expands to the console's width.
+UNWRAPPED_WIDTH = 10_000
+
+
 # Consoles are created per call: sys.stdout/sys.stderr may be swapped (tests, redirection).
 def out() -> Console:
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=max(console.width, UNWRAPPED_WIDTH))
+    return console
 
 
 def err() -> Console:
@@ -150,8 +159,8 @@ def rpc_failure(e: RPCError, wf_id: str | None = None) -> Fail:
     hint = ""
     if "search attribute" in e.message.lower():
         hint = (
-            "\nRegister stackhop's search attributes in this namespace once, e.g. `temporal operator "
-            "search-attribute create --name StackhopCloud --type Keyword` (all of them: model/visibility.py)"
+            "\nstackhop's search attributes are not registered in this namespace: run `stackhop setup` once "
+            "(it registers them, or prints the `temporal operator search-attribute create` commands)"
         )
     return Fail(BAD_INPUT, f"Temporal refused the request: {e.message}{hint}")
 

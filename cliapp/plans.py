@@ -62,8 +62,9 @@ def _checks(svc: Any) -> str:
 
 
 def services_table(plan: UpgradePlan) -> Table:
-    """One row per workload; the service's columns on its first row."""
-    table = Table(title=Text(summary(plan)), title_justify="left")
+    """One row per workload; the service's columns on its first row (the summary line goes above it:
+    a table title would wrap at the table's width)."""
+    table = Table()
     for col in ("wave", "service", "workload (container)", "target image", "migration", "checks", "gate"):
         table.add_column(col, overflow="fold")
     for i, wave in enumerate(order.waves(plan.services), 1):
@@ -87,9 +88,7 @@ def services_table(plan: UpgradePlan) -> Table:
 
 
 def live_table(plan: UpgradePlan, rows: list[Any]) -> tuple[Table, int]:
-    table = Table(
-        title=f"{plan.cloud.name} (context {plan.cloud.kubernetes.context}, namespace {plan.cloud.kubernetes.namespace}): live"
-    )
+    table = Table()
     for col in ("service", "workload", "current image", "", "target image", "state"):
         table.add_column(col, overflow="fold")
     missing = 0
@@ -134,9 +133,12 @@ def show(
 
     async def body() -> None:
         plan = load_or_fail(plan_file)
+        say(summary(plan))
         out().print(services_table(plan))
         if live:
             table, missing = live_table(plan, await _preview(plan))
+            k = plan.cloud.kubernetes
+            say(f"{plan.cloud.name} (context {k.context}, namespace {k.namespace}): live")
             out().print(table)
             if missing:
                 raise Fail(BAD_INPUT, f"{missing} workload(s) missing: the upgrade's pre-flight would stop")

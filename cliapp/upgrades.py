@@ -7,6 +7,7 @@ polls the workflow's `status` query; it only reads, so stopping it never affects
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 from temporalio.client import (
     Client,
+    WorkflowExecution,
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHandle,
@@ -195,7 +197,22 @@ async def watch(client: Client | None, wf_id: str, interval: float = 0.5) -> int
     return await Watcher(wf_id, handle, desc, out()).run(interval)
 
 
-async def list_upgrades(cloud: str | None, show_all: bool, limit: int) -> int:
+def list_row(wf: WorkflowExecution) -> dict[str, Any]:
+    """One upgrade as `list --json` prints it (times in UTC, ISO 8601)."""
+    sa = wf.typed_search_attributes
+    return {
+        "workflow_id": wf.id,
+        "run_id": wf.run_id,
+        "status": run_status_name(wf.status),
+        "cloud": sa.get(visibility.CLOUD),
+        "release": sa.get(visibility.RELEASE),
+        "phase": sa.get(visibility.PHASE),
+        "started": wf.start_time.isoformat(),
+        "closed": wf.close_time.isoformat() if wf.close_time else None,
+    }
+
+
+async def list_upgrades(cloud: str | None, show_all: bool, limit: int, as_json: bool = False) -> int:
     query = "WorkflowType = 'Upgrade'"
     if not show_all:
         query += " AND ExecutionStatus = 'Running'"
@@ -203,6 +220,9 @@ async def list_upgrades(cloud: str | None, show_all: bool, limit: int) -> int:
         query += f" AND {visibility.CLOUD.name} = {quoted(cloud)}"
     client = await connect()
     rows = [wf async for wf in client.list_workflows(query, limit=limit)]
+    if as_json:
+        print(json.dumps([list_row(wf) for wf in rows], indent=2))
+        return OK
     if not rows:
         say(
             f"no {'' if show_all else 'running '}upgrades{' on ' + cloud if cloud else ''}"

@@ -16,9 +16,11 @@ import yaml
 from pydantic import ValidationError
 
 from model import order, releases
-from model.plan import UpgradePlan
+from model.plan import K8S_OBJECT_RE, NAME_RE, SQL_NAME_ERROR, UpgradePlan
 
 SECRET_KEY = re.compile(r"(pass(word|wd)?|secret|token|private[-_]?key|credential|api[-_]?key)$", re.I)
+# Plan fields that name a Kubernetes Secret: the way to keep secrets out of a plan, not inline ones.
+SECRET_REFERENCES = frozenset({"credentials_secret", "config_secret"})
 URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 
 
@@ -67,11 +69,19 @@ def _line_map(node: yaml.Node, path: str = "", out: dict[str, int] | None = None
 
 
 def _line(lines: dict[str, int], path: str) -> int | None:
+    """The line of ``path``, else of its nearest ancestor that the document has, else line 1.
+
+    Every round removes the last segment (``.field``, ``[3]`` or the top-level field), or at least
+    one character of a path it cannot split, so the loop ends for any path."""
     while path:
         if path in lines:
             return lines[path]
-        path = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", path)
+        shorter = _LAST_SEGMENT.sub("", path, count=1)
+        path = shorter if shorter != path else path[:-1]
     return lines.get("")
+
+
+_LAST_SEGMENT = re.compile(r"(\.[^.\[]+|\[\d+\]|^[^.\[]+)$")
 
 
 def _secrets(data: Any, path: str = "") -> list[Problem]:
@@ -79,7 +89,8 @@ def _secrets(data: Any, path: str = "") -> list[Problem]:
     if isinstance(data, dict):
         for k, v in data.items():
             sub = f"{path}.{k}" if path else str(k)
-            if isinstance(v, (str, int)) and not isinstance(v, bool) and SECRET_KEY.search(str(k)):
+            inline = isinstance(v, (str, int)) and not isinstance(v, bool)
+            if inline and SECRET_KEY.search(str(k)) and k not in SECRET_REFERENCES:
                 found.append(Problem(sub, "inline secret in a plan file", _SECRET_FIX))
             else:
                 found += _secrets(v, sub)
@@ -103,6 +114,14 @@ _FIXES = {
     "union_tag_invalid": "use one of the allowed kinds",
     "string_pattern_mismatch": "use the documented format",
     "too_short": "give at least one entry",
+    SQL_NAME_ERROR: "use letters, digits and _ only, at most 64, not only digits: "
+    "the name is written unquoted into SQL and shell commands",
+}
+
+
+_PATTERN_FIXES = {
+    NAME_RE: "use lowercase letters, digits, '-' and '.', at most 63, starting and ending alphanumeric",
+    K8S_OBJECT_RE: "use a Kubernetes object name: lowercase letters, digits, '-' and '.', at most 253",
 }
 
 
@@ -119,6 +138,8 @@ def _pydantic_problems(err: ValidationError) -> list[Problem]:
         else:
             fix = _FIXES.get(e["type"], "correct the value")
         ctx = e.get("ctx") or {}
+        if e["type"] == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERN_FIXES:
+            fix = _PATTERN_FIXES[ctx["pattern"]]
         if e["type"] == "literal_error" and "expected" in ctx:
             fix = f"use one of {ctx['expected']}"
         if e["type"] == "union_tag_invalid" and "expected_tags" in ctx:
@@ -183,17 +204,100 @@ def _semantic_problems(plan: UpgradePlan) -> list[Problem]:
     return problems
 
 
-def parse_plan(text: str, file: str = "<plan>") -> UpgradePlan:
-    """Validate plan text. Raises PlanError naming the file, each field path and a fix."""
+# A plan is a few hundred YAML nodes; aliases can make a small file expand to billions ("billion
+# laughs") or refer to themselves, and both would stall every walk over the document.
+MAX_NODES = 100_000
+MAX_DEPTH = 50
+
+
+def _shape_problem(node: yaml.Node) -> Problem | None:
+    """A refusal when the document, aliases expanded, is too deep (or recursive) or too large."""
+    memo: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, height)
+
+    def measure(n: yaml.Node, depth: int) -> tuple[int, int]:
+        if id(n) in memo:
+            size, height = memo[id(n)]
+        else:
+            if depth > MAX_DEPTH:
+                raise _TooDeep(n)
+            children: list[yaml.Node] = []
+            if isinstance(n, yaml.MappingNode):
+                children = [c for pair in n.value for c in pair]
+            elif isinstance(n, yaml.SequenceNode):
+                children = list(n.value)
+            size, height = 1, 0
+            for c in children:
+                csize, cheight = measure(c, depth + 1)
+                size, height = size + csize, max(height, cheight + 1)
+                if size > MAX_NODES:
+                    raise _TooLarge(n)
+            memo[id(n)] = (size, height)
+        if depth + height > MAX_DEPTH:
+            raise _TooDeep(n)
+        return size, height
+
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        measure(node, 0)
+    except _TooDeep as e:
+        return Problem(
+            "",
+            f"the document nests deeper than {MAX_DEPTH} levels (or an alias refers to itself)",
+            "write the plan as plain nested mappings (see examples/)",
+            e.node.start_mark.line + 1,
+        )
+    except _TooLarge as e:
+        return Problem(
+            "",
+            f"the document expands to more than {MAX_NODES} values (aliases included)",
+            "write the plan without nested aliases (see examples/)",
+            e.node.start_mark.line + 1,
+        )
+    return None
+
+
+class _TooDeep(Exception):
+    def __init__(self, node: yaml.Node):
+        self.node = node
+
+
+class _TooLarge(Exception):
+    def __init__(self, node: yaml.Node):
+        self.node = node
+
+
+# libyaml's loader when PyYAML was built with it (ten times faster; same nodes, marks and errors)
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _read_yaml(text: str, file: str) -> tuple[yaml.Node | None, Any]:
+    """(node tree, data) of a single YAML document; PlanError for anything that is not one.
+
+    YAML errors carry a line; the constructors can also raise plain ValueError and friends (a date
+    such as 2025-13-45, an integer of 5000 digits) and deep nesting a RecursionError: all of them
+    are the operator's YAML, so all of them are refused the same way."""
+    loader = _SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        shape = _shape_problem(node) if node is not None else None
+        if shape:
+            raise PlanError(file, [shape])
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark else None
-        raise PlanError(
-            file, [Problem("", f"malformed YAML: {getattr(e, 'problem', e)}", "fix the YAML syntax", line)]
-        ) from None
+        problem = f"malformed YAML: {getattr(e, 'problem', None) or e}"
+        raise PlanError(file, [Problem("", problem, "fix the YAML syntax", line)]) from None
+    except (ValueError, OverflowError, TypeError, RecursionError) as e:
+        problem = f"malformed YAML: {type(e).__name__}: {e}"[:300]
+        raise PlanError(file, [Problem("", problem, "fix the YAML syntax (quote values meant as text)")]) from None
+    finally:
+        loader.dispose()
+    return node, data
+
+
+def parse_plan(text: str, file: str = "<plan>") -> UpgradePlan:
+    """Validate plan text. Raises PlanError naming the file, each field path and a fix."""
+    node, data = _read_yaml(text, file)
     if not isinstance(data, dict):
         raise PlanError(file, [Problem("", "a plan is a YAML mapping (apiVersion, kind, ...)", "start from examples/")])
     lines = _line_map(node) if node is not None else {}

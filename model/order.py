@@ -74,7 +74,7 @@ def find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
         stack.append(n)
         for d in deps.get(n, []):
             if state.get(d) == 1:
-                return stack[stack.index(d) :] + [d]
+                return [*stack[stack.index(d) :], d]
             if d in deps and not state.get(d):
                 found = visit(d)
                 if found:

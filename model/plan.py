@@ -7,23 +7,35 @@ Every model forbids unknown fields so a typo is an error, not a silently ignored
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from model.releases import Release
 
 NAME_RE = r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$"
+K8S_OBJECT_RE = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"  # a Secret or PVC name (DNS subdomain)
+# MariaDB schema names are written unquoted into SQL and shell text (activities/database.py): plain
+# identifiers only, at most 64 characters, not all digits (MariaDB reads those as a number).
+SQL_NAME_RE = re.compile(r"[A-Za-z0-9_]{1,64}")
+SQL_NAME_ERROR = "sql_identifier"  # the error type model.loading gives its own fix
+MAX_DURATION = 365 * 86400  # a year: anything longer is a typo, and timedelta arithmetic stays in range
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-def parse_duration(value: str | int | float) -> int:
+def parse_duration(value: object) -> int:
     """'10m', '90s', '1h30m' or a number of seconds -> seconds (int > 0)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 10m or 1h30m")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 10m or 1h30m")
         seconds = int(value)
     else:
         m = re.fullmatch(r"\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*", str(value))
@@ -36,7 +48,17 @@ def parse_duration(value: str | int | float) -> int:
     return seconds
 
 
-DurationField = Annotated[int, Field(ge=1)]
+DurationField = Annotated[int, Field(ge=1, le=MAX_DURATION)]
+
+
+def sql_identifier(value: str) -> str:
+    """A schema name that is safe unquoted in SQL and shell: refused here, at `plan validate`."""
+    if not SQL_NAME_RE.fullmatch(value) or value.isdigit():
+        raise PydanticCustomError(SQL_NAME_ERROR, "{value} is not a plain SQL identifier", {"value": repr(value)})
+    return value
+
+
+SqlName = Annotated[str, AfterValidator(sql_identifier)]
 
 
 class Metadata(Strict):
@@ -76,11 +98,14 @@ class Policy(Strict):
     @field_validator("rollout_timeout", "step_timeout", "gate_timeout", "heartbeat_timeout", mode="before")
     @classmethod
     def _duration(cls, v: object) -> int:
-        return parse_duration(v)  # type: ignore[arg-type]
+        return parse_duration(v)
 
 
 class Database(Strict):
-    name: str = Field(description="MariaDB schema of the service.")
+    name: SqlName = Field(
+        description="MariaDB schema of the service: letters, digits and _ (at most 64).",
+        json_schema_extra={"pattern": f"^{SQL_NAME_RE.pattern}$"},
+    )
     runner: Literal["local", "job"] = Field(
         default="local", description="local: the worker runs the client tools; job: a Kubernetes Job."
     )
@@ -99,10 +124,12 @@ class Database(Strict):
         default="docker.io/library/mariadb:10.11", description="job runner: image with the MariaDB client tools."
     )
     credentials_secret: str | None = Field(
-        default=None, description="job runner: Secret whose key 'my.cnf' is the defaults file."
+        default=None, pattern=K8S_OBJECT_RE, description="job runner: Secret whose key 'my.cnf' is the defaults file."
     )
     snapshot_pvc: str | None = Field(
-        default=None, description="job runner: PVC mounted at snapshot_dir that keeps the snapshots."
+        default=None,
+        pattern=K8S_OBJECT_RE,
+        description="job runner: PVC mounted at snapshot_dir that keeps the snapshots.",
     )
 
 
@@ -115,7 +142,9 @@ class Migration(Strict):
     )
     # added for the migration activity (defaults keep existing plans valid)
     config_secret: str | None = Field(
-        default=None, description="job runner: Secret with the service config, mounted at config_mount."
+        default=None,
+        pattern=K8S_OBJECT_RE,
+        description="job runner: Secret with the service config, mounted at config_mount.",
     )
     config_mount: str = Field(default="/etc/{service}", description="job runner: where config_secret is mounted.")
     max_rounds: int = Field(
@@ -156,7 +185,10 @@ class TempestCheck(Strict):
     @field_validator("regex")
     @classmethod
     def _compiles(cls, v: str) -> str:
-        re.compile(v)
+        try:
+            re.compile(v)
+        except (re.error, RecursionError, OverflowError) as e:  # pydantic reports only ValueError
+            raise ValueError(f"not a regular expression: {e}") from None
         return v
 
 

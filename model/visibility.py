@@ -1,11 +1,12 @@
 """Typed search attributes: how operators find upgrades in the Temporal UI and `stackhop list`.
 
-The dev server registers them at start (``stackhop dev``, the test fixtures); a production namespace
-needs them once: ``temporal operator search-attribute create --name StackhopCloud --type Keyword``
-(and the others below).
+The dev server registers them at start (``stackhop dev``, the test fixtures); any other namespace
+needs them once: ``stackhop setup`` (cliapp/setup.py) registers them or prints the commands.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from temporalio.common import SearchAttributeKey
 
@@ -19,7 +20,12 @@ ALL = (CLOUD, RELEASE, PHASE, SERVICE)
 
 def dev_server_flags() -> list[str]:
     """``temporal server start-dev`` flags that register the attributes."""
-    kinds = {CLOUD: "Keyword", RELEASE: "Keyword", PHASE: "Keyword", SERVICE: "KeywordList"}
+    kinds: dict[SearchAttributeKey[Any], str] = {
+        CLOUD: "Keyword",
+        RELEASE: "Keyword",
+        PHASE: "Keyword",
+        SERVICE: "KeywordList",
+    }
     flags: list[str] = []
     for key, kind in kinds.items():
         flags += ["--search-attribute", f"{key.name}={kind}"]

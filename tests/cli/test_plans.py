@@ -27,6 +27,10 @@ BAD = {
     "bad-workload-kind.yaml": ("services[0].workloads[0].kind", "'Deployment', 'StatefulSet' or 'DaemonSet'"),
     "bad-empty-services.yaml": ("services", "at least 1 item"),
     "bad-inline-secret.yaml": ("services[0].database.password", "inline secret"),
+    "bad-missing-top-level.yaml": ("cloud", "Field required"),
+    "bad-database-name.yaml": ("services[0].database.name", "is not a plain SQL identifier"),
+    "bad-database-name-digits.yaml": ("services[1].database.name", "'2026' is not a plain SQL identifier"),
+    "bad-secret-name.yaml": ("services[0].database.credentials_secret", "String should match pattern"),
 }
 
 
@@ -115,6 +119,7 @@ def test_help_lists_every_command_and_the_lab_sub_apps(offline_cli: Cli) -> None
         "approve",
         "abort",
         "list",
+        "setup",
         "worker",
         "dev",
         "plan",

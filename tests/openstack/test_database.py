@@ -168,8 +168,11 @@ def test_job_runner_manifest_mounts_credentials_and_snapshots() -> None:
 
 
 def test_names_and_paths_are_safe() -> None:
-    with pytest.raises(ValueError):
+    """The plan model refuses such a name first (tests/plans/bad-database-name.yaml); the activity's
+    own check is a permanent PlanInvalid, never a retried ValueError."""
+    with pytest.raises(ApplicationError) as info:
         database.snapshot_script(db="keystone; DROP DATABASE x", path="/tmp/x.sql", defaults_file="/tmp/my.cnf")
+    assert info.value.type == errors.PLAN_INVALID and info.value.non_retryable
     db = database.Database(name="keystone", snapshot_dir="/srv/snaps")
     assert database.snapshot_path(db, "keystone", "upgrade/lab") == "/srv/snaps/keystone-keystone-upgrade_lab.sql"
     assert shutil.which("bash")
