@@ -123,10 +123,12 @@ class DemoLab:
         return ks.release if ks and ks.pid and ks.ready() else None
 
     def token_works(self) -> bool:
+        """A token is issued to the lab's admin (through the lab's clouds.yaml, read explicitly)."""
         import openstack
+        from openstack import config as os_config
 
-        os.environ["OS_CLIENT_CONFIG_FILE"] = str(self.openstack.clouds_yaml)
-        conn = openstack.connect(cloud=ADMIN_CLOUD)
+        loader = os_config.OpenStackConfig(config_files=[str(self.openstack.clouds_yaml)], load_envvars=False)
+        conn = openstack.connection.Connection(config=loader.get_one(cloud=ADMIN_CLOUD))
         try:
             return bool(conn.auth_token)
         finally:
