@@ -22,12 +22,15 @@ demo: setup
 setup: venv labs
 
 venv: $(STAMP)
+# The project installed editable (the product: what the wheel holds), plus the checkout itself on the
+# venv's path (a .pth file): the lab (`stackhop demo`, `stackhop lab`), tests and bench are not in the wheel.
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	$(TIMED) "set-up: venv (uv install from requirements.lock)" sh -c '\
 	  $(VENV)/bin/python -m pip install -q uv==0.13.8 && \
 	  $(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -r requirements.lock && \
 	  $(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps -e .'
+	echo "$(CURDIR)" > "$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/stackhop-checkout.pth"
 	rm -f $(VENV)/.installed-* && touch $@
 
 labs: venv

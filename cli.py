@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -160,6 +160,29 @@ def dev(
     raise typer.Exit(run(devmod.dev(port, ui_port, db_file)))
 
 
+# The lab (`stackhop demo`, `stackhop lab ...`) lives in a source checkout, not in the installed
+# package. Its modules are looked up by name, with importlib, when one of these commands runs:
+# the product has no import statement of `lab` (import-linter checks that: "product modules never
+# import lab"), and this function is the one place where the product reaches for the optional lab.
+LAB_MISSING = (
+    "stackhop {command} needs the lab, which ships only in a source checkout of stackhop, not in the "
+    "installed package: clone the stackhop repository and run `make demo` in it (it sets up the labs "
+    "and a venv from which `.venv/bin/stackhop {command}` works)."
+)
+
+
+def _lab_module(name: str, command: str) -> Any:
+    """Import a lab module, or exit 2 saying how to get the lab."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name and (name == e.name or name.startswith(f"{e.name}.")):
+            common.err().print(LAB_MISSING.format(command=command), soft_wrap=True, markup=False)
+            raise typer.Exit(BAD_INPUT) from None
+        common.err().print(f"{name} cannot be imported: {type(e).__name__}: {e}", markup=False)
+        raise typer.Exit(BAD_INPUT) from None
+
+
 @app.command()
 def demo(
     inject: Annotated[
@@ -170,79 +193,23 @@ def demo(
     ui_port: Annotated[int, typer.Option(help="Port of the Temporal UI.")] = 8233,
 ) -> None:
     """The demo upgrade: Keystone 2025.2 → 2026.1 on the labs, with a verified snapshot, a real
-    schema migration, a rollout, tempest deciding, and a rollback when something fails."""
+    schema migration, a rollout, tempest deciding, and a rollback when something fails (needs a
+    source checkout)."""
     if inject not in (None, "migration", "rollout", "tempest"):
         common.err().print(f"--inject {inject}: use migration, rollout or tempest")
         raise typer.Exit(BAD_INPUT)
-    from cliapp import demo as demomod
-
-    raise typer.Exit(run(demomod.demo(inject, keep, port, ui_port)))
-
-
-def _lab_all() -> typer.Typer:
-    """`stackhop lab up|down`: both labs at once (the demo and the tests use the same ones)."""
-    both = typer.Typer()
-
-    @both.command("up")
-    def lab_up() -> None:
-        """Start the Kubernetes lab and the OpenStack lab; print where they are."""
-        from lab.demo import demo_kube_lab
-        from lab.k8s import build
-        from lab.openstack.manager import OpenStackLab
-
-        build.build()
-        common.out().print(f"kubeconfig: {demo_kube_lab().up()}")
-        osl = OpenStackLab.load()
-        osl.up()
-        common.out().print(f"keystone: {osl.keystone.url} ({osl.keystone.release}); clouds.yaml: {osl.clouds_yaml}")
-
-    @both.command("down")
-    def lab_down() -> None:
-        """Stop both labs (their state stays under .lab/)."""
-        from lab.demo import demo_kube_lab
-        from lab.openstack.manager import OpenStackLab
-
-        demo_kube_lab().down()
-        OpenStackLab.load().down()
-        common.out().print("labs stopped")
-
-    return both
+    demo_cli = _lab_module("lab.demo_cli", "demo")
+    raise typer.Exit(run(demo_cli.demo(inject, keep, port, ui_port)))
 
 
-def _mount_labs() -> None:
-    """`stackhop lab k8s|openstack ...` when those lab packages are installed."""
-    lab = typer.Typer(help="Test labs (Kubernetes with kwok, OpenStack Keystone).", no_args_is_help=True)
-    mounted = False
-    for name in ("k8s", "openstack"):
-        module = f"lab.{name}.cli"
-        try:
-            sub = importlib.import_module(module).app
-        except ModuleNotFoundError as e:
-            if e.name and module.startswith(e.name):
-                continue  # not part of this installation
-            sub = _broken(module, e)
-        except Exception as e:
-            sub = _broken(module, e)
-        lab.add_typer(sub, name=name)
-        mounted = True
-    if mounted:
-        for command in _lab_all().registered_commands:
-            lab.registered_commands.append(command)
-        app.add_typer(lab, name="lab")
-
-
-def _broken(module: str, error: Exception) -> typer.Typer:
-    sub = typer.Typer(help=f"(unavailable: {module} failed to import)")
-
-    @sub.callback(invoke_without_command=True)
-    def unavailable() -> None:
-        common.err().print(f"{module} cannot be imported: {type(error).__name__}: {error}", markup=False)
-        raise typer.Exit(BAD_INPUT)
-
-    return sub
-
-
-_mount_labs()
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def lab(ctx: typer.Context) -> None:
+    """The test labs: up, down, k8s ..., openstack ... (`stackhop lab --help`; needs a source checkout)."""
+    lab_cli = _lab_module("lab.cli", "lab")
+    lab_cli.app(args=ctx.args, prog_name="stackhop lab")
 
 
 def main() -> None:

@@ -53,10 +53,8 @@ def build_worker(
     task_queue: str = TASK_QUEUE,
     **options: Any,
 ) -> Worker:
-    """The worker with every workflow and (by default) every real-or-stub activity."""
+    """The worker with every workflow and (by default) every activity of ``activities.catalog``."""
     if activities is None:
-        from activities.registry import all_activities
-
         activities = all_activities()
     return Worker(
         client,
@@ -69,16 +67,28 @@ def build_worker(
     )
 
 
+def all_activities() -> list[Callable[..., Any]]:
+    """``activities.catalog.ACTIVITIES``, imported here: the CLI imports this module to connect, and
+    only a worker needs the Kubernetes, MariaDB and OpenStack clients the activities load."""
+    from activities.catalog import ACTIVITIES
+
+    return list(ACTIVITIES)
+
+
+def activity_names(activities: Sequence[Callable[..., Any]]) -> list[str]:
+    """Where each registered activity is defined (module.function), for the start-up log."""
+    return [f"{fn.__module__}.{fn.__name__}" for fn in activities]
+
+
 async def run(profile: str | None = None, address: str | None = None, task_queue: str = TASK_QUEUE) -> None:
     client = await connect(profile, address)
-    worker = build_worker(client, task_queue=task_queue)
+    activities = all_activities()
+    worker = build_worker(client, activities, task_queue=task_queue)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    from activities.registry import missing
-
-    log.info("worker started", task_queue=task_queue, namespace=client.namespace, not_implemented=missing())
+    log.info("worker started", task_queue=task_queue, namespace=client.namespace, activities=activity_names(activities))
     async with worker:
         await stop.wait()
         log.info("worker draining")

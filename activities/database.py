@@ -15,7 +15,7 @@ Why each step exists:
   every table checksum equals the snapshot's.
 
 Runners: `local` runs the client tools on the worker (the lab exercises this for real); `job` runs the
-same script in a Kubernetes Job built by `job_for()` (a pure function) and run by k8s.run_job.
+same script in a Kubernetes Job built by `job_for()` (a pure function) and run by kube_jobs.run_job.
 """
 
 from __future__ import annotations

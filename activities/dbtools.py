@@ -185,11 +185,11 @@ def job_manifest(
 
 
 def run_job(target: Any, name: str, manifest: dict[str, Any], timeout_seconds: int, step: str) -> Ran:
-    """Run a Job through the k8s.run_job implementation and read the markers from its log tail.
+    """Run a Job through kube_jobs.run_job and read the markers from its log tail.
 
     A failed Job raises the k8s activity's JobFailed error; its log tail is in the details."""
+    from activities.kube_jobs import RunJobInput
     from activities.kube_jobs import run_job as k8s_run_job  # the Kubernetes side owns Job running
-    from model.io import RunJobInput
 
     started = time.monotonic()
     result = k8s_run_job(RunJobInput(target=target, name=name, manifest=manifest, timeout_seconds=timeout_seconds))

@@ -1,19 +1,22 @@
-"""The Kubernetes activities of stackhop, in one list for the worker.
+"""The Kubernetes activities of stackhop, in one list (for workers that run only these, e.g. tests).
 
 Implementation lives in kube_rollout.py (images and rollouts), kube_jobs.py (Jobs, scaling),
 kube_watch.py (resilient watches, heartbeats, cancellation), kube_status.py (kubectl's rollout
-verdict) and kube_client.py (client construction, error mapping).
+verdict) and kube_client.py (client construction, error mapping). ``run_job`` is not an activity
+of its own: the database and migration activities run their Jobs through it.
 """
 
 from __future__ import annotations
 
-from activities.kube_jobs import run_job, scale
+from activities.kube_jobs import JobResult, RunJobInput, run_job, scale
 from activities.kube_rollout import read_images, set_images, undo_images, wait_rollout
 
-KUBE_ACTIVITIES = [read_images, set_images, wait_rollout, undo_images, run_job, scale]
+KUBE_ACTIVITIES = [read_images, set_images, wait_rollout, undo_images, scale]
 
 __all__ = [
     "KUBE_ACTIVITIES",
+    "JobResult",
+    "RunJobInput",
     "read_images",
     "run_job",
     "scale",

@@ -1,4 +1,6 @@
-"""Activities for Jobs and replicas: k8s.run_job (db-sync, backup, tempest runners) and k8s.scale.
+"""Jobs and replicas: the activity k8s.scale, and ``run_job``, which the database and migration
+activities use to run their db-sync, backup and restore Jobs (it is not an activity of its own: no
+workflow schedules a Job directly, so its input and result models live here, not in model/io.py).
 
 Idempotency: a Job is created under the caller's deterministic name with a hash of its spec in a
 label.  A retry or a resumed workflow that finds the Job already there simply waits for it (same
@@ -20,13 +22,15 @@ from typing import Any
 import structlog
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from pydantic import BaseModel
 from temporalio import activity
 
 from activities.kube_client import MERGE, Kinds, api_client, call, reraise, retry_conflicts
 from activities.kube_rollout import change_id, describe
 from activities.kube_watch import check_cancelled, follow, heartbeat
 from model import errors
-from model.io import K8S_RUN_JOB, K8S_SCALE, JobResult, RunJobInput, ScaleInput, ScaleResult, WorkloadRef
+from model.io import K8S_SCALE, ScaleInput, ScaleResult, WorkloadRef
+from model.plan import KubeTarget
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +41,20 @@ LOG_TIMEOUT = (3, 5)
 
 
 # --- run_job -------------------------------------------------------------------------------------
+class RunJobInput(BaseModel):
+    target: KubeTarget
+    name: str  # deterministic: a retry or a resumed workflow finds the same Job
+    manifest: dict[str, Any]  # a batch/v1 Job
+    timeout_seconds: int = 1800
+
+
+class JobResult(BaseModel):
+    name: str
+    succeeded: bool
+    logs_tail: str = ""
+    seconds: float = 0.0
+
+
 def _job_body(inp: RunJobInput) -> dict[str, Any]:
     body = copy.deepcopy(inp.manifest)
     body.setdefault("apiVersion", "batch/v1")
@@ -96,7 +114,6 @@ def logs_tail(core: client.CoreV1Api, namespace: str, job: str, lines: int = LOG
     return "\n".join("\n".join(parts).splitlines()[-lines:])
 
 
-@activity.defn(name=K8S_RUN_JOB, no_thread_cancel_exception=True)
 def run_job(inp: RunJobInput) -> JobResult:
     """Create the Job once (deterministic name), wait for success or failure, return its logs."""
     ns = inp.target.namespace

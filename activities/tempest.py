@@ -133,8 +133,9 @@ def verdict(summary: Summary) -> tuple[str, str]:
     return "pass", counts
 
 
-def _workspace(inp: CheckInput) -> Path:
-    path = inp.tempest_workspace or os.environ.get("STACKHOP_TEMPEST_WORKSPACE")
+def _workspace() -> Path:
+    """The worker's tempest workspace (STACKHOP_TEMPEST_WORKSPACE, with etc/tempest.conf)."""
+    path = os.environ.get("STACKHOP_TEMPEST_WORKSPACE")
     if not path or not (Path(path) / "etc" / "tempest.conf").is_file():
         raise errors.permanent(
             errors.PLAN_INVALID,
@@ -143,9 +144,8 @@ def _workspace(inp: CheckInput) -> Path:
     return Path(path)
 
 
-def _tempest(inp: CheckInput) -> list[str]:
-    if inp.tempest_command:
-        return list(inp.tempest_command)
+def _tempest() -> list[str]:
+    """The worker's tempest command: STACKHOP_TEMPEST_COMMAND, else `tempest` on PATH."""
     env = os.environ.get("STACKHOP_TEMPEST_COMMAND")
     if env:
         return env.split()
@@ -187,7 +187,7 @@ def run_tempest(inp: CheckInput) -> TempestResult:
     check = inp.check
     if not isinstance(check, TempestCheck):
         raise errors.permanent(errors.PLAN_INVALID, f"tempest.run got a {check.kind} check")
-    ws, tempest = _workspace(inp), _tempest(inp)
+    ws, tempest = _workspace(), _tempest()
     with _workspace_lock(ws):
         return _run(inp, check, ws, tempest)
 

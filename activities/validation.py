@@ -34,12 +34,13 @@ STATUS_CODES = {0: "pass", 1: "pass", 2: "fail", 255: "fail"}
 STATUS_MEANING = {0: "success", 1: "warning", 2: "failure", 255: "error running the checks"}
 
 
-def connect(cloud: str, clouds_yaml: str | None) -> Any:
-    """An openstacksdk connection for a clouds.yaml entry (explicit file, else OS_CLIENT_CONFIG_FILE)."""
+def connect(cloud: str) -> Any:
+    """An openstacksdk connection for a clouds.yaml entry: the worker's OS_CLIENT_CONFIG_FILE, else
+    openstacksdk's usual places (./clouds.yaml, ~/.config/openstack, /etc/openstack)."""
     import openstack
     from openstack import config as os_config
 
-    path = clouds_yaml or os.environ.get("OS_CLIENT_CONFIG_FILE")
+    path = os.environ.get("OS_CLIENT_CONFIG_FILE")
     if path and not os.path.isfile(path):
         raise errors.permanent(errors.PLAN_INVALID, f"clouds.yaml {path} does not exist")
     loader = os_config.OpenStackConfig(config_files=[path] if path else None, load_envvars=False)
@@ -53,7 +54,7 @@ def connect(cloud: str, clouds_yaml: str | None) -> Any:
 def endpoint_check(inp: CheckInput, check: EndpointCheck) -> CheckResult:
     started = time.monotonic()
     details: dict[str, Any] = {"service_type": check.service_type, "stage": inp.stage}
-    conn = connect(inp.cloud, inp.clouds_yaml)
+    conn = connect(inp.cloud)
     try:
         try:
             conn.session.get_token()  # keystoneauth's own errors (conn.authorize wraps them)

@@ -265,7 +265,7 @@ def report(n: int, eng: Run, raw: Run, first: str) -> None:
 
 
 def bring_up() -> Any:
-    """Both labs in .lab/bench (as cliapp/demo.py's _labs, with a freshly bootstrapped baseline)."""
+    """Both labs in .lab/bench (as lab/demo_cli.py's _labs, with a freshly bootstrapped baseline)."""
     from lab.demo import DemoLab, demo_kube_lab
     from lab.k8s import build
     from lab.openstack.manager import OpenStackLab

@@ -11,7 +11,8 @@ import asyncio
 import getpass
 import os
 import re
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote
@@ -44,11 +45,23 @@ class Settings:
     profile: str | None = None
     address: str | None = None
     task_queue: str = DEFAULT_TASK_QUEUE
+    ui_url: str | None = None  # the Temporal UI for links; None: STACKHOP_UI_URL or DEFAULT_UI
 
     def update(self, **values: Any) -> None:
         """Set in place: modules hold a reference to the one ``settings`` object."""
         for k, v in values.items():
             setattr(self, k, v)
+
+    @contextmanager
+    def scoped(self, **values: Any) -> Iterator[None]:
+        """Override some settings for one block (e.g. the demo's own server and task queue), then
+        put the previous values back."""
+        saved = {k: getattr(self, k) for k in values}
+        self.update(**values)
+        try:
+            yield
+        finally:
+            self.update(**saved)
 
 
 settings = Settings()
@@ -134,7 +147,7 @@ def workflow_id(ref: str) -> str:
 
 
 def ui_url(namespace: str, wf_id: str | None = None) -> str:
-    base = os.environ.get("STACKHOP_UI_URL", DEFAULT_UI).rstrip("/")
+    base = (settings.ui_url or os.environ.get("STACKHOP_UI_URL", DEFAULT_UI)).rstrip("/")
     if wf_id is None:
         return f"{base}/namespaces/{quote(namespace, safe='')}/workflows"
     return f"{base}/namespaces/{quote(namespace, safe='')}/workflows/{quote(wf_id, safe='')}"

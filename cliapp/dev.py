@@ -44,13 +44,15 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """``preexec_fn`` for child processes (server, demo worker): SIGTERM when we die, however we die."""
     PR_SET_PDEATHSIG = 1
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _stop_event() -> asyncio.Event:
+def stop_event() -> asyncio.Event:
+    """Set on SIGINT/SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -62,20 +64,16 @@ async def _serve_worker(stop: asyncio.Event | None = None) -> None:
     import worker
 
     client = await connect()
-    stop = stop or _stop_event()
-    from activities.registry import missing
-
-    absent = missing()
+    stop = stop or stop_event()
     # worker.run() rather than `async with`: on Ctrl-C the dev server (same process group) stops
     # at the same time, and a worker failing while it drains must not turn a clean stop into an error.
     w = worker.build_worker(client, task_queue=settings.task_queue)
     running = asyncio.create_task(w.run())
-    while not (w.is_running or running.done() or stop.is_set()):
+    # Worker offers no event for "polling now", only is_running: poll it.
+    while not (w.is_running or running.done() or stop.is_set()):  # noqa: ASYNC110 - no event to await
         await asyncio.sleep(0.05)
     if w.is_running:
         say(f"worker running on task queue {settings.task_queue} (namespace {client.namespace}); Ctrl-C stops it")
-        if absent:
-            say(f"activities not implemented yet (they fail permanently if called): {', '.join(absent)}")
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if running.done():
@@ -106,7 +104,7 @@ async def _wait_ready(server: asyncio.subprocess.Process, port: int, stop: async
     deadline = asyncio.get_running_loop().time() + READY_TIMEOUT
     while True:
         if server.returncode is not None:
-            tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+            tail = await asyncio.to_thread(_tail, log)
             raise Fail(UNREACHABLE, f"the Temporal dev server exited with code {server.returncode}; log {log}:\n{tail}")
         if stop.is_set():
             raise Fail(OK, "stopped before the server was ready")
@@ -124,7 +122,12 @@ async def _wait_ready(server: asyncio.subprocess.Process, port: int, stop: async
         await asyncio.sleep(0.3)
 
 
-async def _stop_server(server: asyncio.subprocess.Process) -> None:
+def _tail(log: Path, chars: int = 1500) -> str:
+    return log.read_text(errors="replace")[-chars:] if log.exists() else ""
+
+
+async def stop_server(server: asyncio.subprocess.Process) -> None:
+    """SIGTERM, then SIGKILL after STOP_TIMEOUT."""
     if server.returncode is None:
         server.send_signal(signal.SIGTERM)
         try:
@@ -136,7 +139,7 @@ async def _stop_server(server: asyncio.subprocess.Process) -> None:
 
 
 async def dev(port: int, ui_port: int, db_file: Path | None) -> int:
-    stop = _stop_event()
+    stop = stop_event()
     settings.address = f"127.0.0.1:{port}"
     settings.profile = None
     if port_open(port):
@@ -147,16 +150,15 @@ async def dev(port: int, ui_port: int, db_file: Path | None) -> int:
                 UNREACHABLE, f"127.0.0.1:{port} is in use but does not answer as Temporal: pick another --port"
             ) from None
         say(f"a Temporal server already answers on 127.0.0.1:{port}: using it and running only the worker")
-        say(
-            f"UI (if it is a dev server): {os.environ.get('STACKHOP_UI_URL', f'http://127.0.0.1:{port + 1000}')}/namespaces/{client.namespace}/workflows"
-        )
+        ui = os.environ.get("STACKHOP_UI_URL", f"http://127.0.0.1:{port + 1000}")
+        say(f"UI (if it is a dev server): {ui}/namespaces/{client.namespace}/workflows")
         await _serve_worker(stop)
         return OK
     server = await start_server(port, ui_port, db_file, stop)
     try:
         await _serve_worker(stop)
     finally:
-        await _stop_server(server)
+        await stop_server(server)
     return OK
 
 
@@ -189,12 +191,12 @@ async def start_server(
     ]
     with log.open("ab") as log_fh:
         server = await asyncio.create_subprocess_exec(
-            *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=log_fh, stderr=log_fh, preexec_fn=_die_with_parent
+            *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=log_fh, stderr=log_fh, preexec_fn=die_with_parent
         )
     try:
         await _wait_ready(server, port, stop, log)
     except BaseException:
-        await _stop_server(server)
+        await stop_server(server)
         raise
     ui = f"http://127.0.0.1:{ui_port}"
     say(f"Temporal dev server on 127.0.0.1:{port} (state {db}, log {log})")

@@ -10,15 +10,14 @@ policy that the tempest smoke run catches.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 import yaml
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from lab.controller import LABEL, KeystoneFollower, wait_until
 from lab.k8s.cluster import KubeLab
@@ -62,7 +61,8 @@ class DemoLab:
         return {**self.openstack.worker_env(), "KUBECONFIG": str(self.kubeconfig)}
 
     def _apps(self) -> tuple[client.CoreV1Api, client.AppsV1Api]:
-        api = config.new_client_from_config(config_file=str(self.kubeconfig), context=self.context)
+        # kubernetes' config loaders carry no annotations
+        api = config.new_client_from_config(config_file=str(self.kubeconfig), context=self.context)  # type: ignore[no-untyped-call]
         return client.CoreV1Api(api), client.AppsV1Api(api)
 
     # --- set-up ---------------------------------------------------------------------------------
@@ -74,7 +74,7 @@ class DemoLab:
         self.openstack.reset(BASELINE)
         core, apps = self._apps()
         try:
-            core.create_namespace({"metadata": {"name": self.namespace}})
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace)))
         except ApiException as e:
             if e.status != 409:
                 raise
@@ -89,10 +89,11 @@ class DemoLab:
             if e.status != 404:
                 raise
         if inject == "migration":
+            assert self.openstack.mariadb, "the OpenStack lab is up"
             self.openstack.mariadb.sql(DRIFT_SQL, database="keystone")
-        apps.create_namespaced_deployment(
-            self.namespace, deployment(self.namespace, f"{REPO}:{BASELINE}", self.replicas)
-        )
+        manifest = deployment(self.namespace, f"{REPO}:{BASELINE}", self.replicas)
+        # the client sends a plain manifest dict as it is; its annotations only name the V1 models
+        apps.create_namespaced_deployment(self.namespace, manifest)  # type: ignore[arg-type]
         self.follower = KeystoneFollower(
             self.openstack,
             self.kubeconfig,
@@ -105,8 +106,10 @@ class DemoLab:
 
     def available(self, apps: client.AppsV1Api | None = None) -> bool:
         apps = apps or self._apps()[1]
-        d = apps.read_namespaced_deployment("keystone-api", self.namespace)
-        return (d.status.available_replicas or 0) == self.replicas and (d.status.updated_replicas or 0) == self.replicas
+        status = apps.read_namespaced_deployment("keystone-api", self.namespace).status
+        if status is None:
+            return False
+        return (status.available_replicas or 0) == self.replicas and (status.updated_replicas or 0) == self.replicas
 
     def close(self) -> None:
         if self.follower:
@@ -116,24 +119,27 @@ class DemoLab:
     # --- what an operator checks afterwards --------------------------------------------------------
     def deployed_image(self) -> str:
         d = self._apps()[1].read_namespaced_deployment("keystone-api", self.namespace)
-        return d.spec.template.spec.containers[0].image
+        pod = d.spec.template.spec if d.spec else None
+        return (pod.containers[0].image if pod else None) or ""
 
     def served_release(self) -> str | None:
         ks = self.openstack.keystone
         return ks.release if ks and ks.pid and ks.ready() else None
 
     def token_works(self) -> bool:
+        """A token is issued to the lab's admin (through the lab's clouds.yaml, read explicitly)."""
         import openstack
+        from openstack import config as os_config
 
-        os.environ["OS_CLIENT_CONFIG_FILE"] = str(self.openstack.clouds_yaml)
-        conn = openstack.connect(cloud=ADMIN_CLOUD)
+        loader = os_config.OpenStackConfig(config_files=[str(self.openstack.clouds_yaml)], load_envvars=False)
+        conn = openstack.connection.Connection(config=loader.get_one(cloud=ADMIN_CLOUD))
         try:
             return bool(conn.auth_token)
         finally:
             conn.close()
 
 
-def deployment(namespace: str, image: str, replicas: int) -> dict:
+def deployment(namespace: str, image: str, replicas: int) -> dict[str, Any]:
     labels = {"app": "keystone-api", LABEL: "controller"}
     return {
         "metadata": {"name": "keystone-api", "namespace": namespace, "labels": {"app": "keystone-api"}},
@@ -152,9 +158,3 @@ def deployment(namespace: str, image: str, replicas: int) -> dict:
 
 def demo_kube_lab() -> KubeLab:
     return KubeLab(name=os.environ.get("STACKHOP_DEMO_CLUSTER", "stackhop-demo"), nodes=2)
-
-
-def wait_seconds(fn, timeout: float = 30.0) -> float:
-    start = time.monotonic()
-    wait_until(fn, timeout, getattr(fn, "__name__", "condition"))
-    return time.monotonic() - start

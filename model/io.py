@@ -23,7 +23,6 @@ K8S_READ_IMAGES = "k8s.read_images"
 K8S_SET_IMAGES = "k8s.set_images"
 K8S_WAIT_ROLLOUT = "k8s.wait_rollout"
 K8S_UNDO_IMAGES = "k8s.undo_images"
-K8S_RUN_JOB = "k8s.run_job"
 K8S_SCALE = "k8s.scale"
 DB_SNAPSHOT = "db.snapshot"
 DB_VERIFY = "db.verify_snapshot"
@@ -31,21 +30,6 @@ DB_RESTORE = "db.restore"
 MIGRATION_DB_SYNC = "migration.db_sync"
 CHECKS_RUN = "checks.run"
 TEMPEST_RUN = "tempest.run"
-
-ALL_ACTIVITIES = (
-    K8S_READ_IMAGES,
-    K8S_SET_IMAGES,
-    K8S_WAIT_ROLLOUT,
-    K8S_UNDO_IMAGES,
-    K8S_RUN_JOB,
-    K8S_SCALE,
-    DB_SNAPSHOT,
-    DB_VERIFY,
-    DB_RESTORE,
-    MIGRATION_DB_SYNC,
-    CHECKS_RUN,
-    TEMPEST_RUN,
-)
 
 
 # --- Kubernetes --------------------------------------------------------------------------------
@@ -103,20 +87,6 @@ class UndoImagesInput(Msg):
     target: KubeTarget
     previous: list[WorkloadImage]
     timeout_seconds: int = 600
-
-
-class RunJobInput(Msg):
-    target: KubeTarget
-    name: str  # deterministic: a retry or a resumed workflow finds the same Job
-    manifest: dict[str, Any]  # a batch/v1 Job
-    timeout_seconds: int = 1800
-
-
-class JobResult(Msg):
-    name: str
-    succeeded: bool
-    logs_tail: str = ""
-    seconds: float = 0.0
 
 
 class ScaleInput(Msg):
@@ -220,11 +190,9 @@ class CheckInput(Msg):
     check: Check
     stage: Literal["pre", "post"] = "post"
     target: KubeTarget | None = None
-    # added by the validation activities (local runner settings; None = the worker's environment)
+    # The clouds.yaml, tempest workspace and tempest command come from the worker's environment
+    # (OS_CLIENT_CONFIG_FILE, STACKHOP_TEMPEST_WORKSPACE, STACKHOP_TEMPEST_COMMAND), never from here.
     version: str = ""  # target release tag: fills {version} in an upgrade-status command
-    clouds_yaml: str | None = None  # default: OS_CLIENT_CONFIG_FILE
-    tempest_workspace: str | None = None  # default: STACKHOP_TEMPEST_WORKSPACE
-    tempest_command: list[str] | None = None  # default: STACKHOP_TEMPEST_COMMAND or `tempest`
     timeout_seconds: int = 1800
 
 

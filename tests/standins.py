@@ -82,11 +82,6 @@ class Script:
                 workloads=[io.RolloutStatus(kind=w.kind, name=w.name, ready=True) for w in inp.previous]
             )
 
-        @activity.defn(name=io.K8S_RUN_JOB)
-        def run_job(inp: io.RunJobInput) -> io.JobResult:
-            s._enter(io.K8S_RUN_JOB)
-            return io.JobResult(name=inp.name, succeeded=True)
-
         @activity.defn(name=io.K8S_SCALE)
         def scale(inp: io.ScaleInput) -> io.ScaleResult:
             key = f"{io.K8S_SCALE}:{'down' if inp.replicas is None else 'up'}"
@@ -141,7 +136,6 @@ class Script:
             set_images,
             wait_rollout,
             undo_images,
-            run_job,
             scale,
             snapshot,
             verify,

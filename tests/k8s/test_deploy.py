@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from activities.kube import read_images, run_job, set_images, wait_rollout
-from model.io import ReadImagesInput, RunJobInput, SetImagesInput, WaitRolloutInput, WorkloadImage, WorkloadRef
+from activities.kube import RunJobInput, read_images, run_job, set_images, wait_rollout
+from model.io import ReadImagesInput, SetImagesInput, WaitRolloutInput, WorkloadImage, WorkloadRef
 from model.plan import KubeTarget
 from tests.k8s.helpers import Recorder, create, workload
 from tests.k8s.test_jobs import job

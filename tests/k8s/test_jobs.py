@@ -7,10 +7,10 @@ import time
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.kube import run_job, scale
+from activities.kube import RunJobInput, run_job, scale
 from activities.kube_jobs import REPLICAS_ANNOTATION
 from model import errors
-from model.io import RunJobInput, ScaleInput, WorkloadRef
+from model.io import ScaleInput, WorkloadRef
 from tests.k8s.helpers import Background, Recorder, create, list_jobs, list_pods, read, workload
 
 pytestmark = pytest.mark.k8s

@@ -8,8 +8,8 @@ import time
 import pytest
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities.kube import run_job, set_images, wait_rollout
-from model.io import RunJobInput, SetImagesInput, WaitRolloutInput, WorkloadImage, WorkloadRef
+from activities.kube import RunJobInput, run_job, set_images, wait_rollout
+from model.io import SetImagesInput, WaitRolloutInput, WorkloadImage, WorkloadRef
 from tests.k8s.helpers import Background, Recorder, create, read, workload
 from tests.k8s.test_jobs import job
 from tests.k8s.test_rollout import ready

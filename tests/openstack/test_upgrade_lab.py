@@ -104,11 +104,7 @@ class LabBridge:
                 b.lab.serve(b.desired)
             return io.ScaleResult(previous={w.name: 1 for w in inp.workloads})
 
-        @activity.defn(name=io.K8S_RUN_JOB)
-        def run_job(inp: io.RunJobInput) -> io.JobResult:
-            raise errors.permanent(errors.NOT_IMPLEMENTED, "the lab runs every step locally")
-
-        return [read_images, set_images, wait_rollout, undo_images, scale, run_job]
+        return [read_images, set_images, wait_rollout, undo_images, scale]
 
 
 def lab_plan(target: str = RELEASE_MID) -> Any:

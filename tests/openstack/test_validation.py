@@ -24,17 +24,19 @@ pytestmark = pytest.mark.openstack
 IDENTITY = EndpointCheck(kind="endpoint", service_type="identity")
 
 
+@pytest.fixture
+def worker_env(openstack_lab: OpenStackLab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The activities read the clouds.yaml and the tempest workspace from the worker's environment."""
+    for key, value in openstack_lab.worker_env().items():
+        monkeypatch.setenv(key, value)
+
+
 def check_input(lab: OpenStackLab, check, **extra) -> CheckInput:
-    return CheckInput(service="keystone", cloud="lab-admin", check=check, clouds_yaml=str(lab.clouds_yaml), **extra)
+    return CheckInput(service="keystone", cloud="lab-admin", check=check, **extra)
 
 
 def tempest_input(lab: OpenStackLab, regex: str = tempest_ws.SMOKE_REGEX) -> CheckInput:
-    return check_input(
-        lab,
-        TempestCheck(kind="tempest", regex=regex, concurrency=2),
-        tempest_workspace=str(lab.tempest_workspace),
-        tempest_command=[str(tempest_ws.tempest_bin())],
-    )
+    return check_input(lab, TempestCheck(kind="tempest", regex=regex, concurrency=2))
 
 
 @contextmanager
@@ -52,7 +54,7 @@ def broken_endpoint(lab: OpenStackLab, interface: str = "public") -> Iterator[st
         conn.close()
 
 
-def test_endpoint_check_passes_and_fails_on_a_broken_endpoint(keystone_at) -> None:
+def test_endpoint_check_passes_and_fails_on_a_broken_endpoint(keystone_at, worker_env) -> None:
     lab = keystone_at(RELEASE_OLD)
     result = run(validation.run_check, check_input(lab, IDENTITY, stage="pre"))
     assert result.status == "pass", result.message
@@ -74,13 +76,16 @@ def test_endpoint_check_passes_and_fails_on_a_broken_endpoint(keystone_at) -> No
     assert missing.status == "fail" and "no image service" in missing.message
 
 
-def test_endpoint_check_with_refused_credentials_is_inconclusive(openstack_lab, tmp_path: Path) -> None:
+def test_endpoint_check_with_refused_credentials_is_inconclusive(
+    openstack_lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clouds = tmp_path / "clouds.yaml"
     assert openstack_lab.keystone
     clouds.write_text(
         openstack_lab.clouds_yaml.read_text().replace(openstack_lab.keystone.admin_password, "wrong-password")
     )
-    inp = CheckInput(service="keystone", cloud="lab-admin", check=IDENTITY, clouds_yaml=str(clouds))
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    inp = CheckInput(service="keystone", cloud="lab-admin", check=IDENTITY)
     result = run(validation.run_check, inp)
     assert result.status == "inconclusive" and "credentials" in result.message
 
@@ -124,7 +129,7 @@ def test_upgrade_status_warning_proceeds_and_is_reported(openstack_lab) -> None:
     assert result.status == "pass" and result.details["warning"] is True and "warning" in result.message
 
 
-def test_tempest_identity_smoke_passes_then_fails_on_a_broken_endpoint(keystone_at) -> None:
+def test_tempest_identity_smoke_passes_then_fails_on_a_broken_endpoint(keystone_at, worker_env) -> None:
     lab = keystone_at(RELEASE_OLD)
     good = run(tempest.run_tempest, tempest_input(lab))
     assert good.status == "pass", good.message
@@ -143,7 +148,7 @@ def test_tempest_identity_smoke_passes_then_fails_on_a_broken_endpoint(keystone_
     assert sorted(failing) == sorted(bad.failing_tests)
 
 
-def test_tempest_selection_that_runs_nothing_is_inconclusive(openstack_lab) -> None:
+def test_tempest_selection_that_runs_nothing_is_inconclusive(openstack_lab, worker_env) -> None:
     result = run(tempest.run_tempest, tempest_input(openstack_lab, regex=r"^tempest\.api\.identity\.no_such_test$"))
     assert result.status == "inconclusive" and result.passed == 0
 

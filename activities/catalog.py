@@ -1,0 +1,32 @@
+"""The activities the stackhop worker registers: one list, read top to bottom.
+
+Each entry is a function decorated with ``@activity.defn(name=model.io.<NAME>)``; the workflows
+schedule those names. ``tests/test_catalog.py`` checks that the names the workflows can schedule
+(the constants in ``model/io.py``) and the names registered here are the same set, so an activity
+cannot be forgotten here nor linger after the last workflow stopped calling it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from activities import database, kube_jobs, kube_rollout, migration, tempest, validation
+
+ACTIVITIES: list[Callable[..., Any]] = [
+    # Kubernetes: images, rollouts, replicas
+    kube_rollout.read_images,
+    kube_rollout.set_images,
+    kube_rollout.wait_rollout,
+    kube_rollout.undo_images,
+    kube_jobs.scale,
+    # database: snapshot before, verify it, restore on the way back
+    database.snapshot,
+    database.verify_snapshot,
+    database.restore,
+    # schema migration (db_sync phases)
+    migration.db_sync,
+    # validation that decides
+    validation.run_check,
+    tempest.run_tempest,
+]
