@@ -7,6 +7,8 @@ needs them once: ``temporal operator search-attribute create --name StackhopClou
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio.common import SearchAttributeKey
 
 CLOUD = SearchAttributeKey.for_keyword("StackhopCloud")
@@ -19,7 +21,12 @@ ALL = (CLOUD, RELEASE, PHASE, SERVICE)
 
 def dev_server_flags() -> list[str]:
     """``temporal server start-dev`` flags that register the attributes."""
-    kinds = {CLOUD: "Keyword", RELEASE: "Keyword", PHASE: "Keyword", SERVICE: "KeywordList"}
+    kinds: dict[SearchAttributeKey[Any], str] = {
+        CLOUD: "Keyword",
+        RELEASE: "Keyword",
+        PHASE: "Keyword",
+        SERVICE: "KeywordList",
+    }
     flags: list[str] = []
     for key, kind in kinds.items():
         flags += ["--search-attribute", f"{key.name}={kind}"]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
+import threading
 import uuid
 
 from temporalio.client import Client
@@ -12,6 +12,7 @@ from temporalio.client import Client
 from model import errors
 from tests.cli.conftest import UI, Cli
 from tests.standins import Script
+from tests.waiting import eventually
 from tests.workflows.helpers import running
 
 
@@ -69,7 +70,7 @@ async def test_failure_rolls_back_and_exits_1(client: Client, cli: Cli, write_pl
 async def test_second_start_on_the_same_cloud_is_refused(client: Client, cli: Cli, write_plan) -> None:
     plan, wf_id = write_plan(services=None)
     script = Script()
-    script.block["db.snapshot"] = release = __import__("threading").Event()
+    script.block["db.snapshot"] = release = threading.Event()
     async with running(client, script) as tq:
         assert (await cli("start", str(plan), tq=tq)).exit_code == 0
         res = await cli("start", str(plan), tq=tq)
@@ -90,12 +91,13 @@ async def test_second_start_on_the_same_cloud_is_refused(client: Client, cli: Cl
         assert (await cli("watch", wf_id)).exit_code == 0
     res = await cli("list", "--cloud", cloud)
     assert res.exit_code == 0 and "no running upgrades" in res.stdout
-    for _ in range(50):  # visibility is eventually consistent
+
+    async def both_listed() -> str | None:  # visibility is eventually consistent
         res = await cli("list", "--all", "--cloud", cloud)
-        if res.stdout.count("completed") == 2:
-            break
-        await asyncio.sleep(0.2)
-    assert res.stdout.count(wf_id) == 2 and "2025.2->2026.1" in res.stdout
+        return res.stdout if res.stdout.count("completed") == 2 else None
+
+    listed = await eventually(both_listed, within=10, what="both runs listed as completed")
+    assert listed.count(wf_id) == 2 and "2025.2->2026.1" in listed
 
 
 async def test_status_of_unknown_upgrade_is_bad_input(cli: Cli) -> None:

@@ -106,7 +106,7 @@ class LabBridge:
 
         @activity.defn(name=io.K8S_RUN_JOB)
         def run_job(inp: io.RunJobInput) -> io.JobResult:
-            raise errors.permanent(errors.NOT_IMPLEMENTED, "the lab runs every step locally")
+            raise errors.permanent(errors.JOB_FAILED, "the lab runs every step locally")
 
         return [read_images, set_images, wait_rollout, undo_images, scale, run_job]
 
@@ -157,7 +157,7 @@ async def upgrade(client: Client, bridge: LabBridge) -> io.UpgradeReport:
         try:
             return await handle.result()
         except WorkflowFailureError as e:  # a rolled-back upgrade fails the workflow, report attached
-            assert isinstance(e.cause, ApplicationError) and e.cause.type == "UpgradeRolledBack", e.cause
+            assert isinstance(e.cause, ApplicationError) and e.cause.type == errors.UPGRADE_ROLLED_BACK, e.cause
             (report,) = e.cause.details
             return io.UpgradeReport.model_validate(report)
 

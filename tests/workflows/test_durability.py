@@ -14,13 +14,14 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import ROOT
-from tests.workflows.helpers import make_plan, start
-from tests.workflows.test_failures import outcome_of
+from tests.waiting import eventually
+from tests.workflows.helpers import make_plan, outcome_of, start
 
 
 async def spawn(env: WorkflowEnvironment, tq: str, journal: Path, *extra: str) -> subprocess.Popen:
     address = env.client.service_client.config.target_host
-    proc = subprocess.Popen(
+    proc = await asyncio.to_thread(
+        subprocess.Popen,
         [sys.executable, "-m", "tests.standin_worker", address, tq, str(journal), *extra],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -40,9 +41,11 @@ async def test_killed_worker_is_replaced_without_repeating_steps(
     second = None
     try:
         handle = await start(temporal_env.client, make_plan(), tq)
-        async with asyncio.timeout(30):
-            while "start k8s.wait_rollout" not in (journal.read_text() if journal.exists() else ""):
-                await asyncio.sleep(0.1)
+        await eventually(
+            lambda: "start k8s.wait_rollout" in (journal.read_text() if journal.exists() else ""),
+            within=30,
+            what="the first worker reaches k8s.wait_rollout",
+        )
         first.send_signal(signal.SIGKILL)
         first.wait()
         second = await spawn(temporal_env, tq, journal)
