@@ -67,10 +67,10 @@ async def route(
     if update in ("pause", "abort"):
         return [handle]
     st = await read_status(client, handle)
-    if update == "resume":
-        if st.paused:
-            return [handle]
+    if update == "resume":  # the paused upgrade, and every service waiting for a decision
         deciding = [p.service for p in st.services if p.waiting_for == io.DECISION]
+        if st.paused:
+            return [handle, *(service_handle(client, handle.id, name) for name in deciding)]
         if not deciding:
             raise Fail(
                 BAD_INPUT, "resume refused: nothing to resume: the upgrade is neither paused nor waiting for a decision"

@@ -8,12 +8,12 @@ from typing import Any
 from temporalio.client import Client
 
 from model import errors, io
-from tests.cli.conftest import Cli
+from tests.cli.conftest import Cli, WritePlan
 from tests.standins import Script
 from tests.workflows.helpers import running, service
 
 
-async def test_operator_commands_and_their_refusals(client: Client, cli: Cli, write_plan) -> None:
+async def test_operator_commands_and_their_refusals(client: Client, cli: Cli, write_plan: WritePlan) -> None:
     plan, wf_id = write_plan([service("keystone", gate={"approval": True})])
     script = Script()
     script.block["db.snapshot"] = release = threading.Event()
@@ -72,7 +72,7 @@ async def test_operator_commands_and_their_refusals(client: Client, cli: Cli, wr
     assert res.exit_code == 1 and "aborted" in res.stdout
 
 
-async def test_unknown_and_non_upgrade_workflows_are_bad_input(client: Client, cli: Cli, write_plan) -> None:
+async def test_unknown_and_non_upgrade_workflows_are_bad_input(client: Client, cli: Cli, write_plan: WritePlan) -> None:
     for cmd in (
         ["pause", "upgrade/nowhere"],
         ["resume", "nowhere"],
@@ -93,7 +93,7 @@ def service_doc(doc: dict[str, Any], name: str) -> dict[str, Any]:
     return next(s for s in doc["status"]["services"] if s["service"] == name)
 
 
-async def test_decisions_go_to_the_service_that_waits_for_them(client: Client, cli: Cli, write_plan) -> None:
+async def test_decisions_go_to_the_service_that_waits_for_them(client: Client, cli: Cli, write_plan: WritePlan) -> None:
     """approve/resume name the upgrade; the CLI finds the service workflow that takes them."""
     plan, wf_id = write_plan([service("keystone"), service("glance", gate={"approval": True})], on_failure="pause")
     script = Script()

@@ -18,7 +18,7 @@ from tests.waiting import eventually
 from tests.workflows.helpers import make_plan, outcome_of, start
 
 
-async def spawn(env: WorkflowEnvironment, tq: str, journal: Path, *extra: str) -> subprocess.Popen:
+async def spawn(env: WorkflowEnvironment, tq: str, journal: Path, *extra: str) -> subprocess.Popen[bytes]:
     address = env.client.service_client.config.target_host
     proc = await asyncio.to_thread(
         subprocess.Popen,
@@ -27,6 +27,7 @@ async def spawn(env: WorkflowEnvironment, tq: str, journal: Path, *extra: str) -
         stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
+    assert proc.stdout is not None
     line = await asyncio.to_thread(proc.stdout.readline)
     assert line.strip() == b"ready", line
     return proc
@@ -57,7 +58,8 @@ async def test_killed_worker_is_replaced_without_repeating_steps(
                 p.kill()
             if p:
                 p.wait()
-                p.stdout.close()
+                if p.stdout:
+                    p.stdout.close()
     assert kind == "succeeded"
     lines = journal.read_text().splitlines()
     done = Counter(line.split()[1] for line in lines if line.startswith("done "))
