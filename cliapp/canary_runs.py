@@ -20,7 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from cliapp import reports
 from cliapp.common import BAD_INPUT, OK, Fail, connect, out, say, ui_url
 from cliapp.render import run_status_name
-from model import io
+from model import errors, io
 
 PREFIX = "canary/"
 
@@ -62,7 +62,7 @@ async def canary_outcome(client: Client, wf_id: str, run_id: str) -> tuple[str, 
         return ("passed" if result.passed else "failed"), result, result.message
     except WorkflowFailureError as e:
         cause = e.cause
-        if isinstance(cause, ApplicationError) and cause.type == "CanaryFailed" and cause.details:
+        if isinstance(cause, ApplicationError) and cause.type == errors.CANARY_FAILED and cause.details:
             result = io.CanaryResult.model_validate(cause.details[0])
             return "failed", result, result.message
         return run_status_name(desc.status), None, f"ended without a result: {cause}"

@@ -1,4 +1,4 @@
-"""Rich views of an upgrade: its live status (the ``status`` query) and its final report.
+"""Rich views of an upgrade: its live status (cliapp.progress) and its final report.
 
 An upgrade that does not succeed ends the workflow FAILED with an ApplicationError whose type names
 the outcome and whose first detail is the full report; ``outcome_of`` turns both endings into
@@ -16,7 +16,7 @@ from rich.text import Text
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
-from model import io
+from model import errors, io
 
 STATE_STYLE = {
     "pending": "dim",
@@ -30,7 +30,6 @@ STATE_STYLE = {
     "aborted": "red",
 }
 STEP_STYLE = {"done": "green", "failed": "red", "skipped": "dim", "compensated": "magenta", "running": "cyan"}
-OUTCOME_OF_ERROR = {"UpgradeRolledBack": "rolled-back", "UpgradeFailed": "failed", "UpgradeAborted": "aborted"}
 
 
 def styled(state: str) -> Text:
@@ -44,9 +43,9 @@ async def outcome_of(handle: WorkflowHandle[Any, Any]) -> tuple[str, io.UpgradeR
         return report.outcome, report, report.message
     except WorkflowFailureError as e:
         cause = e.cause
-        if isinstance(cause, ApplicationError) and cause.type in OUTCOME_OF_ERROR:
+        if isinstance(cause, ApplicationError) and cause.type in errors.OUTCOME_OF_ERROR:
             report = io.UpgradeReport.model_validate(cause.details[0]) if cause.details else None
-            return OUTCOME_OF_ERROR[cause.type], report, cause.message
+            return errors.OUTCOME_OF_ERROR[cause.type], report, cause.message
         # Terminated, cancelled, timed out or a workflow bug: no report.
         return "failed", None, f"workflow ended without a report: {cause}"
 
@@ -77,9 +76,9 @@ def status_view(wf_id: str, st: io.UpgradeStatus) -> Group:
     if st.message:
         parts.append(Text(st.message))
     for p in st.services:
-        if p.waiting_for and p.waiting_for != "decision":
+        if p.waiting_for and p.waiting_for != io.DECISION:
             parts.append(Text(f"→ stackhop approve {wf_id} {p.waiting_for}", style="yellow"))
-        elif p.waiting_for == "decision":
+        elif p.waiting_for == io.DECISION:
             parts.append(
                 Text(
                     f"→ {p.service}: stackhop resume {wf_id} (retry) or stackhop abort {wf_id} --reason ...",

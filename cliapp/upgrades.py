@@ -1,14 +1,15 @@
 """Starting and following upgrades: `start`, `status`, `watch`, `list`.
 
 The workflow id ``upgrade/<cloud>`` is the per-cloud lock, so `start` asks Temporal to FAIL on a
-running workflow with that id (and to allow a new run once the previous one has ended). `watch`
-polls the workflow's `status` query; it only reads, so stopping it never affects the upgrade.
+running workflow with that id (and to allow a new run once the previous one has ended). `status`
+and `watch` read the upgrade's `status` query and each running service's own (cliapp.progress);
+they only read, so stopping a watch never affects the upgrade.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from cliapp.common import BAD_INPUT, FAILED, OK, UNREACHABLE, Fail, connect, out, quoted, say, settings, ui_url, user
 from cliapp.plans import load_or_fail
+from cliapp.progress import read_status
 from cliapp.render import outcome_of, report_view, run_status_name, status_view
 from cliapp.watching import no_worker
 from model import io, order, visibility
 from model.plan import UpgradePlan
-
-QUERY_TIMEOUT = timedelta(seconds=5)
 
 
 def static_summary(plan: UpgradePlan) -> str:
@@ -106,7 +106,7 @@ async def start(plan_path: Path, approve: list[str], wait: bool) -> int:
             BAD_INPUT,
             f"--approve {', '.join(unknown)}: no such gate in the plan (gates: {', '.join(sorted(gates)) or 'none'})",
         )
-    plan_file = str(plan_path.resolve())
+    plan_file = str(await asyncio.to_thread(plan_path.resolve))
     client = await connect()
     wf_id = plan.workflow_id
     try:
@@ -139,10 +139,6 @@ async def start(plan_path: Path, approve: list[str], wait: bool) -> int:
     return await watch(client, wf_id)
 
 
-async def query_status(handle: WorkflowHandle[Any, Any]) -> io.UpgradeStatus:
-    return await handle.query("status", result_type=io.UpgradeStatus, rpc_timeout=QUERY_TIMEOUT)
-
-
 async def status(wf_id: str, as_json: bool) -> int:
     client = await connect()
     handle, desc = await upgrade_handle(client, wf_id)
@@ -150,7 +146,7 @@ async def status(wf_id: str, as_json: bool) -> int:
     report, outcome, message = None, None, ""
     if desc.status == WorkflowExecutionStatus.RUNNING:
         try:
-            st = await query_status(handle)
+            st = await read_status(client, handle)
         except (WorkflowQueryFailedError, RPCError) as e:
             if not no_worker(e):
                 raise
@@ -163,8 +159,6 @@ async def status(wf_id: str, as_json: bool) -> int:
         outcome, report, message = await outcome_of(handle)
     code = OK if outcome in (None, "succeeded") else FAILED
     if as_json:
-        import json
-
         doc = {
             "workflow_id": wf_id,
             "run_id": desc.run_id,
@@ -194,7 +188,7 @@ async def watch(client: Client | None, wf_id: str, interval: float = 0.5) -> int
 
     client = client or await connect()
     handle, desc = await upgrade_handle(client, wf_id)
-    return await Watcher(wf_id, handle, desc, out()).run(interval)
+    return await Watcher(client, wf_id, handle, desc, out()).run(interval)
 
 
 def list_row(wf: WorkflowExecution) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""`stackhop watch`: one progress bar per service, fed by polling the workflow's `status` query.
+"""`stackhop watch`: one progress bar per service, fed by polling the upgrade's and its services'
+`status` queries (cliapp.progress).
 
 Only reads: stopping a watch (Ctrl-C) never affects the upgrade. Every change of phase or of a
 service's state is also printed as a line, so a watch piped to a file is a readable log.
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.text import Text
 from temporalio.client import (
+    Client,
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHandle,
@@ -21,6 +23,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from cliapp.common import FAILED, OK
+from cliapp.progress import read_status
 from cliapp.render import STATE_STYLE, outcome_of, report_view
 from model import io
 
@@ -40,9 +43,14 @@ def detail(p: io.ServiceProgress) -> str:
 
 class Watcher:
     def __init__(
-        self, wf_id: str, handle: WorkflowHandle[Any, Any], desc: WorkflowExecutionDescription, console: Console
+        self,
+        client: Client,
+        wf_id: str,
+        handle: WorkflowHandle[Any, Any],
+        desc: WorkflowExecutionDescription,
+        console: Console,
     ):
-        self.wf_id, self.handle, self.desc, self.console = wf_id, handle, desc, console
+        self.client, self.wf_id, self.handle, self.desc, self.console = client, wf_id, handle, desc, console
         self.progress = Progress(
             TextColumn("[bold]{task.fields[service]}"),
             BarColumn(),
@@ -57,12 +65,10 @@ class Watcher:
         self.warned = False
 
     async def run(self, interval: float) -> int:
-        from cliapp.upgrades import query_status
-
         with self.progress:
             while self.desc.status == WorkflowExecutionStatus.RUNNING:
                 try:
-                    self.show(await query_status(self.handle))
+                    self.show(await read_status(self.client, self.handle))
                 except (WorkflowQueryFailedError, RPCError) as e:
                     if not no_worker(e):
                         raise
@@ -114,7 +120,7 @@ class Watcher:
             if self.seen.get(p.service, ("pending", None)) != (p.state, p.waiting_for):
                 self.seen[p.service] = (p.state, p.waiting_for)
                 hint = ""
-                if p.waiting_for == "decision":
+                if p.waiting_for == io.DECISION:
                     hint = f" → stackhop resume {self.wf_id} (retry) or stackhop abort {self.wf_id} --reason ..."
                 elif p.waiting_for:
                     hint = f" → stackhop approve {self.wf_id} {p.waiting_for}"

@@ -1,41 +1,58 @@
-"""The one error tree of stackhop.
+"""The one error tree of stackhop: what can fail, under which name, and who decides what follows.
 
-Every failure an activity reports is a Temporal ``ApplicationError`` whose ``type`` is one of the
-names below. There are two branches, as in kopf:
+Three levels, from the inside out:
 
-* **permanent** (``non_retryable=True``): retrying cannot help — the plan is wrong, a rollout
-  exceeded its deadline, a migration failed, a check said no. The workflow fails fast and starts its
-  compensation instead of retrying forever.
-* **temporary** (retryable): the API server or the database is unreachable for a moment, a write
-  conflicted. Temporal retries within the activity's bounded retry policy.
+1. **Activity errors.** Every failure an activity reports is a Temporal ``ApplicationError`` whose
+   ``type`` is one of the names below, in one of two branches, as in kopf:
 
-Workflows match on ``type`` (a plain string), so this module is import-safe inside the workflow
-sandbox: it imports nothing but ``temporalio.exceptions``.
+   * **permanent** (``non_retryable=True``, :func:`permanent`): retrying cannot help — the plan is
+     wrong, a rollout exceeded its deadline, a migration failed, a check said no. The workflow fails
+     fast and starts its compensation instead of retrying forever.
+   * **temporary** (retryable, :func:`temporary`): the API server or the database is unreachable
+     for a moment, a write conflicted. Temporal retries within the activity's bounded retry policy.
+
+2. **Step-failure kinds.** A workflow step that did not succeed (``workflows.steps.StepFailed``)
+   carries a ``kind``: either the activity error type above, or one of the workflow's own kinds
+   (:data:`STEP_KINDS`). :func:`step_failure` says how any exception a step sees becomes a kind:
+
+   * ``ApplicationError`` → its ``type`` (an activity error type above);
+   * Temporal ``TimeoutError`` (start-to-close, heartbeat) → :data:`TIMEOUT`;
+   * cancellation (``CancelledError``, ``asyncio.CancelledError``) → :data:`CANCELLED`;
+   * anything else (a non-Temporal exception: a bug, a library error that escaped an activity
+     without being mapped) → the exception's class name, e.g. ``"ValueError"``. Such an error is
+     retried by Temporal (it is not in :data:`PERMANENT`) and, once the attempts are spent, handled
+     as a failed step like any other.
+
+3. **Outcomes.** An Upgrade that does not succeed ends FAILED with an ``ApplicationError`` whose
+   type names the outcome (:data:`OUTCOME_ERROR`; readers map it back with :data:`OUTCOME_OF_ERROR`)
+   and whose first detail is the full report. A failed canary run ends with :data:`CANARY_FAILED`.
+
+Workflows match on these names (plain strings), so this module is import-safe inside the workflow
+sandbox: it imports nothing but ``asyncio`` and ``temporalio.exceptions``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, Final
 
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 
-# --- permanent ---------------------------------------------------------------------------------
-PLAN_INVALID = "PlanInvalid"  # the plan or its environment is wrong (missing workload, bad context)
-NOT_IMPLEMENTED = "NotImplemented"  # an activity that has no real implementation yet
-WORKLOAD_NOT_FOUND = "WorkloadNotFound"
-ROLLOUT_FAILED = "RolloutFailed"  # ProgressDeadlineExceeded or the plan's rollout timeout
-JOB_FAILED = "JobFailed"
-SNAPSHOT_FAILED = "SnapshotFailed"  # dump failed or did not verify: never migrate without it
-RESTORE_FAILED = "RestoreFailed"
-MIGRATION_FAILED = "MigrationFailed"
-CHECK_FAILED = "CheckFailed"  # a validation check answered "fail"
-# --- temporary ---------------------------------------------------------------------------------
-UNAVAILABLE = "Unavailable"  # API/DB unreachable, 5xx, timeouts, conflicts
+# --- 1. activity errors: permanent ---------------------------------------------------------------
+PLAN_INVALID: Final = "PlanInvalid"  # the plan or its environment is wrong (missing workload, bad context)
+WORKLOAD_NOT_FOUND: Final = "WorkloadNotFound"
+ROLLOUT_FAILED: Final = "RolloutFailed"  # ProgressDeadlineExceeded or the plan's rollout timeout
+JOB_FAILED: Final = "JobFailed"
+SNAPSHOT_FAILED: Final = "SnapshotFailed"  # dump failed or did not verify: never migrate without it
+RESTORE_FAILED: Final = "RestoreFailed"
+MIGRATION_FAILED: Final = "MigrationFailed"
+CHECK_FAILED: Final = "CheckFailed"  # a validation check answered "fail"
+# --- 1. activity errors: temporary ---------------------------------------------------------------
+UNAVAILABLE: Final = "Unavailable"  # API/DB unreachable, 5xx, timeouts, conflicts
 
 PERMANENT = frozenset(
     {
         PLAN_INVALID,
-        NOT_IMPLEMENTED,
         WORKLOAD_NOT_FOUND,
         ROLLOUT_FAILED,
         JOB_FAILED,
@@ -45,7 +62,26 @@ PERMANENT = frozenset(
         CHECK_FAILED,
     }
 )
-TEMPORARY = frozenset({UNAVAILABLE})
+
+# --- 2. step-failure kinds of the workflows ------------------------------------------------------
+CANCELLED: Final = "cancelled"  # the activity was cancelled (an abort cancels the running step)
+TIMEOUT: Final = "timeout"  # the activity timed out (start-to-close or heartbeat)
+CHECK_FAIL: Final = "check-fail"  # a check answered "fail" (judged by the workflow)
+INCONCLUSIVE: Final = "inconclusive"  # a check could not tell: the operator decides
+GATE_TIMEOUT: Final = "gate-timeout"  # a gate was not approved in time: nothing was changed
+ABORTED: Final = "aborted"  # the operator aborted the upgrade
+
+STEP_KINDS = frozenset({CANCELLED, TIMEOUT, CHECK_FAIL, INCONCLUSIVE, GATE_TIMEOUT, ABORTED})
+
+# --- 3. outcomes ---------------------------------------------------------------------------------
+UPGRADE_ROLLED_BACK: Final = "UpgradeRolledBack"
+UPGRADE_FAILED: Final = "UpgradeFailed"
+UPGRADE_ABORTED: Final = "UpgradeAborted"
+CANARY_FAILED: Final = "CanaryFailed"
+
+OUTCOME_ERROR: Final = {"rolled-back": UPGRADE_ROLLED_BACK, "failed": UPGRADE_FAILED, "aborted": UPGRADE_ABORTED}
+"""Outcome of an upgrade that did not succeed → the type of the error its workflow ends with."""
+OUTCOME_OF_ERROR: Final = {error: outcome for outcome, error in OUTCOME_ERROR.items()}
 
 
 def permanent(type: str, message: str, **details: Any) -> ApplicationError:
@@ -60,10 +96,13 @@ def temporary(message: str, **details: Any) -> ApplicationError:
     return ApplicationError(message, details or None, type=UNAVAILABLE, non_retryable=False)
 
 
-def not_implemented(activity_name: str) -> ApplicationError:
-    """What an activity without a real implementation raises: a plain, final failure."""
-    return permanent(
-        NOT_IMPLEMENTED,
-        f"activity {activity_name!r} is not implemented yet",
-        activity=activity_name,
-    )
+def step_failure(err: BaseException) -> tuple[str, str]:
+    """(kind, message) of what a step's activity raised, innermost cause first (see level 2 above)."""
+    cause: BaseException | None = err.cause if isinstance(err, ActivityError) else err
+    if isinstance(cause, ApplicationError):
+        return cause.type or "ApplicationError", cause.message
+    if isinstance(cause, TimeoutError):
+        return TIMEOUT, f"timed out ({cause.type.name.lower() if cause.type else 'timeout'})"
+    if isinstance(cause, CancelledError) or isinstance(err, asyncio.CancelledError):
+        return CANCELLED, "cancelled"
+    return type(cause).__name__, str(cause or err)

@@ -212,24 +212,6 @@ class TempestResult(CheckResult):
 
 
 # --- workflows ---------------------------------------------------------------------------------
-StepName = Literal[
-    "preflight",
-    "gate",
-    "snapshot",
-    "verify",
-    "quiesce",
-    "expand",
-    "migrate",
-    "offline",
-    "roll",
-    "rollout",
-    "validate",
-    "contract",
-    "postcheck",
-    "undo-roll",
-    "restore",
-    "unquiesce",
-]
 StepStatus = Literal["running", "done", "failed", "skipped", "compensated"]
 
 
@@ -256,6 +238,9 @@ ServiceState = Literal[
 ]
 
 
+DECISION = "decision"  # ServiceProgress.waiting_for when the operator must resume, approve or abort
+
+
 class ServiceProgress(Msg):
     service: str
     state: ServiceState = "pending"
@@ -265,7 +250,10 @@ class ServiceProgress(Msg):
     waiting_for: str | None = None  # a gate name, or "decision"
     past_point_of_no_return: bool = False
     message: str = ""
-    seq: int = 0  # signals can arrive out of order; the parent keeps the newest
+    seq: int = 0  # grows with every change: of two views of one service, the higher is newer
+
+
+Outcome = Literal["succeeded", "rolled-back", "failed", "aborted"]
 
 
 class UpgradeInput(Msg):
@@ -284,7 +272,7 @@ class ServiceUpgradeInput(Msg):
 
 class ServiceResult(Msg):
     service: str
-    outcome: Literal["succeeded", "rolled-back", "failed", "aborted"]
+    outcome: Outcome
     message: str = ""
     steps: list[StepRecord] = Field(default_factory=list)
     snapshot: Snapshot | None = None
@@ -299,7 +287,7 @@ class UpgradeReport(Msg):
     cloud: str
     release_from: str
     release_to: str
-    outcome: Literal["succeeded", "rolled-back", "failed", "aborted"]
+    outcome: Outcome
     message: str = ""
     started_at: str = ""
     ended_at: str = ""
@@ -314,7 +302,10 @@ class UpgradeStatus(Msg):
     paused: bool = False
     aborting: bool = False
     order: list[list[str]] = Field(default_factory=list)  # waves of services
+    # As the Upgrade workflow knows them: pending, running (its child started) or the child's
+    # outcome. Readers replace a running one with the child's own `status` query (cliapp.progress).
     services: list[ServiceProgress] = Field(default_factory=list)
+    gates: dict[str, str] = Field(default_factory=dict)  # service -> the name of its approval gate
     outcome: str | None = None
     message: str = ""
 
@@ -333,6 +324,15 @@ class CanaryResult(Msg):
 
 
 # --- human control (updates) -------------------------------------------------------------------
+# Where each command goes (the CLI routes `stackhop approve|resume ID` to the right workflow):
+# * the Upgrade workflow (upgrade/<cloud>): pause, resume (a paused upgrade), abort — upgrade-wide;
+# * a ServiceUpgrade workflow (service_workflow_id): approve (its gate, or an inconclusive check as
+#   "<service>/<step>") and resume (retry the step it waits on a decision for) — one service's own.
+def service_workflow_id(upgrade_id: str, service: str) -> str:
+    """The id of a service's child workflow: readers find it without asking the parent."""
+    return f"{upgrade_id}/{service}"
+
+
 class PauseRequest(Msg):
     reason: str = ""
     by: str = ""
@@ -353,5 +353,4 @@ class AbortRequest(Msg):
 
 
 class ControlAck(Msg):
-    accepted: bool = True
     message: str = ""

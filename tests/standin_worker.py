@@ -2,19 +2,18 @@
 
     python -m tests.standin_worker ADDRESS TASK_QUEUE JOURNAL [--block KEY]
 
-Every activity appends ``start KEY`` and ``done KEY`` lines to JOURNAL; ``--block KEY`` makes that
-stand-in heartbeat forever, so the test can kill this process in the middle of it.
+Every activity appends ``start NAME`` and ``done NAME`` lines to JOURNAL (``Script.journal``);
+``--block KEY`` makes that stand-in heartbeat forever, so the test can kill this process in the
+middle of it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import sys
 import threading
 from pathlib import Path
 
-from temporalio import activity
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -22,29 +21,13 @@ import worker as stackhop_worker
 from tests.standins import Script
 
 
-def journaled(fn, journal: Path):
-    defn = activity._Definition.from_callable(fn)
-
-    @functools.wraps(fn)
-    def wrapper(*args):
-        with journal.open("a") as f:
-            f.write(f"start {defn.name}\n")
-        out = fn(*args)
-        with journal.open("a") as f:
-            f.write(f"done {defn.name}\n")
-        return out
-
-    del wrapper.__temporal_activity_definition
-    return activity.defn(name=defn.name)(wrapper)
-
-
 async def main(address: str, task_queue: str, journal: str, block: str | None) -> None:
     script = Script()
+    script.journal = Path(journal)
     if block:
         script.block[block] = threading.Event()
     client = await Client.connect(address, data_converter=pydantic_data_converter)
-    acts = [journaled(a, Path(journal)) for a in script.activities()]
-    async with stackhop_worker.build_worker(client, acts, task_queue=task_queue):
+    async with stackhop_worker.build_worker(client, script.activities(), task_queue=task_queue):
         print("ready", flush=True)
         await asyncio.Event().wait()
 

@@ -6,9 +6,11 @@ the exact sequence of steps and compensations. Failures are injected per (activi
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from temporalio import activity
@@ -26,6 +28,7 @@ class Script:
         self.block: dict[str, threading.Event] = {}  # key -> wait until set (heartbeating)
         self.started: dict[str, threading.Event] = {}
         self.replicas = {"keystone-api": 3}
+        self.journal: Path | None = None  # if set: "start NAME" / "done NAME" lines, for another process
         self.lock = threading.Lock()
 
     def key_started(self, key: str) -> threading.Event:
@@ -53,42 +56,62 @@ class Script:
     def of(self, prefix: str) -> list[str]:
         return [c for c in self.calls if c.startswith(prefix)]
 
+    def _journal(self, line: str) -> None:
+        if self.journal is not None:
+            with self.lock, self.journal.open("a") as f:
+                f.write(line + "\n")
+
     def activities(self) -> list[Callable[..., Any]]:
         s = self
 
-        @activity.defn(name=io.K8S_READ_IMAGES)
+        def standin(name: str) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+            """``activity.defn(name=name)``, journaling the start and the end of each call."""
+
+            def register(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+                @functools.wraps(fn)  # keeps the annotations Temporal converts the argument with
+                def run(inp: Any) -> Any:
+                    s._journal(f"start {name}")
+                    out = fn(inp)
+                    s._journal(f"done {name}")
+                    return out
+
+                return activity.defn(name=name)(run)
+
+            return register
+
+        @standin(io.K8S_READ_IMAGES)
         def read_images(inp: io.ReadImagesInput) -> io.ReadImagesResult:
             s._enter(io.K8S_READ_IMAGES)
             return s.answers.get(io.K8S_READ_IMAGES) or io.ReadImagesResult(
                 images=[io.WorkloadImage(**w.model_dump(), image=f"registry/{w.name}:old") for w in inp.workloads]
             )
 
-        @activity.defn(name=io.K8S_SET_IMAGES)
+        @standin(io.K8S_SET_IMAGES)
         def set_images(inp: io.SetImagesInput) -> io.SetImagesResult:
             s._enter(io.K8S_SET_IMAGES)
             return io.SetImagesResult(previous=[i.model_copy(update={"image": "registry/old"}) for i in inp.images])
 
-        @activity.defn(name=io.K8S_WAIT_ROLLOUT)
+        @standin(io.K8S_WAIT_ROLLOUT)
         def wait_rollout(inp: io.WaitRolloutInput) -> io.RolloutResult:
             s._enter(io.K8S_WAIT_ROLLOUT)
             return io.RolloutResult(
                 workloads=[io.RolloutStatus(kind=w.kind, name=w.name, ready=True) for w in inp.workloads]
             )
 
-        @activity.defn(name=io.K8S_UNDO_IMAGES)
+        @standin(io.K8S_UNDO_IMAGES)
         def undo_images(inp: io.UndoImagesInput) -> io.RolloutResult:
             s._enter(io.K8S_UNDO_IMAGES)
             return io.RolloutResult(
                 workloads=[io.RolloutStatus(kind=w.kind, name=w.name, ready=True) for w in inp.previous]
             )
 
-        @activity.defn(name=io.K8S_SCALE)
+        @standin(io.K8S_SCALE)
         def scale(inp: io.ScaleInput) -> io.ScaleResult:
             key = f"{io.K8S_SCALE}:{'down' if inp.replicas is None else 'up'}"
             s._enter(key)
             return io.ScaleResult(previous={w.name: s.replicas.get(w.name, 1) for w in inp.workloads})
 
-        @activity.defn(name=io.DB_SNAPSHOT)
+        @standin(io.DB_SNAPSHOT)
         def snapshot(inp: io.SnapshotInput) -> io.Snapshot:
             s._enter(io.DB_SNAPSHOT)
             return io.Snapshot(
@@ -99,17 +122,17 @@ class Script:
                 size_bytes=1234,
             )
 
-        @activity.defn(name=io.DB_VERIFY)
+        @standin(io.DB_VERIFY)
         def verify(inp: io.VerifyInput) -> io.VerifyResult:
             s._enter(io.DB_VERIFY)
             return s.answers.get(io.DB_VERIFY) or io.VerifyResult(ok=True, tables=3)
 
-        @activity.defn(name=io.DB_RESTORE)
+        @standin(io.DB_RESTORE)
         def restore(inp: io.RestoreInput) -> io.RestoreResult:
             s._enter(io.DB_RESTORE)
             return io.RestoreResult(ok=True)
 
-        @activity.defn(name=io.MIGRATION_DB_SYNC)
+        @standin(io.MIGRATION_DB_SYNC)
         def db_sync(inp: io.MigrateInput) -> io.MigrateResult:
             key = f"{io.MIGRATION_DB_SYNC}:{inp.phase}"
             s._enter(key)
@@ -117,16 +140,17 @@ class Script:
                 phase=inp.phase, state="expand-needed" if inp.phase == "check" else "done"
             )
 
-        @activity.defn(name=io.CHECKS_RUN)
+        @standin(io.CHECKS_RUN)
         def checks(inp: io.CheckInput) -> io.CheckResult:
             key = f"{io.CHECKS_RUN}:{inp.check.kind}:{inp.stage}"
             s._enter(key)
             answers = s.answers.get(key)
-            if isinstance(answers, list):
-                return answers.pop(0) if len(answers) > 1 else answers[0]
+            if isinstance(answers, list):  # one answer per call, the last one for good
+                answer: io.CheckResult = answers.pop(0) if len(answers) > 1 else answers[0]
+                return answer
             return answers or io.CheckResult(status="pass")
 
-        @activity.defn(name=io.TEMPEST_RUN)
+        @standin(io.TEMPEST_RUN)
         def tempest(inp: io.CheckInput) -> io.TempestResult:
             s._enter(io.TEMPEST_RUN)
             return s.answers.get(io.TEMPEST_RUN) or io.TempestResult(status="pass", passed=14)

@@ -1,0 +1,23 @@
+"""The workflows: Upgrade (one cloud), ServiceUpgrade (one service, a child), Canary (a schedule's run).
+
+Deterministic code only (import-linter keeps client libraries and activities out): every effect is
+an activity, every wait a timer or a condition, so a worker that restarts replays the history and
+reaches the same state.
+
+Versioning policy
+-----------------
+A running upgrade may outlive the worker version that started it, so a change to a workflow's
+commands (activities, timers, children, signals, updates, search attributes, in what order) must
+still replay the histories it wrote. tests/workflows/test_replay.py replays the committed histories
+of every path (tests/histories/record.py lists them: success, each rollback kind, gate approve and
+timeout, pause/resume, abort, inconclusive check approved, failed step resumed, canary run).
+
+* Before the first tagged release: a change that breaks replay re-records the histories
+  (``.venv/bin/python -m tests.histories.record``) in the same commit, and the commit message says
+  so. Nothing that runs in production depends on old histories yet.
+* From the first tagged release on: a change that breaks replay is versioned instead — behind
+  ``workflow.patched("<why>")`` (old branch kept until no history needs it, then
+  ``workflow.deprecate_patch``), or as a new worker deployment version (worker versioning) — and
+  the committed histories are never re-recorded for it; the change adds the histories of its new
+  path beside them.
+"""

@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from model import io
+    from model import errors, io
     from model.plan import UpgradePlan
     from workflows.steps import Recorder, StepFailed
     from workflows.upgrade import UpgradeWorkflow
@@ -59,7 +59,7 @@ class CanaryWorkflow:
         )
         if not result.passed:
             raise ApplicationError(
-                f"canary {inp.name} failed: {result.message}", result, type="CanaryFailed", non_retryable=True
+                f"canary {inp.name} failed: {result.message}", result, type=errors.CANARY_FAILED, non_retryable=True
             )
         return result
 
@@ -124,7 +124,7 @@ class CanaryWorkflow:
                 io.WaitRolloutInput(target=target, workloads=refs, timeout_seconds=plan.policy.rollout_timeout),
                 io.RolloutResult,
                 summary=f"canary reset: wait for {svc.name}",
-                timeout=plan.policy.rollout_timeout,
+                step_timeout=plan.policy.rollout_timeout,
                 heartbeat=True,
             )
             rec.records.append(

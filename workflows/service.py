@@ -15,55 +15,121 @@ After the contract, any failure pauses for a forward fix whatever the policy.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from model import io, visibility
-    from model.plan import Service, UpgradePlan
+    from pydantic import BaseModel
+
+    from model import errors, io
+    from model.plan import Check, Database, KubeTarget, Service, TempestCheck, UpgradePlan
     from workflows.steps import Recorder, StepFailed
 
 Compensation = tuple[str, Callable[[], Awaitable[None]]]
+R = TypeVar("R", bound=BaseModel)
+
+
+def plan_steps(svc: Service) -> list[str]:
+    """The steps of one service, in order (the parent counts them for services not started yet)."""
+    mode = svc.migration.mode
+    steps = ["gate"] if svc.gate_name else []
+    steps += ["snapshot", "verify"] if svc.database else []
+    steps += {"expand-contract": ["expand", "migrate"], "offline": ["quiesce", "offline"]}.get(mode, [])
+    steps += ["roll", "rollout"] + (["unquiesce"] if mode == "offline" else [])
+    steps += ["validate"] if svc.checks else []
+    steps += ["contract", "postcheck"] if mode == "expand-contract" else []
+    return steps
 
 
 @workflow.defn(name="ServiceUpgrade")
 class ServiceUpgradeWorkflow:
-    def __init__(self) -> None:
+    """One service's upgrade. Its progress is read with the ``status`` query (the CLI reads it
+    directly, by id): nothing is signalled to the parent, so a progress change writes no event."""
+
+    @workflow.init
+    def __init__(self, inp: io.ServiceUpgradeInput) -> None:
+        self.plan: UpgradePlan = inp.plan
+        self.svc: Service = inp.plan.service(inp.service)
+        self.upgrade_id = inp.upgrade_id
         self.paused = False
         self.abort_reason: str | None = None
-        self.approved: set[str] = set()
+        self.approved: set[str] = set(inp.approved_gates)
         self.resumes = 0
-        self.progress = io.ServiceProgress(service="")
-        self.rec: Recorder | None = None
-        self._signals: list[asyncio.Task[None]] = []
+        self.deciding: StepFailed | None = None  # the failure the operator is asked about
+        self.done = False
+        self.rec = Recorder(self.svc.name, self.plan.policy)
+        self.result = io.ServiceResult(service=self.svc.name, outcome="succeeded")
+        self.compensations: list[Compensation] = []
+        self.progress = io.ServiceProgress(
+            service=self.svc.name, state="running", steps_total=len(plan_steps(self.svc))
+        )
         self.skip_contract = False  # the schema was already up to date: nothing to expand or contract
         self.replicas: dict[str, int] | None = None  # replicas to restore after an offline migration
         self.previous: list[io.WorkloadImage] = []  # images before the roll, for undo
 
-    # --- control, forwarded by the parent ------------------------------------------------------
+    # --- upgrade-wide control, forwarded by the parent ----------------------------------------------
+    # Signals: the parent validated the operator's update already, and a workflow cannot send an
+    # update to another workflow. Each is idempotent, so a repeated forward changes nothing.
     @workflow.signal
     def pause(self) -> None:
         self.paused = True
-        self._report(state="paused")
 
     @workflow.signal
-    def resume(self) -> None:
+    def unpause(self) -> None:
         self.paused = False
-        self.resumes += 1
-
-    @workflow.signal
-    def approve(self, gate: str) -> None:
-        self.approved.add(gate)
 
     @workflow.signal
     def abort(self, reason: str) -> None:
         if self.abort_reason is None:
             self.abort_reason = reason or "aborted by the operator"
-            if not self.progress.past_point_of_no_return and self.rec:
+            if not self.progress.past_point_of_no_return:
                 self.rec.cancel_current()
+
+    # --- this service's own decisions: validated updates from the operator ------------------------
+    @workflow.update
+    def resume(self, req: io.ResumeRequest) -> io.ControlAck:
+        self.resumes += 1
+        step = self.deciding.step if self.deciding else self.progress.step
+        return io.ControlAck(message=f"{step} is retried")
+
+    @resume.validator
+    def _check_resume(self, req: io.ResumeRequest) -> None:
+        self._refuse_if_done()
+        if self.deciding is None:
+            raise ValueError(f"nothing to resume: {self.svc.name} is not waiting for a decision")
+
+    @workflow.update
+    def approve(self, req: io.ApproveRequest) -> io.ControlAck:
+        self.approved.add(req.gate)
+        if req.gate == self.svc.gate_name:
+            return io.ControlAck(message=f"gate {req.gate} approved")
+        return io.ControlAck(message=f"{req.gate}: the inconclusive check is accepted")
+
+    @approve.validator
+    def _check_approve(self, req: io.ApproveRequest) -> None:
+        self._refuse_if_done()
+        if req.gate in self.approved:
+            raise ValueError(f"gate {req.gate!r} is already approved")
+        approvable = self._approvable()
+        if req.gate not in approvable:
+            known = ", ".join(sorted(approvable)) or "none"
+            raise ValueError(f"unknown gate {req.gate!r}; what {self.svc.name} can approve now: {known}")
+
+    def _approvable(self) -> set[str]:
+        """Its gate until it is passed, and the check it waits on when that check was inconclusive."""
+        names = set()
+        if self.svc.gate_name and not self.rec.passed("gate"):
+            names.add(self.svc.gate_name)
+        if self.deciding is not None and self.deciding.kind == errors.INCONCLUSIVE:
+            names.add(f"{self.svc.name}/{self.deciding.step}")
+        return names
+
+    def _refuse_if_done(self) -> None:
+        if self.done:
+            raise ValueError(f"{self.svc.name} has ended ({self.result.outcome})")
 
     @workflow.query
     def status(self) -> io.ServiceProgress:
@@ -72,35 +138,21 @@ class ServiceUpgradeWorkflow:
     # --- the run ----------------------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: io.ServiceUpgradeInput) -> io.ServiceResult:
-        self.plan: UpgradePlan = inp.plan
-        self.svc: Service = inp.plan.service(inp.service)
-        self.upgrade_id = inp.upgrade_id
-        self.approved.update(inp.approved_gates)
-        self.rec = Recorder(self.svc.name, self.plan.policy)
-        self.result = io.ServiceResult(service=self.svc.name, outcome="succeeded")
-        self.compensations: list[Compensation] = []
-        self.progress = io.ServiceProgress(service=self.svc.name, state="running", steps_total=len(self._plan_steps()))
-        workflow.upsert_search_attributes([visibility.SERVICE.value_set([self.svc.name])])
         outcome, message = await self._upgrade()
         self.result = self.result.model_copy(
             update={"outcome": outcome, "message": message, "steps": list(self.rec.records)}
         )
-        final = {"succeeded": "succeeded", "rolled-back": "rolled-back", "aborted": "aborted"}
+        self.done = True
+        final: dict[str, io.ServiceState] = {
+            "succeeded": "succeeded",
+            "rolled-back": "rolled-back",
+            "aborted": "aborted",
+        }
         self._report(state=final.get(outcome, "failed"), step="", message=message)
-        await asyncio.gather(*self._signals)  # the parent sees the final state before our result
+        await workflow.wait_condition(workflow.all_handlers_finished)
         return self.result
 
-    def _plan_steps(self) -> list[str]:
-        s, mode = self.svc, self.svc.migration.mode
-        steps = ["gate"] if s.gate_name else []
-        steps += ["snapshot", "verify"] if s.database else []
-        steps += {"expand-contract": ["expand", "migrate"], "offline": ["quiesce", "offline"]}.get(mode, [])
-        steps += ["roll", "rollout"] + (["unquiesce"] if mode == "offline" else [])
-        steps += ["validate"] if s.checks else []
-        steps += ["contract", "postcheck"] if mode == "expand-contract" else []
-        return steps
-
-    async def _upgrade(self) -> tuple[str, str]:
+    async def _upgrade(self) -> tuple[io.Outcome, str]:
         steps: dict[str, Callable[[], Awaitable[None]]] = {
             "gate": self._gate,
             "snapshot": self._snapshot,
@@ -116,10 +168,10 @@ class ServiceUpgradeWorkflow:
             "contract": self._contract,
             "postcheck": self._postcheck,
         }
-        for name in self._plan_steps():
+        for name in plan_steps(self.svc):
             await self._wait_unpaused()
             if self.abort_reason:
-                return await self._give_up(StepFailed(name, self.abort_reason, "aborted"))
+                return await self._give_up(StepFailed(name, self.abort_reason, errors.ABORTED))
             while True:
                 self._report(state="running", step=name)
                 try:
@@ -127,11 +179,11 @@ class ServiceUpgradeWorkflow:
                     break
                 except StepFailed as failure:
                     if self.abort_reason:
-                        failure = StepFailed(failure.step, self.abort_reason, "aborted")
+                        failure = StepFailed(failure.step, self.abort_reason, errors.ABORTED)
                     stop_here = self.plan.policy.on_failure == "fail" and not self._past_ponr
-                    if failure.kind == "gate-timeout" or (stop_here and failure.kind != "aborted"):
+                    if failure.kind == errors.GATE_TIMEOUT or (stop_here and failure.kind != errors.ABORTED):
                         return "failed", f"{failure.step}: {failure}"
-                    if failure.kind == "aborted" or not await self._decide_retry(failure):
+                    if failure.kind == errors.ABORTED or not await self._decide_retry(failure):
                         return await self._give_up(failure)
             self.progress = self.progress.model_copy(update={"steps_done": self.progress.steps_done + 1})
         return "succeeded", f"{self.svc.name} upgraded to {self.plan.release.to}"
@@ -142,34 +194,42 @@ class ServiceUpgradeWorkflow:
 
     async def _decide_retry(self, failure: StepFailed) -> bool:
         """True: retry the failed step. Asks the operator where policy or safety say so."""
-        must_ask = self._past_ponr or self.plan.policy.on_failure == "pause" or failure.kind == "inconclusive"
+        inconclusive = failure.kind == errors.INCONCLUSIVE
+        must_ask = self._past_ponr or self.plan.policy.on_failure == "pause" or inconclusive
         if not must_ask:
             return False
         why = "past the contract: fix forward, then resume" if self._past_ponr else "resume retries, abort rolls back"
-        self._report(state="waiting", waiting_for="decision", message=f"{failure.step} failed: {failure} ({why})")
-        seen = self.resumes
+        if inconclusive:
+            why += f", approve {self.svc.name}/{failure.step} accepts it"
+        self._report(state="waiting", waiting_for=io.DECISION, message=f"{failure.step} failed: {failure} ({why})")
         accepted = f"{self.svc.name}/{failure.step}"
-        await workflow.wait_condition(
-            lambda: self.resumes > seen or self.abort_reason is not None or accepted in self.approved
-        )
+        await self._decision(failure, lambda: self.abort_reason is not None or accepted in self.approved)
         self._report(state="running", waiting_for=None, message="")
-        if accepted in self.approved and failure.kind == "inconclusive":
+        if accepted in self.approved:
             self.approved.discard(accepted)
             raise _Accepted()
         return self.abort_reason is None
 
-    async def _give_up(self, failure: StepFailed) -> tuple[str, str]:
+    async def _decision(self, failure: StepFailed, or_else: Callable[[], bool] = lambda: False) -> None:
+        """Wait for the operator's resume (an update), or for ``or_else()``: an abort, an approval."""
+        seen = self.resumes
+        self.deciding = failure
+        await workflow.wait_condition(lambda: self.resumes > seen or or_else())
+        self.deciding = None
+
+    async def _give_up(self, failure: StepFailed) -> tuple[io.Outcome, str]:
         if self._past_ponr:
             return "failed", f"{failure.step}: {failure} (past the contract: nothing rolled back, fix forward)"
         if not self.compensations:
-            outcome = "aborted" if failure.kind == "aborted" else "failed"
+            outcome: io.Outcome = "aborted" if failure.kind == errors.ABORTED else "failed"
             return outcome, f"{failure.step}: {failure} (nothing was changed)"
         self._report(state="rolling-back", step="rollback", message=str(failure))
         for _label, undo in reversed(self.compensations):
             await undo()
         self.compensations.clear()
-        outcome = "aborted" if failure.kind == "aborted" else "rolled-back"
-        return outcome, f"{failure.step}: {failure} (rolled back)"
+        return (
+            "aborted" if failure.kind == errors.ABORTED else "rolled-back"
+        ), f"{failure.step}: {failure} (rolled back)"
 
     async def _wait_unpaused(self) -> None:
         if self.paused:
@@ -178,8 +238,19 @@ class ServiceUpgradeWorkflow:
 
     # --- steps --------------------------------------------------------------------------------------
     @property
-    def _target(self):
+    def _target(self) -> KubeTarget:
         return self.plan.cloud.kubernetes
+
+    @property
+    def _db(self) -> Database:
+        """The service's database (only steps that exist for a service with one ask for it)."""
+        assert self.svc.database is not None, "a database step of a service without a database"
+        return self.svc.database
+
+    @property
+    def _snapshot_taken(self) -> io.Snapshot:
+        assert self.result.snapshot is not None, "a step that needs the snapshot ran before it was taken"
+        return self.result.snapshot
 
     def _refs(self) -> list[io.WorkloadRef]:
         return [io.WorkloadRef(kind=w.kind, name=w.name, container=w.container) for w in self.svc.workloads]
@@ -198,15 +269,24 @@ class ServiceUpgradeWorkflow:
             raise StepFailed(
                 "gate",
                 f"gate {gate!r} was not approved within {self.plan.policy.gate_timeout}s; nothing was changed",
-                "gate-timeout",
+                errors.GATE_TIMEOUT,
             ) from None
         self._report(waiting_for=None)
         if self.abort_reason:
             self.rec.finish(rec, "failed", "aborted")
-            raise StepFailed("gate", self.abort_reason, "aborted")
+            raise StepFailed("gate", self.abort_reason, errors.ABORTED)
         self.rec.finish(rec, "done", f"approved: {gate}")
 
-    async def _step(self, step, name, arg, result_type, summary, judge=None, **kw):
+    async def _step(
+        self,
+        step: str,
+        name: str,
+        arg: BaseModel,
+        result_type: type[R],
+        summary: str,
+        judge: Callable[[R], tuple[str, str] | None] | None = None,
+        **kw: Any,
+    ) -> R:
         """Run one recorded step. ``judge(result)`` returns (kind, message) when an answer that
         arrived fine still means failure (a check that says "fail", a snapshot that did not verify)."""
         rec = self.rec.start(step, summary)
@@ -222,20 +302,20 @@ class ServiceUpgradeWorkflow:
         return out
 
     async def _snapshot(self) -> None:
-        db = self.svc.database
+        db = self._db
         snap = await self._step(
             "snapshot",
             io.DB_SNAPSHOT,
             io.SnapshotInput(upgrade_id=self.upgrade_id, service=self.svc.name, database=db, target=self._target),
             io.Snapshot,
             f"snapshot database {db.name}",
-            timeout=self.plan.policy.step_timeout,
+            step_timeout=self.plan.policy.step_timeout,
             heartbeat=True,
         )
         self.result = self.result.model_copy(update={"snapshot": snap})
 
     async def _verify(self) -> None:
-        snap, db = self.result.snapshot, self.svc.database
+        snap, db = self._snapshot_taken, self._db
         await self._step(
             "verify",
             io.DB_VERIFY,
@@ -243,7 +323,9 @@ class ServiceUpgradeWorkflow:
             io.VerifyResult,
             f"verify snapshot of {db.name} ({snap.sha256[:12]})",
             heartbeat=True,
-            judge=lambda r: None if r.ok else ("SnapshotFailed", f"snapshot of {db.name} did not verify: {r.message}"),
+            judge=lambda r: (
+                None if r.ok else (errors.SNAPSHOT_FAILED, f"snapshot of {db.name} did not verify: {r.message}")
+            ),
         )
 
     async def _sync(self, phase: io.MigrationPhase) -> io.MigrateResult:
@@ -342,7 +424,7 @@ class ServiceUpgradeWorkflow:
             io.WaitRolloutInput(target=self._target, workloads=self._refs(), timeout_seconds=t),
             io.RolloutResult,
             f"wait for {self.svc.name} rollout",
-            timeout=t,
+            step_timeout=t,
             heartbeat=True,
         )
 
@@ -352,14 +434,14 @@ class ServiceUpgradeWorkflow:
                 res = await self._check("validate", check)
                 if res.status != "inconclusive":
                     break
-                failure = StepFailed("validate", f"{check.kind} check inconclusive: {res.message}", "inconclusive")
+                failure = StepFailed("validate", f"{check.kind} check inconclusive: {res.message}", errors.INCONCLUSIVE)
                 try:
                     if not await self._decide_retry(failure):
-                        raise StepFailed("validate", self.abort_reason or "inconclusive", "aborted")
+                        raise StepFailed("validate", self.abort_reason or "inconclusive", errors.ABORTED)
                 except _Accepted:
                     break
 
-    async def _check(self, step: str, check) -> io.CheckResult:
+    async def _check(self, step: str, check: Check) -> io.CheckResult:
         """One check; records its result; raises StepFailed when it says "fail"."""
         arg = io.CheckInput(
             service=self.svc.name,
@@ -368,22 +450,25 @@ class ServiceUpgradeWorkflow:
             target=self._target,
             version=self.svc.workloads[0].tag,
         )
-        tempest = check.kind == "tempest"
+        tempest = isinstance(check, TempestCheck)
 
         def judge(r: io.CheckResult) -> tuple[str, str] | None:
             self.result = self.result.model_copy(update={"checks": [*self.result.checks, r]})
             if tempest:
                 self.result = self.result.model_copy(update={"tempest": r})
             if r.status == "fail":
-                return "check-fail", f"{check.kind} check failed: {r.message}"
+                return errors.CHECK_FAIL, f"{check.kind} check failed: {r.message}"
             return None
 
-        summary = f"tempest {check.regex}" if tempest else f"{check.kind} check of {self.svc.name}"
+        summary = (
+            f"tempest {check.regex}" if isinstance(check, TempestCheck) else f"{check.kind} check of {self.svc.name}"
+        )
+        result_type: type[io.CheckResult] = io.TempestResult if tempest else io.CheckResult
         return await self._step(
             step,
             io.TEMPEST_RUN if tempest else io.CHECKS_RUN,
             arg,
-            io.TempestResult if tempest else io.CheckResult,
+            result_type,
             summary,
             judge=judge,
             heartbeat=True,
@@ -401,7 +486,7 @@ class ServiceUpgradeWorkflow:
     async def _postcheck(self) -> None:
         for check in self.svc.checks:
             if check.kind == "endpoint" and (await self._check("postcheck", check)).status != "pass":
-                raise StepFailed("postcheck", "endpoint check inconclusive after the contract", "check-fail")
+                raise StepFailed("postcheck", "endpoint check inconclusive after the contract", errors.CHECK_FAIL)
 
     # --- compensations ------------------------------------------------------------------------------
     async def _undo_roll(self) -> None:
@@ -412,12 +497,12 @@ class ServiceUpgradeWorkflow:
             io.UndoImagesInput(target=self._target, previous=self.previous, timeout_seconds=t),
             io.RolloutResult,
             f"restore previous images of {self.svc.name}",
-            timeout=t,
+            step_timeout=t,
         )
         self.rec.compensated("roll", "rollout")
 
     async def _restore_db(self) -> None:
-        snap, db = self.result.snapshot, self.svc.database
+        snap, db = self._snapshot_taken, self._db
         quiesce = io.ScaleInput(target=self._target, workloads=self._refs())
         res = await self._compensate(
             "quiesce", io.K8S_SCALE, quiesce, io.ScaleResult, f"scale {self.svc.name} API to 0 before the restore"
@@ -441,7 +526,9 @@ class ServiceUpgradeWorkflow:
         )
         self.replicas = None
 
-    async def _compensate(self, step, name, arg, result_type, summary, **kw):
+    async def _compensate(
+        self, step: str, name: str, arg: BaseModel, result_type: type[R], summary: str, **kw: Any
+    ) -> R:
         """A compensation retries until it works or the operator steps in: giving up half-way
         would leave the service worse than either release."""
         while True:
@@ -450,26 +537,22 @@ class ServiceUpgradeWorkflow:
             except StepFailed as f:
                 self._report(
                     state="waiting",
-                    waiting_for="decision",
+                    waiting_for=io.DECISION,
                     message=f"rollback step {step} failed: {f}; resume retries it",
                 )
-                seen = self.resumes
-                await workflow.wait_condition(lambda: self.resumes > seen)
+                await self._decision(f)
                 self._report(state="rolling-back", waiting_for=None)
 
     # --- progress -----------------------------------------------------------------------------------
-    def _report(self, **changes: object) -> None:
+    def _report(self, **changes: Any) -> None:
+        """The new state, for the ``status`` query and the UI's current details. No event is written
+        (details travel with the next workflow task completion); nor is a search attribute upserted
+        per step, which would cost an event each: the step is in the details and the query."""
         self.progress = self.progress.model_copy(update={**changes, "seq": self.progress.seq + 1})
-        if changes.get("step"):
-            workflow.upsert_search_attributes([visibility.PHASE.value_set(str(changes["step"]))])
         workflow.set_current_details(
             f"**{self.progress.service}** — {self.progress.state} {self.progress.step}"
             f" ({self.progress.steps_done}/{self.progress.steps_total})\n\n{self.progress.message}"
         )
-        parent = workflow.info().parent
-        if parent is not None:
-            handle = workflow.get_external_workflow_handle(parent.workflow_id, run_id=parent.run_id)
-            self._signals.append(asyncio.create_task(handle.signal("service_progress", self.progress)))
 
 
 class _Accepted(Exception):

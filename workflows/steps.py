@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
+from temporalio.exceptions import ActivityError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
@@ -24,8 +24,8 @@ R = TypeVar("R", bound=BaseModel)
 
 
 class StepFailed(Exception):
-    """A step that did not succeed; ``kind`` is an error type of model.errors, or one of
-    'cancelled', 'timeout', 'check-fail', 'inconclusive', 'gate-timeout'."""
+    """A step that did not succeed. ``kind`` is a name of model.errors: an activity error type or
+    one of the workflows' step-failure kinds (``errors.STEP_KINDS``)."""
 
     def __init__(self, step: str, message: str, kind: str = ""):
         # The first line is the message (reports, UI details); the full text, often a tool's
@@ -35,18 +35,6 @@ class StepFailed(Exception):
         self.step = step
         self.kind = kind
         self.detail = message
-
-
-def describe(err: BaseException) -> tuple[str, str]:
-    """(kind, message) of an activity failure, innermost cause first."""
-    cause: BaseException | None = err.cause if isinstance(err, ActivityError) else err
-    if isinstance(cause, ApplicationError):
-        return cause.type or "ApplicationError", cause.message
-    if isinstance(cause, TimeoutError):
-        return "timeout", f"timed out ({cause.type.name.lower() if cause.type else 'timeout'})"
-    if isinstance(cause, CancelledError) or isinstance(err, asyncio.CancelledError):
-        return "cancelled", "cancelled"
-    return type(cause).__name__, str(cause or err)
 
 
 def retry_policy(policy: Policy) -> RetryPolicy:
@@ -99,6 +87,10 @@ class Recorder:
             for r in self.records
         ]
 
+    def passed(self, step: str) -> bool:
+        """True once a record of ``step`` has ended (done, failed, skipped or compensated)."""
+        return any(r.step == step and r.status != "running" for r in self.records)
+
     def skip(self, step: str, detail: str) -> None:
         self.finish(self.start(step, detail), "skipped")
 
@@ -110,7 +102,7 @@ class Recorder:
         result_type: type[R],
         *,
         summary: str,
-        timeout: int | None = None,
+        step_timeout: int | None = None,
         heartbeat: bool = False,
     ) -> R:
         """Run one activity; any failure becomes StepFailed(step, ...)."""
@@ -118,7 +110,7 @@ class Recorder:
             name,
             arg,
             result_type=result_type,
-            start_to_close_timeout=timedelta(seconds=(timeout or self.policy.step_timeout) + 60),
+            start_to_close_timeout=timedelta(seconds=(step_timeout or self.policy.step_timeout) + 60),
             heartbeat_timeout=timedelta(seconds=self.policy.heartbeat_timeout) if heartbeat else None,
             retry_policy=retry_policy(self.policy),
             # A cancelled wait must have stopped before a compensation touches the same objects.
@@ -127,9 +119,10 @@ class Recorder:
         )
         self.current = handle
         try:
-            return await handle
+            result: R = await handle  # the activity's result, converted to result_type
+            return result
         except (ActivityError, asyncio.CancelledError) as e:
-            kind, message = describe(e)
+            kind, message = errors.step_failure(e)
             raise StepFailed(step, f"{name}: {message}", kind) from None
         finally:
             self.current = None

@@ -1,40 +1,50 @@
 """Upgrade: a whole plan on one cloud — pre-flight, services in dependency order, the report.
 
 The workflow id is ``upgrade/<cloud>``: Temporal refuses a second running workflow with that id,
-which makes it the per-cloud lock. Services run as child workflows (one history each, visible on
-their own in the UI); services of one wave run in parallel. Operators steer it with updates whose
-validators reject what makes no sense now (resuming what is not paused, approving an unknown gate)
-before anything is written to the history; the parent forwards them to the running services.
+which makes it the per-cloud lock. Services run as child workflows (``upgrade/<cloud>/<service>``,
+one history each, visible on their own in the UI); services of one wave run in parallel.
+
+Who knows what: each service workflow keeps its own progress (its ``status`` query) and takes the
+decisions that belong to it (approve its gate or an inconclusive check, resume a failed step) as
+its own validated updates. This workflow knows the waves, which children started and how each
+ended — that is its ``status`` and its current details — and keeps the upgrade-wide commands
+(pause, resume a paused upgrade, abort) as validated updates that it forwards to the running
+children. Nothing travels from child to parent but the child's result, so a service's progress
+adds no event to the upgrade's history (readers query the children: cliapp.progress).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from model import io, order, visibility
+    from model import errors, io, order, visibility
     from model.plan import UpgradePlan
     from workflows.progress import render_details
-    from workflows.service import ServiceUpgradeWorkflow
+    from workflows.service import ServiceUpgradeWorkflow, plan_steps
     from workflows.steps import Recorder, StepFailed
-
-OUTCOME_ERROR = {"rolled-back": "UpgradeRolledBack", "failed": "UpgradeFailed", "aborted": "UpgradeAborted"}
 
 
 @workflow.defn(name="Upgrade")
 class UpgradeWorkflow:
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, inp: io.UpgradeInput) -> None:
+        self.plan: UpgradePlan = inp.plan
+        self.waves = order.waves(self.plan.services)
+        self.approved: set[str] = set(inp.approved_gates)  # pre-approved at start, passed to the children
         self.phase = "preflight"
         self.paused = False
         self.abort_reason: str | None = None
-        self.approved: set[str] = set()
-        self.progress: dict[str, io.ServiceProgress] = {}
-        self.children: dict[str, workflow.ChildWorkflowHandle] = {}
-        self.outcome: str | None = None
+        self.services = {
+            s.name: io.ServiceProgress(service=s.name, steps_total=len(plan_steps(s))) for s in self.plan.services
+        }
+        self.children: dict[str, workflow.ChildWorkflowHandle[ServiceUpgradeWorkflow, io.ServiceResult]] = {}
+        self.outcome: io.Outcome | None = None
         self.message = ""
 
     # --- queries and updates ----------------------------------------------------------------------
@@ -47,24 +57,18 @@ class UpgradeWorkflow:
             paused=self.paused,
             aborting=self.abort_reason is not None,
             order=self.waves,
-            services=list(self.progress.values()),
+            services=list(self.services.values()),
+            gates={s.name: s.gate_name for s in self.plan.services if s.gate_name},
             outcome=self.outcome,
             message=self.message,
         )
-
-    @workflow.signal(name="service_progress")
-    def service_progress(self, progress: io.ServiceProgress) -> None:
-        known = self.progress.get(progress.service)
-        if known is not None and progress.seq > known.seq:
-            self.progress[progress.service] = progress
-            self._show()
 
     @workflow.update
     async def pause(self, req: io.PauseRequest) -> io.ControlAck:
         self.paused = True
         self.message = f"paused{' by ' + req.by if req.by else ''}{': ' + req.reason if req.reason else ''}"
-        await self._forward("pause")
         self._show()
+        await self._forward(ServiceUpgradeWorkflow.pause)
         return io.ControlAck(message="paused: running steps finish, no new step starts")
 
     @pause.validator
@@ -77,41 +81,23 @@ class UpgradeWorkflow:
     async def resume(self, req: io.ResumeRequest) -> io.ControlAck:
         self.paused = False
         self.message = ""
-        await self._forward("resume")
         self._show()
+        await self._forward(ServiceUpgradeWorkflow.unpause)
         return io.ControlAck(message="resumed")
 
     @resume.validator
     def _check_resume(self, req: io.ResumeRequest) -> None:
         self._refuse_if_done()
-        deciding = [p.service for p in self.progress.values() if p.waiting_for == "decision"]
-        if not self.paused and not deciding:
-            raise ValueError("nothing to resume: the upgrade is neither paused nor waiting for a decision")
-
-    @workflow.update
-    async def approve(self, req: io.ApproveRequest) -> io.ControlAck:
-        self.approved.add(req.gate)
-        await self._forward("approve", req.gate)
-        return io.ControlAck(message=f"gate {req.gate} approved")
-
-    @approve.validator
-    def _check_approve(self, req: io.ApproveRequest) -> None:
-        self._refuse_if_done()
-        gates = {s.gate_name for s in self.plan.services if s.gate_name}
-        deciding = {f"{p.service}/{p.step}" for p in self.progress.values() if p.waiting_for == "decision"}
-        if req.gate not in gates | deciding:
-            known = ", ".join(sorted(gates | deciding)) or "none"
-            raise ValueError(f"unknown gate {req.gate!r}; gates of this upgrade: {known}")
-        if req.gate in self.approved:
-            raise ValueError(f"gate {req.gate!r} is already approved")
+        if not self.paused:
+            raise ValueError("nothing to resume: the upgrade is not paused")
 
     @workflow.update
     async def abort(self, req: io.AbortRequest) -> io.ControlAck:
         self.abort_reason = req.reason
         self.paused = False
         self.message = f"aborting: {req.reason}"
-        await self._forward("abort", req.reason)
         self._show()
+        await self._forward(ServiceUpgradeWorkflow.abort, req.reason)
         return io.ControlAck(message="aborting: services in progress roll back")
 
     @abort.validator
@@ -126,17 +112,23 @@ class UpgradeWorkflow:
         if self.outcome is not None:
             raise ValueError(f"the upgrade has ended ({self.outcome})")
 
-    async def _forward(self, signal: str, *args: str) -> None:
-        running = [h for name, h in self.children.items() if self.progress[name].state not in _FINAL]
-        await asyncio.gather(*(h.signal(signal, *args) if args else h.signal(signal) for h in running))
+    async def _forward(self, signal: Callable[..., None], *args: str) -> None:
+        """Tell the running services about an upgrade-wide command.
+
+        Signals, not updates: a workflow cannot send an update to another workflow, and the
+        operator's update was validated here already; each of these signals is idempotent in the
+        child. A child that ends while the signal travels cannot take it, and needs it no more:
+        that failure is ignored, any other is raised.
+        """
+        running = [h for name, h in self.children.items() if self.services[name].state == "running"]
+        sent = await asyncio.gather(*(h.signal(signal, args=list(args)) for h in running), return_exceptions=True)
+        for result in sent:
+            if isinstance(result, BaseException) and not isinstance(result, FailureError):
+                raise result
 
     # --- the run -----------------------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: io.UpgradeInput) -> io.UpgradeReport:
-        self.plan: UpgradePlan = inp.plan
-        self.waves = order.waves(self.plan.services)
-        self.approved.update(inp.approved_gates)
-        self.progress = {s.name: io.ServiceProgress(service=s.name) for s in self.plan.services}
         started = workflow.now()
         workflow.upsert_search_attributes(
             [
@@ -155,7 +147,8 @@ class UpgradeWorkflow:
             started_at=started.isoformat(),
         )
         preflight = Recorder("(plan)", self.plan.policy)
-        outcome, message = "succeeded", ""
+        outcome: io.Outcome = "succeeded"
+        message = ""
         try:
             await self._preflight(preflight)
         except StepFailed as f:
@@ -176,8 +169,9 @@ class UpgradeWorkflow:
             }
         )
         self._show()
+        await workflow.wait_condition(workflow.all_handlers_finished)
         if outcome != "succeeded":
-            raise ApplicationError(self.message, report, type=OUTCOME_ERROR[outcome], non_retryable=True)
+            raise ApplicationError(self.message, report, type=errors.OUTCOME_ERROR[outcome], non_retryable=True)
         return report
 
     async def _preflight(self, rec: Recorder) -> None:
@@ -185,7 +179,7 @@ class UpgradeWorkflow:
         target = self.plan.cloud.kubernetes
         for svc in self.plan.services:
             if self.abort_reason:
-                raise StepFailed("preflight", f"aborted: {self.abort_reason}", "aborted")
+                raise StepFailed("preflight", f"aborted: {self.abort_reason}", errors.ABORTED)
             refs = [io.WorkloadRef(kind=w.kind, name=w.name, container=w.container) for w in svc.workloads]
             r = rec.start("preflight", f"{svc.name}: workloads")
             try:
@@ -201,7 +195,7 @@ class UpgradeWorkflow:
                     raise StepFailed(
                         "preflight",
                         f"{svc.name}: not found in namespace {target.namespace}: {', '.join(missing)}",
-                        "WorkloadNotFound",
+                        errors.WORKLOAD_NOT_FOUND,
                     )
                 for check in (c for c in svc.checks if c.kind == "endpoint"):
                     arg = io.CheckInput(
@@ -218,14 +212,14 @@ class UpgradeWorkflow:
                         raise StepFailed(
                             "preflight",
                             f"{svc.name}: {check.service_type} endpoint check {res.status}: {res.message}",
-                            "check-fail",
+                            errors.CHECK_FAIL,
                         )
             except StepFailed as f:
                 rec.finish(r, "failed", str(f))
                 raise
             rec.finish(r, "done")
 
-    async def _services(self) -> tuple[str, str, list[io.ServiceResult]]:
+    async def _services(self) -> tuple[io.Outcome, str, list[io.ServiceResult]]:
         results: list[io.ServiceResult] = []
         for wave in self.waves:
             if self.paused:
@@ -247,22 +241,33 @@ class UpgradeWorkflow:
             io.ServiceUpgradeInput(
                 plan=self.plan, service=name, upgrade_id=upgrade_id, approved_gates=sorted(self.approved)
             ),
-            id=f"{upgrade_id}/{name}",
+            id=io.service_workflow_id(upgrade_id, name),
             static_summary=f"{name}: {self.plan.release.from_} → {self.plan.release.to}",
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(visibility.CLOUD, self.plan.cloud.name),
                     SearchAttributePair(visibility.RELEASE, self._release),
+                    SearchAttributePair(visibility.SERVICE, [name]),
                 ]
             ),
         )
         self.children[name] = handle
-        if self.paused:
-            await handle.signal("pause")
+        self._known(name, state="running")
+        # A command that came while the child was being started was not forwarded to it.
+        if self.abort_reason is not None:
+            await handle.signal(ServiceUpgradeWorkflow.abort, self.abort_reason)
+        elif self.paused:
+            await handle.signal(ServiceUpgradeWorkflow.pause)
         try:
-            return await handle
+            result = await handle
         except ChildWorkflowError as e:
-            return io.ServiceResult(service=name, outcome="failed", message=f"service workflow failed: {e.cause or e}")
+            result = io.ServiceResult(
+                service=name, outcome="failed", message=f"service workflow failed: {e.cause or e}"
+            )
+        done = {r.step for r in result.steps if r.status in ("done", "skipped")}
+        steps_done = sum(1 for step in plan_steps(self.plan.service(name)) if step in done)
+        self._known(name, state=result.outcome, steps_done=steps_done, message=result.message)
+        return result
 
     @property
     def _release(self) -> str:
@@ -271,9 +276,13 @@ class UpgradeWorkflow:
     def _set_phase(self, phase: str) -> None:
         self.phase = phase
         workflow.upsert_search_attributes([visibility.PHASE.value_set(phase)])
+        self._show()
+
+    def _known(self, name: str, **changes: object) -> None:
+        """What this workflow learnt of a service: its child started, or how it ended."""
+        known = self.services[name]
+        self.services[name] = known.model_copy(update={**changes, "seq": known.seq + 1})
+        self._show()
 
     def _show(self) -> None:
-        workflow.set_current_details(render_details(self.plan, self.phase, self.progress, self.message))
-
-
-_FINAL = {"succeeded", "rolled-back", "failed", "aborted"}
+        workflow.set_current_details(render_details(self.plan, self.phase, self.waves, self.services, self.message))

@@ -92,8 +92,11 @@ def offline_cli() -> Cli:
     return Cli("127.0.0.1:1")
 
 
+WritePlan = Callable[..., tuple[Path, str]]  # the write_plan fixture, for the tests' annotations
+
+
 @pytest.fixture
-def write_plan(tmp_path: Path) -> Callable[..., tuple[Path, str]]:
+def write_plan(tmp_path: Path) -> WritePlan:
     """write_plan(services=None, **policy) -> (plan file, workflow id)."""
 
     def write(services: list[dict[str, Any]] | None = None, **policy: Any) -> tuple[Path, str]:

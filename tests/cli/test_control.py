@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from temporalio.client import Client
 
-from tests.cli.conftest import Cli
+from model import errors, io
+from tests.cli.conftest import Cli, WritePlan
 from tests.standins import Script
 from tests.workflows.helpers import running, service
 
 
-async def test_operator_commands_and_their_refusals(client: Client, cli: Cli, write_plan) -> None:
+async def test_operator_commands_and_their_refusals(client: Client, cli: Cli, write_plan: WritePlan) -> None:
     plan, wf_id = write_plan([service("keystone", gate={"approval": True})])
     script = Script()
     script.block["db.snapshot"] = release = threading.Event()
@@ -70,7 +72,7 @@ async def test_operator_commands_and_their_refusals(client: Client, cli: Cli, wr
     assert res.exit_code == 1 and "aborted" in res.stdout
 
 
-async def test_unknown_and_non_upgrade_workflows_are_bad_input(client: Client, cli: Cli, write_plan) -> None:
+async def test_unknown_and_non_upgrade_workflows_are_bad_input(client: Client, cli: Cli, write_plan: WritePlan) -> None:
     for cmd in (
         ["pause", "upgrade/nowhere"],
         ["resume", "nowhere"],
@@ -85,3 +87,49 @@ async def test_unknown_and_non_upgrade_workflows_are_bad_input(client: Client, c
         assert (await cli("start", str(plan), "--wait", tq=tq)).exit_code == 0
     res = await cli("status", f"{wf_id}/keystone")  # the service's child workflow
     assert res.exit_code == 2 and "is a ServiceUpgrade workflow, not an upgrade" in res.stderr
+
+
+def service_doc(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in doc["status"]["services"] if s["service"] == name)
+
+
+async def test_decisions_go_to_the_service_that_waits_for_them(client: Client, cli: Cli, write_plan: WritePlan) -> None:
+    """approve/resume name the upgrade; the CLI finds the service workflow that takes them."""
+    plan, wf_id = write_plan([service("keystone"), service("glance", gate={"approval": True})], on_failure="pause")
+    script = Script()
+    script.fail["migration.db_sync:expand"] = errors.MIGRATION_FAILED
+    script.fail_times["migration.db_sync:expand"] = 1
+    script.answers["checks.run:endpoint:post"] = [
+        io.CheckResult(status="inconclusive", message="catalog timeout"),
+        io.CheckResult(status="pass"),
+    ]
+    async with running(client, script) as tq:
+        assert (await cli("start", str(plan), tq=tq)).exit_code == 0
+        doc = await cli.until(wf_id, lambda d: service_doc(d, "keystone")["waiting_for"] == io.DECISION)
+        assert service_doc(doc, "keystone")["step"] == "expand" and service_doc(doc, "glance")["state"] == "pending"
+
+        res = await cli("approve", wf_id, "glance")
+        assert res.exit_code == 2 and "glance has not started yet" in res.stderr
+        res = await cli("approve", wf_id, "keystone/expand")  # a failed step is resumed, not approved
+        assert res.exit_code == 2 and "unknown gate 'keystone/expand'" in res.stderr
+        res = await cli("resume", wf_id)
+        assert res.exit_code == 0 and f"{wf_id}/keystone: expand is retried" in res.stdout
+
+        doc = await cli.until(
+            wf_id,
+            lambda d: (
+                service_doc(d, "keystone")["step"] == "validate" and bool(service_doc(d, "keystone")["waiting_for"])
+            ),
+        )
+        assert "approve keystone/validate" in service_doc(doc, "keystone")["message"]
+        res = await cli("approve", wf_id, "keystone/validate")
+        assert res.exit_code == 0 and "inconclusive check is accepted" in res.stdout
+
+        await cli.until(wf_id, lambda d: service_doc(d, "glance")["waiting_for"] == "glance")
+        res = await cli("status", wf_id)
+        assert f"stackhop approve {wf_id} glance" in res.stdout
+        res = await cli("approve", wf_id, "glance")
+        assert res.exit_code == 0 and f"{wf_id}/glance: gate glance approved" in res.stdout
+        res = await cli("watch", wf_id)
+        assert res.exit_code == 0, res.output
+    assert script.calls.count("migration.db_sync:expand") == 3  # keystone twice, glance once

@@ -12,14 +12,14 @@ from temporalio.client import Client
 
 from cliapp import reports
 from model import io
-from tests.cli.conftest import Cli
+from tests.cli.conftest import Cli, WritePlan
 from tests.standins import Script
 from tests.workflows.helpers import running
 
 SHA = "ab" * 32
 
 
-async def test_reports_of_a_succeeded_upgrade(client: Client, cli: Cli, write_plan, tmp_path: Path) -> None:
+async def test_reports_of_a_succeeded_upgrade(client: Client, cli: Cli, write_plan: WritePlan, tmp_path: Path) -> None:
     plan, wf_id = write_plan()
     async with running(client, Script()) as tq:
         assert (await cli("start", str(plan), "--wait", tq=tq)).exit_code == 0
@@ -41,7 +41,8 @@ async def test_reports_of_a_succeeded_upgrade(client: Client, cli: Cli, write_pl
     res = await cli("report", wf_id, "--format", "json")
     assert res.exit_code == 0
     report = io.UpgradeReport.model_validate_json(res.stdout)
-    assert report.outcome == "succeeded" and report.services[0].snapshot.sha256 == SHA
+    snapshot = report.services[0].snapshot
+    assert report.outcome == "succeeded" and snapshot is not None and snapshot.sha256 == SHA
     assert reports.render_markdown(report) == md  # the demo renders the same document
 
     out = tmp_path / "junit.xml"
@@ -60,7 +61,7 @@ async def test_reports_of_a_succeeded_upgrade(client: Client, cli: Cli, write_pl
     assert not list(root.iter("failure"))
 
 
-async def test_reports_of_a_rolled_back_upgrade(client: Client, cli: Cli, write_plan) -> None:
+async def test_reports_of_a_rolled_back_upgrade(client: Client, cli: Cli, write_plan: WritePlan) -> None:
     plan, wf_id = write_plan()
     script = Script()
     script.answers["tempest.run"] = io.TempestResult(
@@ -109,7 +110,7 @@ async def test_reports_of_a_rolled_back_upgrade(client: Client, cli: Cli, write_
     assert {p.get("name"): p.get("value") for p in ks.iter("property")}["outcome"] == "rolled-back"
 
 
-async def test_report_of_a_running_upgrade_and_bad_ids(client: Client, cli: Cli, write_plan) -> None:
+async def test_report_of_a_running_upgrade_and_bad_ids(client: Client, cli: Cli, write_plan: WritePlan) -> None:
     plan, wf_id = write_plan()
     script = Script()
     script.block["db.snapshot"] = release = threading.Event()
@@ -134,7 +135,7 @@ async def test_report_of_a_running_upgrade_and_bad_ids(client: Client, cli: Cli,
 
 
 async def test_report_of_an_upgrade_without_report_and_unreachable(
-    client: Client, cli: Cli, offline_cli: Cli, write_plan
+    client: Client, cli: Cli, offline_cli: Cli, write_plan: WritePlan
 ) -> None:
     plan, wf_id = write_plan()
     tq = f"nobody-{uuid.uuid4().hex[:6]}"
@@ -159,9 +160,10 @@ def test_junit_step_statuses_and_control_characters() -> None:
     failure = root.find("testsuite/testcase/failure")
     assert failure is not None and failure.get("message") == "boom [31m<&> | x\ny"
     cases = root.findall("testsuite/testcase")
-    assert cases[0].find("system-out").text == "compensated (rolled back): undone"
-    assert cases[2].find("skipped").get("message") == "nothing to contract"
-    suite = root.find("testsuite")
+    assert cases[0].findtext("system-out") == "compensated (rolled back): undone"
+    skipped, suite = cases[2].find("skipped"), root.find("testsuite")
+    assert skipped is not None and skipped.get("message") == "nothing to contract"
+    assert suite is not None
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
     md = reports.render_markdown(rep)
     assert "| 1 | roll | ↩ compensated | 0.0s | undone |" in md and "| 3 | contract | ⏭ skipped |" in md

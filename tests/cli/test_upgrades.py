@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
+import threading
 import uuid
+from pathlib import Path
 
 from temporalio.client import Client
 
 from model import errors
-from tests.cli.conftest import UI, Cli
+from tests.cli.conftest import UI, Cli, WritePlan
 from tests.standins import Script
+from tests.waiting import eventually
 from tests.workflows.helpers import running
 
 
-async def test_start_wait_runs_to_success_and_reports(client: Client, cli: Cli, write_plan) -> None:
+async def test_start_wait_runs_to_success_and_reports(client: Client, cli: Cli, write_plan: WritePlan) -> None:
     plan, wf_id = write_plan()
     async with running(client, Script()) as tq:
         res = await cli("start", str(plan), "--wait", tq=tq)
@@ -38,6 +40,7 @@ async def test_start_wait_runs_to_success_and_reports(client: Client, cli: Cli, 
     desc = await client.get_workflow_handle(wf_id).describe()
     assert await desc.static_summary() == f"keystone: 2025.2 → 2026.1 on {wf_id.split('/')[1]}"
     details = await desc.static_details()
+    assert details is not None
     assert (
         "**Plan** `cli-test`" in details
         and "1. keystone (expand-contract" in details
@@ -46,7 +49,7 @@ async def test_start_wait_runs_to_success_and_reports(client: Client, cli: Cli, 
     assert str(plan) in details
 
 
-async def test_failure_rolls_back_and_exits_1(client: Client, cli: Cli, write_plan) -> None:
+async def test_failure_rolls_back_and_exits_1(client: Client, cli: Cli, write_plan: WritePlan) -> None:
     plan, wf_id = write_plan()
     script = Script()
     script.fail["k8s.wait_rollout"] = errors.ROLLOUT_FAILED
@@ -66,10 +69,10 @@ async def test_failure_rolls_back_and_exits_1(client: Client, cli: Cli, write_pl
     assert doc["report"]["services"][0]["outcome"] == "rolled-back"
 
 
-async def test_second_start_on_the_same_cloud_is_refused(client: Client, cli: Cli, write_plan) -> None:
+async def test_second_start_on_the_same_cloud_is_refused(client: Client, cli: Cli, write_plan: WritePlan) -> None:
     plan, wf_id = write_plan(services=None)
     script = Script()
-    script.block["db.snapshot"] = release = __import__("threading").Event()
+    script.block["db.snapshot"] = release = threading.Event()
     async with running(client, script) as tq:
         assert (await cli("start", str(plan), tq=tq)).exit_code == 0
         res = await cli("start", str(plan), tq=tq)
@@ -90,12 +93,13 @@ async def test_second_start_on_the_same_cloud_is_refused(client: Client, cli: Cl
         assert (await cli("watch", wf_id)).exit_code == 0
     res = await cli("list", "--cloud", cloud)
     assert res.exit_code == 0 and "no running upgrades" in res.stdout
-    for _ in range(50):  # visibility is eventually consistent
+
+    async def both_listed() -> str:  # visibility is eventually consistent
         res = await cli("list", "--all", "--cloud", cloud)
-        if res.stdout.count("completed") == 2:
-            break
-        await asyncio.sleep(0.2)
-    assert res.stdout.count(wf_id) == 2 and "2025.2->2026.1" in res.stdout
+        return res.stdout if res.stdout.count("completed") == 2 else ""
+
+    listed = await eventually(both_listed, within=10, what="both runs listed as completed")
+    assert listed.count(wf_id) == 2 and "2025.2->2026.1" in listed
 
 
 async def test_status_of_unknown_upgrade_is_bad_input(cli: Cli) -> None:
@@ -106,7 +110,7 @@ async def test_status_of_unknown_upgrade_is_bad_input(cli: Cli) -> None:
 
 
 async def test_start_refuses_bad_plans_and_unknown_gates_before_contacting_temporal(
-    offline_cli: Cli, write_plan
+    offline_cli: Cli, write_plan: WritePlan
 ) -> None:
     plan, _ = write_plan()
     res = await offline_cli("start", str(plan), "--approve", "nope")
@@ -117,7 +121,7 @@ async def test_start_refuses_bad_plans_and_unknown_gates_before_contacting_tempo
     assert res.exit_code == 2 and "release.to" in res.stderr and "downgrade" in res.stderr
 
 
-async def test_status_json_while_running_and_pre_approved_gate(client: Client, cli: Cli, write_plan) -> None:
+async def test_status_json_while_running_and_pre_approved_gate(client: Client, cli: Cli, write_plan: WritePlan) -> None:
     from tests.workflows.helpers import service
 
     plan, wf_id = write_plan([service("keystone", gate={"approval": True, "name": "go"})])
@@ -129,7 +133,9 @@ async def test_status_json_while_running_and_pre_approved_gate(client: Client, c
     assert gate and gate[0]["status"] == "done" and "go" in gate[0]["detail"]
 
 
-async def test_status_of_a_running_upgrade_without_worker_exits_3(client: Client, cli: Cli, write_plan) -> None:
+async def test_status_of_a_running_upgrade_without_worker_exits_3(
+    client: Client, cli: Cli, write_plan: WritePlan
+) -> None:
     plan, wf_id = write_plan()
     tq = f"nobody-polls-{uuid.uuid4().hex[:6]}"
     assert (await cli("start", str(plan), tq=tq)).exit_code == 0
@@ -143,7 +149,7 @@ async def test_status_of_a_running_upgrade_without_worker_exits_3(client: Client
     assert res.exit_code == 1 and "ended: terminated" in res.stdout and "without a report" in res.stdout
 
 
-async def test_profiles_from_the_temporal_config_file(cli: Cli, tmp_path) -> None:
+async def test_profiles_from_the_temporal_config_file(cli: Cli, tmp_path: Path) -> None:
     config = tmp_path / "temporal.toml"
     config.write_text(f'[profile.lab]\naddress = "{cli.address}"\nnamespace = "default"\n')
     env = {"TEMPORAL_CONFIG_FILE": str(config), "TEMPORAL_ADDRESS": None}

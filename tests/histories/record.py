@@ -1,62 +1,184 @@
-"""Re-record the committed workflow histories that the replay test checks.
+"""Record the workflow histories that the replay test (tests/workflows/test_replay.py) replays.
 
     .venv/bin/python -m tests.histories.record
 
-Run it only when a workflow change is *meant* to be incompatible (and then version the change
-with ``workflow.patched()`` instead, if upgrades may be running). Each scenario writes the
-parent's and each child's history as JSON beside this file.
+One scenario per path a running upgrade can be on: it drives an upgrade with the stand-in
+activities (and the operator's commands, where the path needs them) to its end, then writes the
+history of every workflow it ran — ``<scenario>--upgrade.json``, ``<scenario>--<service>.json``,
+``<scenario>--canary.json`` — beside this file.
+
+When to run it is the versioning policy in workflows/__init__.py: before the first tagged release,
+in the same commit as a change that breaks replay (and that commit says so); after it, never for
+such a change — version it with ``workflow.patched()`` instead. A new path adds its scenario here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from model import errors, io, visibility
+from model.plan import UpgradePlan
 from tests.conftest import temporal_binary
 from tests.standins import Script
-from tests.workflows.helpers import make_plan, running, service, start
+from tests.workflows.helpers import (
+    blocked,
+    make_plan,
+    running,
+    service,
+    service_handle,
+    start,
+    update,
+    wait_for,
+    waiting_for_decision,
+)
 
 HERE = Path(__file__).parent
+Drive = Callable[[Client, UpgradePlan, WorkflowHandle[Any, Any], Script], Awaitable[None]]
 
 
-def scenarios() -> dict[str, Script]:
-    happy = Script()
-    rolled_back = Script()
-    rolled_back.answers["tempest.run"] = io.TempestResult(status="fail", failed=2, failing_tests=["a", "b"])
-    offline = Script()
-    offline.fail["migration.db_sync:offline"] = errors.MIGRATION_FAILED
-    return {"happy": happy, "tempest-rollback": rolled_back, "offline-rollback": offline}
+async def to_the_end(client: Client, plan: UpgradePlan, handle: WorkflowHandle[Any, Any], script: Script) -> None:
+    with suppress(WorkflowFailureError):
+        await handle.result()
+
+
+@dataclass
+class Scenario:
+    name: str
+    services: list[dict[str, Any]] = field(default_factory=lambda: [service("keystone")])
+    policy: dict[str, Any] = field(default_factory=dict)
+    fail: dict[str, str] = field(default_factory=dict)  # Script.fail
+    fail_times: dict[str, int] = field(default_factory=dict)
+    answers: dict[str, Any] = field(default_factory=dict)  # Script.answers
+    drive: Drive = to_the_end
+    canary: bool = False
+
+    def script(self) -> Script:
+        script = Script()
+        script.fail.update(self.fail)
+        script.fail_times.update(self.fail_times)
+        script.answers.update(self.answers)
+        return script
+
+
+async def approve_gate(client: Client, plan: UpgradePlan, handle: WorkflowHandle[Any, Any], script: Script) -> None:
+    await wait_for(client, handle, lambda st: st.services[0].waiting_for == "identity-go")
+    await update(service_handle(client, plan, "keystone"), "approve", io.ApproveRequest(gate="identity-go"))
+    await to_the_end(client, plan, handle, script)
+
+
+async def pause_then_resume(
+    client: Client, plan: UpgradePlan, handle: WorkflowHandle[Any, Any], script: Script
+) -> None:
+    release = blocked(script, "k8s.wait_rollout")
+    await wait_for(client, handle, lambda st: st.services[0].step == "rollout")
+    await update(handle, "pause", io.PauseRequest(reason="change freeze"))
+    release.set()
+    await wait_for(client, handle, lambda st: st.services[0].state == "paused")
+    await update(handle, "resume", io.ResumeRequest())
+    await to_the_end(client, plan, handle, script)
+
+
+async def abort_in_rollout(client: Client, plan: UpgradePlan, handle: WorkflowHandle[Any, Any], script: Script) -> None:
+    blocked(script, "k8s.wait_rollout")
+    await wait_for(client, handle, lambda st: st.services[0].step == "rollout")
+    await update(handle, "abort", io.AbortRequest(reason="tempest is red in staging"))
+    await to_the_end(client, plan, handle, script)
+
+
+async def accept_inconclusive(
+    client: Client, plan: UpgradePlan, handle: WorkflowHandle[Any, Any], script: Script
+) -> None:
+    await wait_for(client, handle, waiting_for_decision)
+    await update(service_handle(client, plan, "keystone"), "approve", io.ApproveRequest(gate="keystone/validate"))
+    await to_the_end(client, plan, handle, script)
+
+
+async def resume_failed_step(
+    client: Client, plan: UpgradePlan, handle: WorkflowHandle[Any, Any], script: Script
+) -> None:
+    await wait_for(client, handle, waiting_for_decision)
+    await update(service_handle(client, plan, "keystone"), "resume", io.ResumeRequest())
+    await to_the_end(client, plan, handle, script)
+
+
+OFFLINE = service("placement", migration={"mode": "offline"}, checks=[])
+GATED = service("keystone", gate={"approval": True, "name": "identity-go"})
+
+SCENARIOS = [
+    Scenario("success", services=[service("keystone"), OFFLINE]),
+    Scenario("rollout-rollback", fail={"k8s.wait_rollout": errors.ROLLOUT_FAILED}),
+    Scenario("migration-rollback", fail={"migration.db_sync:expand": errors.MIGRATION_FAILED}),
+    Scenario("tempest-rollback", answers={"tempest.run": io.TempestResult(status="fail", failed=2)}),
+    Scenario("offline-rollback", services=[OFFLINE], fail={"migration.db_sync:offline": errors.MIGRATION_FAILED}),
+    Scenario("gate-approve", services=[GATED], drive=approve_gate),
+    Scenario("gate-timeout", services=[GATED], policy={"gate_timeout": "1s"}),
+    Scenario("pause-resume", drive=pause_then_resume),
+    Scenario("abort", drive=abort_in_rollout),
+    Scenario(
+        "inconclusive-approve",
+        answers={"tempest.run": io.TempestResult(status="inconclusive", message="no tests ran")},
+        drive=accept_inconclusive,
+    ),
+    Scenario(
+        "failed-step-resume",
+        policy={"on_failure": "pause"},
+        fail={"migration.db_sync:expand": errors.MIGRATION_FAILED},
+        fail_times={"migration.db_sync:expand": 1},
+        drive=resume_failed_step,
+    ),
+    Scenario("canary", canary=True),
+]
+
+
+async def record(client: Client, sc: Scenario) -> list[Path]:
+    plan = make_plan(sc.services, **sc.policy)
+    script = sc.script()
+    ids = {"upgrade": plan.workflow_id} | {
+        s.name: io.service_workflow_id(plan.workflow_id, s.name) for s in plan.services
+    }
+    async with running(client, script) as tq:
+        if sc.canary:
+            ids["canary"] = f"canary/{uuid.uuid4().hex[:6]}"
+            canary = await client.start_workflow(
+                "Canary", io.CanaryInput(name="c1", plan=plan), id=ids["canary"], task_queue=tq
+            )
+            await to_the_end(client, plan, canary, script)
+        else:
+            await sc.drive(client, plan, await start(client, plan, tq), script)
+    written = []
+    for suffix, wf_id in ids.items():
+        history = await client.get_workflow_handle(wf_id).fetch_history()
+        out = HERE / f"{sc.name}--{suffix}.json"
+        out.write_text(history.to_json())
+        written.append(out)
+    return written
 
 
 async def main() -> None:
+    logging.getLogger("temporalio.activity").setLevel(logging.CRITICAL)  # the injected failures are expected
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         data_converter=pydantic_data_converter,
         search_attributes=visibility.ALL,
+        dev_server_log_level="error",
     )
     try:
-        for name, script in scenarios().items():
-            services = [service("keystone"), service("placement", migration={"mode": "offline"}, checks=[])]
-            plan = make_plan(services)
-            async with running(env.client, script) as tq:
-                handle = await start(env.client, plan, tq)
-                try:
-                    await handle.result()
-                except Exception:
-                    pass
-                for wf_id in [plan.workflow_id] + [f"{plan.workflow_id}/{s.name}" for s in plan.services]:
-                    h = env.client.get_workflow_handle(wf_id)
-                    try:
-                        history = await h.fetch_history()
-                    except Exception:
-                        continue
-                    out = HERE / f"{name}--{wf_id.split('/', 2)[-1] if wf_id.count('/') > 1 else 'upgrade'}.json"
-                    out.write_text(history.to_json())
-                    print("wrote", out.name)
+        for old in HERE.glob("*.json"):
+            old.unlink()
+        for sc in SCENARIOS:
+            for path in await record(env.client, sc):
+                print("wrote", path.name)
     finally:
         await env.shutdown()
 

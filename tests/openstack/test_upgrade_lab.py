@@ -153,7 +153,7 @@ async def upgrade(client: Client, bridge: LabBridge) -> io.UpgradeReport:
         try:
             return await handle.result()
         except WorkflowFailureError as e:  # a rolled-back upgrade fails the workflow, report attached
-            assert isinstance(e.cause, ApplicationError) and e.cause.type == "UpgradeRolledBack", e.cause
+            assert isinstance(e.cause, ApplicationError) and e.cause.type == errors.UPGRADE_ROLLED_BACK, e.cause
             (report,) = e.cause.details
             return io.UpgradeReport.model_validate(report)
 

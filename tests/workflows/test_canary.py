@@ -8,13 +8,14 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from model import errors, io
+from model.plan import UpgradePlan
 from tests.standins import Script
 from tests.workflows.helpers import make_plan, running
 
 RESET = ["k8s.scale:down", "db.restore", "k8s.set_images", "k8s.scale:up", "k8s.wait_rollout"]
 
 
-async def run_canary(client: Client, script: Script, plan) -> tuple[bool, io.CanaryResult]:
+async def run_canary(client: Client, script: Script, plan: UpgradePlan) -> tuple[bool, io.CanaryResult]:
     async with running(client, script) as tq:
         handle = await client.start_workflow(
             "Canary",
@@ -26,7 +27,7 @@ async def run_canary(client: Client, script: Script, plan) -> tuple[bool, io.Can
         try:
             return True, await handle.result()
         except WorkflowFailureError as e:
-            assert isinstance(e.cause, ApplicationError) and e.cause.type == "CanaryFailed"
+            assert isinstance(e.cause, ApplicationError) and e.cause.type == errors.CANARY_FAILED
             return False, io.CanaryResult.model_validate(e.cause.details[0])
 
 
@@ -42,6 +43,6 @@ async def test_failing_canary_fails_the_run_and_is_back_on_baseline(client: Clie
     script = Script()
     script.fail["tempest.run"] = errors.CHECK_FAILED
     ok, result = await run_canary(client, script, make_plan())
-    assert not ok and not result.passed and result.report.outcome == "rolled-back"
+    assert not ok and not result.passed and result.report and result.report.outcome == "rolled-back"
     assert script.calls[-4:] == ["k8s.undo_images", "k8s.scale:down", "db.restore", "k8s.scale:up"]
     assert result.reset == []  # the rollback already returned it to baseline

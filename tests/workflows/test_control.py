@@ -1,48 +1,47 @@
-"""Operators steer upgrades with validated updates; one upgrade per cloud."""
+"""Operators steer upgrades with validated updates; one upgrade per cloud.
+
+Upgrade-wide commands (pause, resume a paused upgrade, abort) go to the Upgrade workflow; a
+service's own decisions (approve its gate or an inconclusive check, resume a failed step) go to
+that service's workflow, validated against its own state."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from model import io
+from model import errors, io
 from tests.standins import Script
-from tests.workflows.helpers import make_plan, running, service, start
-from tests.workflows.test_failures import outcome_of, wait_for
-
-
-def blocked(script: Script, key: str):
-    import threading
-
-    script.block[key] = ev = threading.Event()
-    return ev
-
-
-async def update(handle, name: str, req) -> io.ControlAck:
-    return await handle.execute_update(name, req, result_type=io.ControlAck)
-
-
-async def rejected(handle, name: str, req) -> str:
-    """The validator's reason for refusing an update (nothing is written to the history)."""
-    with pytest.raises(WorkflowUpdateFailedError) as info:
-        await update(handle, name, req)
-    return str(info.value.cause)
+from tests.workflows.helpers import (
+    blocked,
+    make_plan,
+    outcome_of,
+    rejected,
+    running,
+    service,
+    service_handle,
+    start,
+    update,
+    wait_for,
+    waiting_for_decision,
+)
 
 
 async def test_pause_holds_the_next_step_and_resume_continues(client: Client) -> None:
     script = Script()
     release = blocked(script, "k8s.wait_rollout")
     async with running(client, script) as tq:
-        handle = await start(client, make_plan(), tq)
-        await wait_for(handle, lambda st: st.services[0].step == "rollout")
+        handle = await start(client, plan := make_plan(), tq)
+        await wait_for(client, handle, lambda st: st.services[0].step == "rollout")
         await update(handle, "pause", io.PauseRequest(reason="maintenance window over"))
         assert re.search("already paused", await rejected(handle, "pause", io.PauseRequest()))
         release.set()
-        st = await wait_for(handle, lambda st: st.services[0].state == "paused")
+        st = await wait_for(client, handle, lambda st: st.services[0].state == "paused")
         assert st.paused and script.calls[-1] == "k8s.wait_rollout"
+        keystone = service_handle(client, plan, "keystone")
+        assert re.search("not waiting for a decision", await rejected(keystone, "resume", io.ResumeRequest()))
         await update(handle, "resume", io.ResumeRequest())
         kind, _ = await outcome_of(handle)
     assert kind == "succeeded" and "tempest.run" in script.calls
@@ -53,11 +52,11 @@ async def test_abort_cancels_the_running_wait_and_rolls_back(client: Client) -> 
     blocked(script, "k8s.wait_rollout")
     async with running(client, script) as tq:
         handle = await start(client, make_plan(), tq)
-        await wait_for(handle, lambda st: st.services[0].step == "rollout")
+        await wait_for(client, handle, lambda st: st.services[0].step == "rollout")
         assert re.search("give a reason", await rejected(handle, "abort", io.AbortRequest(reason=" ")))
         await update(handle, "abort", io.AbortRequest(reason="tempest is red in staging", by="ops"))
         kind, report = await outcome_of(handle)
-    assert kind == "UpgradeAborted" and "tempest is red in staging" in report.message
+    assert kind == errors.UPGRADE_ABORTED and "tempest is red in staging" in report.message
     assert script.calls[-4:] == ["k8s.undo_images", "k8s.scale:down", "db.restore", "k8s.scale:up"]
 
 
@@ -66,7 +65,7 @@ async def test_resume_is_refused_when_nothing_is_paused(client: Client) -> None:
     release = blocked(script, "k8s.wait_rollout")
     async with running(client, script) as tq:
         handle = await start(client, make_plan(), tq)
-        await wait_for(handle, lambda st: st.services[0].step == "rollout")
+        await wait_for(client, handle, lambda st: st.services[0].step == "rollout")
         assert re.search("nothing to resume", await rejected(handle, "resume", io.ResumeRequest()))
         release.set()
         assert (await outcome_of(handle))[0] == "succeeded"
@@ -77,14 +76,15 @@ async def test_gate_waits_for_approval(client: Client) -> None:
     plan = make_plan([service("keystone", gate={"approval": True, "name": "identity-go"})])
     async with running(client, script) as tq:
         handle = await start(client, plan, tq)
-        st = await wait_for(handle, lambda st: st.services[0].waiting_for == "identity-go")
+        st = await wait_for(client, handle, lambda st: st.services[0].waiting_for == "identity-go")
         assert st.services[0].state == "waiting" and "db.snapshot" not in script.calls
+        keystone = service_handle(client, plan, "keystone")
         assert re.search(
-            "unknown gate 'nova'.*identity-go", await rejected(handle, "approve", io.ApproveRequest(gate="nova"))
+            "unknown gate 'nova'.*identity-go", await rejected(keystone, "approve", io.ApproveRequest(gate="nova"))
         )
-        await update(handle, "approve", io.ApproveRequest(gate="identity-go", by="ops"))
+        await update(keystone, "approve", io.ApproveRequest(gate="identity-go", by="ops"))
         assert re.search(
-            "ended|already approved", await rejected(handle, "approve", io.ApproveRequest(gate="identity-go"))
+            "ended|already approved", await rejected(keystone, "approve", io.ApproveRequest(gate="identity-go"))
         )
         kind, report = await outcome_of(handle)
     assert kind == "succeeded"
@@ -104,7 +104,7 @@ async def test_gate_timeout_fails_without_touching_anything(client: Client) -> N
     plan = make_plan([service("keystone", gate={"approval": True})], gate_timeout="2s")
     async with running(client, script) as tq:
         kind, report = await outcome_of(await start(client, plan, tq))
-    assert kind == "UpgradeFailed" and "not approved within 2s" in report.message
+    assert kind == errors.UPGRADE_FAILED and "not approved within 2s" in report.message
     assert script.calls == ["k8s.read_images", "checks.run:endpoint:pre"]
 
 
@@ -124,10 +124,12 @@ async def test_inconclusive_check_waits_and_approval_accepts_it(client: Client) 
     script = Script()
     script.answers["tempest.run"] = io.TempestResult(status="inconclusive", message="no tests ran")
     async with running(client, script) as tq:
-        handle = await start(client, make_plan(), tq)
-        st = await wait_for(handle, lambda st: st.services[0].waiting_for == "decision")
+        handle = await start(client, plan := make_plan(), tq)
+        st = await wait_for(client, handle, waiting_for_decision)
         assert "inconclusive" in st.services[0].message and "migration.db_sync:contract" not in script.calls
-        await update(handle, "approve", io.ApproveRequest(gate="keystone/validate"))
+        keystone = service_handle(client, plan, "keystone")
+        assert re.search("unknown gate", await rejected(keystone, "approve", io.ApproveRequest(gate="keystone/roll")))
+        await update(keystone, "approve", io.ApproveRequest(gate="keystone/validate"))
         kind, _ = await outcome_of(handle)
     assert kind == "succeeded" and script.calls.count("tempest.run") == 1
 
@@ -139,9 +141,10 @@ async def test_inconclusive_check_resumed_runs_it_again(client: Client) -> None:
         io.CheckResult(status="pass"),
     ]
     async with running(client, script) as tq:
-        handle = await start(client, make_plan(), tq)
-        await wait_for(handle, lambda st: st.services[0].waiting_for == "decision")
-        await update(handle, "resume", io.ResumeRequest())
+        handle = await start(client, plan := make_plan(), tq)
+        await wait_for(client, handle, waiting_for_decision)
+        assert re.search("nothing to resume", await rejected(handle, "resume", io.ResumeRequest()))
+        await update(service_handle(client, plan, "keystone"), "resume", io.ResumeRequest())
         kind, _ = await outcome_of(handle)
     assert kind == "succeeded" and script.calls.count("checks.run:endpoint:post") == 3  # 2 + postcheck
 
@@ -167,7 +170,7 @@ async def test_independent_services_run_in_parallel(client: Client) -> None:
     plan = make_plan([service("glance", depends_on=[]), service("cinder", depends_on=[])])
     async with running(client, script) as tq:
         handle = await start(client, plan, tq)
-        await wait_for(handle, lambda st: all(s.step == "rollout" for s in st.services))
+        await wait_for(client, handle, lambda st: all(s.step == "rollout" for s in st.services))
         both.set()
         assert (await outcome_of(handle))[0] == "succeeded"
 
@@ -181,5 +184,5 @@ async def test_preflight_refuses_missing_workloads(client: Client) -> None:
     )
     async with running(client, script) as tq:
         kind, report = await outcome_of(await start(client, make_plan(), tq))
-    assert kind == "UpgradeFailed" and "Deployment/keystone-api" in report.message
+    assert kind == errors.UPGRADE_FAILED and "Deployment/keystone-api" in report.message
     assert "nothing was changed" in report.message and script.calls == ["k8s.read_images"]

@@ -14,18 +14,20 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import ROOT
-from tests.workflows.helpers import make_plan, start
-from tests.workflows.test_failures import outcome_of
+from tests.waiting import eventually
+from tests.workflows.helpers import make_plan, outcome_of, start
 
 
-async def spawn(env: WorkflowEnvironment, tq: str, journal: Path, *extra: str) -> subprocess.Popen:
+async def spawn(env: WorkflowEnvironment, tq: str, journal: Path, *extra: str) -> subprocess.Popen[bytes]:
     address = env.client.service_client.config.target_host
-    proc = subprocess.Popen(
+    proc = await asyncio.to_thread(
+        subprocess.Popen,
         [sys.executable, "-m", "tests.standin_worker", address, tq, str(journal), *extra],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
+    assert proc.stdout is not None
     line = await asyncio.to_thread(proc.stdout.readline)
     assert line.strip() == b"ready", line
     return proc
@@ -40,9 +42,11 @@ async def test_killed_worker_is_replaced_without_repeating_steps(
     second = None
     try:
         handle = await start(temporal_env.client, make_plan(), tq)
-        async with asyncio.timeout(30):
-            while "start k8s.wait_rollout" not in (journal.read_text() if journal.exists() else ""):
-                await asyncio.sleep(0.1)
+        await eventually(
+            lambda: "start k8s.wait_rollout" in (journal.read_text() if journal.exists() else ""),
+            within=30,
+            what="the first worker reaches k8s.wait_rollout",
+        )
         first.send_signal(signal.SIGKILL)
         first.wait()
         second = await spawn(temporal_env, tq, journal)
@@ -54,7 +58,8 @@ async def test_killed_worker_is_replaced_without_repeating_steps(
                 p.kill()
             if p:
                 p.wait()
-                p.stdout.close()
+                if p.stdout:
+                    p.stdout.close()
     assert kind == "succeeded"
     lines = journal.read_text().splitlines()
     done = Counter(line.split()[1] for line in lines if line.startswith("done "))

@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from temporalio.client import Client, WorkflowFailureError
-from temporalio.exceptions import ApplicationError
+from temporalio.client import Client
 
 from model import errors, io
 from tests.standins import Script
-from tests.workflows.helpers import make_plan, running, service, start
-from tests.workflows.test_happy import SERVICE_STEPS
+from tests.workflows.helpers import (
+    SERVICE_STEPS,
+    make_plan,
+    outcome_of,
+    running,
+    service,
+    service_handle,
+    start,
+    update,
+    wait_for,
+    waiting_for_decision,
+)
 
 UNDO_ROLL = ["k8s.undo_images"]
 RESTORE = ["k8s.scale:down", "db.restore", "k8s.scale:up"]
-
-
-async def outcome_of(handle) -> tuple[str, io.UpgradeReport]:
-    try:
-        report = await handle.result()
-        return "succeeded", report
-    except WorkflowFailureError as e:
-        cause = e.cause
-        assert isinstance(cause, ApplicationError)
-        (report,) = cause.details  # decoded by the pydantic converter as a dict
-        return cause.type, io.UpgradeReport.model_validate(report)
 
 
 def fail_at(script: Script, key: str) -> None:
@@ -41,15 +37,15 @@ def fail_at(script: Script, key: str) -> None:
 
 # (failing call, error type of the workflow, calls expected after the failing one)
 CASES = [
-    ("db.snapshot", "snapshot", "UpgradeFailed", []),
-    ("db.verify_snapshot", "verify", "UpgradeFailed", []),
-    ("migration.db_sync:check", "check", "UpgradeFailed", []),
-    ("migration.db_sync:expand", "expand", "UpgradeRolledBack", RESTORE),
-    ("migration.db_sync:migrate", "migrate", "UpgradeRolledBack", RESTORE),
-    ("k8s.set_images", "roll", "UpgradeRolledBack", UNDO_ROLL + RESTORE),
-    ("k8s.wait_rollout", "rollout", "UpgradeRolledBack", UNDO_ROLL + RESTORE),
-    ("checks.run:endpoint:post", "validate", "UpgradeRolledBack", UNDO_ROLL + RESTORE),
-    ("tempest.run", "validate", "UpgradeRolledBack", UNDO_ROLL + RESTORE),
+    ("db.snapshot", "snapshot", errors.UPGRADE_FAILED, []),
+    ("db.verify_snapshot", "verify", errors.UPGRADE_FAILED, []),
+    ("migration.db_sync:check", "check", errors.UPGRADE_FAILED, []),
+    ("migration.db_sync:expand", "expand", errors.UPGRADE_ROLLED_BACK, RESTORE),
+    ("migration.db_sync:migrate", "migrate", errors.UPGRADE_ROLLED_BACK, RESTORE),
+    ("k8s.set_images", "roll", errors.UPGRADE_ROLLED_BACK, UNDO_ROLL + RESTORE),
+    ("k8s.wait_rollout", "rollout", errors.UPGRADE_ROLLED_BACK, UNDO_ROLL + RESTORE),
+    ("checks.run:endpoint:post", "validate", errors.UPGRADE_ROLLED_BACK, UNDO_ROLL + RESTORE),
+    ("tempest.run", "validate", errors.UPGRADE_ROLLED_BACK, UNDO_ROLL + RESTORE),
 ]
 
 
@@ -99,7 +95,7 @@ async def test_permanent_error_is_not_retried(client: Client) -> None:
     script.fail["k8s.wait_rollout"] = errors.ROLLOUT_FAILED
     async with running(client, script) as tq:
         kind, report = await outcome_of(await start(client, make_plan(max_attempts=5), tq))
-    assert kind == "UpgradeRolledBack" and script.calls.count("k8s.wait_rollout") == 1
+    assert kind == errors.UPGRADE_ROLLED_BACK and script.calls.count("k8s.wait_rollout") == 1
     assert "injected failure" in report.message
 
 
@@ -108,21 +104,8 @@ async def test_policy_fail_stops_without_compensation(client: Client) -> None:
     script.fail["k8s.wait_rollout"] = errors.ROLLOUT_FAILED
     async with running(client, script) as tq:
         kind, _ = await outcome_of(await start(client, make_plan(on_failure="fail"), tq))
-    assert kind == "UpgradeFailed"
+    assert kind == errors.UPGRADE_FAILED
     assert script.calls[-1] == "k8s.wait_rollout" and "k8s.undo_images" not in script.calls
-
-
-async def wait_for(handle, predicate, timeout: float = 20.0) -> io.UpgradeStatus:
-    async with asyncio.timeout(timeout):
-        while True:
-            st = await handle.query("status", result_type=io.UpgradeStatus)
-            if predicate(st):
-                return st
-            await asyncio.sleep(0.1)
-
-
-def waiting(st: io.UpgradeStatus) -> bool:
-    return any(s.waiting_for == "decision" for s in st.services)
 
 
 async def test_policy_pause_waits_then_resume_retries_the_step(client: Client) -> None:
@@ -130,10 +113,10 @@ async def test_policy_pause_waits_then_resume_retries_the_step(client: Client) -
     script.fail["migration.db_sync:expand"] = errors.MIGRATION_FAILED
     script.fail_times["migration.db_sync:expand"] = 1
     async with running(client, script) as tq:
-        handle = await start(client, make_plan(on_failure="pause"), tq)
-        st = await wait_for(handle, waiting)
+        handle = await start(client, plan := make_plan(on_failure="pause"), tq)
+        st = await wait_for(client, handle, waiting_for_decision)
         assert "resume retries" in st.services[0].message
-        await handle.execute_update("resume", io.ResumeRequest(by="test"), result_type=io.ControlAck)
+        await update(service_handle(client, plan, "keystone"), "resume", io.ResumeRequest(by="test"))
         kind, _ = await outcome_of(handle)
     assert kind == "succeeded" and script.calls.count("migration.db_sync:expand") == 2
     assert "db.restore" not in script.calls
@@ -145,11 +128,11 @@ async def test_contract_failure_never_restores_the_database(client: Client) -> N
     script.fail["migration.db_sync:contract"] = errors.MIGRATION_FAILED
     async with running(client, script) as tq:
         handle = await start(client, make_plan(on_failure="rollback"), tq)
-        st = await wait_for(handle, waiting)
+        st = await wait_for(client, handle, waiting_for_decision)
         assert st.services[0].past_point_of_no_return and "fix forward" in st.services[0].message
-        await handle.execute_update("abort", io.AbortRequest(reason="will fix forward"), result_type=io.ControlAck)
+        await update(handle, "abort", io.AbortRequest(reason="will fix forward"))
         kind, report = await outcome_of(handle)
-    assert kind == "UpgradeFailed" and "nothing rolled back" in report.message
+    assert kind == errors.UPGRADE_FAILED and "nothing rolled back" in report.message
     assert not {"db.restore", "k8s.undo_images", "k8s.scale:down"} & set(script.calls)
 
 
@@ -158,9 +141,9 @@ async def test_contract_failure_fixed_forward_then_resumed(client: Client) -> No
     script.fail["migration.db_sync:contract"] = errors.MIGRATION_FAILED
     script.fail_times["migration.db_sync:contract"] = 1
     async with running(client, script) as tq:
-        handle = await start(client, make_plan(), tq)
-        await wait_for(handle, waiting)
-        await handle.execute_update("resume", io.ResumeRequest(), result_type=io.ControlAck)
+        handle = await start(client, plan := make_plan(), tq)
+        await wait_for(client, handle, waiting_for_decision)
+        await update(service_handle(client, plan, "keystone"), "resume", io.ResumeRequest())
         kind, _ = await outcome_of(handle)
     assert kind == "succeeded" and script.calls.count("migration.db_sync:contract") == 2
     assert "db.restore" not in script.calls
@@ -172,7 +155,7 @@ async def test_offline_migration_failure_restores_before_bringing_the_api_back(c
     plan = make_plan([service("placement", migration={"mode": "offline"}, checks=[])])
     async with running(client, script) as tq:
         kind, _ = await outcome_of(await start(client, plan, tq))
-    assert kind == "UpgradeRolledBack"
+    assert kind == errors.UPGRADE_ROLLED_BACK
     assert script.calls == [
         "k8s.read_images",
         "db.snapshot",
@@ -191,7 +174,7 @@ async def test_nothing_to_migrate_skips_expand_contract_and_restore(client: Clie
     script.fail["tempest.run"] = errors.CHECK_FAILED
     async with running(client, script) as tq:
         kind, report = await outcome_of(await start(client, make_plan(), tq))
-    assert kind == "UpgradeRolledBack"
+    assert kind == errors.UPGRADE_ROLLED_BACK
     assert "migration.db_sync:expand" not in script.calls and "db.restore" not in script.calls
     assert script.calls[-1] == "k8s.undo_images"
     assert [r.status for r in report.services[0].steps if r.step == "expand"] == ["skipped"]

@@ -4,22 +4,7 @@ from temporalio.client import Client
 
 from model import io
 from tests.standins import Script
-from tests.workflows.helpers import make_plan, running, start
-
-SERVICE_STEPS = [
-    "db.snapshot",
-    "db.verify_snapshot",
-    "migration.db_sync:check",
-    "migration.db_sync:expand",
-    "migration.db_sync:migrate",
-    "k8s.read_images",
-    "k8s.set_images",
-    "k8s.wait_rollout",
-    "checks.run:endpoint:post",
-    "tempest.run",
-    "migration.db_sync:contract",
-    "checks.run:endpoint:post",
-]
+from tests.workflows.helpers import SERVICE_STEPS, make_plan, running, service_handle, start
 
 
 async def test_single_service_runs_every_step_in_order(client: Client) -> None:
@@ -29,11 +14,14 @@ async def test_single_service_runs_every_step_in_order(client: Client) -> None:
         handle = await start(client, plan, tq)
         report = await handle.result()
         status = await handle.query("status", result_type=io.UpgradeStatus)
+        child = await service_handle(client, plan, "keystone").query("status", result_type=io.ServiceProgress)
     assert report.outcome == "succeeded"
     assert script.calls == ["k8s.read_images", "checks.run:endpoint:pre", *SERVICE_STEPS]
     (svc,) = report.services
     assert svc.snapshot and svc.snapshot.sha256 == "ab" * 32
     assert svc.tempest and svc.tempest.passed == 14
     assert [s.step for s in svc.steps if s.status == "done"][:2] == ["snapshot", "verify"]
+    # the upgrade knows how its child ended; the child knows its own progress
     assert status.outcome == "succeeded" and status.services[0].state == "succeeded"
     assert status.services[0].steps_done == status.services[0].steps_total == 9
+    assert child.state == "succeeded" and child.steps_done == child.steps_total == 9
