@@ -13,7 +13,14 @@ from typing import Any
 
 from rich.table import Table
 from rich.text import Text
-from temporalio.client import Client, ScheduleDescription, ScheduleHandle, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import (
+    Client,
+    ScheduleActionExecutionStartWorkflow,
+    ScheduleDescription,
+    ScheduleHandle,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -123,7 +130,7 @@ async def list_canaries() -> int:
 
 async def history(name: str) -> int:
     client = await connect()
-    handle, desc = await existing(client, name)
+    _, desc = await existing(client, name)
     state = desc.schedule.state
     con = out()
     con.print(
@@ -134,7 +141,12 @@ async def history(name: str) -> int:
             f" ({state.note})" if state.note else "",
         )
     )
-    actions = [(a.started_at, a.action) for a in desc.info.recent_actions]
+    # A canary's schedule only ever starts workflows: other action kinds are not ours to show.
+    actions = [
+        (a.started_at, a.action)
+        for a in desc.info.recent_actions
+        if isinstance(a.action, ScheduleActionExecutionStartWorkflow)
+    ]
     if not actions and not desc.info.running_actions:
         say(f"no runs yet: stackhop canary trigger {name} --wait")
         return OK
