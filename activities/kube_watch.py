@@ -92,7 +92,7 @@ def follow(list_fn: Callable[..., Any], namespace: str, name: str, *, deadline: 
             try:
                 if not 200 <= resp.status <= 299:
                     raise ApiException(http_resp=resp)
-                for line in iter_resp_lines(resp):
+                for line in iter_resp_lines(resp):  # type: ignore[no-untyped-call]  # unannotated in kubernetes
                     if not line or not line.strip():
                         continue
                     ev = json.loads(line)
