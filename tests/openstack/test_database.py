@@ -6,6 +6,8 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -14,11 +16,13 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import database
 from lab.openstack.install import find_tool
+from lab.openstack.manager import OpenStackLab
 from model import errors
 from model.io import RestoreInput, SnapshotInput, VerifyInput
 from model.plan import KubeTarget
 from tests.openstack.helpers import connect, issue_token, run, table_checksums, validate_token
 from tests.openstack.helpers import database as lab_db
+from tests.waiting import eventually_sync
 
 pytestmark = pytest.mark.openstack
 
@@ -84,20 +88,45 @@ def test_verify_refuses_a_changed_or_truncated_snapshot(keystone_at, tmp_path: P
     assert info.value.type == errors.RESTORE_FAILED and info.value.non_retryable
 
 
-def hold_metadata_lock(lab) -> subprocess.Popen:
-    """An idle client inside a read transaction: it holds a metadata lock on the keystone schema
-    (for 60 s), as an idle API worker can. The caller kills it."""
-    return subprocess.Popen(
+HOLDER_SQL = "SELECT SLEEP(60)"  # what the lock holder runs inside its transaction
+
+
+def sessions(lab: OpenStackLab, statement: str) -> list[str]:
+    """Ids of the connections running a statement that starts with ``statement`` (processlist)."""
+    assert lab.mariadb
+    rows = lab.mariadb.sql(f"SELECT id FROM information_schema.processlist WHERE info LIKE '{statement}%'")
+    return rows.split()
+
+
+@contextmanager
+def metadata_lock_held(lab: OpenStackLab) -> Iterator[None]:
+    """An idle client inside a read transaction holds a metadata lock on the keystone schema, as an
+    idle API worker can. Entered once the lock is held (the client has read ``region`` and sleeps
+    inside its transaction); on exit the client is killed and its server session ended, so the
+    lock is gone before the test goes on."""
+    assert lab.mariadb
+    mariadb = lab.mariadb
+    holder = subprocess.Popen(
         [
             find_tool("mariadb") or "mariadb",
-            f"--defaults-file={lab.mariadb.defaults_file}",
+            f"--defaults-file={mariadb.defaults_file}",
             "keystone",
             "-e",
-            "START TRANSACTION; SELECT COUNT(*) FROM region; SELECT SLEEP(60);",
+            f"START TRANSACTION; SELECT COUNT(*) FROM region; {HOLDER_SQL};",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    try:
+        eventually_sync(lambda: sessions(lab, HOLDER_SQL), within=15, what="the holder inside its transaction")
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+        for session in sessions(lab, HOLDER_SQL):  # the server may not notice the dead client at once
+            with suppress(RuntimeError):  # it ended in the meantime
+                mariadb.sql(f"KILL CONNECTION {int(session)}")
+        eventually_sync(lambda: not sessions(lab, HOLDER_SQL), within=15, what="the holder's session gone")
 
 
 def test_restore_waits_for_metadata_locks_only_as_long_as_configured(keystone_at, tmp_path: Path) -> None:
@@ -108,18 +137,13 @@ def test_restore_waits_for_metadata_locks_only_as_long_as_configured(keystone_at
     snap = run(database.snapshot, SnapshotInput(upgrade_id="locked", service="keystone", database=db))
     lab.stop_keystone()
     assert lab.mariadb
-    holder = hold_metadata_lock(lab)
-    try:
-        time.sleep(1.0)
+    with metadata_lock_held(lab):
         started = time.monotonic()
         with pytest.raises(ApplicationError) as info:
             run(database.restore, RestoreInput(snapshot=snap, database=db))
         assert info.value.type == errors.UNAVAILABLE and not info.value.non_retryable
         assert "lock" in str(info.value)
         assert time.monotonic() - started < 20
-    finally:
-        holder.kill()
-        holder.wait()
     lab.mariadb.sql("SELECT 1")  # the server is fine; a retry now succeeds
     assert run(database.restore, RestoreInput(snapshot=snap, database=db)).ok
 
@@ -183,22 +207,24 @@ def test_a_cancelled_restore_stops_at_once_and_leaves_the_schema_alone(keystone_
     snap = run(database.snapshot, SnapshotInput(upgrade_id="cancelled", service="keystone", database=db))
     lab.stop_keystone()
     assert lab.mariadb
-    holder = hold_metadata_lock(lab)
     env = ActivityEnvironment()
-    try:
-        time.sleep(1.0)
-        timer = threading.Timer(2.0, env.cancel)
-        timer.start()
-        started = time.monotonic()
+    cancelled_at: list[float] = []
+
+    def cancel_once_stuck() -> None:  # the restore's DROP DATABASE waits behind the holder's lock
+        try:
+            eventually_sync(lambda: sessions(lab, "DROP DATABASE"), what="the restore's DROP DATABASE waiting")
+            cancelled_at.append(time.monotonic())
+        finally:
+            env.cancel()  # in any case: a failed wait must not leave the restore stuck for 300 s
+
+    canceller = threading.Thread(target=cancel_once_stuck, daemon=True)
+    with metadata_lock_held(lab):
+        canceller.start()
         with pytest.raises(CancelledError):
             env.run(database.restore, RestoreInput(snapshot=snap, database=db))
-        assert time.monotonic() - started < 8
-        time.sleep(0.5)
-        waiting = lab.mariadb.sql(
-            "SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE 'DROP DATABASE%'"
-        )
-        assert waiting.strip() == "0"
-    finally:
-        holder.kill()
-        holder.wait()
+        canceller.join()
+        assert cancelled_at, "the restore never waited behind the lock"
+        assert time.monotonic() - cancelled_at[0] < 6  # within a heartbeat of the cancel
+        # MariaDB notices the killed client and abandons its statement
+        eventually_sync(lambda: not sessions(lab, "DROP DATABASE"), within=10, what="the DROP DATABASE abandoned")
     assert "region" in lab.mariadb.sql("SHOW TABLES", "keystone").split()  # nothing was dropped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
 from activities import tempest, validation
 from lab.openstack import paths, tempest_ws
@@ -18,6 +20,7 @@ from model import errors
 from model.io import CheckInput
 from model.plan import EndpointCheck, TempestCheck, UpgradeStatusCheck
 from tests.openstack.helpers import RELEASE_MID, RELEASE_OLD, connect, issue_token, run
+from tests.waiting import eventually_sync
 
 pytestmark = pytest.mark.openstack
 
@@ -187,23 +190,40 @@ def test_subunit_parsing_counts_ids_and_junit() -> None:
 
 
 def test_tempest_runs_in_one_workspace_are_serialised(tmp_path: Path) -> None:
-    import threading
-    import time
-
+    """While one run holds the workspace, a second waits (heartbeating that it waits) and goes in
+    only after the first has left."""
     order: list[str] = []
-    first_in = threading.Event()
+    first_in, first_may_leave = threading.Event(), threading.Event()
+    beats: list[object] = []
+    second = ActivityEnvironment()  # an activity context, so the waiting run heartbeats
+    second.on_heartbeat = lambda *details: beats.extend(details)
 
     def first() -> None:
         with tempest._workspace_lock(tmp_path):
             order.append("first-start")
             first_in.set()
-            time.sleep(1.5)
+            first_may_leave.wait(30)
             order.append("first-end")
 
-    thread = threading.Thread(target=first)
-    thread.start()
-    first_in.wait(5)
-    with tempest._workspace_lock(tmp_path):
-        order.append("second")
-    thread.join()
+    def enter_second() -> None:
+        with tempest._workspace_lock(tmp_path):
+            order.append("second")
+
+    def run_second() -> None:
+        second.run(enter_second)
+
+    holder = threading.Thread(target=first, daemon=True)
+    holder.start()
+    assert first_in.wait(10)
+    waiter = threading.Thread(target=run_second, daemon=True)
+    waiter.start()
+    eventually_sync(
+        lambda: any(isinstance(b, dict) and "waiting_for" in b for b in list(beats)),
+        within=10,
+        what="the second run heartbeating that it waits for the workspace",
+    )
+    assert order == ["first-start"]  # the second is waiting, not in
+    first_may_leave.set()
+    holder.join(10)
+    waiter.join(10)
     assert order == ["first-start", "first-end", "second"]
