@@ -7,10 +7,13 @@ verdict) and kube_client.py (client construction, error mapping).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from activities.kube_jobs import run_job, scale
 from activities.kube_rollout import read_images, set_images, undo_images, wait_rollout
 
-KUBE_ACTIVITIES = [read_images, set_images, wait_rollout, undo_images, run_job, scale]
+KUBE_ACTIVITIES: list[Callable[..., Any]] = [read_images, set_images, wait_rollout, undo_images, run_job, scale]
 
 __all__ = [
     "KUBE_ACTIVITIES",

@@ -19,15 +19,15 @@ from lab.openstack.install import find_tool
 from lab.openstack.manager import OpenStackLab
 from model import errors
 from model.io import RestoreInput, SnapshotInput, VerifyInput
-from model.plan import KubeTarget
-from tests.openstack.helpers import connect, issue_token, run, table_checksums, validate_token
+from model.plan import Database, KubeTarget
+from tests.openstack.helpers import KeystoneAt, connect, identity, issue_token, run, table_checksums, validate_token
 from tests.openstack.helpers import database as lab_db
 from tests.waiting import eventually_sync
 
 pytestmark = pytest.mark.openstack
 
 
-def test_snapshot_verify_mutate_restore_is_byte_identical(keystone_at) -> None:
+def test_snapshot_verify_mutate_restore_is_byte_identical(keystone_at: KeystoneAt) -> None:
     lab = keystone_at("28.1.0")
     db = lab_db(lab)
     token = issue_token(lab)
@@ -44,8 +44,8 @@ def test_snapshot_verify_mutate_restore_is_byte_identical(keystone_at) -> None:
 
     # mutate through the API: a project and a user that the snapshot does not know
     conn = connect(lab)
-    project = conn.identity.create_project(name="after-snapshot", domain_id="default")
-    conn.identity.create_user(name="after-snapshot-user", domain_id="default", password="x" * 12)
+    project = identity(conn).create_project(name="after-snapshot", domain_id="default")
+    identity(conn).create_user(name="after-snapshot-user", domain_id="default", password="x" * 12)
     conn.close()
     mutated = table_checksums(lab)
     assert mutated != before
@@ -58,12 +58,12 @@ def test_snapshot_verify_mutate_restore_is_byte_identical(keystone_at) -> None:
 
     lab.serve("28.1.0")
     conn = connect(lab)
-    assert conn.identity.find_project(project.id) is None
+    assert identity(conn).find_project(project.id) is None
     conn.close()
     assert validate_token(lab, token) == 200  # issued before the snapshot: still valid
 
 
-def test_verify_refuses_a_changed_or_truncated_snapshot(keystone_at, tmp_path: Path) -> None:
+def test_verify_refuses_a_changed_or_truncated_snapshot(keystone_at: KeystoneAt, tmp_path: Path) -> None:
     lab = keystone_at("28.1.0")
     db = lab_db(lab, snapshot_dir=str(tmp_path))
     snap = run(database.snapshot, SnapshotInput(upgrade_id="corrupt", service="keystone", database=db))
@@ -129,7 +129,7 @@ def metadata_lock_held(lab: OpenStackLab) -> Iterator[None]:
         eventually_sync(lambda: not sessions(lab, HOLDER_SQL), within=15, what="the holder's session gone")
 
 
-def test_restore_waits_for_metadata_locks_only_as_long_as_configured(keystone_at, tmp_path: Path) -> None:
+def test_restore_waits_for_metadata_locks_only_as_long_as_configured(keystone_at: KeystoneAt, tmp_path: Path) -> None:
     """An idle connection inside a transaction holds a metadata lock: the restore gives up after
     lock_wait_timeout with a retryable error instead of hanging for the server default (a day)."""
     lab = keystone_at("28.1.0")
@@ -149,7 +149,7 @@ def test_restore_waits_for_metadata_locks_only_as_long_as_configured(keystone_at
 
 
 def test_job_runner_manifest_mounts_credentials_and_snapshots() -> None:
-    db = database.Database(
+    db = Database(
         name="keystone", runner="job", credentials_secret="keystone-db-backup", snapshot_pvc="stackhop-snapshots"
     )
     target = KubeTarget(context="lab", namespace="openstack")
@@ -184,7 +184,7 @@ def test_job_runner_manifest_mounts_credentials_and_snapshots() -> None:
             op="snapshot",
             service="keystone",
             key="k",
-            database=database.Database(name="keystone", runner="job"),
+            database=Database(name="keystone", runner="job"),
             target=target,
             script=script,
         )
@@ -194,12 +194,12 @@ def test_job_runner_manifest_mounts_credentials_and_snapshots() -> None:
 def test_names_and_paths_are_safe() -> None:
     with pytest.raises(ValueError):
         database.snapshot_script(db="keystone; DROP DATABASE x", path="/tmp/x.sql", defaults_file="/tmp/my.cnf")
-    db = database.Database(name="keystone", snapshot_dir="/srv/snaps")
+    db = Database(name="keystone", snapshot_dir="/srv/snaps")
     assert database.snapshot_path(db, "keystone", "upgrade/lab") == "/srv/snaps/keystone-keystone-upgrade_lab.sql"
     assert shutil.which("bash")
 
 
-def test_a_cancelled_restore_stops_at_once_and_leaves_the_schema_alone(keystone_at, tmp_path: Path) -> None:
+def test_a_cancelled_restore_stops_at_once_and_leaves_the_schema_alone(keystone_at: KeystoneAt, tmp_path: Path) -> None:
     """Stuck behind a metadata lock with a long timeout, the restore is cancelled: the activity ends
     within a heartbeat, its client is killed (MariaDB then abandons the waiting DROP DATABASE)."""
     lab = keystone_at("28.1.0")
