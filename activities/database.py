@@ -58,7 +58,9 @@ LOCK_WAIT_ERROR = "1205"  # ER_LOCK_WAIT_TIMEOUT
 CHECKSUMS_FN = r"""
 checksums() {
   local tables
-  tables=$(mariadb --defaults-file="$DF" -N -B -e "SELECT table_name FROM information_schema.tables WHERE table_schema='$1' AND table_type='BASE TABLE' ORDER BY table_name" | sed 's/.*/`&`/' | paste -sd, -)
+  tables=$(mariadb --defaults-file="$DF" -N -B -e "SELECT table_name FROM information_schema.tables
+      WHERE table_schema='$1' AND table_type='BASE TABLE' ORDER BY table_name" \
+    | sed 's/.*/`&`/' | paste -sd, -)
   if [ -z "$tables" ]; then return 0; fi
   mariadb --defaults-file="$DF" -N -B "$1" -e "CHECKSUM TABLE $tables" \
     | awk -F'\t' '{n=$1; sub(/^[^.]*\./, "", n); printf "%s%s:%s", (NR>1 ? "," : ""), n, $2}'
@@ -88,10 +90,13 @@ def snapshot_script(*, db: str, path: str, defaults_file: str) -> str:
         + f"""
 OUT={q(path)}
 mkdir -p "$(dirname "$OUT")"
-mariadb-dump --defaults-file="$DF" --single-transaction --routines --triggers --hex-blob --skip-dump-date {db} > "$OUT.partial"
+mariadb-dump --defaults-file="$DF" --single-transaction --routines --triggers --hex-blob --skip-dump-date \\
+  {db} > "$OUT.partial"
 mv "$OUT.partial" "$OUT"
 echo "{dbtools.MARKER} sha256=$(sha256sum "$OUT" | cut -d' ' -f1) size=$(stat -c %s "$OUT")"
-echo "{dbtools.MARKER} charset=$(mariadb --defaults-file="$DF" -N -B -e "SELECT CONCAT(default_character_set_name, ':', default_collation_name) FROM information_schema.schemata WHERE schema_name='{db}'")"
+echo "{dbtools.MARKER} charset=$(mariadb --defaults-file="$DF" -N -B -e \\
+  "SELECT CONCAT(default_character_set_name, ':', default_collation_name) FROM information_schema.schemata
+   WHERE schema_name='{db}'")"
 echo "{dbtools.MARKER} live=$(checksums {db})"
 trap 'mariadb --defaults-file="$DF" -e "DROP DATABASE IF EXISTS {scratch}" || true' EXIT
 load_scratch "$OUT" {scratch}
@@ -130,7 +135,8 @@ IN={q(path)}
 test -f "$IN" || {{ echo "{dbtools.MARKER} error=missing"; exit 3; }}
 actual=$(sha256sum "$IN" | cut -d' ' -f1)
 if [ "$actual" != {q(sha256)} ]; then echo "{dbtools.MARKER} error=sha256-mismatch actual=$actual"; exit 3; fi
-mariadb --defaults-file="$DF" --init-command={init} -e "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db} CHARACTER SET {charset} COLLATE {collation}"
+mariadb --defaults-file="$DF" --init-command={init} \\
+  -e "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db} CHARACTER SET {charset} COLLATE {collation}"
 mariadb --defaults-file="$DF" --init-command={init} {db} < "$IN"
 echo "{dbtools.MARKER} checksums=$(checksums {db})"
 """

@@ -8,6 +8,7 @@ the Job runner only sees the tail of the pod log, so every result fits in a few 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -46,10 +47,8 @@ class Ran:
 
 def heartbeat(**details: Any) -> None:
     """Heartbeat when running as an activity; a no-op when called from the lab or the CLI."""
-    try:
+    with contextlib.suppress(RuntimeError):
         activity.heartbeat(details)
-    except RuntimeError:
-        pass
 
 
 def is_cancelled() -> bool:
@@ -116,9 +115,9 @@ def run_local(script: str, *, step: str, timeout: float | None = None, env: dict
                 elapsed = time.monotonic() - started
                 heartbeat(step=step, elapsed=round(elapsed, 1))
                 if is_cancelled():
-                    raise CancelledError(f"{step} cancelled after {elapsed:.0f}s; its processes were killed")
+                    raise CancelledError(f"{step} cancelled after {elapsed:.0f}s; its processes were killed") from None
                 if timeout is not None and elapsed > timeout:
-                    raise TimeoutError(f"{step} did not finish within {timeout:.0f}s")
+                    raise TimeoutError(f"{step} did not finish within {timeout:.0f}s") from None
     except BaseException:
         _kill_group(proc)
         raise
@@ -129,10 +128,8 @@ def run_local(script: str, *, step: str, timeout: float | None = None, env: dict
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
     """Kill the script and everything it started (its own session), then reap it."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.communicate()
 
 

@@ -8,10 +8,13 @@ of its own: the database and migration activities run their Jobs through it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from activities.kube_jobs import JobResult, RunJobInput, run_job, scale
 from activities.kube_rollout import read_images, set_images, undo_images, wait_rollout
 
-KUBE_ACTIVITIES = [read_images, set_images, wait_rollout, undo_images, scale]
+KUBE_ACTIVITIES: list[Callable[..., Any]] = [read_images, set_images, wait_rollout, undo_images, scale]
 
 __all__ = [
     "KUBE_ACTIVITIES",

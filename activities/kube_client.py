@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 import urllib3
 from kubernetes import client, config
@@ -31,6 +31,8 @@ REQUEST_TIMEOUT = (3, 30)  # (connect, read) seconds
 HTTP_RETRIES = 1
 SMP = "application/strategic-merge-patch+json"
 MERGE = "application/merge-patch+json"
+
+T = TypeVar("T")
 
 
 def kubeconfig_path(target: KubeTarget) -> str:
@@ -93,24 +95,25 @@ def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
     try:
         if not 200 <= resp.status <= 299:
             raise ApiException(http_resp=resp)
-        return json.loads(resp.data or b"{}")
+        body: dict[str, Any] = json.loads(resp.data or b"{}")
+        return body
     finally:
         resp.release_conn()
 
 
-def retry_conflicts(fn: Callable[[], Any], attempts: int = 5) -> Any:
+def retry_conflicts(fn: Callable[[], T], attempts: int = 5) -> T:
     """Run a read-modify-write ``fn`` again when its resourceVersion precondition lost a race.
 
     Controllers update status (and so the resourceVersion) all the time; a 409 right after a read
     is normal and is retried here at once instead of costing a whole activity retry.
     """
-    for attempt in range(attempts):
+    for _ in range(attempts - 1):
         try:
             return fn()
         except ApiException as exc:
-            if exc.status != 409 or attempt == attempts - 1:
+            if exc.status != 409:
                 raise
-    return None
+    return fn()  # the last attempt: a conflict now propagates
 
 
 def status_reason(exc: ApiException) -> str:
@@ -165,16 +168,24 @@ def reraise(exc: BaseException, what: str, **details: Any) -> NoReturn:
 class Kinds:
     """Per-kind API methods (apps/v1), keyed by WorkloadKind."""
 
-    _SUFFIX = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}
+    _SUFFIX: ClassVar[dict[str, str]] = {
+        "Deployment": "deployment",
+        "StatefulSet": "stateful_set",
+        "DaemonSet": "daemon_set",
+    }
 
     def __init__(self, api: client.ApiClient) -> None:
         self.apps = client.AppsV1Api(api)
 
     def read(self, kind: str) -> Callable[..., Any]:
-        return getattr(self.apps, f"read_namespaced_{self._SUFFIX[kind]}")
+        return self._method("read", kind)
 
     def patch(self, kind: str) -> Callable[..., Any]:
-        return getattr(self.apps, f"patch_namespaced_{self._SUFFIX[kind]}")
+        return self._method("patch", kind)
 
     def list(self, kind: str) -> Callable[..., Any]:
-        return getattr(self.apps, f"list_namespaced_{self._SUFFIX[kind]}")
+        return self._method("list", kind)
+
+    def _method(self, verb: str, kind: str) -> Callable[..., Any]:
+        method: Callable[..., Any] = getattr(self.apps, f"{verb}_namespaced_{self._SUFFIX[kind]}")
+        return method

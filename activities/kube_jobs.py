@@ -14,6 +14,7 @@ pods' termination state (reason, exit code, message), which is what an operator 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import time
@@ -94,7 +95,9 @@ def logs_tail(core: client.CoreV1Api, namespace: str, job: str, lines: int = LOG
                     f" reason={term.get('reason', '')} {term.get('message', '')}".rstrip()
                 )
             try:
-                resp = core.read_namespaced_pod_log(
+                # with _preload_content=False the client returns the raw urllib3 response, not the
+                # str its annotations promise
+                resp: Any = core.read_namespaced_pod_log(
                     pname,
                     namespace,
                     container=cs["name"],
@@ -206,7 +209,7 @@ def scale(inp: ScaleInput) -> ScaleResult:
             want = 0 if inp.replicas is None else inp.replicas.get(ref.name)
             try:
                 previous[ref.name] = retry_conflicts(
-                    lambda ref=ref, want=want: _scale_one(kinds, ns, ref, want, cid, inp.replicas is not None)
+                    functools.partial(_scale_one, kinds, ns, ref, want, cid, inp.replicas is not None)
                 )
             except Exception as exc:
                 reraise(exc, what, kind=ref.kind, name=ref.name)

@@ -325,5 +325,5 @@ def undo_images(inp: UndoImagesInput) -> RolloutResult:
                 patch_images(kinds, inp.target, kind, name, wanted, change="", record=False)
             except Exception as exc:
                 reraise(exc, describe(kind, name, inp.target.namespace))
-            refs.append(WorkloadRef(kind=kind, name=name, container=next(iter(wanted))))  # type: ignore[arg-type]
+            refs.append(WorkloadRef(kind=kind, name=name, container=next(iter(wanted))))
     return wait_all(inp.target, refs, inp.timeout_seconds)

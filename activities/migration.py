@@ -16,9 +16,11 @@ import os
 import re
 import shlex
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities import dbtools
 from activities.dbtools import q
@@ -158,7 +160,7 @@ def phase_script(service: str, phase: MigrationPhase, command: list[str], max_ro
     return "\n".join(line for line in lines if line) + "\n"
 
 
-def job_for(inp: MigrateInput, script: str) -> tuple[str, dict]:
+def job_for(inp: MigrateInput, script: str) -> tuple[str, dict[str, Any]]:
     """(name, manifest) of the Job that runs the phase in the target release's image."""
     if not inp.image or inp.target is None:
         raise errors.permanent(errors.PLAN_INVALID, f"{inp.service}: the job runner needs the target image and cluster")
@@ -227,7 +229,7 @@ def db_sync(inp: MigrateInput) -> MigrateResult:
     try:
         state = interpret(inp.service, inp.phase, exit_code, rounds, mig.max_rounds)
     except Exception as exc:  # attach the output the operator needs to see
-        if isinstance(exc, errors.ApplicationError):
+        if isinstance(exc, ApplicationError):
             raise errors.permanent(
                 exc.type or errors.MIGRATION_FAILED,
                 f"{exc.message}\n{ran.tail(15)}",

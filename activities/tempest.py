@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import structlog
 from temporalio import activity
@@ -33,6 +33,9 @@ from activities.dbtools import q
 from model import errors
 from model.io import TEMPEST_RUN, CheckInput, TempestResult
 from model.plan import TempestCheck
+
+if TYPE_CHECKING:
+    from testtools.testresult.real import TestDict
 
 log = structlog.get_logger(__name__)
 
@@ -76,10 +79,10 @@ def parse_subunit(stream: bytes) -> Summary:
 
     summary = Summary()
 
-    def on_test(test: dict[str, Any]) -> None:
+    def on_test(test: TestDict) -> None:
         if test["status"] in ("exists", "inprogress", None):
             return
-        start, stop = (list(test.get("timestamps") or []) + [None, None])[:2]
+        start, stop = [*(test.get("timestamps") or []), None, None][:2]
         seconds = (stop - start).total_seconds() if start and stop else 0.0
         message = ""
         for name, content in (test.get("details") or {}).items():
@@ -120,7 +123,8 @@ def junit_xml(summary: Summary, suite: str = "tempest") -> bytes:
             ET.SubElement(case, "failure", message=test.status).text = test.message
         elif test.status in SKIPPED:
             ET.SubElement(case, "skipped", message=test.message[:500])
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    xml: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return xml
 
 
 def verdict(summary: Summary) -> tuple[str, str]:

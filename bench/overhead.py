@@ -26,13 +26,16 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = ROOT / "examples" / "lab-keystone.yaml"
 TASK_QUEUE = "stackhop-bench"
+In = TypeVar("In")
+Out = TypeVar("Out")
 
 
 @dataclass
@@ -51,7 +54,8 @@ class RolloutWitness:
     def __init__(self, kubeconfig: Path, context: str, namespace: str, image: str) -> None:
         from kubernetes import client, config
 
-        self.apps = client.AppsV1Api(config.new_client_from_config(config_file=str(kubeconfig), context=context))
+        api = config.new_client_from_config(config_file=str(kubeconfig), context=context)
+        self.apps = client.AppsV1Api(api)
         self.namespace, self.image = namespace, image
         self.done_at: float | None = None
         self._stop = threading.Event()
@@ -67,7 +71,7 @@ class RolloutWitness:
 
     def complete(self, d: Any) -> bool:
         s, spec = d.status, d.spec
-        return (
+        return bool(
             spec.template.spec.containers[0].image == self.image
             and (s.observed_generation or 0) >= d.metadata.generation
             and (s.updated_replicas or 0) == (s.available_replicas or 0) == (s.replicas or 0) == spec.replicas
@@ -107,7 +111,7 @@ def spans_from_history(history: Any) -> list[tuple[str, float, float, float]]:
             seen[ev.activity_task_started_event_attributes.scheduled_event_id][2] = t
         elif ev.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             seen[ev.activity_task_completed_event_attributes.scheduled_event_id][3] = t
-    return [tuple(v) for _, v in sorted(seen.items())]  # type: ignore[misc]
+    return [tuple(v) for _, v in sorted(seen.items())]
 
 
 async def engine_run(client: Any, lab: Any, plan: Any) -> Run:
@@ -164,7 +168,7 @@ def raw_run(lab: Any, plan: Any, tag: str) -> Run:
     refs = [io.WorkloadRef(kind=x.kind, name=x.name, container=x.container) for x in svc.workloads]
     spans: list[tuple[str, float, float]] = []
 
-    def timed(name: str, fn: Any, arg: Any) -> Any:
+    def timed(name: str, fn: Callable[[In], Out], arg: In) -> Out:
         t = time.time()
         out = fn(arg)
         spans.append((name, t, time.time()))

@@ -11,6 +11,7 @@ memo for `canary list` (the server stores cron as calendar specs, not as the str
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -51,7 +52,7 @@ async def create(name: str, plan_path: Path, cron: str, note: str) -> int:
     plan = load_or_fail(plan_path)
     if not cron.strip():
         raise Fail(BAD_INPUT, "--cron is empty: give a cron expression such as '0 3 * * *' (03:00 UTC daily)")
-    plan_file = str(plan_path.resolve())
+    plan_file = str(await asyncio.to_thread(plan_path.resolve))
     release = f"{plan.release.from_} → {plan.release.to}"
     client = await connect()
     schedule = Schedule(
@@ -138,10 +139,8 @@ async def trigger(name: str, wait: bool) -> int:
         say(f"see how it went: stackhop canary history {name}")
         return OK
     result_handle = client.get_workflow_handle(wf_id, run_id=run_id)
-    try:
+    with contextlib.suppress(WorkflowFailureError):  # a failed run is judged below
         await result_handle.result(follow_runs=False)
-    except WorkflowFailureError:
-        pass  # judged below
     verdict, result, message = await canary_outcome(client, wf_id, run_id)
     show_result(name, verdict, result, message)
     return OK if verdict == "passed" else FAILED

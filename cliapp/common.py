@@ -122,7 +122,7 @@ def unreachable_message(detail: str = "") -> str:
     )
 
 
-async def connect(timeout: float = 20) -> Client:
+async def connect(within: float = 20) -> Client:
     import worker  # imports the workflows: only for commands that talk to Temporal
 
     try:  # a bad profile or config file is the operator's input, not an unreachable server
@@ -130,9 +130,9 @@ async def connect(timeout: float = 20) -> Client:
     except Exception as e:
         raise Fail(BAD_INPUT, f"Temporal client configuration (profile {settings.profile or 'default'}): {e}") from None
     try:
-        return await asyncio.wait_for(worker.connect(settings.profile, settings.address), timeout)
+        return await asyncio.wait_for(worker.connect(settings.profile, settings.address), within)
     except TimeoutError:
-        raise Fail(UNREACHABLE, unreachable_message(f"no answer within {timeout:.0f}s")) from None
+        raise Fail(UNREACHABLE, unreachable_message(f"no answer within {within:.0f}s")) from None
     except worker.Unreachable as e:
         found = re.search(r'message: "([^"]+)"', str(e))
         raise Fail(UNREACHABLE, unreachable_message(found.group(1) if found else str(e)[-160:])) from None

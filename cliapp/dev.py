@@ -144,7 +144,7 @@ async def dev(port: int, ui_port: int, db_file: Path | None) -> int:
     settings.profile = None
     if port_open(port):
         try:
-            client = await connect(timeout=5)
+            client = await connect(within=5)
         except Fail:
             raise Fail(
                 UNREACHABLE, f"127.0.0.1:{port} is in use but does not answer as Temporal: pick another --port"

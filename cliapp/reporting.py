@@ -8,7 +8,8 @@ no report yet: that is an operator mistake (exit 2), not a failed upgrade.
 
 from __future__ import annotations
 
-from enum import Enum
+import asyncio
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +23,7 @@ from cliapp.upgrades import upgrade_handle
 from model import io
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     md = "md"
     json = "json"
     junit = "junit"
@@ -40,7 +41,7 @@ async def fetch(client: Client, wf_id: str, run_id: str | None) -> tuple[str, io
     if desc.workflow_type == "Canary":
         from cliapp.canary_runs import canary_outcome
 
-        verdict, result, message = await canary_outcome(client, wf_id, desc.run_id)
+        _, result, message = await canary_outcome(client, wf_id, desc.run_id)
         report = result.report if result else None
         return (report.outcome if report else "failed"), report, message
     return await outcome_of(handle)
@@ -57,7 +58,7 @@ async def report(ref: str, run_id: str | None, fmt: Format, output: Path | None)
         typer.echo(text, nl=False)
     else:
         try:
-            output.write_text(text, encoding="utf-8")
+            await asyncio.to_thread(output.write_text, text, encoding="utf-8")
         except OSError as e:
             raise Fail(BAD_INPUT, f"cannot write {output}: {e.strerror or e}") from None
         say(f"{wf_id}: {rep.outcome}; {fmt.value} report written to {output}")

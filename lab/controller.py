@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 from kubernetes import client, config, watch
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from lab.openstack import paths
 from lab.openstack.manager import OpenStackLab
@@ -39,7 +41,12 @@ def image_tag(image: str) -> str:
     return last.split(":", 1)[1] if ":" in last else "latest"
 
 
-def is_ready(pod: client.V1Pod) -> bool:
+# Pods read from the apiserver always carry metadata, spec and status, which the client's models
+# declare optional: the controller handles them as ``Any`` (a V1Pod) rather than assert on each field.
+Pod = Any
+
+
+def is_ready(pod: Pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
 
 
@@ -107,7 +114,8 @@ class KeystoneFollower:
     def reconcile(self) -> None:
         if self._stop.is_set():
             return  # stopped: never act on the lab again (its namespace may be deleted next)
-        pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"app={self.app},{LABEL}=controller").items
+        selector = f"app={self.app},{LABEL}=controller"
+        pods: list[Pod] = self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
         live = [p for p in pods if p.metadata.deletion_timestamp is None]
         ks = self.lab.keystone
         if not live:
@@ -145,7 +153,7 @@ class KeystoneFollower:
         self.lab.serve(release)
         self.switches.append(release)
 
-    def _mark_ready(self, pod: client.V1Pod) -> None:
+    def _mark_ready(self, pod: Pod) -> None:
         now = datetime.now(UTC).isoformat()
         status = {
             "conditions": [
@@ -172,7 +180,7 @@ class KeystoneFollower:
                 raise
 
 
-def wait_until(predicate, timeout: float, what: str) -> None:
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

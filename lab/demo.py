@@ -62,7 +62,7 @@ class DemoLab:
 
     def _apps(self) -> tuple[client.CoreV1Api, client.AppsV1Api]:
         # kubernetes' config loaders carry no annotations
-        api = config.new_client_from_config(config_file=str(self.kubeconfig), context=self.context)  # type: ignore[no-untyped-call]
+        api = config.new_client_from_config(config_file=str(self.kubeconfig), context=self.context)
         return client.CoreV1Api(api), client.AppsV1Api(api)
 
     # --- set-up ---------------------------------------------------------------------------------

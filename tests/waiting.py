@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, overload
 
 T = TypeVar("T")
 
@@ -28,13 +28,33 @@ def _describe(what: str, timeout: float, last: object, error: BaseException | No
     return f"{what or 'condition'} did not hold within {timeout:g}s ({seen})"
 
 
+@overload
 async def eventually(
-    condition: Callable[[], T | Awaitable[T]],
+    condition: Callable[[], Awaitable[T | None]],
+    *,
+    within: float = ...,
+    what: str = ...,
+    ignore: tuple[type[BaseException], ...] = ...,
+) -> T: ...
+
+
+@overload
+async def eventually(
+    condition: Callable[[], T | None],
+    *,
+    within: float = ...,
+    what: str = ...,
+    ignore: tuple[type[BaseException], ...] = ...,
+) -> T: ...
+
+
+async def eventually(
+    condition: Callable[[], object],
     *,
     within: float = 30.0,
     what: str = "",
     ignore: tuple[type[BaseException], ...] = (),
-) -> T:
+) -> object:
     """Await until ``condition()`` (sync or async) returns a truthy value, and return it.
 
     Exceptions of the ``ignore`` types count as "not yet" (e.g. a server still starting); any other
@@ -50,7 +70,7 @@ async def eventually(
             if inspect.isawaitable(value):
                 value = await value
             if value:
-                return value  # type: ignore[return-value]  # a truthy T, not an awaitable
+                return value
             last, error = value, None
         except ignore as e:
             error = e

@@ -17,6 +17,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 import yaml
@@ -37,7 +38,8 @@ def free_port() -> int:
     """A port that was free on 127.0.0.1 a moment ago (the kernel picks it at random)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 @dataclass
@@ -193,7 +195,7 @@ class KubeLab:
         self.stamp_file.unlink(missing_ok=True)
         self.config_file.unlink(missing_ok=True)
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "exists": self.exists(),

@@ -14,15 +14,17 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from lab.k8s.versions import ETCD_VERSION, GOMOD_DIR, K8S_VERSION, KWOK_VERSION
 
 K8S_TOOLS = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"]
 
 
-def _download(module: str) -> dict:
+def _download(module: str) -> dict[str, Any]:
     out = subprocess.run(["go", "mod", "download", "-json", module], check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
+    info: dict[str, Any] = json.loads(out)
+    return info
 
 
 def staging_replaces(k8s_version: str = K8S_VERSION) -> list[str]:

@@ -3,8 +3,9 @@
 ``k8s_lab``: one session-wide cluster, ``stackhop-test-<pid>`` so that concurrent pytest sessions
 (developers and CI on one machine) never tear down each other's lab; start-up is ~4 s.  Clusters
 of sessions that died without teardown are swept at the next session start.  Set
-STACKHOP_K8S_LAB_NAME to use (and keep) a fixed, shared lab instead; STACKHOP_LAB_KEEP=1 keeps it.  ``kube_target``: a fresh namespace per
-test, as the KubeTarget the activities take, deleted afterwards without waiting.
+STACKHOP_K8S_LAB_NAME to use (and keep) a fixed, shared lab instead; STACKHOP_LAB_KEEP=1 keeps it.
+``kube_target``: a fresh namespace per test, as the KubeTarget the activities take, deleted
+afterwards without waiting.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def k8s_lab() -> Iterator[KubeLab]:
 
 
 def kube_context(lab: KubeLab) -> str:
-    return yaml.safe_load(lab.kubeconfig.read_text())["current-context"]
+    context: str = yaml.safe_load(lab.kubeconfig.read_text())["current-context"]
+    return context
 
 
 @pytest.fixture

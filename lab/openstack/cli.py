@@ -39,7 +39,8 @@ def _show(lab: OpenStackLab) -> None:
 def up(
     release: str | None = typer.Option(
         None,
-        help=f"Keystone release to serve: {', '.join(paths.KEYSTONE_RELEASES)} (default: the one serving, else {DEFAULT_RELEASE})",
+        help=f"Keystone release to serve: {', '.join(paths.KEYSTONE_RELEASES)}"
+        f" (default: the one serving, else {DEFAULT_RELEASE})",
     ),
 ) -> None:
     """Install what is missing, start MariaDB and Keystone, write clouds.yaml and tempest.conf."""

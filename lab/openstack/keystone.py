@@ -209,7 +209,8 @@ class Keystone:
     def ready(self) -> bool:
         try:
             with urllib.request.urlopen(self.url, timeout=2) as response:
-                return response.status == 200
+                status: int = response.status
+                return status == 200
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             return False
 

@@ -194,7 +194,8 @@ class OpenStackLab:
         self.stop_keystone()
         client = install.find_tool("mariadb") or "mariadb"
         self.mariadb.sql(
-            "DROP DATABASE IF EXISTS keystone; CREATE DATABASE keystone CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+            "DROP DATABASE IF EXISTS keystone;"
+            " CREATE DATABASE keystone CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
         )
         with open(self.baseline_file, "rb") as dump:
             subprocess.run(

@@ -62,8 +62,14 @@ def stop(pid: int | None, timeout: float = 15.0) -> None:
         pgid = os.getpgid(pid)
     except ProcessLookupError:
         return
+
     # only signal the group when `pid` leads it (we started it with start_new_session)
-    target = (lambda sig: os.killpg(pgid, sig)) if pgid == pid else (lambda sig: os.kill(pid, sig))
+    def target(sig: int) -> None:
+        if pgid == pid:
+            os.killpg(pgid, sig)
+        else:
+            os.kill(pid, sig)
+
     try:
         target(signal.SIGTERM)
     except ProcessLookupError:

@@ -16,14 +16,16 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import Result
 from temporalio.testing import WorkflowEnvironment
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from cli import app
+from tests.waiting import NotYet, eventually
 from tests.workflows.helpers import service
 
 UI = "http://ui.test:8233"
+
+WritePlan = Callable[..., tuple[Path, str]]  # the write_plan fixture: (plan file, workflow id)
 
 
 def plan_doc(services: list[dict[str, Any]] | None = None, **policy: Any) -> dict[str, Any]:
@@ -68,17 +70,21 @@ class Cli:
     async def status(self, wf_id: str) -> dict[str, Any]:
         res = await self("status", wf_id, "--json")
         assert res.exit_code in (0, 1), res.stderr
-        return json.loads(res.stdout)
+        doc: dict[str, Any] = json.loads(res.stdout)
+        return doc
 
-    async def until(self, wf_id: str, pred: Callable[[dict[str, Any]], bool], timeout: float = 30) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            doc = await self.status(wf_id)
-            if pred(doc):
-                return doc
-            assert loop.time() < deadline, f"timed out waiting on {wf_id}: {doc}"
-            await asyncio.sleep(0.3)
+    async def until(self, wf_id: str, pred: Callable[[dict[str, Any]], bool], within: float = 30) -> dict[str, Any]:
+        """Wait until ``stackhop status --json`` of ``wf_id`` satisfies ``pred``; return that document."""
+        seen: list[dict[str, Any]] = []
+
+        async def matching() -> dict[str, Any]:
+            seen[:] = [await self.status(wf_id)]
+            return seen[0] if pred(seen[0]) else {}  # empty, so falsy: not yet
+
+        try:
+            return await eventually(matching, within=within, what=f"the status of {wf_id} matching")
+        except NotYet as e:
+            raise NotYet(f"{e}; last status: {seen}") from None
 
 
 @pytest.fixture
@@ -90,9 +96,6 @@ def cli(temporal_env: WorkflowEnvironment) -> Cli:
 def offline_cli() -> Cli:
     """For commands that must not need Temporal: it points at a closed port."""
     return Cli("127.0.0.1:1")
-
-
-WritePlan = Callable[..., tuple[Path, str]]  # the write_plan fixture, for the tests' annotations
 
 
 @pytest.fixture

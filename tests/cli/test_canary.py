@@ -6,12 +6,14 @@ import asyncio
 import re
 import threading
 import uuid
+from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import Client, ScheduleActionStartWorkflow
 
 from model import errors
-from tests.cli.conftest import Cli
+from tests.cli.conftest import Cli, WritePlan
 from tests.standins import Script
+from tests.waiting import NotYet, eventually
 from tests.workflows.helpers import running
 
 NEVER = "0 3 1 1 *"  # 03:00 on January 1st: never fires during a test
@@ -22,21 +24,34 @@ def name() -> str:
     return f"cn-{uuid.uuid4().hex[:8]}"
 
 
-async def until_listed(cli: Cli, canary: str, pattern: str, timeout: float = 15) -> str:
-    """`canary list` reads the (eventually consistent) schedule listing: poll until the row shows."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
+async def until_listed(cli: Cli, canary: str, pattern: str, within: float = 15) -> str:
+    """`canary list` reads the (eventually consistent) schedule listing: wait until the row shows."""
+    listing: list[str] = []
+
+    async def row() -> str:
         res = await cli("canary", "list")
         assert res.exit_code == 0, res.output
-        row = next((line for line in res.stdout.splitlines() if f" {canary} " in line), "")
-        if re.search(pattern, row):
-            return row
-        assert loop.time() < deadline, f"{canary} not listed as {pattern!r}:\n{res.stdout}"
-        await asyncio.sleep(0.5)
+        listing[:] = [res.stdout]
+        line = next((line for line in res.stdout.splitlines() if f" {canary} " in line), "")
+        return line if re.search(pattern, line) else ""
+
+    try:
+        return await eventually(row, within=within, what=f"{canary} listed as {pattern!r}")
+    except NotYet as e:
+        raise NotYet(f"{e}:\n{''.join(listing)}") from None
 
 
-async def test_create_list_trigger_wait_passes_and_resets_to_baseline(client: Client, cli: Cli, write_plan) -> None:
+async def schedule_paused(client: Client, canary: str) -> bool:
+    return (await client.get_schedule_handle(f"canary/{canary}").describe()).schedule.state.paused
+
+
+async def schedule_idle(client: Client, canary: str) -> bool:
+    return not (await client.get_schedule_handle(f"canary/{canary}").describe()).info.running_actions
+
+
+async def test_create_list_trigger_wait_passes_and_resets_to_baseline(
+    client: Client, cli: Cli, write_plan: WritePlan
+) -> None:
     plan, wf_id = write_plan()
     canary = name()
     script = Script()
@@ -49,6 +64,7 @@ async def test_create_list_trigger_wait_passes_and_resets_to_baseline(client: Cl
 
         desc = await client.get_schedule_handle(f"canary/{canary}").describe()
         action = desc.schedule.action
+        assert isinstance(action, ScheduleActionStartWorkflow)
         assert action.workflow == "Canary" and action.id == f"canary/{canary}" and action.task_queue == tq
         assert desc.schedule.policy.pause_on_failure and desc.schedule.policy.overlap.name == "SKIP"
         assert desc.schedule.state.note == "nightly canary"
@@ -78,14 +94,16 @@ async def test_create_list_trigger_wait_passes_and_resets_to_baseline(client: Cl
         assert re.search(rf"canary/{canary}-\S+\s+│ passed\s+│ succeeded", res.stdout)
         res = await cli("report", wf_id)  # the canary's upgrade has its report like any other
         assert res.exit_code == 0 and "## keystone: succeeded" in res.stdout
-        run_id = re.search(rf"workflow (canary/{canary}-\S+) ", out).group(1)
+        started = re.search(rf"workflow (canary/{canary}-\S+) ", out)
+        assert started, out
+        run_id = started.group(1)
         res = await cli("report", run_id, "-f", "json")  # and so has the canary run
         assert res.exit_code == 0 and '"outcome": "succeeded"' in res.stdout
     res = await cli("canary", "delete", canary)
     assert res.exit_code == 0 and f"deleted canary {canary}" in res.stdout
 
 
-async def test_failing_canary_exits_1_and_pauses_its_schedule(client: Client, cli: Cli, write_plan) -> None:
+async def test_failing_canary_exits_1_and_pauses_its_schedule(client: Client, cli: Cli, write_plan: WritePlan) -> None:
     plan, wf_id = write_plan()
     canary = name()
     script = Script()
@@ -99,12 +117,8 @@ async def test_failing_canary_exits_1_and_pauses_its_schedule(client: Client, cl
         assert script.calls[-4:] == ["k8s.undo_images", "k8s.scale:down", "db.restore", "k8s.scale:up"]
 
         handle = client.get_schedule_handle(f"canary/{canary}")
-        for _ in range(50):  # the schedule learns of the failure asynchronously
-            desc = await handle.describe()
-            if desc.schedule.state.paused:
-                break
-            await asyncio.sleep(0.2)
-        assert desc.schedule.state.paused, "pause_on_failure did not pause the schedule"
+        # the schedule learns of the failure asynchronously
+        await eventually(lambda: schedule_paused(client, canary), within=10, what="pause_on_failure pausing it")
         row = await until_listed(cli, canary, r" yes ")
         assert "failed (rolled-back)" in row
         res = await cli("canary", "history", canary)
@@ -119,7 +133,9 @@ async def test_failing_canary_exits_1_and_pauses_its_schedule(client: Client, cl
     assert (await cli("canary", "delete", canary)).exit_code == 0
 
 
-async def test_pause_unpause_delete_and_refusals(client: Client, cli: Cli, write_plan, tmp_path) -> None:
+async def test_pause_unpause_delete_and_refusals(
+    client: Client, cli: Cli, write_plan: WritePlan, tmp_path: Path
+) -> None:
     plan, _ = write_plan()
     canary = name()
     assert (await cli("canary", "create", canary, "--plan", str(plan), "--cron", "*/30 * * * *")).exit_code == 0
@@ -152,7 +168,7 @@ async def test_pause_unpause_delete_and_refusals(client: Client, cli: Cli, write
     assert res.exit_code == 2 and "canary name 'bad name!'" in res.stderr
 
 
-async def test_bad_plan_and_unreachable(offline_cli: Cli, write_plan) -> None:
+async def test_bad_plan_and_unreachable(offline_cli: Cli, write_plan: WritePlan) -> None:
     plan, _ = write_plan()
     bad = plan.with_name("bad.yaml")
     bad.write_text(plan.read_text().replace("2025.2", "2027.1"))
@@ -167,7 +183,7 @@ async def test_bad_plan_and_unreachable(offline_cli: Cli, write_plan) -> None:
 
 
 async def test_trigger_while_running_is_refused_and_a_paused_canary_can_still_be_triggered(
-    client: Client, cli: Cli, write_plan
+    client: Client, cli: Cli, write_plan: WritePlan
 ) -> None:
     plan, _ = write_plan()
     canary = name()
@@ -177,7 +193,7 @@ async def test_trigger_while_running_is_refused_and_a_paused_canary_can_still_be
         assert (await cli("canary", "create", canary, "--plan", str(plan), "--cron", NEVER, tq=tq)).exit_code == 0
         res = await cli("canary", "trigger", canary, tq=tq)
         assert res.exit_code == 0 and f"stackhop canary history {canary}" in res.stdout
-        await asyncio.to_thread(script.key_started("db.snapshot").wait, 15)
+        assert await asyncio.to_thread(script.key_started("db.snapshot").wait, 15)
         res = await cli("canary", "trigger", canary, "--wait", tq=tq)
         assert res.exit_code == 2 and f"canary {canary} is already running (canary/{canary}-" in res.stderr
         res = await cli("canary", "history", canary)
@@ -186,10 +202,7 @@ async def test_trigger_while_running_is_refused_and_a_paused_canary_can_still_be
         release.set()
 
         # a manual trigger runs even while the schedule is paused (scheduled runs stay paused)
-        for _ in range(50):
-            if not (await client.get_schedule_handle(f"canary/{canary}").describe()).info.running_actions:
-                break
-            await asyncio.sleep(0.2)
+        await eventually(lambda: schedule_idle(client, canary), within=10, what="the first run finished")
         assert (await cli("canary", "pause", canary)).exit_code == 0
         res = await cli("canary", "trigger", canary, "--wait", tq=tq)
         assert res.exit_code == 0, res.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import signal
@@ -12,11 +13,15 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+
+from tests.waiting import eventually
 
 STACKHOP = str(Path(sys.executable).parent / "stackhop")
 
@@ -24,7 +29,8 @@ STACKHOP = str(Path(sys.executable).parent / "stackhop")
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def listening(port: int) -> bool:
@@ -38,6 +44,18 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def http_status(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        status: int = r.status
+        return status
+
+
+def temporal_child(pid: int) -> int:
+    """The one child of ``pid`` that runs the Temporal server."""
+    (server,) = [p for p in children(pid) if "temporal" in Path(f"/proc/{p}/cmdline").read_text()]
+    return server
 
 
 def children(pid: int) -> list[int]:
@@ -79,7 +97,7 @@ class Dev:
             t.start()
 
     @staticmethod
-    def _read(stream, sink) -> None:
+    def _read(stream: IO[str], sink: Callable[[str], object]) -> None:
         for line in stream:
             sink(line)
 
@@ -113,6 +131,7 @@ class Dev:
         for t in self.readers:
             t.join(timeout=10)
         for stream in (self.proc.stdout, self.proc.stderr):
+            assert stream is not None  # both are pipes
             stream.close()
         while not self.lines.empty():
             self.out.append(self.lines.get())
@@ -124,14 +143,14 @@ async def test_dev_starts_server_and_worker_and_leaves_nothing_behind(tmp_path: 
     port, ui_port = free_port(), free_port()
     dev = Dev("--port", str(port), "--ui-port", str(ui_port), "--db-file", str(tmp_path / "dev.db"))
     try:
-        assert dev.wait_for("UI: ").strip() == f"UI: http://127.0.0.1:{ui_port}/namespaces/default/workflows"
-        dev.wait_for("worker running on task queue dev-")
+        ui = await asyncio.to_thread(dev.wait_for, "UI: ")
+        assert ui.strip() == f"UI: http://127.0.0.1:{ui_port}/namespaces/default/workflows"
+        await asyncio.to_thread(dev.wait_for, "worker running on task queue dev-")
         client = await Client.connect(f"127.0.0.1:{port}")
         assert client.namespace == "default"
         await client.count_workflows("StackhopCloud = 'x'")  # the search attributes are registered
-        with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/", timeout=10) as r:
-            assert r.status == 200
-        (server,) = [p for p in children(dev.proc.pid) if "temporal" in Path(f"/proc/{p}/cmdline").read_text()]
+        assert await asyncio.to_thread(http_status, f"http://127.0.0.1:{ui_port}/") == 200
+        server = temporal_child(dev.proc.pid)
         assert os.getpgid(server) == os.getpgid(dev.proc.pid)  # same process group
         if how == "SIGTERM":
             dev.proc.send_signal(signal.SIGTERM)
@@ -139,14 +158,11 @@ async def test_dev_starts_server_and_worker_and_leaves_nothing_behind(tmp_path: 
             os.killpg(dev.proc.pid, signal.SIGINT)  # what a terminal sends to the foreground group
         else:
             dev.proc.kill()
-        code, err = dev.finish()
+        code, err = await asyncio.to_thread(dev.finish)
         if how != "SIGKILL":
             assert code == 0, err
             assert any("Temporal dev server stopped" in line for line in dev.out), dev.out
-        deadline = time.monotonic() + 20
-        while alive(server) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not alive(server), f"server {server} outlived stackhop dev ({how})"
+        await eventually(lambda: not alive(server), within=20, what=f"server {server} gone after stackhop dev ({how})")
         assert not listening(port) and not listening(ui_port)
     finally:
         dev.stop_now()
@@ -158,10 +174,10 @@ async def test_dev_on_a_port_that_already_answers_runs_only_the_worker(
     port = int(temporal_env.client.service_client.config.target_host.rsplit(":", 1)[1])
     dev = Dev("--port", str(port), "--db-file", str(tmp_path / "unused.db"))
     try:
-        dev.wait_for("already answers on 127.0.0.1:")
-        dev.wait_for("worker running")
+        await asyncio.to_thread(dev.wait_for, "already answers on 127.0.0.1:")
+        await asyncio.to_thread(dev.wait_for, "worker running")
         dev.proc.send_signal(signal.SIGTERM)
-        code, err = dev.finish()
+        code, err = await asyncio.to_thread(dev.finish)
         assert code == 0, err
         assert not any("dev server stopped" in line for line in dev.out)
         assert not (tmp_path / "unused.db").exists()
@@ -193,9 +209,9 @@ async def test_worker_command_runs_until_sigterm(temporal_env: WorkflowEnvironme
     tq = f"w-{uuid.uuid4().hex[:8]}"
     dev = worker_proc(temporal_env.client.service_client.config.target_host, tq)
     try:
-        assert f"worker running on task queue {tq}" in dev.wait_for("worker running")
+        assert f"worker running on task queue {tq}" in await asyncio.to_thread(dev.wait_for, "worker running")
         dev.proc.send_signal(signal.SIGTERM)
-        code, err = dev.finish()
+        code, err = await asyncio.to_thread(dev.finish)
         assert code == 0, err
     finally:
         dev.stop_now()

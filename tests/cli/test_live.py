@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -14,7 +15,7 @@ from tests.k8s.helpers import create, workload
 pytestmark = pytest.mark.k8s
 
 
-def write(tmp_path: Path, target: KubeTarget, services: list[dict]) -> Path:
+def write(tmp_path: Path, target: KubeTarget, services: list[dict[str, Any]]) -> Path:
     doc = {
         "apiVersion": "stackhop/v1alpha1",
         "kind": "UpgradePlan",
@@ -32,7 +33,7 @@ def write(tmp_path: Path, target: KubeTarget, services: list[dict]) -> Path:
     return path
 
 
-def wl(name: str, image: str) -> dict:
+def wl(name: str, image: str) -> dict[str, str]:
     return {"kind": "Deployment", "name": name, "container": "app", "image": image}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import Cli
+from tests.cli.conftest import Cli, WritePlan
 
 STACKHOP = str(Path(sys.executable).parent / "stackhop")
 
@@ -29,7 +29,7 @@ STACKHOP = str(Path(sys.executable).parent / "stackhop")
     ],
     ids=lambda a: a[0],
 )
-async def test_unreachable_exits_3(offline_cli: Cli, write_plan, args: list[str]) -> None:
+async def test_unreachable_exits_3(offline_cli: Cli, write_plan: WritePlan, args: list[str]) -> None:
     plan, _ = write_plan()
     res = await offline_cli(*(a.replace("{plan}", str(plan)) for a in args))
     assert res.exit_code == 3, res.output

@@ -8,12 +8,16 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import pytest
 import yaml
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
 import worker as stackhop_worker
 from activities import migration
 from lab.demo import DemoLab
+from lab.k8s.cluster import KubeLab
+from lab.openstack.manager import OpenStackLab
 from model import io
 from model.plan import Migration
 from tests.cli.conftest import Cli
@@ -31,10 +35,10 @@ def sync_check(version: str) -> str:
 
 async def test_canary_trigger_upgrades_then_returns_to_baseline(
     client: Client,
-    temporal_env,
-    k8s_lab,
-    openstack_lab,
-    monkeypatch,
+    temporal_env: WorkflowEnvironment,
+    k8s_lab: KubeLab,
+    openstack_lab: OpenStackLab,
+    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
     lab = DemoLab(k8s_lab, openstack_lab, namespace=f"canary-{uuid.uuid4().hex[:6]}")

@@ -62,7 +62,9 @@ async def report_of(temporal_env: WorkflowEnvironment) -> io.UpgradeReport:
     return report
 
 
-async def test_demo_upgrades_keystone_to_2026_1(demo_env, temporal_env, monkeypatch) -> None:
+async def test_demo_upgrades_keystone_to_2026_1(
+    demo_env: dict[str, str], temporal_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, output = run_demo(demo_env, temporal_env)
     assert code == 0, output
     lab = lab_state(demo_env, monkeypatch)
@@ -98,7 +100,12 @@ async def test_demo_upgrades_keystone_to_2026_1(demo_env, temporal_env, monkeypa
     ],
 )
 async def test_injected_failure_rolls_back_to_28_1_0(
-    demo_env, temporal_env, monkeypatch, inject, failed_step, why
+    demo_env: dict[str, str],
+    temporal_env: WorkflowEnvironment,
+    monkeypatch: pytest.MonkeyPatch,
+    inject: str,
+    failed_step: str,
+    why: str,
 ) -> None:
     code, output = run_demo(demo_env, temporal_env, "--inject", inject)
     assert code == 1, output

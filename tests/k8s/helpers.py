@@ -1,4 +1,6 @@
-"""Manifests and small utilities for the k8s activity tests (real lab, no mocks)."""
+"""Manifests and small utilities for the k8s activity tests (real lab, no mocks).
+
+Shared by several test modules, so they live here and not in a test module."""
 
 from __future__ import annotations
 
@@ -9,13 +11,18 @@ from typing import Any
 from kubernetes import client
 from temporalio.testing import ActivityEnvironment
 
+from activities.kube import wait_rollout
 from activities.kube_client import api_client, call
-from model.plan import KubeTarget
+from model.io import WaitRolloutInput, WorkloadRef
+from model.plan import KubeTarget, WorkloadKind
+from tests.waiting import eventually_sync
+
+Manifest = dict[str, Any]
 
 LABELS = {"app": "demo"}
 
 
-def pod_spec(image: str, sidecar: str | None = "registry.lab/sidecar:1.0", **extra: Any) -> dict:
+def pod_spec(image: str, sidecar: str | None = "registry.lab/sidecar:1.0", **extra: Any) -> Manifest:
     containers = [{"name": "app", "image": image}]
     if sidecar:
         containers.append({"name": "sidecar", "image": sidecar})
@@ -31,7 +38,7 @@ def workload(
     deadline: int = 600,
     annotations: dict[str, str] | None = None,
     sidecar: str | None = "registry.lab/sidecar:1.0",
-) -> dict:
+) -> Manifest:
     labels = {"app": name}
     template = {"metadata": {"labels": labels, "annotations": annotations or {}}, "spec": pod_spec(image, sidecar)}
     spec: dict[str, Any] = {"selector": {"matchLabels": labels}, "template": template}
@@ -42,7 +49,7 @@ def workload(
     return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}
 
 
-def create(target: KubeTarget, obj: dict) -> dict:
+def create(target: KubeTarget, obj: Manifest) -> Manifest:
     suffix = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}
     with api_client(target) as api:
         if obj["kind"] == "Job":
@@ -51,24 +58,28 @@ def create(target: KubeTarget, obj: dict) -> dict:
         return call(fn, target.namespace, obj)
 
 
-def read(target: KubeTarget, kind: str, name: str) -> dict:
+def read(target: KubeTarget, kind: str, name: str) -> Manifest:
     suffix = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set", "Job": "job"}
     with api_client(target) as api:
         mod = client.BatchV1Api(api) if kind == "Job" else client.AppsV1Api(api)
         return call(getattr(mod, f"read_namespaced_{suffix[kind]}"), name, target.namespace)
 
 
-def list_jobs(target: KubeTarget) -> list[dict]:
+def list_jobs(target: KubeTarget) -> list[Manifest]:
     with api_client(target) as api:
-        return call(client.BatchV1Api(api).list_namespaced_job, target.namespace)["items"]
+        items: list[Manifest] = call(client.BatchV1Api(api).list_namespaced_job, target.namespace)["items"]
+        return items
 
 
-def list_pods(target: KubeTarget, selector: str = "") -> list[dict]:
+def list_pods(target: KubeTarget, selector: str = "") -> list[Manifest]:
     with api_client(target) as api:
-        return call(client.CoreV1Api(api).list_namespaced_pod, target.namespace, label_selector=selector)["items"]
+        items: list[Manifest] = call(
+            client.CoreV1Api(api).list_namespaced_pod, target.namespace, label_selector=selector
+        )["items"]
+        return items
 
 
-def images_of(obj: dict) -> dict[str, str]:
+def images_of(obj: Manifest) -> dict[str, str]:
     return {c["name"]: c["image"] for c in obj["spec"]["template"]["spec"]["containers"]}
 
 
@@ -80,20 +91,28 @@ class Recorder:
         self.beats: list[Any] = []
         self.env.on_heartbeat = lambda *details: self.beats.append(details[0] if details else None)
 
-    def run(self, fn: Callable, arg: Any) -> Any:
+    def steps(self) -> list[str]:
+        """The ``step`` of every dict heartbeat so far (what the activity said it was doing)."""
+        return [b["step"] for b in list(self.beats) if isinstance(b, dict) and "step" in b]
+
+    def wait_for_step(self, step: str, within: float = 30) -> None:
+        """Wait until the activity has heartbeated from ``step`` (it is inside that wait)."""
+        eventually_sync(lambda: step in self.steps(), within=within, what=f"a {step!r} heartbeat")
+
+    def run(self, fn: Callable[[Any], Any], arg: Any) -> Any:
         return self.env.run(fn, arg)
 
 
 class Background:
     """Run an activity in a thread (as the worker's thread pool does) and collect the outcome."""
 
-    def __init__(self, rec: Recorder, fn: Callable, arg: Any) -> None:
+    def __init__(self, rec: Recorder, fn: Callable[[Any], Any], arg: Any) -> None:
         self.result: Any = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, args=(rec, fn, arg), daemon=True)
         self.thread.start()
 
-    def _run(self, rec: Recorder, fn: Callable, arg: Any) -> None:
+    def _run(self, rec: Recorder, fn: Callable[[Any], Any], arg: Any) -> None:
         try:
             self.result = rec.run(fn, arg)
         except BaseException as exc:
@@ -102,3 +121,32 @@ class Background:
     def join(self, timeout: float) -> None:
         self.thread.join(timeout)
         assert not self.thread.is_alive(), f"activity still running after {timeout}s"
+
+
+def ref(kind: WorkloadKind, name: str, container: str = "app") -> WorkloadRef:
+    return WorkloadRef(kind=kind, name=name, container=container)
+
+
+def ready(target: KubeTarget, kind: WorkloadKind, name: str, timeout: int = 60) -> None:
+    """Wait (as the activity does, like ``kubectl rollout status``) until the workload is rolled out."""
+    Recorder().run(wait_rollout, WaitRolloutInput(target=target, workloads=[ref(kind, name)], timeout_seconds=timeout))
+
+
+def job(image: str, *, delay: str | None = None) -> Manifest:
+    """A db-sync Job; ``delay`` (lab annotation) keeps its pod running that long before it exits."""
+    ann = {"lab.stackhop.io/delay": delay} if delay else {}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"annotations": ann},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [{"name": "db-sync", "image": image, "command": ["keystone-manage", "db_sync"]}],
+                },
+            },
+        },
+    }

@@ -8,6 +8,7 @@ the activity boundary and cancellation via heartbeats are exercised end to end.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -18,11 +19,15 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
     from model import io
+    from model.plan import KubeTarget
+
+
+Result = TypeVar("Result")
 
 
 class ProbeInput(BaseModel):
     images: list[io.WorkloadImage]
-    target: io.KubeTarget
+    target: KubeTarget
     timeout_seconds: int = 60
 
 
@@ -37,33 +42,24 @@ class ProbeResult(BaseModel):
 class KubeProbe:
     @workflow.run
     async def run(self, inp: ProbeInput) -> ProbeResult:
-        opts = dict(
-            start_to_close_timeout=timedelta(seconds=inp.timeout_seconds + 60),
-            heartbeat_timeout=timedelta(seconds=10),
-            retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(milliseconds=200)),
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        )
-        res = await workflow.execute_activity(
-            io.K8S_SET_IMAGES,
-            io.SetImagesInput(target=inp.target, images=inp.images),
-            result_type=io.SetImagesResult,
-            **opts,
+        res = await self._activity(
+            io.K8S_SET_IMAGES, io.SetImagesInput(target=inp.target, images=inp.images), io.SetImagesResult, inp
         )
         refs = [io.WorkloadRef(kind=i.kind, name=i.name, container=i.container) for i in inp.images]
         try:
-            await workflow.execute_activity(
+            await self._activity(
                 io.K8S_WAIT_ROLLOUT,
                 io.WaitRolloutInput(target=inp.target, workloads=refs, timeout_seconds=inp.timeout_seconds),
-                result_type=io.RolloutResult,
-                **opts,
+                io.RolloutResult,
+                inp,
             )
         except ActivityError as e:
             cause = e.cause
-            await workflow.execute_activity(
+            await self._activity(
                 io.K8S_UNDO_IMAGES,
                 io.UndoImagesInput(target=inp.target, previous=res.previous, timeout_seconds=60),
-                result_type=io.RolloutResult,
-                **opts,
+                io.RolloutResult,
+                inp,
             )
             return ProbeResult(
                 outcome="rolled-back",
@@ -72,3 +68,17 @@ class KubeProbe:
                 previous=res.previous,
             )
         return ProbeResult(outcome="succeeded", previous=res.previous)
+
+    @staticmethod
+    async def _activity(name: str, arg: BaseModel, result_type: type[Result], inp: ProbeInput) -> Result:
+        """Run an activity with the options the upgrade workflow gives the k8s activities."""
+        result: Result = await workflow.execute_activity(
+            name,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=timedelta(seconds=inp.timeout_seconds + 60),
+            heartbeat_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(milliseconds=200)),
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        return result

@@ -3,16 +3,17 @@ and the activities themselves running with nothing but the worker's service acco
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from activities.kube import RunJobInput, read_images, run_job, set_images, wait_rollout
+from lab.k8s.cluster import KubeLab
 from model.io import ReadImagesInput, SetImagesInput, WaitRolloutInput, WorkloadImage, WorkloadRef
 from model.plan import KubeTarget
-from tests.k8s.helpers import Recorder, create, workload
-from tests.k8s.test_jobs import job
+from tests.k8s.helpers import Recorder, create, job, workload
 
 pytestmark = pytest.mark.k8s
 
@@ -46,7 +47,7 @@ DENIED = [
 
 
 @pytest.fixture(scope="module")
-def deployed(k8s_lab):
+def deployed(k8s_lab: KubeLab) -> Iterator[KubeLab]:
     for ns in ("stackhop", "openstack"):
         k8s_lab.kubectl_run("create", "namespace", ns, check=False)
     yield k8s_lab
@@ -54,7 +55,7 @@ def deployed(k8s_lab):
         k8s_lab.kubectl_run("delete", "namespace", ns, "--wait=false", check=False)
 
 
-def test_server_side_dry_run(deployed):
+def test_server_side_dry_run(deployed: KubeLab) -> None:
     res = deployed.kubectl_run("apply", "-k", str(KUSTOMIZE), "--dry-run=server")
     out = res.stdout
     for obj in (
@@ -66,7 +67,7 @@ def test_server_side_dry_run(deployed):
         assert obj in out, out
 
 
-def can_i(lab, verb: str, resource: str, ns: str = "openstack") -> bool:
+def can_i(lab: KubeLab, verb: str, resource: str, ns: str = "openstack") -> bool:
     resource, _, sub = resource.partition("/")
     extra = [f"--subresource={sub}"] if sub else []
     res = lab.kubectl_run("auth", "can-i", verb, resource, *extra, "-n", ns, f"--as={SA}", check=False)
@@ -74,7 +75,7 @@ def can_i(lab, verb: str, resource: str, ns: str = "openstack") -> bool:
     return res.stdout.strip() == "yes"
 
 
-def test_rbac_least_privilege(deployed):
+def test_rbac_least_privilege(deployed: KubeLab) -> None:
     deployed.kubectl_run("apply", "-k", str(KUSTOMIZE))
     wrong = [f"{v} {r}" for v, r in ALLOWED if not can_i(deployed, v, r)]
     wrong += [f"NOT {v} {r}" for v, r in DENIED if can_i(deployed, v, r)]
@@ -85,7 +86,7 @@ def test_rbac_least_privilege(deployed):
     assert not wrong, wrong
 
 
-def test_activities_work_with_only_the_service_account(deployed, tmp_path):
+def test_activities_work_with_only_the_service_account(deployed: KubeLab, tmp_path: Path) -> None:
     """The Role is sufficient: run the activities with the worker's own token."""
     deployed.kubectl_run("apply", "-k", str(KUSTOMIZE))
     token = deployed.kubectl_run("create", "token", "stackhop-worker", "-n", "stackhop").stdout.strip()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from temporalio.exceptions import ApplicationError
 
@@ -11,31 +9,14 @@ from activities.kube import RunJobInput, run_job, scale
 from activities.kube_jobs import REPLICAS_ANNOTATION
 from model import errors
 from model.io import ScaleInput, WorkloadRef
-from tests.k8s.helpers import Background, Recorder, create, list_jobs, list_pods, read, workload
+from model.plan import KubeTarget
+from tests.k8s.helpers import Background, Recorder, create, job, list_jobs, list_pods, read, workload
+from tests.waiting import eventually_sync
 
 pytestmark = pytest.mark.k8s
 
 
-def job(image: str, *, delay: str | None = None) -> dict:
-    ann = {"lab.stackhop.io/delay": delay} if delay else {}
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "metadata": {"annotations": ann},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "terminationGracePeriodSeconds": 0,
-                    "containers": [{"name": "db-sync", "image": image, "command": ["keystone-manage", "db_sync"]}],
-                },
-            },
-        },
-    }
-
-
-def test_job_success(kube_target):
+def test_job_success(kube_target: KubeTarget) -> None:
     rec = Recorder()
     res = rec.run(
         run_job,
@@ -52,7 +33,7 @@ def test_job_success(kube_target):
     assert any(isinstance(b, dict) and b.get("job") == "keystone-db-sync-29-1-0" for b in rec.beats)
 
 
-def test_job_failure_is_permanent_with_logs(kube_target):
+def test_job_failure_is_permanent_with_logs(kube_target: KubeTarget) -> None:
     with pytest.raises(ApplicationError) as ei:
         Recorder().run(
             run_job,
@@ -71,7 +52,7 @@ def test_job_failure_is_permanent_with_logs(kube_target):
     assert "injected failure" in details["logs_tail"]
 
 
-def test_job_creation_idempotent_across_retries(kube_target):
+def test_job_creation_idempotent_across_retries(kube_target: KubeTarget) -> None:
     """A retry while the first attempt still waits, and a retry after success, reuse the Job."""
     inp = RunJobInput(
         target=kube_target,
@@ -80,9 +61,7 @@ def test_job_creation_idempotent_across_retries(kube_target):
         manifest=job("registry.lab/nova:slow-job", delay="4s"),
     )
     first = Background(Recorder(), run_job, inp)
-    deadline = time.monotonic() + 20
-    while not list_jobs(kube_target) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    eventually_sync(lambda: list_jobs(kube_target), within=20, what="attempt 1 created the Job")
     retry = Recorder().run(run_job, inp)  # attempt 2, concurrently with attempt 1
     first.join(30)
     assert first.error is None and first.result.succeeded and retry.succeeded
@@ -93,7 +72,7 @@ def test_job_creation_idempotent_across_retries(kube_target):
     assert len(list_pods(kube_target, "job-name=nova-db-sync")) == 1
 
 
-def test_job_name_clash_with_other_spec(kube_target):
+def test_job_name_clash_with_other_spec(kube_target: KubeTarget) -> None:
     Recorder().run(
         run_job,
         RunJobInput(target=kube_target, name="backup", timeout_seconds=60, manifest=job("registry.lab/mariadb:11")),
@@ -106,7 +85,7 @@ def test_job_name_clash_with_other_spec(kube_target):
     assert ei.value.type == errors.PLAN_INVALID and "different spec" in str(ei.value)
 
 
-def test_job_timeout(kube_target):
+def test_job_timeout(kube_target: KubeTarget) -> None:
     with pytest.raises(ApplicationError) as ei:
         Recorder().run(
             run_job,
@@ -120,7 +99,7 @@ def test_job_timeout(kube_target):
     assert ei.value.type == errors.JOB_FAILED and "did not finish within 3s" in str(ei.value)
 
 
-def test_scale_quiesce_and_restore(kube_target):
+def test_scale_quiesce_and_restore(kube_target: KubeTarget) -> None:
     create(kube_target, workload("Deployment", "keystone-api", "registry.lab/keystone:1", replicas=3))
     create(kube_target, workload("StatefulSet", "keystone-cache", "registry.lab/memcached:1", replicas=2))
     refs = [
@@ -145,7 +124,7 @@ def test_scale_quiesce_and_restore(kube_target):
     assert read(kube_target, "StatefulSet", "keystone-cache")["status"]["readyReplicas"] == 2
 
 
-def test_scale_daemonset_refused(kube_target):
+def test_scale_daemonset_refused(kube_target: KubeTarget) -> None:
     with pytest.raises(ApplicationError) as ei:
         Recorder().run(
             scale,

@@ -11,12 +11,13 @@ from typer.testing import CliRunner
 
 from lab.k8s import build
 from lab.k8s.cli import app
+from lab.k8s.cluster import KubeLab
 from lab.k8s.versions import BINARIES, bin_dir
 
 pytestmark = pytest.mark.k8s
 
 
-def test_build_is_idempotent_when_warm(k8s_lab):
+def test_build_is_idempotent_when_warm(k8s_lab: KubeLab) -> None:
     assert build.is_warm()
     t0 = time.monotonic()
     out = subprocess.run([sys.executable, "-m", "lab.k8s.build"], capture_output=True, text=True, check=True)
@@ -25,18 +26,18 @@ def test_build_is_idempotent_when_warm(k8s_lab):
     assert all((bin_dir() / b).is_file() for b in BINARIES)
 
 
-def test_cli_status_prints_kubeconfig(k8s_lab):
+def test_cli_status_prints_kubeconfig(k8s_lab: KubeLab) -> None:
     res = CliRunner().invoke(app, ["status", "--name", k8s_lab.name])
     assert res.exit_code == 0, res.output
     assert str(k8s_lab.kubeconfig) in res.output and '"healthy": true' in res.output
 
 
-def test_cli_status_of_absent_lab_fails(k8s_lab):
+def test_cli_status_of_absent_lab_fails(k8s_lab: KubeLab) -> None:
     res = CliRunner().invoke(app, ["status", "--name", "no-such-lab"])
     assert res.exit_code == 1 and '"exists": false' in res.output
 
 
-def test_stages_inject_failures(k8s_lab):
+def test_stages_inject_failures(k8s_lab: KubeLab) -> None:
     """The project stages are loaded next to kwok's base set (which a --config replaces)."""
     text = k8s_lab.config_file.read_text()
     for stage in (

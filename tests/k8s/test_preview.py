@@ -5,14 +5,16 @@ from __future__ import annotations
 import pytest
 
 from activities.preview import live_preview
-from model.plan import UpgradePlan
+from model.plan import KubeTarget, UpgradePlan
 from tests.k8s.helpers import create, workload
 
 pytestmark = pytest.mark.k8s
 
 
-def plan_for(target) -> UpgradePlan:
-    wl = lambda name, image: {"kind": "Deployment", "name": name, "container": "app", "image": image}  # noqa: E731
+def plan_for(target: KubeTarget) -> UpgradePlan:
+    def wl(name: str, image: str) -> dict[str, str]:
+        return {"kind": "Deployment", "name": name, "container": "app", "image": image}
+
     return UpgradePlan.model_validate(
         {
             "apiVersion": "stackhop/v1alpha1",
@@ -34,7 +36,7 @@ def plan_for(target) -> UpgradePlan:
     )
 
 
-def test_live_preview_rows(kube_target):
+def test_live_preview_rows(kube_target: KubeTarget) -> None:
     create(kube_target, workload("Deployment", "keystone-api", "registry.lab/keystone:28.1.0"))
     create(kube_target, workload("Deployment", "glance-api", "registry.lab/glance:31.0.0"))
     rows = live_preview(plan_for(kube_target))
@@ -47,7 +49,7 @@ def test_live_preview_rows(kube_target):
     assert by_name["glance-registry"].missing and by_name["glance-registry"].current is None
 
 
-def test_live_preview_bad_context_is_a_clear_error(kube_target):
+def test_live_preview_bad_context_is_a_clear_error(kube_target: KubeTarget) -> None:
     from temporalio.exceptions import ApplicationError
 
     from model import errors

@@ -9,15 +9,15 @@ import pytest
 from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.kube import RunJobInput, run_job, set_images, wait_rollout
+from lab.k8s.cluster import KubeLab
 from model.io import SetImagesInput, WaitRolloutInput, WorkloadImage, WorkloadRef
-from tests.k8s.helpers import Background, Recorder, create, read, workload
-from tests.k8s.test_jobs import job
-from tests.k8s.test_rollout import ready
+from model.plan import KubeTarget
+from tests.k8s.helpers import Background, Recorder, create, job, read, ready, workload
 
 pytestmark = pytest.mark.k8s
 
 
-def test_cancel_mid_wait_stops_cleanly(kube_target):
+def test_cancel_mid_wait_stops_cleanly(kube_target: KubeTarget) -> None:
     create(kube_target, workload("Deployment", "octavia-api", "registry.lab/octavia:1"))
     ready(kube_target, "Deployment", "octavia-api")
     Recorder().run(
@@ -41,7 +41,7 @@ def test_cancel_mid_wait_stops_cleanly(kube_target):
             timeout_seconds=300,
         ),
     )
-    time.sleep(2)
+    rec.wait_for_step("wait_rollout")  # inside the wait, which cannot end: the image never turns ready
     assert bg.thread.is_alive()
     t0 = time.monotonic()
     rec.env.cancel()
@@ -51,7 +51,7 @@ def test_cancel_mid_wait_stops_cleanly(kube_target):
     assert rec.beats  # it was heartbeating while it waited
 
 
-def test_cancel_job_wait(kube_target):
+def test_cancel_job_wait(kube_target: KubeTarget) -> None:
     rec = Recorder()
     bg = Background(
         rec,
@@ -60,13 +60,13 @@ def test_cancel_job_wait(kube_target):
             target=kube_target, name="slow", timeout_seconds=300, manifest=job("registry.lab/x:slow-job", delay="120s")
         ),
     )
-    time.sleep(2)
+    rec.wait_for_step("run_job")  # the Job exists and the activity waits on it (its pod runs 120 s)
     rec.env.cancel()
     bg.join(10)
     assert isinstance(bg.error, CancelledError), bg.error
 
 
-def test_apiserver_restart_mid_wait(k8s_lab, kube_target):
+def test_apiserver_restart_mid_wait(k8s_lab: KubeLab, kube_target: KubeTarget) -> None:
     # each new pod turns Ready 6 s after it appears (slow-ready stage): the rollout spans the restart
     create(
         kube_target,
@@ -99,7 +99,7 @@ def test_apiserver_restart_mid_wait(k8s_lab, kube_target):
             timeout_seconds=120,
         ),
     )
-    time.sleep(1)
+    rec.wait_for_step("wait_rollout")  # the wait has begun (new pods turn ready only after 6 s)
     k8s_lab.restart_apiserver(downtime=3)
     bg.join(90)
     assert bg.error is None, bg.error
@@ -109,7 +109,7 @@ def test_apiserver_restart_mid_wait(k8s_lab, kube_target):
     assert dep["status"]["updatedReplicas"] == dep["status"]["availableReplicas"] == 2
 
 
-def test_retried_wait_keeps_the_original_deadline(kube_target):
+def test_retried_wait_keeps_the_original_deadline(kube_target: KubeTarget) -> None:
     """A retry (or a worker restart) resumes the wait with the deadline of the first attempt,
     read back from its heartbeat details: retries never stretch the plan's rollout timeout."""
     create(kube_target, workload("Deployment", "magnum-api", "registry.lab/magnum:1"))

@@ -16,25 +16,17 @@ from model.io import (
     UndoImagesInput,
     WaitRolloutInput,
     WorkloadImage,
-    WorkloadRef,
 )
-from tests.k8s.helpers import Recorder, create, images_of, list_pods, read, workload
+from model.plan import KubeTarget, WorkloadKind
+from tests.k8s.helpers import Recorder, create, images_of, list_pods, read, ready, ref, workload
 
 pytestmark = pytest.mark.k8s
 
 KINDS = ["Deployment", "StatefulSet", "DaemonSet"]
 
 
-def ref(kind: str, name: str, container: str = "app") -> WorkloadRef:
-    return WorkloadRef(kind=kind, name=name, container=container)  # type: ignore[arg-type]
-
-
-def ready(target, kind: str, name: str, timeout: int = 60) -> None:
-    Recorder().run(wait_rollout, WaitRolloutInput(target=target, workloads=[ref(kind, name)], timeout_seconds=timeout))
-
-
 @pytest.mark.parametrize("kind", KINDS)
-def test_rollout_success(kube_target, kind):
+def test_rollout_success(kube_target: KubeTarget, kind: WorkloadKind) -> None:
     create(kube_target, workload(kind, "api", "registry.lab/keystone:28.1.0"))
     ready(kube_target, kind, "api")
     rec = Recorder()
@@ -62,7 +54,7 @@ def test_rollout_success(kube_target, kind):
     assert beats and any(b.get("workload") == f"{kind}/api" and b.get("message") for b in beats)
 
 
-def test_never_ready_fails_on_progress_deadline(kube_target):
+def test_never_ready_fails_on_progress_deadline(kube_target: KubeTarget) -> None:
     create(kube_target, workload("Deployment", "glance-api", "registry.lab/glance:1", deadline=5))
     ready(kube_target, "Deployment", "glance-api")
     rec = Recorder()
@@ -92,7 +84,7 @@ def test_never_ready_fails_on_progress_deadline(kube_target):
 
 
 @pytest.mark.parametrize("kind", ["StatefulSet", "DaemonSet"])
-def test_never_ready_fails_on_plan_timeout(kube_target, kind):
+def test_never_ready_fails_on_plan_timeout(kube_target: KubeTarget, kind: WorkloadKind) -> None:
     create(kube_target, workload(kind, "nova-compute", "registry.lab/nova:1"))
     ready(kube_target, kind, "nova-compute")
     rec = Recorder()
@@ -115,7 +107,7 @@ def test_never_ready_fails_on_plan_timeout(kube_target, kind):
     assert 5 <= time.monotonic() - t0 < 20
 
 
-def test_undo_restores_exact_previous_images(kube_target):
+def test_undo_restores_exact_previous_images(kube_target: KubeTarget) -> None:
     create(
         kube_target,
         workload(
@@ -160,7 +152,7 @@ def test_undo_restores_exact_previous_images(kube_target):
     assert PREVIOUS_ANNOTATION not in (obj["metadata"].get("annotations") or {})
 
 
-def test_set_images_retry_keeps_original_previous(kube_target):
+def test_set_images_retry_keeps_original_previous(kube_target: KubeTarget) -> None:
     """A retried set_images (first attempt already patched) still reports the original image."""
     create(kube_target, workload("Deployment", "cinder-api", "registry.lab/cinder:1"))
     inp = SetImagesInput(
@@ -176,7 +168,7 @@ def test_set_images_retry_keeps_original_previous(kube_target):
     assert [p.image for p in other.previous] == ["registry.lab/cinder:2"]
 
 
-def test_missing_workload_and_container(kube_target):
+def test_missing_workload_and_container(kube_target: KubeTarget) -> None:
     rec = Recorder()
     out = rec.run(read_images, ReadImagesInput(target=kube_target, workloads=[ref("Deployment", "nope")]))
     assert out.images[0].found is False and out.images[0].image is None
@@ -206,7 +198,7 @@ def test_missing_workload_and_container(kube_target):
     assert ei.value.type == errors.WORKLOAD_NOT_FOUND
 
 
-def test_bad_context_is_permanent(kube_target):
+def test_bad_context_is_permanent(kube_target: KubeTarget) -> None:
     bad = kube_target.model_copy(update={"context": "no-such-context"})
     with pytest.raises(ApplicationError) as ei:
         Recorder().run(read_images, ReadImagesInput(target=bad, workloads=[ref("Deployment", "x")]))

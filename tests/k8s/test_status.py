@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from activities.kube_status import RolloutError, rollout_status
 
 
-def dep(gen=2, observed=2, replicas=3, updated=3, total=3, available=3, reason="NewReplicaSetAvailable"):
+def dep(
+    gen: int = 2,
+    observed: int = 2,
+    replicas: int = 3,
+    updated: int = 3,
+    total: int = 3,
+    available: int = 3,
+    reason: str = "NewReplicaSetAvailable",
+) -> dict[str, Any]:
     return {
         "metadata": {"name": "d", "generation": gen},
         "spec": {"replicas": replicas},
@@ -31,19 +41,27 @@ def dep(gen=2, observed=2, replicas=3, updated=3, total=3, available=3, reason="
         (dep(available=2), False, "2 of 3 updated replicas are available"),
     ],
 )
-def test_deployment(obj, done, text):
+def test_deployment(obj: dict[str, Any], done: bool, text: str) -> None:
     msg, ok = rollout_status("Deployment", obj)
     assert ok is done and text in msg
 
 
-def test_deployment_deadline():
+def test_deployment_deadline() -> None:
     with pytest.raises(RolloutError) as ei:
         rollout_status("Deployment", dep(updated=1, reason="ProgressDeadlineExceeded"))
     assert ei.value.deadline_exceeded and "'d' exceeded its progress deadline" in str(ei.value)
 
 
-def sts(partition=None, updated=3, ready=3, observed=1, cur="r1", upd="r1", rolling=True):
-    strategy = {"type": "RollingUpdate"}
+def sts(
+    partition: int | None = None,
+    updated: int = 3,
+    ready: int = 3,
+    observed: int = 1,
+    cur: str = "r1",
+    upd: str = "r1",
+    rolling: bool = True,
+) -> dict[str, Any]:
+    strategy: dict[str, Any] = {"type": "RollingUpdate"}
     if rolling:
         strategy["rollingUpdate"] = {} if partition is None else {"partition": partition}
     return {
@@ -60,7 +78,7 @@ def sts(partition=None, updated=3, ready=3, observed=1, cur="r1", upd="r1", roll
     }
 
 
-def test_statefulset_branches():
+def test_statefulset_branches() -> None:
     assert rollout_status("StatefulSet", sts(observed=0))[1] is False
     assert "Waiting for 1 pods to be ready" in rollout_status("StatefulSet", sts(ready=2))[0]
     assert rollout_status("StatefulSet", sts(partition=2, updated=1)) == (
@@ -72,7 +90,7 @@ def test_statefulset_branches():
     assert rollout_status("StatefulSet", sts(rolling=False))[1] is True
 
 
-def test_ondelete_strategies_are_refused():
+def test_ondelete_strategies_are_refused() -> None:
     ds = {"metadata": {"name": "x", "generation": 1}, "spec": {"updateStrategy": {"type": "OnDelete"}}, "status": {}}
     with pytest.raises(RolloutError, match="only available for RollingUpdate"):
         rollout_status("DaemonSet", ds)

@@ -5,21 +5,33 @@ from __future__ import annotations
 import asyncio
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
+from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from activities.kube import KUBE_ACTIVITIES
-from model import errors
+from model import errors, io
 from model.io import WorkloadImage
-from tests.k8s.helpers import create, images_of, read, workload
-from tests.k8s.probe_workflow import KubeProbe, ProbeInput, ProbeResult
-from tests.k8s.test_rollout import ready
+from model.plan import KubeTarget
+from tests.k8s.helpers import create, images_of, read, ready, workload
+from tests.k8s.probe_workflow import KubeProbe, ProbeInput
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.k8s
 
 
-def worker(client, tq: str) -> Worker:
+async def heartbeating(handle: WorkflowHandle[Any, Any], activity_type: str) -> bool:
+    """The server has a heartbeat from the workflow's pending ``activity_type`` activity."""
+    desc = await handle.describe()
+    return any(
+        p.activity_type.name == activity_type and p.HasField("last_heartbeat_time")
+        for p in desc.raw_description.pending_activities
+    )
+
+
+def worker(client: Client, tq: str) -> Worker:
     return Worker(
         client,
         task_queue=tq,
@@ -33,7 +45,7 @@ def img(name: str, image: str) -> WorkloadImage:
     return WorkloadImage(kind="Deployment", name=name, container="app", image=image)
 
 
-async def test_failed_rollout_is_not_retried_and_undo_restores(client, kube_target):
+async def test_failed_rollout_is_not_retried_and_undo_restores(client: Client, kube_target: KubeTarget) -> None:
     create(kube_target, workload("Deployment", "barbican-api", "registry.lab/barbican:1", deadline=5))
     await asyncio.to_thread(ready, kube_target, "Deployment", "barbican-api")
     tq = f"k8s-{uuid.uuid4().hex[:8]}"
@@ -43,7 +55,6 @@ async def test_failed_rollout_is_not_retried_and_undo_restores(client, kube_targ
             ProbeInput(target=kube_target, images=[img("barbican-api", "registry.lab/barbican:2-never-ready")]),
             id=f"probe-{uuid.uuid4().hex[:8]}",
             task_queue=tq,
-            result_type=ProbeResult,
         )
         res = await handle.result()
         history = [e async for e in handle.fetch_history_events()]
@@ -54,7 +65,7 @@ async def test_failed_rollout_is_not_retried_and_undo_restores(client, kube_targ
     assert images_of(read(kube_target, "Deployment", "barbican-api"))["app"] == "registry.lab/barbican:1"
 
 
-async def test_cancelled_workflow_stops_the_wait(client, kube_target):
+async def test_cancelled_workflow_stops_the_wait(client: Client, kube_target: KubeTarget) -> None:
     """Cancelling the workflow reaches the sync wait through its heartbeats; it stops (the
     history records the activity as cancelled) before the compensation touches the workload."""
     create(kube_target, workload("Deployment", "aodh-api", "registry.lab/aodh:1"))
@@ -68,9 +79,8 @@ async def test_cancelled_workflow_stops_the_wait(client, kube_target):
             ),
             id=f"probe-{uuid.uuid4().hex[:8]}",
             task_queue=tq,
-            result_type=ProbeResult,
         )
-        await asyncio.sleep(4)  # set_images done, wait_rollout heartbeating
+        await eventually(lambda: heartbeating(handle, io.K8S_WAIT_ROLLOUT), what="wait_rollout heartbeating")
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         await handle.cancel()

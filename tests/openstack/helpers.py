@@ -3,8 +3,12 @@ table checksums (independent of the activities under test), and the models the a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import openstack
 import requests
+from openstack.identity.v3._proxy import Proxy as IdentityV3  # the SDK exports the v3 proxy only here
 from temporalio.testing import ActivityEnvironment
 
 from lab.openstack.manager import ADMIN_CLOUD, OpenStackLab
@@ -12,10 +16,15 @@ from model.plan import Database, Migration
 
 RELEASE_OLD, RELEASE_MID, RELEASE_NEW = "28.1.0", "29.1.0", "30.0.0"
 
+In = TypeVar("In")
+Out = TypeVar("Out")
+KeystoneAt = Callable[[str], OpenStackLab]  # the keystone_at fixture: the lab serving that release
 
-def run(fn, arg):
+
+def run(fn: Callable[[In], Out], arg: In) -> Out:
     """Run an activity function in a real activity context (heartbeats, cancellation)."""
-    return ActivityEnvironment().run(fn, arg)
+    result: Out = ActivityEnvironment().run(fn, arg)
+    return result
 
 
 def database(lab: OpenStackLab, **overrides: object) -> Database:
@@ -37,7 +46,7 @@ def migration(lab: OpenStackLab) -> Migration:
 def issue_token(lab: OpenStackLab) -> str:
     """POST /v3/auth/tokens as the admin (project scope); returns the token, asserts 201."""
     assert lab.keystone
-    body = {
+    body: dict[str, Any] = {
         "auth": {
             "identity": {
                 "methods": ["password"],
@@ -77,3 +86,10 @@ def alembic_versions(lab: OpenStackLab) -> set[str]:
 
 def connect(lab: OpenStackLab) -> openstack.connection.Connection:
     return openstack.connect(cloud=ADMIN_CLOUD)
+
+
+def identity(conn: openstack.connection.Connection) -> IdentityV3:
+    """The connection's Identity API, which is v3 (the lab's Keystone serves nothing else)."""
+    proxy = conn.identity
+    assert isinstance(proxy, IdentityV3), proxy
+    return proxy

@@ -6,6 +6,8 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -14,16 +16,18 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import database
 from lab.openstack.install import find_tool
+from lab.openstack.manager import OpenStackLab
 from model import errors
 from model.io import RestoreInput, SnapshotInput, VerifyInput
-from model.plan import KubeTarget
-from tests.openstack.helpers import connect, issue_token, run, table_checksums, validate_token
+from model.plan import Database, KubeTarget
+from tests.openstack.helpers import KeystoneAt, connect, identity, issue_token, run, table_checksums, validate_token
 from tests.openstack.helpers import database as lab_db
+from tests.waiting import eventually_sync
 
 pytestmark = pytest.mark.openstack
 
 
-def test_snapshot_verify_mutate_restore_is_byte_identical(keystone_at) -> None:
+def test_snapshot_verify_mutate_restore_is_byte_identical(keystone_at: KeystoneAt) -> None:
     lab = keystone_at("28.1.0")
     db = lab_db(lab)
     token = issue_token(lab)
@@ -40,8 +44,8 @@ def test_snapshot_verify_mutate_restore_is_byte_identical(keystone_at) -> None:
 
     # mutate through the API: a project and a user that the snapshot does not know
     conn = connect(lab)
-    project = conn.identity.create_project(name="after-snapshot", domain_id="default")
-    conn.identity.create_user(name="after-snapshot-user", domain_id="default", password="x" * 12)
+    project = identity(conn).create_project(name="after-snapshot", domain_id="default")
+    identity(conn).create_user(name="after-snapshot-user", domain_id="default", password="x" * 12)
     conn.close()
     mutated = table_checksums(lab)
     assert mutated != before
@@ -54,12 +58,12 @@ def test_snapshot_verify_mutate_restore_is_byte_identical(keystone_at) -> None:
 
     lab.serve("28.1.0")
     conn = connect(lab)
-    assert conn.identity.find_project(project.id) is None
+    assert identity(conn).find_project(project.id) is None
     conn.close()
     assert validate_token(lab, token) == 200  # issued before the snapshot: still valid
 
 
-def test_verify_refuses_a_changed_or_truncated_snapshot(keystone_at, tmp_path: Path) -> None:
+def test_verify_refuses_a_changed_or_truncated_snapshot(keystone_at: KeystoneAt, tmp_path: Path) -> None:
     lab = keystone_at("28.1.0")
     db = lab_db(lab, snapshot_dir=str(tmp_path))
     snap = run(database.snapshot, SnapshotInput(upgrade_id="corrupt", service="keystone", database=db))
@@ -84,23 +88,48 @@ def test_verify_refuses_a_changed_or_truncated_snapshot(keystone_at, tmp_path: P
     assert info.value.type == errors.RESTORE_FAILED and info.value.non_retryable
 
 
-def hold_metadata_lock(lab) -> subprocess.Popen:
-    """An idle client inside a read transaction: it holds a metadata lock on the keystone schema
-    (for 60 s), as an idle API worker can. The caller kills it."""
-    return subprocess.Popen(
+HOLDER_SQL = "SELECT SLEEP(60)"  # what the lock holder runs inside its transaction
+
+
+def sessions(lab: OpenStackLab, statement: str) -> list[str]:
+    """Ids of the connections running a statement that starts with ``statement`` (processlist)."""
+    assert lab.mariadb
+    rows = lab.mariadb.sql(f"SELECT id FROM information_schema.processlist WHERE info LIKE '{statement}%'")
+    return rows.split()
+
+
+@contextmanager
+def metadata_lock_held(lab: OpenStackLab) -> Iterator[None]:
+    """An idle client inside a read transaction holds a metadata lock on the keystone schema, as an
+    idle API worker can. Entered once the lock is held (the client has read ``region`` and sleeps
+    inside its transaction); on exit the client is killed and its server session ended, so the
+    lock is gone before the test goes on."""
+    assert lab.mariadb
+    mariadb = lab.mariadb
+    holder = subprocess.Popen(
         [
             find_tool("mariadb") or "mariadb",
-            f"--defaults-file={lab.mariadb.defaults_file}",
+            f"--defaults-file={mariadb.defaults_file}",
             "keystone",
             "-e",
-            "START TRANSACTION; SELECT COUNT(*) FROM region; SELECT SLEEP(60);",
+            f"START TRANSACTION; SELECT COUNT(*) FROM region; {HOLDER_SQL};",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    try:
+        eventually_sync(lambda: sessions(lab, HOLDER_SQL), within=15, what="the holder inside its transaction")
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+        for session in sessions(lab, HOLDER_SQL):  # the server may not notice the dead client at once
+            with suppress(RuntimeError):  # it ended in the meantime
+                mariadb.sql(f"KILL CONNECTION {int(session)}")
+        eventually_sync(lambda: not sessions(lab, HOLDER_SQL), within=15, what="the holder's session gone")
 
 
-def test_restore_waits_for_metadata_locks_only_as_long_as_configured(keystone_at, tmp_path: Path) -> None:
+def test_restore_waits_for_metadata_locks_only_as_long_as_configured(keystone_at: KeystoneAt, tmp_path: Path) -> None:
     """An idle connection inside a transaction holds a metadata lock: the restore gives up after
     lock_wait_timeout with a retryable error instead of hanging for the server default (a day)."""
     lab = keystone_at("28.1.0")
@@ -108,24 +137,19 @@ def test_restore_waits_for_metadata_locks_only_as_long_as_configured(keystone_at
     snap = run(database.snapshot, SnapshotInput(upgrade_id="locked", service="keystone", database=db))
     lab.stop_keystone()
     assert lab.mariadb
-    holder = hold_metadata_lock(lab)
-    try:
-        time.sleep(1.0)
+    with metadata_lock_held(lab):
         started = time.monotonic()
         with pytest.raises(ApplicationError) as info:
             run(database.restore, RestoreInput(snapshot=snap, database=db))
         assert info.value.type == errors.UNAVAILABLE and not info.value.non_retryable
         assert "lock" in str(info.value)
         assert time.monotonic() - started < 20
-    finally:
-        holder.kill()
-        holder.wait()
     lab.mariadb.sql("SELECT 1")  # the server is fine; a retry now succeeds
     assert run(database.restore, RestoreInput(snapshot=snap, database=db)).ok
 
 
 def test_job_runner_manifest_mounts_credentials_and_snapshots() -> None:
-    db = database.Database(
+    db = Database(
         name="keystone", runner="job", credentials_secret="keystone-db-backup", snapshot_pvc="stackhop-snapshots"
     )
     target = KubeTarget(context="lab", namespace="openstack")
@@ -160,7 +184,7 @@ def test_job_runner_manifest_mounts_credentials_and_snapshots() -> None:
             op="snapshot",
             service="keystone",
             key="k",
-            database=database.Database(name="keystone", runner="job"),
+            database=Database(name="keystone", runner="job"),
             target=target,
             script=script,
         )
@@ -173,12 +197,12 @@ def test_names_and_paths_are_safe() -> None:
     with pytest.raises(ApplicationError) as info:
         database.snapshot_script(db="keystone; DROP DATABASE x", path="/tmp/x.sql", defaults_file="/tmp/my.cnf")
     assert info.value.type == errors.PLAN_INVALID and info.value.non_retryable
-    db = database.Database(name="keystone", snapshot_dir="/srv/snaps")
+    db = Database(name="keystone", snapshot_dir="/srv/snaps")
     assert database.snapshot_path(db, "keystone", "upgrade/lab") == "/srv/snaps/keystone-keystone-upgrade_lab.sql"
     assert shutil.which("bash")
 
 
-def test_a_cancelled_restore_stops_at_once_and_leaves_the_schema_alone(keystone_at, tmp_path: Path) -> None:
+def test_a_cancelled_restore_stops_at_once_and_leaves_the_schema_alone(keystone_at: KeystoneAt, tmp_path: Path) -> None:
     """Stuck behind a metadata lock with a long timeout, the restore is cancelled: the activity ends
     within a heartbeat, its client is killed (MariaDB then abandons the waiting DROP DATABASE)."""
     lab = keystone_at("28.1.0")
@@ -186,22 +210,24 @@ def test_a_cancelled_restore_stops_at_once_and_leaves_the_schema_alone(keystone_
     snap = run(database.snapshot, SnapshotInput(upgrade_id="cancelled", service="keystone", database=db))
     lab.stop_keystone()
     assert lab.mariadb
-    holder = hold_metadata_lock(lab)
     env = ActivityEnvironment()
-    try:
-        time.sleep(1.0)
-        timer = threading.Timer(2.0, env.cancel)
-        timer.start()
-        started = time.monotonic()
+    cancelled_at: list[float] = []
+
+    def cancel_once_stuck() -> None:  # the restore's DROP DATABASE waits behind the holder's lock
+        try:
+            eventually_sync(lambda: sessions(lab, "DROP DATABASE"), what="the restore's DROP DATABASE waiting")
+            cancelled_at.append(time.monotonic())
+        finally:
+            env.cancel()  # in any case: a failed wait must not leave the restore stuck for 300 s
+
+    canceller = threading.Thread(target=cancel_once_stuck, daemon=True)
+    with metadata_lock_held(lab):
+        canceller.start()
         with pytest.raises(CancelledError):
             env.run(database.restore, RestoreInput(snapshot=snap, database=db))
-        assert time.monotonic() - started < 8
-        time.sleep(0.5)
-        waiting = lab.mariadb.sql(
-            "SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE 'DROP DATABASE%'"
-        )
-        assert waiting.strip() == "0"
-    finally:
-        holder.kill()
-        holder.wait()
+        canceller.join()
+        assert cancelled_at, "the restore never waited behind the lock"
+        assert time.monotonic() - cancelled_at[0] < 6  # within a heartbeat of the cancel
+        # MariaDB notices the killed client and abandons its statement
+        eventually_sync(lambda: not sessions(lab, "DROP DATABASE"), within=10, what="the DROP DATABASE abandoned")
     assert "region" in lab.mariadb.sql("SHOW TABLES", "keystone").split()  # nothing was dropped

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities import database, migration
+from lab.openstack.manager import OpenStackLab
 from model import errors
-from model.io import MigrateInput, RestoreInput, SnapshotInput, VerifyInput
+from model.io import MigrateInput, MigrateResult, RestoreInput, SnapshotInput, VerifyInput
 from model.plan import KubeTarget, Migration
 from tests.openstack.helpers import (
     RELEASE_MID,
     RELEASE_NEW,
     RELEASE_OLD,
+    KeystoneAt,
     alembic_versions,
     connect,
+    identity,
     issue_token,
     run,
     validate_token,
@@ -32,13 +37,13 @@ pytestmark = pytest.mark.openstack
 NEW_IN_29 = "742c857f1dfb"
 
 
-def sync(lab, phase: str, version: str):
+def sync(lab: OpenStackLab, phase: str, version: str) -> MigrateResult:
     return run(
         migration.db_sync, MigrateInput(service="keystone", phase=phase, migration=lab_migration(lab), version=version)
     )
 
 
-def test_rolling_upgrade_28_to_29_expand_while_old_release_serves(keystone_at) -> None:
+def test_rolling_upgrade_28_to_29_expand_while_old_release_serves(keystone_at: KeystoneAt) -> None:
     lab = keystone_at(RELEASE_OLD)
     token = issue_token(lab)
 
@@ -54,7 +59,7 @@ def test_rolling_upgrade_28_to_29_expand_while_old_release_serves(keystone_at) -
     assert validate_token(lab, issue_token(lab)) == 200
     assert validate_token(lab, token) == 200
     conn = connect(lab)
-    assert conn.identity.find_project("admin") is not None
+    assert identity(conn).find_project("admin") is not None
     conn.close()
 
     assert sync(lab, "migrate", RELEASE_MID).state == "done"
@@ -65,7 +70,7 @@ def test_rolling_upgrade_28_to_29_expand_while_old_release_serves(keystone_at) -
     assert (final.exit_code, final.state) == (0, "up-to-date")
 
 
-def test_29_to_30_has_nothing_to_migrate(keystone_at) -> None:
+def test_29_to_30_has_nothing_to_migrate(keystone_at: KeystoneAt) -> None:
     lab = keystone_at(RELEASE_OLD)
     lab.stop_keystone()  # offline db sync: the API is quiesced first
     assert sync(lab, "offline", RELEASE_MID).state == "done"
@@ -74,11 +79,13 @@ def test_29_to_30_has_nothing_to_migrate(keystone_at) -> None:
     assert (check.exit_code, check.state) == (0, "up-to-date")
 
 
-def test_restore_after_failed_upgrade_brings_28_back_with_its_tokens(keystone_at) -> None:
+def test_restore_after_failed_upgrade_brings_28_back_with_its_tokens(
+    keystone_at: KeystoneAt,
+) -> None:
     lab = keystone_at(RELEASE_OLD)
     token = issue_token(lab)
     conn = connect(lab)
-    before = conn.identity.create_project(name="before-upgrade", domain_id="default")
+    before = identity(conn).create_project(name="before-upgrade", domain_id="default")
     conn.close()
     db = lab_db(lab)
     snap = run(database.snapshot, SnapshotInput(upgrade_id="upgrade/failed", service="keystone", database=db))
@@ -87,7 +94,7 @@ def test_restore_after_failed_upgrade_brings_28_back_with_its_tokens(keystone_at
     sync(lab, "expand", RELEASE_MID)
     lab.serve(RELEASE_MID)
     conn = connect(lab)
-    after = conn.identity.create_project(name="after-upgrade", domain_id="default")
+    after = identity(conn).create_project(name="after-upgrade", domain_id="default")
     conn.close()
     # ... the new release fails its validation: the workflow quiesces the API and restores
     lab.stop_keystone()
@@ -97,14 +104,14 @@ def test_restore_after_failed_upgrade_brings_28_back_with_its_tokens(keystone_at
 
     assert validate_token(lab, token) == 200
     conn = connect(lab)
-    assert conn.identity.find_project(before.id) is not None
-    assert conn.identity.find_project(after.id) is None
+    assert identity(conn).find_project(before.id) is not None
+    assert identity(conn).find_project(after.id) is None
     conn.close()
     assert sync(lab, "check", RELEASE_OLD).state == "up-to-date"
     assert sync(lab, "check", RELEASE_MID).state == "expand-needed"  # ready to try again
 
 
-def test_a_failing_phase_is_a_permanent_migration_failure(openstack_lab, tmp_path) -> None:
+def test_a_failing_phase_is_a_permanent_migration_failure(openstack_lab: OpenStackLab, tmp_path: Path) -> None:
     assert openstack_lab.keystone
     broken = tmp_path / "keystone.conf"
     broken.write_text(openstack_lab.keystone.conf.read_text().replace("keystone:", "keystone-nobody:", 1))

@@ -10,6 +10,7 @@ the old release back when the new one fails.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,12 +26,20 @@ from lab.openstack.manager import OpenStackLab
 from model import errors, io
 from model.loading import parse_plan
 from model.plan import Migration
-from tests.openstack.helpers import RELEASE_MID, RELEASE_OLD, alembic_versions, issue_token, run, validate_token
+from tests.openstack.helpers import (
+    RELEASE_MID,
+    RELEASE_OLD,
+    KeystoneAt,
+    alembic_versions,
+    issue_token,
+    run,
+    validate_token,
+)
 from workflows.upgrade import UpgradeWorkflow
 
 pytestmark = pytest.mark.openstack
 
-REAL = [
+REAL: list[Callable[..., Any]] = [
     database.snapshot,
     database.verify_snapshot,
     database.restore,
@@ -173,7 +182,9 @@ def worker_env(openstack_lab: OpenStackLab, monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setenv(key, value)
 
 
-async def test_keystone_28_to_29_through_the_workflow(client: Client, keystone_at, worker_env) -> None:
+async def test_keystone_28_to_29_through_the_workflow(
+    client: Client, keystone_at: KeystoneAt, worker_env: None
+) -> None:
     lab = keystone_at(RELEASE_OLD)
     token = issue_token(lab)
     bridge = LabBridge(lab)
@@ -191,7 +202,7 @@ async def test_keystone_28_to_29_through_the_workflow(client: Client, keystone_a
 
 
 async def test_failed_rollout_restores_the_database_and_28_serves_again(
-    client: Client, keystone_at, worker_env
+    client: Client, keystone_at: KeystoneAt, worker_env: None
 ) -> None:
     lab = keystone_at(RELEASE_OLD)
     token = issue_token(lab)

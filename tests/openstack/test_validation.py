@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
 from activities import tempest, validation
 from lab.openstack import paths, tempest_ws
 from lab.openstack.manager import OpenStackLab
 from model import errors
 from model.io import CheckInput
-from model.plan import EndpointCheck, TempestCheck, UpgradeStatusCheck
-from tests.openstack.helpers import RELEASE_MID, RELEASE_OLD, connect, issue_token, run
+from model.plan import Check, EndpointCheck, TempestCheck, UpgradeStatusCheck
+from tests.openstack.helpers import RELEASE_MID, RELEASE_OLD, KeystoneAt, connect, identity, issue_token, run
+from tests.waiting import eventually_sync
 
 pytestmark = pytest.mark.openstack
 
@@ -31,7 +35,7 @@ def worker_env(openstack_lab: OpenStackLab, monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setenv(key, value)
 
 
-def check_input(lab: OpenStackLab, check, **extra) -> CheckInput:
+def check_input(lab: OpenStackLab, check: Check, **extra: Any) -> CheckInput:
     return CheckInput(service="keystone", cloud="lab-admin", check=check, **extra)
 
 
@@ -44,17 +48,17 @@ def broken_endpoint(lab: OpenStackLab, interface: str = "public") -> Iterator[st
     """Point a catalog identity endpoint at a port nobody listens on (through the API, so Keystone's
     catalog cache is invalidated), and put it back afterwards."""
     conn = connect(lab)
-    endpoint = next(e for e in conn.identity.endpoints(interface=interface))
+    endpoint = next(e for e in identity(conn).endpoints(interface=interface))
     good, dead = endpoint.url, f"http://127.0.0.1:{paths.free_port()}/v3"
-    conn.identity.update_endpoint(endpoint, url=dead)
+    identity(conn).update_endpoint(endpoint, url=dead)
     try:
         yield dead
     finally:
-        conn.identity.update_endpoint(endpoint, url=good)
+        identity(conn).update_endpoint(endpoint, url=good)
         conn.close()
 
 
-def test_endpoint_check_passes_and_fails_on_a_broken_endpoint(keystone_at, worker_env) -> None:
+def test_endpoint_check_passes_and_fails_on_a_broken_endpoint(keystone_at: KeystoneAt, worker_env: None) -> None:
     lab = keystone_at(RELEASE_OLD)
     result = run(validation.run_check, check_input(lab, IDENTITY, stage="pre"))
     assert result.status == "pass", result.message
@@ -77,7 +81,7 @@ def test_endpoint_check_passes_and_fails_on_a_broken_endpoint(keystone_at, worke
 
 
 def test_endpoint_check_with_refused_credentials_is_inconclusive(
-    openstack_lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    openstack_lab: OpenStackLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clouds = tmp_path / "clouds.yaml"
     assert openstack_lab.keystone
@@ -90,7 +94,7 @@ def test_endpoint_check_with_refused_credentials_is_inconclusive(
     assert result.status == "inconclusive" and "credentials" in result.message
 
 
-def test_upgrade_status_check_exit_2_blocks_the_upgrade(keystone_at) -> None:
+def test_upgrade_status_check_exit_2_blocks_the_upgrade(keystone_at: KeystoneAt) -> None:
     lab = keystone_at(RELEASE_OLD)
     assert lab.keystone
     status = UpgradeStatusCheck(kind="upgrade-status", command=lab.keystone.status_command("{version}"))
@@ -99,8 +103,9 @@ def test_upgrade_status_check_exit_2_blocks_the_upgrade(keystone_at) -> None:
 
     # an operator made the admin role mutable: keystone-status reports a FAILURE (exit 2)
     conn = connect(lab)
-    admin_role = conn.identity.find_role("admin")
+    admin_role = identity(conn).find_role("admin")
     conn.close()
+    assert admin_role is not None
     token = issue_token(lab)
     response = requests.patch(
         f"{lab.keystone.url}/roles/{admin_role.id}",
@@ -123,13 +128,15 @@ def test_upgrade_status_exit_codes(code: int, status: str) -> None:
     assert validation.interpret_status(code)[0] == status
 
 
-def test_upgrade_status_warning_proceeds_and_is_reported(openstack_lab) -> None:
+def test_upgrade_status_warning_proceeds_and_is_reported(openstack_lab: OpenStackLab) -> None:
     check = UpgradeStatusCheck(kind="upgrade-status", command=["bash", "-c", "echo 'Result: Warning'; exit 1"])
     result = run(validation.run_check, check_input(openstack_lab, check))
     assert result.status == "pass" and result.details["warning"] is True and "warning" in result.message
 
 
-def test_tempest_identity_smoke_passes_then_fails_on_a_broken_endpoint(keystone_at, worker_env) -> None:
+def test_tempest_identity_smoke_passes_then_fails_on_a_broken_endpoint(
+    keystone_at: KeystoneAt, worker_env: None
+) -> None:
     lab = keystone_at(RELEASE_OLD)
     good = run(tempest.run_tempest, tempest_input(lab))
     assert good.status == "pass", good.message
@@ -144,16 +151,16 @@ def test_tempest_identity_smoke_passes_then_fails_on_a_broken_endpoint(keystone_
     assert bad.failed > 0 and len(bad.failing_tests) == bad.failed
     assert all("tempest.api.identity" in test_id for test_id in bad.failing_tests), bad.failing_tests
     suite = ET.parse(bad.junit_path).getroot()
-    failing = [case.get("id") for case in suite.iter("testcase") if case.find("failure") is not None]
+    failing = [case.get("id", "") for case in suite.iter("testcase") if case.find("failure") is not None]
     assert sorted(failing) == sorted(bad.failing_tests)
 
 
-def test_tempest_selection_that_runs_nothing_is_inconclusive(openstack_lab, worker_env) -> None:
+def test_tempest_selection_that_runs_nothing_is_inconclusive(openstack_lab: OpenStackLab, worker_env: None) -> None:
     result = run(tempest.run_tempest, tempest_input(openstack_lab, regex=r"^tempest\.api\.identity\.no_such_test$"))
     assert result.status == "inconclusive" and result.passed == 0
 
 
-def test_tempest_and_checks_refuse_misplaced_checks(openstack_lab) -> None:
+def test_tempest_and_checks_refuse_misplaced_checks(openstack_lab: OpenStackLab) -> None:
     with pytest.raises(ApplicationError) as info:
         run(validation.run_check, tempest_input(openstack_lab))
     assert info.value.type == errors.PLAN_INVALID
@@ -187,28 +194,46 @@ def test_subunit_parsing_counts_ids_and_junit() -> None:
     cases = {case.get("id"): case for case in suite.iter("testcase")}
     assert cases["setUpClass (tempest.api.identity.v3.test_c.C)"].get("classname") == "tempest.api.identity.v3.test_c.C"
     bad = cases["tempest.api.identity.v3.test_b.B.test_bad[id-2,smoke]"]
-    assert bad.get("name") == "test_bad" and bad.find("failure").text == "Traceback: boom"
+    failure = bad.find("failure")
+    assert bad.get("name") == "test_bad" and failure is not None and failure.text == "Traceback: boom"
     assert tempest.verdict(tempest.parse_subunit(b""))[0] == "inconclusive"
 
 
 def test_tempest_runs_in_one_workspace_are_serialised(tmp_path: Path) -> None:
-    import threading
-    import time
-
+    """While one run holds the workspace, a second waits (heartbeating that it waits) and goes in
+    only after the first has left."""
     order: list[str] = []
-    first_in = threading.Event()
+    first_in, first_may_leave = threading.Event(), threading.Event()
+    beats: list[object] = []
+    second = ActivityEnvironment()  # an activity context, so the waiting run heartbeats
+    second.on_heartbeat = lambda *details: beats.extend(details)
 
     def first() -> None:
         with tempest._workspace_lock(tmp_path):
             order.append("first-start")
             first_in.set()
-            time.sleep(1.5)
+            first_may_leave.wait(30)
             order.append("first-end")
 
-    thread = threading.Thread(target=first)
-    thread.start()
-    first_in.wait(5)
-    with tempest._workspace_lock(tmp_path):
-        order.append("second")
-    thread.join()
+    def enter_second() -> None:
+        with tempest._workspace_lock(tmp_path):
+            order.append("second")
+
+    def run_second() -> None:
+        second.run(enter_second)
+
+    holder = threading.Thread(target=first, daemon=True)
+    holder.start()
+    assert first_in.wait(10)
+    waiter = threading.Thread(target=run_second, daemon=True)
+    waiter.start()
+    eventually_sync(
+        lambda: any(isinstance(b, dict) and "waiting_for" in b for b in list(beats)),
+        within=10,
+        what="the second run heartbeating that it waits for the workspace",
+    )
+    assert order == ["first-start"]  # the second is waiting, not in
+    first_may_leave.set()
+    holder.join(10)
+    waiter.join(10)
     assert order == ["first-start", "first-end", "second"]

@@ -7,12 +7,14 @@ import pytest
 from activities import database, migration, validation
 from model.io import CheckInput, MigrateInput, SnapshotInput, VerifyInput
 from model.plan import Database, Migration, UpgradeStatusCheck
-from tests.openstack.helpers import RELEASE_MID, RELEASE_OLD, run
+from tests.openstack.helpers import RELEASE_MID, RELEASE_OLD, KeystoneAt, run
 
 pytestmark = pytest.mark.openstack
 
 
-def test_plan_without_paths_uses_the_worker_environment(keystone_at, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plan_without_paths_uses_the_worker_environment(
+    keystone_at: KeystoneAt, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lab = keystone_at(RELEASE_OLD)
     for key, value in lab.worker_env().items():
         monkeypatch.setenv(key, value)
