@@ -16,20 +16,14 @@ After the contract, any failure pauses for a forward fix whatever the policy.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from typing import Any, TypeVar
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel
-
     from model import errors, io
-    from model.plan import Check, Database, KubeTarget, Service, TempestCheck, UpgradePlan
+    from model.plan import Service
+    from workflows.service_steps import ServiceSteps
     from workflows.steps import Recorder, StepFailed
-
-Compensation = tuple[str, Callable[[], Awaitable[None]]]
-R = TypeVar("R", bound=BaseModel)
 
 
 def plan_steps(svc: Service) -> list[str]:
@@ -45,30 +39,31 @@ def plan_steps(svc: Service) -> list[str]:
 
 
 @workflow.defn(name="ServiceUpgrade")
-class ServiceUpgradeWorkflow:
+class ServiceUpgradeWorkflow(ServiceSteps):
     """One service's upgrade. Its progress is read with the ``status`` query (the CLI reads it
-    directly, by id): nothing is signalled to the parent, so a progress change writes no event."""
+    directly, by id): nothing is signalled to the parent, so a progress change writes no event.
+    What each step does, and what undoes it, is in workflows/service_steps.py."""
 
     @workflow.init
     def __init__(self, inp: io.ServiceUpgradeInput) -> None:
-        self.plan: UpgradePlan = inp.plan
-        self.svc: Service = inp.plan.service(inp.service)
+        self.plan = inp.plan
+        self.svc = inp.plan.service(inp.service)
         self.upgrade_id = inp.upgrade_id
         self.paused = False
-        self.abort_reason: str | None = None
-        self.approved: set[str] = set(inp.approved_gates)
+        self.abort_reason = None
+        self.approved = set(inp.approved_gates)
         self.resumes = 0
-        self.deciding: StepFailed | None = None  # the failure the operator is asked about
+        self.deciding = None
         self.done = False
         self.rec = Recorder(self.svc.name, self.plan.policy)
         self.result = io.ServiceResult(service=self.svc.name, outcome="succeeded")
-        self.compensations: list[Compensation] = []
+        self.compensations = []
         self.progress = io.ServiceProgress(
             service=self.svc.name, state="running", steps_total=len(plan_steps(self.svc))
         )
-        self.skip_contract = False  # the schema was already up to date: nothing to expand or contract
-        self.replicas: dict[str, int] | None = None  # replicas to restore after an offline migration
-        self.previous: list[io.WorkloadImage] = []  # images before the roll, for undo
+        self.skip_contract = False
+        self.replicas = None
+        self.previous = []
 
     # --- upgrade-wide control, forwarded by the parent ----------------------------------------------
     # Signals: the parent validated the operator's update already, and a workflow cannot send an
@@ -188,35 +183,6 @@ class ServiceUpgradeWorkflow:
             self.progress = self.progress.model_copy(update={"steps_done": self.progress.steps_done + 1})
         return "succeeded", f"{self.svc.name} upgraded to {self.plan.release.to}"
 
-    @property
-    def _past_ponr(self) -> bool:
-        return self.progress.past_point_of_no_return
-
-    async def _decide_retry(self, failure: StepFailed) -> bool:
-        """True: retry the failed step. Asks the operator where policy or safety say so."""
-        inconclusive = failure.kind == errors.INCONCLUSIVE
-        must_ask = self._past_ponr or self.plan.policy.on_failure == "pause" or inconclusive
-        if not must_ask:
-            return False
-        why = "past the contract: fix forward, then resume" if self._past_ponr else "resume retries, abort rolls back"
-        if inconclusive:
-            why += f", approve {self.svc.name}/{failure.step} accepts it"
-        self._report(state="waiting", waiting_for=io.DECISION, message=f"{failure.step} failed: {failure} ({why})")
-        accepted = f"{self.svc.name}/{failure.step}"
-        await self._decision(failure, lambda: self.abort_reason is not None or accepted in self.approved)
-        self._report(state="running", waiting_for=None, message="")
-        if accepted in self.approved:
-            self.approved.discard(accepted)
-            raise _Accepted()
-        return self.abort_reason is None
-
-    async def _decision(self, failure: StepFailed, or_else: Callable[[], bool] = lambda: False) -> None:
-        """Wait for the operator's resume (an update), or for ``or_else()``: an abort, an approval."""
-        seen = self.resumes
-        self.deciding = failure
-        await workflow.wait_condition(lambda: self.resumes > seen or or_else())
-        self.deciding = None
-
     async def _give_up(self, failure: StepFailed) -> tuple[io.Outcome, str]:
         if self._past_ponr:
             return "failed", f"{failure.step}: {failure} (past the contract: nothing rolled back, fix forward)"
@@ -235,325 +201,3 @@ class ServiceUpgradeWorkflow:
         if self.paused:
             self._report(state="paused", message="paused by the operator")
             await workflow.wait_condition(lambda: not self.paused or self.abort_reason is not None)
-
-    # --- steps --------------------------------------------------------------------------------------
-    @property
-    def _target(self) -> KubeTarget:
-        return self.plan.cloud.kubernetes
-
-    @property
-    def _db(self) -> Database:
-        """The service's database (only steps that exist for a service with one ask for it)."""
-        assert self.svc.database is not None, "a database step of a service without a database"
-        return self.svc.database
-
-    @property
-    def _snapshot_taken(self) -> io.Snapshot:
-        assert self.result.snapshot is not None, "a step that needs the snapshot ran before it was taken"
-        return self.result.snapshot
-
-    def _refs(self) -> list[io.WorkloadRef]:
-        return [io.WorkloadRef(kind=w.kind, name=w.name, container=w.container) for w in self.svc.workloads]
-
-    async def _gate(self) -> None:
-        gate = self.svc.gate_name or ""
-        rec = self.rec.start("gate", f"waiting for `stackhop approve {self.upgrade_id} {gate}`")
-        self._report(state="waiting", waiting_for=gate)
-        try:
-            await workflow.wait_condition(
-                lambda: gate in self.approved or self.abort_reason is not None,
-                timeout=timedelta(seconds=self.plan.policy.gate_timeout),
-            )
-        except TimeoutError:
-            self.rec.finish(rec, "failed", "gate timed out")
-            raise StepFailed(
-                "gate",
-                f"gate {gate!r} was not approved within {self.plan.policy.gate_timeout}s; nothing was changed",
-                errors.GATE_TIMEOUT,
-            ) from None
-        self._report(waiting_for=None)
-        if self.abort_reason:
-            self.rec.finish(rec, "failed", "aborted")
-            raise StepFailed("gate", self.abort_reason, errors.ABORTED)
-        self.rec.finish(rec, "done", f"approved: {gate}")
-
-    async def _step(
-        self,
-        step: str,
-        name: str,
-        arg: BaseModel,
-        result_type: type[R],
-        summary: str,
-        judge: Callable[[R], tuple[str, str] | None] | None = None,
-        **kw: Any,
-    ) -> R:
-        """Run one recorded step. ``judge(result)`` returns (kind, message) when an answer that
-        arrived fine still means failure (a check that says "fail", a snapshot that did not verify)."""
-        rec = self.rec.start(step, summary)
-        try:
-            out = await self.rec.call(step, name, arg, result_type, summary=summary, **kw)
-            verdict = judge(out) if judge else None
-            if verdict:
-                raise StepFailed(step, verdict[1], verdict[0])
-        except StepFailed as f:
-            self.rec.finish(rec, "failed", f.detail)
-            raise
-        self.rec.finish(rec, "done")
-        return out
-
-    async def _snapshot(self) -> None:
-        db = self._db
-        snap = await self._step(
-            "snapshot",
-            io.DB_SNAPSHOT,
-            io.SnapshotInput(upgrade_id=self.upgrade_id, service=self.svc.name, database=db, target=self._target),
-            io.Snapshot,
-            f"snapshot database {db.name}",
-            step_timeout=self.plan.policy.step_timeout,
-            heartbeat=True,
-        )
-        self.result = self.result.model_copy(update={"snapshot": snap})
-
-    async def _verify(self) -> None:
-        snap, db = self._snapshot_taken, self._db
-        await self._step(
-            "verify",
-            io.DB_VERIFY,
-            io.VerifyInput(snapshot=snap, database=db, target=self._target),
-            io.VerifyResult,
-            f"verify snapshot of {db.name} ({snap.sha256[:12]})",
-            heartbeat=True,
-            judge=lambda r: (
-                None if r.ok else (errors.SNAPSHOT_FAILED, f"snapshot of {db.name} did not verify: {r.message}")
-            ),
-        )
-
-    async def _sync(self, phase: io.MigrationPhase) -> io.MigrateResult:
-        w = self.svc.workloads[0]
-        arg = io.MigrateInput(
-            service=self.svc.name,
-            phase=phase,
-            migration=self.svc.migration,
-            database=self.svc.database,
-            version=w.tag,
-            image=w.image,
-            target=self._target,
-        )
-        return await self._step(
-            phase,
-            io.MIGRATION_DB_SYNC,
-            arg,
-            io.MigrateResult,
-            f"{self.svc.name} db sync --{phase} ({w.tag})",
-            heartbeat=True,
-        )
-
-    async def _expand(self) -> None:
-        check = await self._sync("check")
-        if check.state == "up-to-date":
-            # Nothing will change the schema: a rollback needs no restore (and must not lose writes).
-            self.skip_contract = True
-            self.rec.skip("expand", "schema already up to date: nothing to migrate")
-            return
-        self.compensations.append(("restore", self._restore_db))
-        await self._sync("expand")
-
-    async def _migrate(self) -> None:
-        if self.skip_contract:
-            self.rec.skip("migrate", "nothing to migrate")
-            return
-        await self._sync("migrate")
-
-    async def _quiesce(self) -> None:
-        res = await self._step(
-            "quiesce",
-            io.K8S_SCALE,
-            io.ScaleInput(target=self._target, workloads=self._refs()),
-            io.ScaleResult,
-            f"scale {self.svc.name} API to 0 for the offline migration",
-            heartbeat=True,
-        )
-        self.replicas = res.previous
-        self.compensations.append(("unquiesce", self._unquiesce))
-
-    async def _offline(self) -> None:
-        self.compensations.append(("restore", self._restore_db))
-        await self._sync("offline")
-
-    async def _unquiesce(self) -> None:
-        replicas = self.replicas
-        if replicas is None:
-            return
-        await self._step(
-            "unquiesce",
-            io.K8S_SCALE,
-            io.ScaleInput(target=self._target, workloads=self._refs(), replicas=replicas),
-            io.ScaleResult,
-            f"restore {self.svc.name} replicas",
-            heartbeat=True,
-        )
-        self.replicas = None
-
-    async def _roll(self) -> None:
-        current = await self.rec.call(
-            "roll",
-            io.K8S_READ_IMAGES,
-            io.ReadImagesInput(target=self._target, workloads=self._refs()),
-            io.ReadImagesResult,
-            summary=f"read current images of {self.svc.name}",
-        )
-        self.previous = current.images
-        self.result = self.result.model_copy(update={"previous_images": current.images})
-        self.compensations.append(("undo-roll", self._undo_roll))
-        targets = [
-            io.WorkloadImage(kind=w.kind, name=w.name, container=w.container, image=w.image) for w in self.svc.workloads
-        ]
-        await self._step(
-            "roll",
-            io.K8S_SET_IMAGES,
-            io.SetImagesInput(target=self._target, images=targets),
-            io.SetImagesResult,
-            f"set {self.svc.name} images to {self.svc.workloads[0].tag}",
-        )
-
-    async def _rollout(self) -> None:
-        t = self.plan.policy.rollout_timeout
-        await self._step(
-            "rollout",
-            io.K8S_WAIT_ROLLOUT,
-            io.WaitRolloutInput(target=self._target, workloads=self._refs(), timeout_seconds=t),
-            io.RolloutResult,
-            f"wait for {self.svc.name} rollout",
-            step_timeout=t,
-            heartbeat=True,
-        )
-
-    async def _validate(self) -> None:
-        for check in self.svc.checks:
-            while True:
-                res = await self._check("validate", check)
-                if res.status != "inconclusive":
-                    break
-                failure = StepFailed("validate", f"{check.kind} check inconclusive: {res.message}", errors.INCONCLUSIVE)
-                try:
-                    if not await self._decide_retry(failure):
-                        raise StepFailed("validate", self.abort_reason or "inconclusive", errors.ABORTED)
-                except _Accepted:
-                    break
-
-    async def _check(self, step: str, check: Check) -> io.CheckResult:
-        """One check; records its result; raises StepFailed when it says "fail"."""
-        arg = io.CheckInput(
-            service=self.svc.name,
-            cloud=self.plan.cloud.openstack.cloud,
-            check=check,
-            target=self._target,
-            version=self.svc.workloads[0].tag,
-        )
-        tempest = isinstance(check, TempestCheck)
-
-        def judge(r: io.CheckResult) -> tuple[str, str] | None:
-            self.result = self.result.model_copy(update={"checks": [*self.result.checks, r]})
-            if tempest:
-                self.result = self.result.model_copy(update={"tempest": r})
-            if r.status == "fail":
-                return errors.CHECK_FAIL, f"{check.kind} check failed: {r.message}"
-            return None
-
-        summary = (
-            f"tempest {check.regex}" if isinstance(check, TempestCheck) else f"{check.kind} check of {self.svc.name}"
-        )
-        result_type: type[io.CheckResult] = io.TempestResult if tempest else io.CheckResult
-        return await self._step(
-            step,
-            io.TEMPEST_RUN if tempest else io.CHECKS_RUN,
-            arg,
-            result_type,
-            summary,
-            judge=judge,
-            heartbeat=True,
-        )
-
-    async def _contract(self) -> None:
-        if self.skip_contract:
-            self.rec.skip("contract", "nothing to contract")
-            return
-        # The point of no return: from here a DB restore would break the new release's data.
-        self.progress = self.progress.model_copy(update={"past_point_of_no_return": True})
-        self.compensations.clear()
-        await self._sync("contract")
-
-    async def _postcheck(self) -> None:
-        for check in self.svc.checks:
-            if check.kind == "endpoint" and (await self._check("postcheck", check)).status != "pass":
-                raise StepFailed("postcheck", "endpoint check inconclusive after the contract", errors.CHECK_FAIL)
-
-    # --- compensations ------------------------------------------------------------------------------
-    async def _undo_roll(self) -> None:
-        t = self.plan.policy.rollout_timeout
-        await self._compensate(
-            "undo-roll",
-            io.K8S_UNDO_IMAGES,
-            io.UndoImagesInput(target=self._target, previous=self.previous, timeout_seconds=t),
-            io.RolloutResult,
-            f"restore previous images of {self.svc.name}",
-            step_timeout=t,
-        )
-        self.rec.compensated("roll", "rollout")
-
-    async def _restore_db(self) -> None:
-        snap, db = self._snapshot_taken, self._db
-        quiesce = io.ScaleInput(target=self._target, workloads=self._refs())
-        res = await self._compensate(
-            "quiesce", io.K8S_SCALE, quiesce, io.ScaleResult, f"scale {self.svc.name} API to 0 before the restore"
-        )
-        restored = await self._compensate(
-            "restore",
-            io.DB_RESTORE,
-            io.RestoreInput(snapshot=snap, database=db, target=self._target),
-            io.RestoreResult,
-            f"restore {db.name} from snapshot {snap.sha256[:12]}",
-        )
-        self.result = self.result.model_copy(update={"restore": restored})
-        self.rec.compensated("expand", "migrate", "offline")
-        replicas = self.replicas or res.previous
-        await self._compensate(
-            "unquiesce",
-            io.K8S_SCALE,
-            io.ScaleInput(target=self._target, workloads=self._refs(), replicas=replicas),
-            io.ScaleResult,
-            f"restore {self.svc.name} replicas",
-        )
-        self.replicas = None
-
-    async def _compensate(
-        self, step: str, name: str, arg: BaseModel, result_type: type[R], summary: str, **kw: Any
-    ) -> R:
-        """A compensation retries until it works or the operator steps in: giving up half-way
-        would leave the service worse than either release."""
-        while True:
-            try:
-                return await self._step(step, name, arg, result_type, summary, heartbeat=True, **kw)
-            except StepFailed as f:
-                self._report(
-                    state="waiting",
-                    waiting_for=io.DECISION,
-                    message=f"rollback step {step} failed: {f}; resume retries it",
-                )
-                await self._decision(f)
-                self._report(state="rolling-back", waiting_for=None)
-
-    # --- progress -----------------------------------------------------------------------------------
-    def _report(self, **changes: Any) -> None:
-        """The new state, for the ``status`` query and the UI's current details. No event is written
-        (details travel with the next workflow task completion); nor is a search attribute upserted
-        per step, which would cost an event each: the step is in the details and the query."""
-        self.progress = self.progress.model_copy(update={**changes, "seq": self.progress.seq + 1})
-        workflow.set_current_details(
-            f"**{self.progress.service}** — {self.progress.state} {self.progress.step}"
-            f" ({self.progress.steps_done}/{self.progress.steps_total})\n\n{self.progress.message}"
-        )
-
-
-class _Accepted(Exception):
-    """The operator approved an inconclusive check: carry on."""
