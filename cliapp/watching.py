@@ -76,9 +76,13 @@ class Watcher:
                 await asyncio.sleep(interval)
                 self.desc = await self.handle.describe()
             outcome, report, message = await outcome_of(self.handle)
+            totals = {t.id: t.total for t in self.progress.tasks}
             for svc in report.services if report else []:
                 if svc.service in self.tasks:
-                    self.progress.update(self.tasks[svc.service], state=self.styled(svc.outcome), detail="")
+                    task = self.tasks[svc.service]
+                    # The last look may have been before the last step finished: a success is a full bar.
+                    full = totals[task] if svc.outcome == "succeeded" else None
+                    self.progress.update(task, completed=full, state=self.styled(svc.outcome), detail="")
         self.console.print(report_view(report, outcome, message))
         return OK if outcome == "succeeded" else FAILED
 
