@@ -37,13 +37,10 @@ from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
-from model import visibility
 from model.loading import load_plan
 from model.plan import UpgradePlan
-from tests.conftest import temporal_binary
+from tests.conftest import start_dev_server
 from tests.standins import Script
 from tests.workflows.helpers import running, start
 
@@ -95,12 +92,7 @@ def show(rows: list[tuple[str, Counter[str]]]) -> None:
 
 
 async def main() -> None:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(),
-        data_converter=pydantic_data_converter,
-        search_attributes=visibility.ALL,
-        dev_server_log_level="error",
-    )
+    env = await start_dev_server()
     try:
         show(await measure(env.client))
     finally:

@@ -36,14 +36,20 @@ def temporal_binary() -> str:
     return path
 
 
-@pytest_asyncio.fixture(scope="session")
-async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
+async def start_dev_server(*, search_attributes: bool = True) -> WorkflowEnvironment:
+    """A fresh Temporal dev server (the pinned binary) with the pydantic converter and, by default,
+    stackhop's search attributes registered; the caller shuts it down."""
+    return await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         data_converter=pydantic_data_converter,
-        search_attributes=visibility.ALL,
+        search_attributes=visibility.ALL if search_attributes else (),
         dev_server_log_level="error",
     )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await start_dev_server()
     try:
         yield env
     finally:

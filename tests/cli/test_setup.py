@@ -12,25 +12,20 @@ from google.protobuf.duration_pb2 import Duration
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from cliapp.setup import commands
 from model import visibility
 from tests.cli.conftest import Cli
-from tests.conftest import temporal_binary
+from tests.conftest import start_dev_server
 from tests.waiting import eventually
 
 
 @pytest_asyncio.fixture
 async def bare_env() -> AsyncIterator[WorkflowEnvironment]:
     """A dev server of its own, with no search attributes registered."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(),
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
-    )
+    env = await start_dev_server(search_attributes=False)
     try:
         yield env
     finally:

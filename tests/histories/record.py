@@ -24,12 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
-from model import errors, io, visibility
+from model import errors, io
 from model.plan import UpgradePlan
-from tests.conftest import temporal_binary
+from tests.conftest import start_dev_server
 from tests.standins import Script
 from tests.workflows.helpers import (
     blocked,
@@ -167,12 +165,7 @@ async def record(client: Client, sc: Scenario) -> list[Path]:
 
 async def main() -> None:
     logging.getLogger("temporalio.activity").setLevel(logging.CRITICAL)  # the injected failures are expected
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(),
-        data_converter=pydantic_data_converter,
-        search_attributes=visibility.ALL,
-        dev_server_log_level="error",
-    )
+    env = await start_dev_server()
     try:
         for old in HERE.glob("*.json"):
             old.unlink()
