@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 from temporalio.client import (
     Schedule,
+    ScheduleActionExecutionStartWorkflow,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
     ScheduleHandle,
@@ -153,9 +154,10 @@ async def _new_run(handle: ScheduleHandle, before: set[str]) -> tuple[str, str]:
     while True:
         info = (await handle.describe()).info
         for action in [*info.running_actions, *(a.action for a in info.recent_actions)]:
-            run_id = getattr(action, "first_execution_run_id", "")
-            if run_id and run_id not in before:
-                return action.workflow_id, run_id  # type: ignore[attr-defined]
+            if not isinstance(action, ScheduleActionExecutionStartWorkflow):
+                continue  # a canary's schedule only starts workflows
+            if action.first_execution_run_id not in before:
+                return action.workflow_id, action.first_execution_run_id
         if loop.time() > deadline:
             raise Fail(
                 FAILED,

@@ -92,8 +92,8 @@ class DemoLab:
             assert self.openstack.mariadb, "the OpenStack lab is up"
             self.openstack.mariadb.sql(DRIFT_SQL, database="keystone")
         manifest = deployment(self.namespace, f"{REPO}:{BASELINE}", self.replicas)
-        # the client sends a plain manifest dict as it is; its annotations only name the V1 models
-        apps.create_namespaced_deployment(self.namespace, manifest)  # type: ignore[arg-type]
+        manifest_body: Any = manifest  # the client sends a plain dict as it is; its annotations name only V1 models
+        apps.create_namespaced_deployment(self.namespace, manifest_body)
         self.follower = KeystoneFollower(
             self.openstack,
             self.kubeconfig,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,11 +38,10 @@ class Script:
             self.calls.append(key)
         self.key_started(key).set()
         ev = self.block.get(key)
-        while ev is not None and not ev.is_set():
+        while ev is not None and not ev.wait(timeout=0.05):  # heartbeat while the test holds it
             activity.heartbeat(key)
             if activity.is_cancelled():
                 raise CancelledError("cancelled")
-            time.sleep(0.05)
         if key in self.fail:
             n = self.fail_times.get(key)
             if n is None or n > 0:

@@ -26,7 +26,7 @@ WSGI_MODULE = '''"""gunicorn entry point of the lab's Keystone (generated)."""
 import sys
 
 sys.argv = sys.argv[:1]
-from keystone.server.wsgi import initialize_public_application  # noqa: E402
+from keystone.server.wsgi import initialize_public_application  # noqa: E402 - after the argv truncation
 
 application = initialize_public_application()
 '''
