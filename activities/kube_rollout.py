@@ -211,6 +211,19 @@ def wait_one(
     """Watch one workload until kubectl would call its rollout done; raise on failure."""
     what = describe(ref.kind, ref.name, target.namespace)
     t0 = time.monotonic()
+
+    def beat(message: str) -> None:
+        """Heartbeat what the watch last saw (the UI shows it; a retry reads ``started_at`` back)."""
+        heartbeat(
+            step="wait_rollout",
+            workload=f"{ref.kind}/{ref.name}",
+            message=message,
+            index=index,
+            total=total,
+            elapsed=round(time.monotonic() - t0, 1),
+            started_at=started,
+        )
+
     message = "waiting for the first observation"
     for ev in follow(kinds.list(ref.kind), target.namespace, ref.name, deadline=deadline):
         if ev.kind == "object":
@@ -233,15 +246,7 @@ def wait_one(
                     namespace=target.namespace,
                 ) from None
             if done:
-                heartbeat(
-                    step="wait_rollout",
-                    workload=f"{ref.kind}/{ref.name}",
-                    message=message,
-                    index=index,
-                    total=total,
-                    elapsed=round(time.monotonic() - t0, 1),
-                    started_at=started,
-                )
+                beat(message)
                 return RolloutStatus(
                     kind=ref.kind,
                     name=ref.name,
@@ -251,15 +256,7 @@ def wait_one(
                 )
         elif ev.kind == "unreachable":
             message = f"Kubernetes API unreachable, retrying: {ev.error}"
-        heartbeat(
-            step="wait_rollout",
-            workload=f"{ref.kind}/{ref.name}",
-            message=message,
-            index=index,
-            total=total,
-            elapsed=round(time.monotonic() - t0, 1),
-            started_at=started,
-        )
+        beat(message)
     raise errors.permanent(
         errors.ROLLOUT_FAILED,
         f"rollout of {what} did not finish within {timeout}s: {message}",

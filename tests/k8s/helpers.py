@@ -11,9 +11,9 @@ from typing import Any
 from kubernetes import client
 from temporalio.testing import ActivityEnvironment
 
-from activities.kube import wait_rollout
+from activities.kube import set_images, wait_rollout
 from activities.kube_client import api_client, call
-from model.io import WaitRolloutInput, WorkloadRef
+from model.io import SetImagesInput, SetImagesResult, WaitRolloutInput, WorkloadImage, WorkloadRef
 from model.plan import KubeTarget, WorkloadKind
 from tests.waiting import eventually_sync
 
@@ -125,6 +125,15 @@ class Background:
 
 def ref(kind: WorkloadKind, name: str, container: str = "app") -> WorkloadRef:
     return WorkloadRef(kind=kind, name=name, container=container)
+
+
+def set_image(
+    target: KubeTarget, kind: WorkloadKind, name: str, image: str, rec: Recorder | None = None
+) -> SetImagesResult:
+    """Set the ``app`` container's image through the set_images activity (``rec`` keeps its record)."""
+    images = [WorkloadImage(kind=kind, name=name, container="app", image=image)]
+    result: SetImagesResult = (rec or Recorder()).run(set_images, SetImagesInput(target=target, images=images))
+    return result
 
 
 def ready(target: KubeTarget, kind: WorkloadKind, name: str, timeout: int = 60) -> None:

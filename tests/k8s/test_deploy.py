@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from activities.kube import RunJobInput, read_images, run_job, set_images, wait_rollout
+from activities.kube import RunJobInput, read_images, run_job, wait_rollout
 from lab.k8s.cluster import KubeLab
-from model.io import ReadImagesInput, SetImagesInput, WaitRolloutInput, WorkloadImage, WorkloadRef
+from model.io import ReadImagesInput, WaitRolloutInput, WorkloadRef
 from model.plan import KubeTarget
-from tests.k8s.helpers import Recorder, create, job, workload
+from tests.k8s.helpers import Recorder, create, job, set_image, workload
 
 pytestmark = pytest.mark.k8s
 
@@ -113,17 +113,7 @@ def test_activities_work_with_only_the_service_account(deployed: KubeLab, tmp_pa
     rec = Recorder()
     ref = WorkloadRef(kind="Deployment", name="keystone-api", container="app")
     assert rec.run(read_images, ReadImagesInput(target=worker, workloads=[ref])).images[0].found
-    rec.run(
-        set_images,
-        SetImagesInput(
-            target=worker,
-            images=[
-                WorkloadImage(
-                    kind="Deployment", name="keystone-api", container="app", image="registry.lab/keystone:29.1.0"
-                )
-            ],
-        ),
-    )
+    set_image(worker, "Deployment", "keystone-api", "registry.lab/keystone:29.1.0", rec)
     assert (
         rec.run(wait_rollout, WaitRolloutInput(target=worker, workloads=[ref], timeout_seconds=60)).workloads[0].ready
     )

@@ -8,11 +8,11 @@ import time
 import pytest
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities.kube import RunJobInput, run_job, set_images, wait_rollout
+from activities.kube import RunJobInput, run_job, wait_rollout
 from lab.k8s.cluster import KubeLab
-from model.io import SetImagesInput, WaitRolloutInput, WorkloadImage, WorkloadRef
+from model.io import WaitRolloutInput, WorkloadRef
 from model.plan import KubeTarget
-from tests.k8s.helpers import Background, Recorder, create, job, read, ready, workload
+from tests.k8s.helpers import Background, Recorder, create, job, read, ready, set_image, workload
 
 pytestmark = pytest.mark.k8s
 
@@ -20,17 +20,7 @@ pytestmark = pytest.mark.k8s
 def test_cancel_mid_wait_stops_cleanly(kube_target: KubeTarget) -> None:
     create(kube_target, workload("Deployment", "octavia-api", "registry.lab/octavia:1"))
     ready(kube_target, "Deployment", "octavia-api")
-    Recorder().run(
-        set_images,
-        SetImagesInput(
-            target=kube_target,
-            images=[
-                WorkloadImage(
-                    kind="Deployment", name="octavia-api", container="app", image="registry.lab/octavia:never-ready"
-                )
-            ],
-        ),
-    )
+    set_image(kube_target, "Deployment", "octavia-api", "registry.lab/octavia:never-ready")
     rec = Recorder()
     bg = Background(
         rec,
@@ -75,20 +65,7 @@ def test_apiserver_restart_mid_wait(k8s_lab: KubeLab, kube_target: KubeTarget) -
         ),
     )
     ready(kube_target, "Deployment", "placement-api")
-    Recorder().run(
-        set_images,
-        SetImagesInput(
-            target=kube_target,
-            images=[
-                WorkloadImage(
-                    kind="Deployment",
-                    name="placement-api",
-                    container="app",
-                    image="registry.lab/placement:2-slow-ready",
-                )
-            ],
-        ),
-    )
+    set_image(kube_target, "Deployment", "placement-api", "registry.lab/placement:2-slow-ready")
     rec = Recorder()
     bg = Background(
         rec,
@@ -114,17 +91,7 @@ def test_retried_wait_keeps_the_original_deadline(kube_target: KubeTarget) -> No
     read back from its heartbeat details: retries never stretch the plan's rollout timeout."""
     create(kube_target, workload("Deployment", "magnum-api", "registry.lab/magnum:1"))
     ready(kube_target, "Deployment", "magnum-api")
-    Recorder().run(
-        set_images,
-        SetImagesInput(
-            target=kube_target,
-            images=[
-                WorkloadImage(
-                    kind="Deployment", name="magnum-api", container="app", image="registry.lab/magnum:never-ready"
-                )
-            ],
-        ),
-    )
+    set_image(kube_target, "Deployment", "magnum-api", "registry.lab/magnum:never-ready")
     rec = Recorder()
     rec.env.info = dataclasses.replace(rec.env.info, attempt=2, heartbeat_details=[{"started_at": time.time() - 55}])
     t0 = time.monotonic()

@@ -18,7 +18,7 @@ from model.io import (
     WorkloadImage,
 )
 from model.plan import KubeTarget, WorkloadKind
-from tests.k8s.helpers import Recorder, create, images_of, list_pods, read, ready, ref, workload
+from tests.k8s.helpers import Recorder, create, images_of, list_pods, read, ready, ref, set_image, workload
 
 pytestmark = pytest.mark.k8s
 
@@ -58,17 +58,7 @@ def test_never_ready_fails_on_progress_deadline(kube_target: KubeTarget) -> None
     create(kube_target, workload("Deployment", "glance-api", "registry.lab/glance:1", deadline=5))
     ready(kube_target, "Deployment", "glance-api")
     rec = Recorder()
-    rec.run(
-        set_images,
-        SetImagesInput(
-            target=kube_target,
-            images=[
-                WorkloadImage(
-                    kind="Deployment", name="glance-api", container="app", image="registry.lab/glance:2-never-ready"
-                )
-            ],
-        ),
-    )
+    set_image(kube_target, "Deployment", "glance-api", "registry.lab/glance:2-never-ready", rec)
     t0 = time.monotonic()
     with pytest.raises(ApplicationError) as ei:
         rec.run(

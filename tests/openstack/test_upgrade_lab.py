@@ -20,7 +20,9 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 import worker as stackhop_worker
-from activities import database, migration, tempest, validation
+from activities import migration
+from activities.catalog import ACTIVITIES
+from activities.kube import KUBE_ACTIVITIES
 from lab.openstack import tempest_ws
 from lab.openstack.manager import OpenStackLab
 from model import errors, io
@@ -39,14 +41,8 @@ from workflows.upgrade import UpgradeWorkflow
 
 pytestmark = pytest.mark.openstack
 
-REAL: list[Callable[..., Any]] = [
-    database.snapshot,
-    database.verify_snapshot,
-    database.restore,
-    migration.db_sync,
-    validation.run_check,
-    tempest.run_tempest,
-]
+# Every activity of the worker's catalog for real, except the Kubernetes ones: LabBridge plays those.
+REAL: list[Callable[..., Any]] = [a for a in ACTIVITIES if a not in KUBE_ACTIVITIES]
 
 
 class LabBridge:
