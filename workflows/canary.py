@@ -116,7 +116,6 @@ class CanaryWorkflow:
                 io.ScaleInput(target=target, workloads=refs, replicas=down.previous),
                 io.ScaleResult,
                 summary=f"canary reset: restore {svc.name} replicas",
-                heartbeat=True,
             )
             await rec.call(
                 "reset",
@@ -125,7 +124,6 @@ class CanaryWorkflow:
                 io.RolloutResult,
                 summary=f"canary reset: wait for {svc.name}",
                 step_timeout=plan.policy.rollout_timeout,
-                heartbeat=True,
             )
             rec.records.append(
                 io.StepRecord(

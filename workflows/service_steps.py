@@ -147,7 +147,6 @@ class ServiceSteps:
             io.Snapshot,
             f"snapshot database {db.name}",
             step_timeout=self.plan.policy.step_timeout,
-            heartbeat=True,
         )
         self.result = self.result.model_copy(update={"snapshot": snap})
 
@@ -159,7 +158,6 @@ class ServiceSteps:
             io.VerifyInput(snapshot=snap, database=db, target=self._target),
             io.VerifyResult,
             f"verify snapshot of {db.name} ({snap.sha256[:12]})",
-            heartbeat=True,
             judge=lambda r: (
                 None if r.ok else (errors.SNAPSHOT_FAILED, f"snapshot of {db.name} did not verify: {r.message}")
             ),
@@ -182,7 +180,6 @@ class ServiceSteps:
             arg,
             io.MigrateResult,
             f"{self.svc.name} db sync --{phase} ({w.tag})",
-            heartbeat=True,
         )
 
     async def _expand(self) -> None:
@@ -208,7 +205,6 @@ class ServiceSteps:
             io.ScaleInput(target=self._target, workloads=self._refs()),
             io.ScaleResult,
             f"scale {self.svc.name} API to 0 for the offline migration",
-            heartbeat=True,
         )
         self.replicas = res.previous
         self.compensations.append(("unquiesce", self._unquiesce))
@@ -227,7 +223,6 @@ class ServiceSteps:
             io.ScaleInput(target=self._target, workloads=self._refs(), replicas=replicas),
             io.ScaleResult,
             f"restore {self.svc.name} replicas",
-            heartbeat=True,
         )
         self.replicas = None
 
@@ -262,7 +257,6 @@ class ServiceSteps:
             io.RolloutResult,
             f"wait for {self.svc.name} rollout",
             step_timeout=t,
-            heartbeat=True,
         )
 
     async def _validate(self) -> None:
@@ -308,7 +302,6 @@ class ServiceSteps:
             result_type,
             summary,
             judge=judge,
-            heartbeat=True,
         )
 
     async def _contract(self) -> None:
@@ -370,7 +363,7 @@ class ServiceSteps:
         would leave the service worse than either release."""
         while True:
             try:
-                return await self._step(step, name, arg, result_type, summary, heartbeat=True, **kw)
+                return await self._step(step, name, arg, result_type, summary, **kw)
             except StepFailed as f:
                 self._report(
                     state="waiting",

@@ -103,15 +103,23 @@ class Recorder:
         *,
         summary: str,
         step_timeout: int | None = None,
-        heartbeat: bool = False,
+        task_queue: str | None = None,
+        schedule_to_start: int | None = None,
     ) -> R:
-        """Run one activity; any failure becomes StepFailed(step, ...)."""
+        """Run one activity; any failure becomes StepFailed(step, ...).
+
+        Every activity runs under the heartbeat timeout, so a worker that dies mid-step is noticed
+        within it (not at the end of the step timeout) and the retry goes to a live worker.
+        ``task_queue`` pins it to one worker host (the one holding a snapshot file), and
+        ``schedule_to_start`` bounds how long it waits for that host to poll."""
         handle = workflow.start_activity(
             name,
             arg,
             result_type=result_type,
+            task_queue=task_queue,
             start_to_close_timeout=timedelta(seconds=(step_timeout or self.policy.step_timeout) + 60),
-            heartbeat_timeout=timedelta(seconds=self.policy.heartbeat_timeout) if heartbeat else None,
+            schedule_to_start_timeout=timedelta(seconds=schedule_to_start) if schedule_to_start else None,
+            heartbeat_timeout=timedelta(seconds=self.policy.heartbeat_timeout),
             retry_policy=retry_policy(self.policy),
             # A cancelled wait must have stopped before a compensation touches the same objects.
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
