@@ -49,6 +49,7 @@ MIGRATION_FAILED: Final = "MigrationFailed"
 CHECK_FAILED: Final = "CheckFailed"  # a validation check answered "fail"
 # --- 1. activity errors: temporary ---------------------------------------------------------------
 UNAVAILABLE: Final = "Unavailable"  # API/DB unreachable, 5xx, timeouts, conflicts
+DB_IN_USE: Final = "DatabaseInUse"  # a session of the service still uses the database: restore waits
 
 PERMANENT = frozenset(
     {
@@ -62,6 +63,8 @@ PERMANENT = frozenset(
         CHECK_FAILED,
     }
 )
+
+TEMPORARY = frozenset({UNAVAILABLE, DB_IN_USE})
 
 # --- 2. step-failure kinds of the workflows ------------------------------------------------------
 CANCELLED: Final = "cancelled"  # the activity was cancelled (an abort cancels the running step)
@@ -91,9 +94,11 @@ def permanent(type: str, message: str, **details: Any) -> ApplicationError:
     return ApplicationError(message, details or None, type=type, non_retryable=True)
 
 
-def temporary(message: str, **details: Any) -> ApplicationError:
+def temporary(message: str, *, type: str = UNAVAILABLE, **details: Any) -> ApplicationError:
     """An error worth retrying (within the activity's bounded retry policy)."""
-    return ApplicationError(message, details or None, type=UNAVAILABLE, non_retryable=False)
+    if type not in TEMPORARY:
+        raise ValueError(f"{type!r} is not a temporary error type of stackhop")
+    return ApplicationError(message, details or None, type=type, non_retryable=False)
 
 
 def step_failure(err: BaseException) -> tuple[str, str]:

@@ -27,6 +27,7 @@ K8S_SCALE = "k8s.scale"
 DB_SNAPSHOT = "db.snapshot"
 DB_VERIFY = "db.verify_snapshot"
 DB_RESTORE = "db.restore"
+DB_INSPECT = "db.inspect"
 MIGRATION_DB_SYNC = "migration.db_sync"
 CHECKS_RUN = "checks.run"
 TEMPEST_RUN = "tempest.run"
@@ -96,6 +97,9 @@ class ScaleInput(Msg):
     wait: bool = True
     timeout_seconds: int = 300
     change_id: str = ""  # as SetImagesInput.change_id, for the replicas recorded before quiesce
+    # True: scale each workload back to the replicas its quiesce recorded (annotation, same
+    # change_id), so an unquiesce can be registered before the quiesce ran; ``replicas`` is ignored
+    restore: bool = False
 
 
 class ScaleResult(Msg):
@@ -123,6 +127,13 @@ class Snapshot(Msg):
     collation: str = "utf8mb4_general_ci"
     changed_during_dump: list[str] = Field(default_factory=list)
     seconds: float = 0.0
+    # table -> sha256 of its definition (SHOW CREATE TABLE without AUTO_INCREMENT), to tell a
+    # migration's change of a table from writers' changes of its rows
+    table_definitions: dict[str, str] = Field(default_factory=dict)
+    # Where the file is: the worker host that wrote it and the task queue only that host polls;
+    # "" when the plan says the storage is shared (any worker reads it).
+    host: str = ""
+    task_queue: str = ""
 
 
 class VerifyInput(Msg):
@@ -146,6 +157,38 @@ class RestoreInput(Msg):
     snapshot: Snapshot
     database: Database
     target: KubeTarget | None = None
+
+
+class InspectInput(Msg):
+    """Before a restore: who still uses the database, and what the restore would undo."""
+
+    snapshot: Snapshot
+    database: Database
+    target: KubeTarget | None = None
+
+
+TableChangeKind = Literal["writers", "migration", "unknown"]
+
+
+class TableChange(Msg):
+    """A table whose live state differs from the snapshot. writers: same definition, other rows
+    (a restore loses those writes); migration: the definition changed and the rows did not; unknown:
+    both changed. A table only in the snapshot or only live is a migration change."""
+
+    table: str
+    change: TableChangeKind
+
+
+class DbInspection(Msg):
+    at: str  # ISO time of the inspection: the end of the data-loss window (it starts at the snapshot)
+    sessions: list[str] = Field(default_factory=list)  # "id user@host db command time": who still uses it
+    table_checksums: dict[str, str] = Field(default_factory=dict)  # live, now
+    table_definitions: dict[str, str] = Field(default_factory=dict)  # live, now
+    changes: list[TableChange] = Field(default_factory=list)
+
+    @property
+    def writers_changed(self) -> list[str]:
+        return [c.table for c in self.changes if c.change != "migration"]
 
 
 class RestoreResult(Msg):

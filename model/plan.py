@@ -94,8 +94,18 @@ class Policy(Strict):
     gate_timeout: DurationField = Field(default=86400, description="How long a gate waits.")
     heartbeat_timeout: DurationField = Field(default=60)
     max_attempts: int = Field(default=5, ge=1, le=20, description="Retries of temporary errors.")
+    restore: Literal["approve", "automatic"] = Field(
+        default="approve",
+        description="A restore that would discard writers' changes waits for `stackhop approve` (approve) or not.",
+    )
+    snapshot_host_timeout: DurationField = Field(
+        default=300,
+        description="How long verify/restore wait for the worker host that holds the snapshot file.",
+    )
 
-    @field_validator("rollout_timeout", "step_timeout", "gate_timeout", "heartbeat_timeout", mode="before")
+    @field_validator(
+        "rollout_timeout", "step_timeout", "gate_timeout", "heartbeat_timeout", "snapshot_host_timeout", mode="before"
+    )
     @classmethod
     def _duration(cls, v: object) -> int:
         return parse_duration(v)
@@ -113,6 +123,15 @@ class Database(Strict):
         default=None, description="MariaDB option file with host/port/user/password (not inline)."
     )
     snapshot_dir: str | None = Field(default=None, description="Where snapshots are written.")
+    snapshot_storage: Literal["worker", "shared"] = Field(
+        default="worker",
+        description="worker: the file stays on the worker host that took it (verify/restore run there); "
+        "shared: snapshot_dir is storage every worker reads (the job runner's PVC is shared).",
+    )
+    users: list[SqlName] = Field(
+        default_factory=list,
+        description="MariaDB users of the service: a restore refuses while any of them has a session.",
+    )
     # added for the database activities (defaults keep existing plans valid)
     lock_wait_timeout: int = Field(
         default=30,
@@ -160,6 +179,11 @@ class Workload(Strict):
     name: str = Field(pattern=NAME_RE)
     container: str = Field(pattern=NAME_RE)
     image: str = Field(min_length=1, description="Target image, e.g. REPO/keystone:29.1.0")
+    quiesce: bool | None = Field(
+        default=None,
+        description="Scaled to 0 when the service is quiesced (offline migration, restore). "
+        "Default: yes for Deployments and StatefulSets; a DaemonSet is never scaled, so set false.",
+    )
 
     @property
     def tag(self) -> str:
