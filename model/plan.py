@@ -235,6 +235,12 @@ class Service(Strict):
     gate: Gate = Gate()
 
     @property
+    def quiesce_set(self) -> list[Workload]:
+        """The workloads scaled to 0 when the service is quiesced (never a DaemonSet: model.loading
+        refuses a plan that puts one in the set of a service that may need quiescing)."""
+        return [w for w in self.workloads if w.quiesce is not False and w.kind != "DaemonSet"]
+
+    @property
     def gate_name(self) -> str | None:
         return (self.gate.name or self.name) if self.gate.approval else None
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, TimeoutError, TimeoutType
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
@@ -131,6 +131,11 @@ class Recorder:
             return result
         except (ActivityError, asyncio.CancelledError) as e:
             kind, message = errors.step_failure(e)
+            if task_queue and isinstance(e, ActivityError) and _schedule_to_start(e):
+                message = (
+                    f"no worker of task queue {task_queue} (the host that holds the file) picked it up"
+                    f" within {schedule_to_start}s; nothing was done — start that worker, then resume"
+                )
             raise StepFailed(step, f"{name}: {message}", kind) from None
         finally:
             self.current = None
@@ -138,3 +143,8 @@ class Recorder:
     def cancel_current(self) -> None:
         if self.current is not None and not self.current.done():
             self.current.cancel()
+
+
+def _schedule_to_start(e: ActivityError) -> bool:
+    cause = e.cause
+    return isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START
