@@ -191,6 +191,13 @@ def demo(
     keep: Annotated[bool, typer.Option(help="Leave the labs and the Temporal server running afterwards.")] = False,
     port: Annotated[int, typer.Option(help="gRPC port of the Temporal dev server.")] = 7233,
     ui_port: Annotated[int, typer.Option(help="Port of the Temporal UI.")] = 8233,
+    reset: Annotated[
+        bool,
+        typer.Option(
+            help="Start from a fresh 28.1.0 baseline; --no-reset upgrades the labs as they are "
+            "(e.g. again after a rollback, on the schema its expand left)."
+        ),
+    ] = True,
 ) -> None:
     """The demo upgrade: Keystone 2025.2 → 2026.1 on the labs, with a verified snapshot, a real
     schema migration, a rollout, tempest deciding, and a rollback when something fails (needs a
@@ -198,8 +205,11 @@ def demo(
     if inject not in (None, "migration", "rollout", "tempest"):
         common.err().print(f"--inject {inject}: use migration, rollout or tempest")
         raise typer.Exit(BAD_INPUT)
+    if inject and not reset:
+        common.err().print("--inject needs the fresh baseline: drop --no-reset")
+        raise typer.Exit(BAD_INPUT)
     demo_cli = _lab_module("lab.demo_cli", "demo")
-    raise typer.Exit(run(demo_cli.demo(inject, keep, port, ui_port)))
+    raise typer.Exit(run(demo_cli.demo(inject, keep, port, ui_port, reset)))
 
 
 @app.command(
