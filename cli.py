@@ -87,22 +87,35 @@ def pause(wf: Id, reason: Annotated[str, typer.Option(help="Recorded in the hist
 
 @app.command()
 def resume(wf: Id) -> None:
-    """Resume a paused upgrade, or retry the step a service is waiting on a decision for."""
+    """Resume a paused upgrade, or retry the step (or rollback step) a service waits on a decision for."""
     _control(wf, "resume")
 
 
 @app.command()
 def approve(
-    wf: Id, gate: Annotated[str, typer.Argument(metavar="GATE", help="Gate name, or SERVICE/STEP for a decision.")]
+    wf: Id,
+    decision: Annotated[
+        str,
+        typer.Argument(
+            metavar="DECISION", help="The decision waiting, as status shows it: SERVICE/STEP#N (or a gate's name)."
+        ),
+    ],
 ) -> None:
-    """Open an approval gate (or accept an inconclusive check)."""
-    _control(wf, "approve", gate=gate)
+    """Approve one decision: open a gate, accept an inconclusive check or a restore. A failed step is
+    not approved: resume retries it, abort rolls back."""
+    _control(wf, "approve", gate=decision)
 
 
 @app.command()
 def abort(wf: Id, reason: Annotated[str, typer.Option(help="Why (required; recorded in the history).")]) -> None:
-    """Abort: services not past their point of no return roll back."""
+    """Abort: services not past their point of no return roll back (a rollback already running goes on)."""
     _control(wf, "abort", reason=reason)
+
+
+@app.command()
+def abandon(wf: Id, reason: Annotated[str, typer.Option(help="Why (required; recorded in the report).")]) -> None:
+    """End a rollback whose step failed and waits for a decision; the report lists what is left undone."""
+    _control(wf, "abandon", reason=reason)
 
 
 def _control(wf: str, update: str, **fields: str) -> None:
@@ -114,6 +127,7 @@ def _control(wf: str, update: str, **fields: str) -> None:
         "resume": io.ResumeRequest,
         "approve": io.ApproveRequest,
         "abort": io.AbortRequest,
+        "abandon": io.AbandonRequest,
     }[update]
     req = request(by=common.user(), **fields)
     raise typer.Exit(run(control.control(workflow_id(wf), update, req), workflow_id(wf)))
