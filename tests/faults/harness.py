@@ -41,6 +41,7 @@ WORKER_SA = "stackhop-worker"
 WORKER_USER = f"system:serviceaccount:{WORKER_USER_NS}:{WORKER_SA}"
 Action = Literal["temporal", "apiserver", "mariadb"]
 CASE_TIMEOUT = 240.0
+WORKERS = 2
 
 
 def fault_plan(rollout_timeout: str) -> UpgradePlan:
@@ -180,8 +181,11 @@ class Faults:
         started = time.monotonic()
         mariadb = self.lab.openstack.mariadb
         assert mariadb is not None
-        audit_from, general_from = logs.size(self.lab.kube.audit_log), logs.size(mariadb.general_log_path)
+        # The audit log from before the lab (re)creates the Deployment (its initial state), the
+        # general log from after the lab reset the database (its own DROP DATABASE).
+        audit_from = logs.size(self.lab.kube.audit_log)
         await asyncio.to_thread(self.lab.prepare, case.inject)
+        general_from = logs.size(mariadb.general_log_path)
         workdir = self.workdir / case.name
         workdir.mkdir(parents=True, exist_ok=True)
         events_file, plan_file, worker_log = workdir / "events.jsonl", workdir / "plan.json", workdir / "worker.log"
@@ -197,35 +201,44 @@ class Faults:
         )
         disrupted: list[str] = []
         disruptions = [asyncio.create_task(self._disrupt_at(events_file, d, disrupted)) for d in case.disruptions]
-        workers = 0
-        proc = await self.start_worker(plan_file, worker_log)
-        workers += 1
+        # Two workers, as deploy/ runs: while a killed one's replacement starts (imports take
+        # seconds on a busy machine) the other takes the retry, so a kill costs about the
+        # heartbeat timeout. A replacement gets the same plan: points that fired are logged.
+        procs = [await self.start_worker(plan_file, worker_log) for _ in range(WORKERS)]
+        workers = len(procs)
+        ended = asyncio.create_task(self._ended(plan.workflow_id))
         try:
-            while True:
-                ended = asyncio.create_task(self._ended(plan.workflow_id))
-                exited = asyncio.create_task(proc.wait())
-                await asyncio.wait({ended, exited}, timeout=CASE_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+            while not ended.done():
+                exits = {asyncio.create_task(p.wait()): p for p in procs}
+                await asyncio.wait({ended, *exits}, timeout=CASE_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+                for task in exits:
+                    task.cancel()
                 if ended.done():
-                    exited.cancel()
                     break
-                ended.cancel()
-                if not exited.done():
+                dead = [p for p in procs if p.returncode is not None]
+                if not dead:
                     raise AssertionError(f"{case.name}: no end within {CASE_TIMEOUT:.0f}s; worker log {worker_log}")
-                if proc.returncode != -signal.SIGKILL:
-                    raise AssertionError(f"{case.name}: the worker exited {proc.returncode}; log {worker_log}")
-                proc = await self.start_worker(plan_file, worker_log)  # the upgrade goes on
-                workers += 1
+                for p in dead:
+                    if p.returncode != -signal.SIGKILL:
+                        raise AssertionError(f"{case.name}: a worker exited {p.returncode}; log {worker_log}")
+                    procs.remove(p)
+                    procs.append(await self.start_worker(plan_file, worker_log))  # the upgrade goes on
+                    workers += 1
+            ended.result()
             await asyncio.gather(*disruptions)
         finally:
-            for task in disruptions:
-                task.cancel()
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
+            ended.cancel()
+            for pending in disruptions:
+                pending.cancel()
+            for p in procs:
+                if p.returncode is None:
+                    p.send_signal(signal.SIGTERM)
+            for p in procs:
                 try:
-                    await asyncio.wait_for(proc.wait(), 40)
+                    await asyncio.wait_for(p.wait(), 40)
                 except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+                    p.kill()
+                    await p.wait()
         outcome, report = await self._outcome(plan.workflow_id)
         events = read_events(events_file)
         missing = set(case.kills) - set(fired(list(case.kills), events))

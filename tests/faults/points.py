@@ -55,6 +55,7 @@ class Event:
     pid: int
     attempt: int
     killed: bool = False
+    at: float = 0.0  # time.time() when logged
 
 
 def label(activity_type: str, args: Sequence[Any], done: list[Event]) -> str:

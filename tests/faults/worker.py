@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,9 @@ class _Inbound(ActivityInboundInterceptor):
         """Log the moment; die at once when it is a kill point (the log line first, on disk)."""
         events = read_events(self.root.events)
         kill = any(due(p, step, when, events) for p in self.root.points)
-        append_event(self.root.events, Event(step, when, os.getpid(), activity.info().attempt, killed=kill))
+        append_event(
+            self.root.events, Event(step, when, os.getpid(), activity.info().attempt, killed=kill, at=time.time())
+        )
         if kill:
             os.kill(os.getpid(), signal.SIGKILL)
 
