@@ -14,7 +14,7 @@ import pytest
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
-from activities import database
+from activities import database, db_scripts
 from lab.openstack.manager import OpenStackLab
 from model import errors
 from model.io import RestoreInput, SnapshotInput, VerifyInput
@@ -142,7 +142,7 @@ def test_job_runner_manifest_mounts_credentials_and_snapshots() -> None:
         name="keystone", runner="job", credentials_secret="keystone-db-backup", snapshot_pvc="stackhop-snapshots"
     )
     target = KubeTarget(context="lab", namespace="openstack")
-    script = database.snapshot_script(
+    script = db_scripts.snapshot_script(
         db="keystone",
         path=database.snapshot_path(db, "keystone", "upgrade/x"),
         defaults_file=database.defaults_file(db),
@@ -184,7 +184,7 @@ def test_names_and_paths_are_safe() -> None:
     """The plan model refuses such a name first (tests/plans/bad-database-name.yaml); the activity's
     own check is a permanent PlanInvalid, never a retried ValueError."""
     with pytest.raises(ApplicationError) as info:
-        database.snapshot_script(db="keystone; DROP DATABASE x", path="/tmp/x.sql", defaults_file="/tmp/my.cnf")
+        db_scripts.snapshot_script(db="keystone; DROP DATABASE x", path="/tmp/x.sql", defaults_file="/tmp/my.cnf")
     assert info.value.type == errors.PLAN_INVALID and info.value.non_retryable
     db = Database(name="keystone", snapshot_dir="/srv/snaps")
     assert database.snapshot_path(db, "keystone", "upgrade/lab") == "/srv/snaps/keystone-keystone-upgrade_lab.sql"
