@@ -104,13 +104,12 @@ def build_worker(
     client: Client,
     activities: Sequence[Callable[..., Any]] | None = None,
     task_queue: str = TASK_QUEUE,
-    *,
-    host: str | None = None,
     **options: Any,
 ) -> StackhopWorker:
     """The worker with every workflow and (by default) every activity of ``activities.catalog`` on
-    ``task_queue``, plus the database activities among them on this host's queue (``host``: default
-    STACKHOP_WORKER_HOST or the hostname). ``options`` go to both temporalio Workers."""
+    ``task_queue``, plus the database activities among them on this host's queue. The host is
+    STACKHOP_WORKER_HOST (default the hostname), read from the environment only: the activities
+    record the same value in their snapshots. ``options`` go to both temporalio Workers."""
     if activities is None:
         activities = all_activities()
     executor = ThreadPoolExecutor(max_workers=16)
@@ -126,7 +125,7 @@ def build_worker(
     on_host = [fn for fn in activities if activity_name(fn) in locality.HOST_ACTIVITY_NAMES]
     if not on_host:
         return StackhopWorker(main, None, "")
-    host_queue = locality.host_task_queue(task_queue, host or locality.worker_host())
+    host_queue = locality.host_task_queue(task_queue, locality.worker_host())
     host_worker = Worker(client, task_queue=host_queue, activities=on_host, activity_executor=executor, **common)
     return StackhopWorker(main, host_worker, host_queue)
 
