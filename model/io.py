@@ -195,6 +195,9 @@ class RestoreResult(Msg):
     ok: bool
     table_checksums: dict[str, str] = Field(default_factory=dict)
     seconds: float = 0.0
+    # True: the schema already equalled the snapshot (a retry after a restore whose result was
+    # lost, e.g. the worker died before reporting it): nothing was dropped a second time
+    already_restored: bool = False
 
 
 # --- migration ---------------------------------------------------------------------------------

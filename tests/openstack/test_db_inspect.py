@@ -82,3 +82,10 @@ def test_an_open_session_is_listed_and_the_restore_drops_nothing(keystone_at: Ke
 
     restored = run(database.restore, RestoreInput(snapshot=snap, database=db))  # closed: the restore runs
     assert restored.ok and table_checksums(lab) == snap.table_checksums
+    assert not restored.already_restored
+
+    # The worker died after that restore and before its result reached Temporal: the retry finds
+    # the schema equal to the snapshot and drops nothing (an open session would refuse a real one).
+    with session_held(lab):
+        again = run(database.restore, RestoreInput(snapshot=snap, database=db))
+    assert again.ok and again.already_restored and table_checksums(lab) == snap.table_checksums
