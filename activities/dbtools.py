@@ -30,6 +30,7 @@ log = structlog.get_logger(__name__)
 MARKER = "@@stackhop"
 NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 HEARTBEAT_SECONDS = 2.0
+HEARTBEAT_SHARE = 4  # ... and at most a quarter of the activity's heartbeat timeout
 
 
 @dataclass
@@ -49,6 +50,15 @@ def heartbeat(**details: Any) -> None:
     """Heartbeat when running as an activity; a no-op when called from the lab or the CLI."""
     with contextlib.suppress(RuntimeError):
         activity.heartbeat(details)
+
+
+def heartbeat_interval() -> float:
+    """Seconds between heartbeats: HEARTBEAT_SECONDS, less under a short heartbeat timeout so a
+    busy machine still gets a heartbeat through before the server declares the worker dead."""
+    timeout = activity.info().heartbeat_timeout if activity.in_activity() else None
+    if timeout:
+        return max(0.25, min(HEARTBEAT_SECONDS, timeout.total_seconds() / HEARTBEAT_SHARE))
+    return HEARTBEAT_SECONDS
 
 
 def is_cancelled() -> bool:
@@ -109,7 +119,7 @@ def run_local(script: str, *, step: str, timeout: float | None = None, env: dict
     try:
         while True:
             try:
-                output, _ = proc.communicate(timeout=HEARTBEAT_SECONDS)
+                output, _ = proc.communicate(timeout=heartbeat_interval())
                 break
             except subprocess.TimeoutExpired:
                 elapsed = time.monotonic() - started

@@ -24,6 +24,7 @@ from temporalio.exceptions import CancelledError
 from activities.kube_client import call, is_transient, status_reason
 
 WATCH_WINDOW = 3  # seconds per watch request: bounds cancellation latency and heartbeat gaps
+WINDOW_SHARE = 3  # ... and at most a third of the activity's heartbeat timeout (1 s at least)
 MAX_BACKOFF = 2.0
 
 
@@ -44,6 +45,15 @@ def check_cancelled() -> None:
     """Raise CancelledError if the activity was cancelled (no-op outside activities)."""
     if in_activity() and activity.is_cancelled():
         raise CancelledError("activity cancelled")
+
+
+def watch_window() -> int:
+    """Seconds per watch request (whole seconds: the API's timeoutSeconds): WATCH_WINDOW, less
+    under a short heartbeat timeout, since the loop heartbeats between requests."""
+    timeout = activity.info().heartbeat_timeout if in_activity() else None
+    if timeout:
+        return max(1, min(WATCH_WINDOW, int(timeout.total_seconds() / WINDOW_SHARE)))
+    return WATCH_WINDOW
 
 
 def heartbeat(**progress: Any) -> None:
@@ -78,7 +88,7 @@ def follow(list_fn: Callable[..., Any], namespace: str, name: str, *, deadline: 
                 rv = lst["metadata"]["resourceVersion"]
                 items = lst.get("items") or []
                 yield Event("object", items[0] if items else None)
-            window = int(max(1, min(WATCH_WINDOW, deadline - time.monotonic() + 1)))
+            window = int(max(1, min(watch_window(), deadline - time.monotonic() + 1)))
             resp = list_fn(
                 namespace,
                 field_selector=selector,

@@ -59,14 +59,19 @@ class Event:
 
 
 def label(activity_type: str, args: Sequence[Any], done: list[Event]) -> str:
-    """The step an activity execution belongs to. ``done``: this run's events so far (an endpoint
-    check after the contract is the postcheck)."""
+    """The step an activity execution belongs to. ``done``: this run's events so far (the workload
+    read and the endpoint check before anything else are the pre-flight; an endpoint check after
+    the contract is the postcheck)."""
     arg = args[0] if args else None
     if isinstance(arg, io.MigrateInput):
         return arg.phase
     if isinstance(arg, io.ScaleInput):
         return "unquiesce" if arg.restore or arg.replicas else "quiesce"
+    if isinstance(arg, io.CheckInput) and arg.stage == "pre":
+        return "preflight"
     step = LABELS.get(activity_type, activity_type)
+    if step == "read-images" and all(e.step == "preflight" for e in done):
+        return "preflight"
     if step == "validate" and any(e.step == "contract" and e.when == "complete" for e in done):
         return "postcheck"
     return step

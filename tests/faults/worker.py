@@ -14,6 +14,7 @@ import asyncio
 import os
 import signal
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,10 @@ from temporalio.worker import (
 
 import worker as stackhop_worker
 from tests.faults.points import PLAN_ENV, Event, KillPoint, When, append_event, due, label, read_events, read_plan
+
+# Heartbeats reach the server at most this far apart (temporalio's default is 0.8 x the heartbeat
+# timeout): with a short heartbeat timeout, a throttled heartbeat would arrive too late.
+HEARTBEAT_THROTTLE = timedelta(seconds=1)
 
 
 class KillAtPoints(Interceptor):
@@ -63,7 +68,12 @@ class _Inbound(ActivityInboundInterceptor):
 async def run() -> None:
     events, points = read_plan(Path(os.environ[PLAN_ENV]))
     client = await stackhop_worker.connect()
-    worker = stackhop_worker.build_worker(client, interceptors=[KillAtPoints(events, points)], max_cached_workflows=0)
+    worker = stackhop_worker.build_worker(
+        client,
+        interceptors=[KillAtPoints(events, points)],
+        max_cached_workflows=0,
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
