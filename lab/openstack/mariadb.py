@@ -106,15 +106,19 @@ class MariaDB:
             capture_output=True,
         )
 
-    def start(self, timeout: float = 30.0) -> float:
-        """Start mariadbd and create the admin user; returns seconds until it answered."""
+    def start(self, timeout: float = 30.0, general_log: bool = False) -> float:
+        """Start mariadbd and create the admin user; returns seconds until it answered.
+        ``general_log``: logging from its first session on (a restart must not leave a gap)."""
         if procs.alive(self.pid):
             return 0.0
         self.initialise()
         server = find_tool("mariadbd")
         if server is None:
             raise RuntimeError("mariadbd not found: run `python -m lab.openstack.install`")
-        self.pid = procs.start_detached([server, f"--defaults-file={self.server_cnf}"], self.log_path)
+        args = [server, f"--defaults-file={self.server_cnf}"]
+        if general_log:
+            args += ["--general-log=ON", f"--general-log-file={self.general_log_path}"]
+        self.pid = procs.start_detached(args, self.log_path)
         seconds = procs.wait_for(self._socket_ping, timeout, "mariadbd", pid=self.pid, log=self.log_path)
         self._root_sql(
             f"CREATE USER IF NOT EXISTS '{ADMIN_USER}'@'127.0.0.1' IDENTIFIED BY '{self.admin_password}';"
@@ -135,9 +139,7 @@ class MariaDB:
         logging = self.general_log_on()
         started = time.monotonic()
         self.stop()
-        self.start(timeout=timeout)
-        if logging:
-            self.general_log(True)
+        self.start(timeout=timeout, general_log=logging)
         return time.monotonic() - started
 
     def general_log(self, on: bool) -> None:

@@ -16,7 +16,7 @@ from lab.demo import DemoLab
 from lab.k8s.cluster import KubeLab, free_port
 from lab.openstack.manager import OpenStackLab
 from tests.conftest import ROOT
-from tests.faults.harness import WORKER_SA, WORKER_USER_NS, Faults, TemporalServer
+from tests.faults.harness import SUMMARIES, WORKER_SA, WORKER_USER_NS, Faults, TemporalServer
 
 
 def worker_kubeconfig(kube: KubeLab, context: str, path: Path) -> Path:
@@ -75,3 +75,11 @@ async def faults(fault_lab: DemoLab, tmp_path_factory: pytest.TempPathFactory) -
         yield Faults(fault_lab, server, kubeconfig, workdir)
     finally:
         await server.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per fault case (README's "Fault injection" table is filled from these)."""
+    if SUMMARIES:
+        terminalreporter.section("fault injection")
+        for line in SUMMARIES:
+            terminalreporter.write_line(line)

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -31,7 +32,7 @@ from model.loading import parse_plan
 from model.plan import UpgradePlan
 from tests.conftest import ROOT, temporal_binary
 from tests.faults import logs
-from tests.faults.points import PLAN_ENV, Event, KillPoint, When, fired, read_events, write_plan
+from tests.faults.points import PLAN_ENV, Event, KillPoint, When, fired, read_events, release_file, write_plan
 from tests.waiting import eventually
 from workflows.upgrade import UpgradeWorkflow
 
@@ -41,17 +42,22 @@ WORKER_SA = "stackhop-worker"
 WORKER_USER = f"system:serviceaccount:{WORKER_USER_NS}:{WORKER_SA}"
 Action = Literal["temporal", "apiserver", "mariadb"]
 CASE_TIMEOUT = 240.0
+SUMMARIES: list[str] = []  # one line per case, printed at the end of the session (conftest.py)
 WORKERS = 2
+# A kill costs one heartbeat timeout (the server's only way to learn of it) plus the retry backoff.
+# The activities heartbeat at least every quarter of it, the fault worker sends them unthrottled.
+HEARTBEAT_TIMEOUT = "3s"
 
 
 def fault_plan(rollout_timeout: str) -> UpgradePlan:
     """The demo's plan made small and fast to fail over: the endpoint check only (no tempest), a
-    5 s heartbeat timeout (a killed worker's activity is retried within it) and room for retries."""
+    short heartbeat timeout (a killed worker's activity is retried after it), room for retries and
+    automatic restores (a part-way expand never waits for an approval)."""
     doc = yaml.safe_load((ROOT / "examples" / "lab-keystone.yaml").read_text())
     doc["policy"] = {
         "on_failure": "rollback",
         "rollout_timeout": rollout_timeout,
-        "heartbeat_timeout": "5s",
+        "heartbeat_timeout": HEARTBEAT_TIMEOUT,
         "max_attempts": 10,
         "restore": "automatic",
     }
@@ -62,11 +68,19 @@ def fault_plan(rollout_timeout: str) -> UpgradePlan:
 
 @dataclass(frozen=True)
 class Disruption:
-    """When the worker logs ``when`` of ``step``, stop ``action``'s server and start it again."""
+    """When the worker logs ``when`` of ``step``, stop ``action``'s server and start it again.
+
+    ``hold``: the worker waits at that moment until the server is stopped, so the step runs into the
+    outage for certain (a step of a second or two could otherwise finish before the server goes)."""
 
     step: str
     when: When
     action: Action
+    hold: bool = False
+
+    @property
+    def point(self) -> KillPoint:
+        return KillPoint(self.step, self.when)
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,23 @@ class CaseResult:
     @property
     def duplicated(self) -> int:
         return self.kube.duplicated + self.db.duplicated
+
+    def attempts(self, step: str) -> int:
+        return max((e.attempt for e in self.events if e.step == step), default=0)
+
+    def summary(self, case: Case) -> str:
+        """One line: what the case did and what the labs' logs counted."""
+        kills = sum(1 for e in self.events if e.killed)
+        images = [v.rsplit(":", 1)[1] for _, key, v in self.kube.transitions if key == "images"]
+        replicas = [v for _, key, v in self.kube.transitions if key == "replicas"]
+        retried = sorted({e.step for e in self.events if e.attempt > 1})
+        return (
+            f"{case.name}: {self.outcome} in {self.seconds:.0f}s; {kills} kills, {self.workers} workers;"
+            f" {'; '.join(self.disrupted) or 'no restarts'}; retried {','.join(retried) or '-'};"
+            f" k8s writes {self.kube.writes}, images {'>'.join(images) or '-'}, replicas {'>'.join(replicas) or '-'};"
+            f" db revisions {dict(self.db.revisions)}, DROP keystone {self.db.drops['keystone']};"
+            f" duplicated {self.duplicated}"
+        )
 
 
 class TemporalServer:
@@ -166,15 +197,23 @@ class Faults:
                 preexec_fn=die_with_parent,
             )
 
-    async def disrupt(self, action: Action) -> None:
+    async def disrupt(self, action: Action, stopped: Callable[[], None] = lambda: None) -> None:
+        """Stop ``action``'s server, call ``stopped``, start the server again."""
         if action == "temporal":
-            await self.temporal.restart()
+            await self.temporal.stop()
+            stopped()
+            await self.temporal.start()
         elif action == "apiserver":
-            await asyncio.to_thread(self.lab.kube.restart_apiserver, 2.0)
+            await asyncio.to_thread(self.lab.kube.stop_apiserver)
+            stopped()
+            await asyncio.to_thread(self.lab.kube.start_apiserver)
         else:
             mariadb = self.lab.openstack.mariadb
             assert mariadb is not None
-            await asyncio.to_thread(mariadb.restart)
+            logging = mariadb.general_log_on()
+            await asyncio.to_thread(mariadb.stop)
+            stopped()
+            await asyncio.to_thread(mariadb.start, general_log=logging)
             self.lab.openstack.save()
 
     async def run(self, case: Case) -> CaseResult:
@@ -190,7 +229,7 @@ class Faults:
         workdir.mkdir(parents=True, exist_ok=True)
         events_file, plan_file, worker_log = workdir / "events.jsonl", workdir / "plan.json", workdir / "worker.log"
         events_file.unlink(missing_ok=True)
-        write_plan(plan_file, events_file, list(case.kills))
+        write_plan(plan_file, events_file, case.kills, [d.point for d in case.disruptions if d.hold])
         plan = fault_plan(case.rollout_timeout)
         await self.temporal.client.start_workflow(
             UpgradeWorkflow.run,
@@ -261,7 +300,12 @@ class Faults:
             within=CASE_TIMEOUT,
             what=f"{d.step} {d.when}",
         )
-        await self.disrupt(d.action)
+
+        def release() -> None:
+            if d.hold:
+                release_file(events_file, d.point).touch()
+
+        await self.disrupt(d.action, release)
         done.append(f"{d.action} restarted at {d.step} {d.when}")
 
     async def _ended(self, wf_id: str) -> None:

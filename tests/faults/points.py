@@ -101,10 +101,22 @@ def due(point: KillPoint, step: str, when: When, events: list[Event]) -> bool:
     return (point.step, point.when) == (step, when) and seen + 1 == point.occurrence
 
 
-def write_plan(path: Path, events: Path, points: list[KillPoint]) -> None:
-    path.write_text(json.dumps({"events": str(events), "points": [asdict(p) for p in points], "at": time.time()}))
+def write_plan(path: Path, events: Path, points: Sequence[KillPoint], holds: Sequence[KillPoint] = ()) -> None:
+    doc = {
+        "events": str(events),
+        "points": [asdict(p) for p in points],
+        "holds": [asdict(h) for h in holds],
+        "at": time.time(),
+    }
+    path.write_text(json.dumps(doc))
 
 
-def read_plan(path: Path) -> tuple[Path, list[KillPoint]]:
+def read_plan(path: Path) -> tuple[Path, list[KillPoint], list[KillPoint]]:
     doc = json.loads(path.read_text())
-    return Path(doc["events"]), [KillPoint(**p) for p in doc["points"]]
+    return Path(doc["events"]), [KillPoint(**p) for p in doc["points"]], [KillPoint(**h) for h in doc["holds"]]
+
+
+def release_file(events: Path, hold: KillPoint) -> Path:
+    """A held moment waits (heartbeating) until the harness creates this file: the harness has
+    begun its disruption (e.g. MariaDB is shutting down), so it lands inside the step."""
+    return events.with_name(f"{events.stem}.release-{hold.step}-{hold.when}-{hold.occurrence}")

@@ -26,17 +26,32 @@ from temporalio.worker import (
 )
 
 import worker as stackhop_worker
-from tests.faults.points import PLAN_ENV, Event, KillPoint, When, append_event, due, label, read_events, read_plan
+from tests.faults.points import (
+    PLAN_ENV,
+    Event,
+    KillPoint,
+    When,
+    append_event,
+    due,
+    label,
+    read_events,
+    read_plan,
+    release_file,
+)
 
 # Heartbeats reach the server at most this far apart (temporalio's default is 0.8 x the heartbeat
 # timeout): with a short heartbeat timeout, a throttled heartbeat would arrive too late.
 HEARTBEAT_THROTTLE = timedelta(seconds=1)
 
 
+HOLD_LIMIT = 60.0  # seconds a held moment waits for the harness at most
+
+
 class KillAtPoints(Interceptor):
-    def __init__(self, events: Path, points: list[KillPoint]) -> None:
+    def __init__(self, events: Path, points: list[KillPoint], holds: list[KillPoint]) -> None:
         self.events = events
         self.points = points
+        self.holds = holds
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _Inbound(next, self)
@@ -47,30 +62,38 @@ class _Inbound(ActivityInboundInterceptor):
         super().__init__(next)
         self.root = root
 
-    def _moment(self, step: str, when: When) -> None:
-        """Log the moment; die at once when it is a kill point (the log line first, on disk)."""
+    async def _moment(self, step: str, when: When) -> None:
+        """Log the moment; die at once when it is a kill point (the log line first, on disk); when
+        it is a hold, wait until the harness releases it."""
         events = read_events(self.root.events)
         kill = any(due(p, step, when, events) for p in self.root.points)
+        holds = [h for h in self.root.holds if due(h, step, when, events)]
         append_event(
             self.root.events, Event(step, when, os.getpid(), activity.info().attempt, killed=kill, at=time.time())
         )
         if kill:
             os.kill(os.getpid(), signal.SIGKILL)
+        for hold in holds:
+            released = release_file(self.root.events, hold)
+            deadline = time.monotonic() + HOLD_LIMIT
+            while not released.exists() and time.monotonic() < deadline:
+                activity.heartbeat()
+                await asyncio.sleep(0.05)
 
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         step = label(activity.info().activity_type, input.args, read_events(self.root.events))
-        self._moment(step, "start")
+        await self._moment(step, "start")
         result = await super().execute_activity(input)
-        self._moment(step, "complete")  # the function returned; its result has not left this process
+        await self._moment(step, "complete")  # the function returned; its result has not left this process
         return result
 
 
 async def run() -> None:
-    events, points = read_plan(Path(os.environ[PLAN_ENV]))
+    events, points, holds = read_plan(Path(os.environ[PLAN_ENV]))
     client = await stackhop_worker.connect()
     worker = stackhop_worker.build_worker(
         client,
-        interceptors=[KillAtPoints(events, points)],
+        interceptors=[KillAtPoints(events, points, holds)],
         max_cached_workflows=0,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )
