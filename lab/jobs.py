@@ -10,7 +10,9 @@ and, for each one that is Running and owned by a Job, runs its container's comma
   system's tools;
 * volumes become local paths: a Secret's keys are written into a private temporary directory, a
   PersistentVolumeClaim is a directory per claim under the executor's directory (so a snapshot
-  Job and the restore Job after it share the file), an emptyDir is a temporary directory; every
+  Job and the restore Job after it share the file; ``create_claim`` makes the claim the scheduler
+  needs, bound to that directory), an emptyDir (or the projected
+  service-account token) is an empty temporary directory; every
   mount path (and the termination-message path) in the command is rewritten to its local path;
 * the pod's status is then patched to Succeeded or Failed with the exit code, and its
   ``terminated.message`` holds what the container wrote to its termination log, else the
@@ -126,6 +128,34 @@ class JobExecutor:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def create_claim(self, namespace: str, claim: str) -> Path:
+        """A PersistentVolumeClaim the scheduler accepts (bound to a hostPath volume of its own,
+        as there is no provisioner in the lab), standing for the directory ``claim_dir``."""
+        path = self.claim_dir(namespace, claim)
+        pv = f"lab-{namespace}-{claim}"[:253]
+        volume: Any = {  # the client takes plain dicts for its models
+            "metadata": {"name": pv},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "",
+                "hostPath": {"path": str(path)},
+                "claimRef": {"namespace": namespace, "name": claim},
+            },
+        }
+        self.core.create_persistent_volume(volume)
+        pvc: Any = {
+            "metadata": {"name": claim},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "",
+                "volumeName": pv,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+        self.core.create_namespaced_persistent_volume_claim(namespace, pvc)
+        return path
+
     # --- the loop ----------------------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -221,7 +251,7 @@ class JobExecutor:
                 local[vol.name] = self._secret(pod.metadata.namespace, vol.secret, scratch / "volumes" / vol.name)
             elif vol.persistent_volume_claim is not None:
                 local[vol.name] = self.claim_dir(pod.metadata.namespace, vol.persistent_volume_claim.claim_name)
-            elif vol.empty_dir is not None:
+            elif vol.empty_dir is not None or vol.projected is not None:  # the service account token: unused
                 local[vol.name] = scratch / "volumes" / vol.name
                 local[vol.name].mkdir(parents=True)
         mapping: dict[str, str] = {}
