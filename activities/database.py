@@ -94,8 +94,9 @@ def defaults_file(database: Database) -> str:
 def job_for(
     *, op: str, service: str, key: str, database: Database, target: KubeTarget, script: str, timeout_seconds: int = 3600
 ) -> tuple[str, dict[str, Any]]:
-    """(name, manifest) of the Job that runs `script` with the MariaDB client image, the credentials
-    Secret mounted as the defaults file and the snapshot PVC at the snapshot directory."""
+    """(step, manifest) of the Job that runs `script` with the MariaDB client image, the credentials
+    Secret mounted as the defaults file and the snapshot PVC at the snapshot directory (the Job's
+    name adds the workflow run and a generation to the step: kube_jobs.run_job)."""
     if not database.credentials_secret or not database.snapshot_pvc:
         raise errors.permanent(
             errors.PLAN_INVALID,
@@ -103,7 +104,6 @@ def job_for(
         )
     name = dbtools.job_name(service, op, key)
     manifest = dbtools.job_manifest(
-        name=name,
         namespace=target.namespace,
         image=database.job_image,
         script=script,
@@ -150,8 +150,8 @@ def _run(op: str, service: str, key: str, database: Database, target: KubeTarget
         raise errors.permanent(
             errors.PLAN_INVALID, f"database {database.name}: the job runner needs a Kubernetes target"
         )
-    name, manifest = job_for(op=op, service=service, key=key, database=database, target=target, script=script)
-    return dbtools.run_job(target, name, manifest, 3600, f"db.{op}")
+    step, manifest = job_for(op=op, service=service, key=key, database=database, target=target, script=script)
+    return dbtools.run_job(target, step, manifest, 3600, f"db.{op}")
 
 
 def _failure(kind: str, what: str, ran: dbtools.Ran) -> ApplicationError:

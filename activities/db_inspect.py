@@ -61,7 +61,10 @@ def inspect(inp: InspectInput) -> DbInspection:
     db, snap = inp.database, inp.snapshot
     # the runners of database.py (local or Job), shared by every database activity
     script = inspect_script(db=db.name, users=db.users, defaults_file=database.defaults_file(db))
-    ran = database._run("inspect", snap.service, snap.location, db, inp.target, script)
+    # A read must never be answered by an earlier read: a Job runner key unique to this activity
+    # (the Job runner re-attaches to a succeeded Job of the same key, which suits only writes).
+    fresh = f"{snap.location}#{activity.info().activity_id}" if activity.in_activity() else snap.location
+    ran = database._run("inspect", snap.service, fresh, db, inp.target, script)
     m = ran.markers
     if ran.exit_code or "checksums" not in m or "sessions" not in m:
         raise database._failure(errors.SNAPSHOT_FAILED, f"inspect of {db.name}", ran)

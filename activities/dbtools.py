@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 from temporalio import activity
-from temporalio.exceptions import CancelledError
+from temporalio.exceptions import ApplicationError, CancelledError
 
 from model import errors
 
@@ -31,6 +31,7 @@ MARKER = "@@stackhop"
 NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 HEARTBEAT_SECONDS = 2.0
 HEARTBEAT_SHARE = 4  # ... and at most a quarter of the activity's heartbeat timeout
+TERMINATION_LOG = "/dev/termination-log"
 
 
 @dataclass
@@ -144,15 +145,25 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
 
 
 def job_name(*parts: str) -> str:
-    """A deterministic, DNS-safe Job name (a retry finds the same Job): prefix + short hash."""
+    """The Job step of (service, operation, key): readable and DNS-safe, at most 40 characters (the
+    Job's name adds the workflow run and the generation: kube_jobs.job_name)."""
     digest = hashlib.sha256("/".join(parts).encode()).hexdigest()[:10]
-    readable = re.sub(r"[^a-z0-9-]+", "-", "-".join(parts[:-1]).lower()).strip("-")[:40].strip("-")
+    readable = re.sub(r"[^a-z0-9-]+", "-", "-".join(parts[:-1]).lower()).strip("-")[:20].strip("-")
     return f"stackhop-{readable}-{digest}" if readable else f"stackhop-{digest}"
+
+
+# The container runs the script and writes its markers and output tail to the termination log, so
+# the result survives the pod's log (a node gone, logs rotated): logs_tail falls back to it.
+JOB_WRAPPER = f"""out=$(mktemp 2>/dev/null || echo /tmp/stackhop-job.out)
+bash -c "$1" 2>&1 | tee "$out"
+rc=${{PIPESTATUS[0]}}
+{{ grep '^{MARKER} ' "$out"; tail -c 1500 "$out"; }} 2>/dev/null | head -c 4000 > {TERMINATION_LOG} 2>/dev/null || true
+exit "$rc"
+"""
 
 
 def job_manifest(
     *,
-    name: str,
     namespace: str,
     image: str,
     script: str,
@@ -163,13 +174,15 @@ def job_manifest(
     env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A batch/v1 Job that runs `script` once (no retries: Temporal owns retrying), kept a day
-    for its logs, killed at the step deadline."""
+    for its logs, killed at the step deadline. Its name is set by kube_jobs.run_job."""
     all_labels = {"app.kubernetes.io/managed-by": "stackhop", **labels}
     container: dict[str, Any] = {
         "name": "run",
         "image": image,
-        "command": ["bash", "-c", script],
+        "command": ["bash", "-c", JOB_WRAPPER, "stackhop-job", script],
         "volumeMounts": mounts,
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
         "securityContext": {"allowPrivilegeEscalation": False},
     }
@@ -178,7 +191,7 @@ def job_manifest(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "namespace": namespace, "labels": all_labels},
+        "metadata": {"namespace": namespace, "labels": all_labels},
         "spec": {
             "backoffLimit": 0,
             "activeDeadlineSeconds": int(timeout_seconds),
@@ -191,14 +204,25 @@ def job_manifest(
     }
 
 
-def run_job(target: Any, name: str, manifest: dict[str, Any], timeout_seconds: int, step: str) -> Ran:
-    """Run a Job through kube_jobs.run_job and read the markers from its log tail.
-
-    A failed Job raises the k8s activity's JobFailed error; its log tail is in the details."""
+def run_job(target: Any, step: str, manifest: dict[str, Any], timeout_seconds: int, what: str) -> Ran:
+    """Run the Job of `step` (for this workflow run) through kube_jobs.run_job and read the markers
+    from its log tail. A failed Job raises the k8s activity's JobFailed error; its log tail is in
+    the details."""
     from activities.kube_jobs import RunJobInput
     from activities.kube_jobs import run_job as k8s_run_job  # the Kubernetes side owns Job running
 
     started = time.monotonic()
-    result = k8s_run_job(RunJobInput(target=target, name=name, manifest=manifest, timeout_seconds=timeout_seconds))
-    log.info("job_done", step=step, job=name, seconds=round(time.monotonic() - started, 2))
+    inp = RunJobInput(target=target, step=step, manifest=manifest, timeout_seconds=timeout_seconds)
+    try:
+        result = k8s_run_job(inp)
+    except ApplicationError as exc:
+        details = exc.details[0] if exc.details and isinstance(exc.details[0], dict) else {}
+        if exc.type != errors.JOB_FAILED or details.get("timed_out", True):
+            raise
+        # the script failed: its exit code and output are the caller's to interpret (lock waits,
+        # an unreachable database and a missing file are told apart from the output, as for `local`)
+        tail = str(details.get("logs_tail", ""))
+        code = re.search(r"terminated: exit code (\d+)", tail)
+        return Ran(int(code.group(1)) if code else 1, tail, parse_markers(tail), time.monotonic() - started)
+    log.info("job_done", step=what, job=result.name, reattached=result.reattached, seconds=round(result.seconds, 2))
     return Ran(0, result.logs_tail, parse_markers(result.logs_tail), time.monotonic() - started)

@@ -125,12 +125,10 @@ def env_command(service: str, kind: str) -> list[str] | None:
 
 
 def base_command(service: str, migration: Migration, version: str) -> list[str]:
-    """The manage tool (plan's migration.command, else the profile's), placeholders filled in."""
-    command = (
-        list(migration.command)
-        if migration.command
-        else env_command(service, "MANAGE") or list(profile_for(service).tool)
-    )
+    """The manage tool (plan's migration.command, else for the local runner the worker's
+    STACKHOP_<SERVICE>_MANAGE, else the profile's), placeholders filled in."""
+    worker_default = env_command(service, "MANAGE") if migration.runner == "local" else None  # paths on the worker
+    command = list(migration.command) if migration.command else worker_default or list(profile_for(service).tool)
     if any("{version}" in part for part in command) and not version:
         raise errors.permanent(
             errors.PLAN_INVALID, f"{service}: migration.command uses {{version}} but no target version is known"
@@ -161,7 +159,8 @@ def phase_script(service: str, phase: MigrationPhase, command: list[str], max_ro
 
 
 def job_for(inp: MigrateInput, script: str) -> tuple[str, dict[str, Any]]:
-    """(name, manifest) of the Job that runs the phase in the target release's image."""
+    """(step, manifest) of the Job that runs the phase in the target release's image (the Job's name
+    adds the workflow run and a generation to the step: kube_jobs.run_job)."""
     if not inp.image or inp.target is None:
         raise errors.permanent(errors.PLAN_INVALID, f"{inp.service}: the job runner needs the target image and cluster")
     mig = inp.migration
@@ -173,7 +172,6 @@ def job_for(inp: MigrateInput, script: str) -> tuple[str, dict[str, Any]]:
         )
     name = dbtools.job_name(inp.service, f"db-{inp.phase}", inp.version or inp.image)
     manifest = dbtools.job_manifest(
-        name=name,
         namespace=inp.target.namespace,
         image=inp.image,
         script=script,
@@ -217,8 +215,8 @@ def db_sync(inp: MigrateInput) -> MigrateResult:
     if mig.runner == "local":
         ran = dbtools.run_local(script, step=f"migration.{inp.phase}")
     else:
-        name, manifest = job_for(inp, script)
-        ran = dbtools.run_job(inp.target, name, manifest, 3600, f"migration.{inp.phase}")
+        step, manifest = job_for(inp, script)
+        ran = dbtools.run_job(inp.target, step, manifest, 3600, f"migration.{inp.phase}")
     m = ran.markers
     if ran.exit_code or "final" not in m:
         raise errors.temporary(f"{inp.service} {inp.phase}: the runner did not report an exit code", output=ran.tail())

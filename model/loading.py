@@ -19,9 +19,15 @@ from model import order, releases
 from model.plan import AT, FIX, K8S_OBJECT_RE, NAME_RE, SQL_NAME_ERROR, UpgradePlan
 
 SECRET_KEY = re.compile(r"(pass(word|wd)?|secret|token|private[-_]?key|credential|api[-_]?key)$", re.I)
-# Plan fields that name a Kubernetes Secret: the way to keep secrets out of a plan, not inline ones.
-SECRET_REFERENCES = frozenset({"credentials_secret", "config_secret"})
+# Plan fields that *name* a Kubernetes Secret (credentials_secret, config_secret, any *_secret): the
+# way to keep secrets out of a plan. Their value is a Secret's name, which never holds these
+# characters; a value with any of them is a secret written inline.
+SECRET_REFERENCE_KEY = re.compile(r".+_secret(_name)?$", re.I)
+NOT_IN_A_NAME = re.compile(r"[^A-Za-z0-9._-]")
+# Inline secrets found by value, under any key
 URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
+PEM_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+PASSWORD_ARGUMENT = re.compile(r"(^|[\s;&|'\"])-{0,2}(password|passwd|pwd)[=:]\S", re.I)
 
 
 @dataclass(frozen=True)
@@ -85,26 +91,37 @@ _LAST_SEGMENT = re.compile(r"(\.[^.\[]+|\[\d+\]|^[^.\[]+)$")
 
 
 def _secrets(data: Any, path: str = "") -> list[Problem]:
+    """Inline secrets, by key and by value: a secret-ish key with a scalar value, unless the key
+    names a Secret and the value can be a Secret's name; a private key, a URL with a password or a
+    password argument in any string."""
     found: list[Problem] = []
     if isinstance(data, dict):
         for k, v in data.items():
             sub = f"{path}.{k}" if path else str(k)
-            inline = isinstance(v, (str, int)) and not isinstance(v, bool)
-            if inline and SECRET_KEY.search(str(k)) and k not in SECRET_REFERENCES:
+            scalar = isinstance(v, (str, int)) and not isinstance(v, bool)
+            if scalar and SECRET_REFERENCE_KEY.match(str(k)):
+                if NOT_IN_A_NAME.search(str(v)):
+                    found.append(Problem(sub, "inline secret in a plan file (this field names a Secret)", _SECRET_FIX))
+            elif scalar and SECRET_KEY.search(str(k)):
                 found.append(Problem(sub, "inline secret in a plan file", _SECRET_FIX))
             else:
                 found += _secrets(v, sub)
     elif isinstance(data, list):
         for i, v in enumerate(data):
             found += _secrets(v, f"{path}[{i}]")
-    elif isinstance(data, str) and URL_WITH_PASSWORD.search(data):
-        found.append(Problem(path, "URL with an inline password", _SECRET_FIX))
+    elif isinstance(data, str):
+        if PEM_PRIVATE_KEY.search(data):
+            found.append(Problem(path, "inline private key", _SECRET_FIX))
+        elif URL_WITH_PASSWORD.search(data):
+            found.append(Problem(path, "URL with an inline password", _SECRET_FIX))
+        elif PASSWORD_ARGUMENT.search(data):
+            found.append(Problem(path, "inline password argument", _SECRET_FIX))
     return found
 
 
 _SECRET_FIX = (
     "keep secrets out of plans: use database.defaults_file (a MariaDB option file), "
-    "a clouds.yaml entry, or a Kubernetes Secret"
+    "a clouds.yaml entry, or a Kubernetes Secret named by database.credentials_secret / migration.config_secret"
 )
 
 _FIXES = {

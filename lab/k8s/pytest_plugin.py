@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
+from lab.jobs import JobExecutor
 from lab.k8s.cluster import KubeLab
 from model.plan import KubeTarget
 
@@ -54,3 +55,10 @@ def kube_target(k8s_lab: KubeLab) -> Iterator[KubeTarget]:
     k8s_lab.kubectl_run("create", "namespace", ns)
     yield KubeTarget(context=kube_context(k8s_lab), namespace=ns, kubeconfig=str(k8s_lab.kubeconfig))
     k8s_lab.kubectl_run("delete", "namespace", ns, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def job_executor(k8s_lab: KubeLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobExecutor]:
+    """The lab's Job executor (lab/jobs.py): stackhop's Job pods run their commands for real."""
+    with JobExecutor(k8s_lab.kubeconfig, tmp_path_factory.mktemp("job-executor")) as executor:
+        yield executor

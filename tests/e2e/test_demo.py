@@ -9,6 +9,7 @@ issues tokens, and what the workflow's report says.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -22,8 +23,10 @@ from lab.demo import DemoLab, demo_kube_lab
 from lab.openstack.manager import OpenStackLab
 from model import io
 from tests.conftest import ROOT
+from tests.e2e.writes import token_status, user_exists, write_during
 
 LAB_DIR = ROOT / ".lab" / "e2e"
+DEMO_TIMEOUT = 600
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +38,27 @@ def demo_env(temporal_env: WorkflowEnvironment) -> Iterator[dict[str, str]]:
     )
 
 
-def run_demo(env: dict[str, str], temporal_env: WorkflowEnvironment, *args: str) -> tuple[int, str]:
+async def run_demo(env: dict[str, str], temporal_env: WorkflowEnvironment, *args: str) -> tuple[int, str]:
+    """`stackhop demo` as a subprocess; async, so a test can act on the labs while it runs."""
     port = temporal_env.client.service_client.config.target_host.rsplit(":", 1)[1]
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "stackhop"), "demo", "--port", port, "--keep", *args],
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "stackhop"),
+        "demo",
+        "--port",
+        port,
+        "--keep",
+        *args,
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
-    return done.returncode, done.stdout + done.stderr
+    try:
+        output, _ = await asyncio.wait_for(proc.communicate(), DEMO_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        output, _ = await proc.communicate()
+        raise AssertionError(f"the demo did not end within {DEMO_TIMEOUT}s:\n{output.decode()}") from None
+    return proc.returncode or 0, output.decode()
 
 
 def lab_state(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> DemoLab:
@@ -65,7 +79,7 @@ async def report_of(temporal_env: WorkflowEnvironment) -> io.UpgradeReport:
 async def test_demo_upgrades_keystone_to_2026_1(
     demo_env: dict[str, str], temporal_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    code, output = run_demo(demo_env, temporal_env)
+    code, output = await run_demo(demo_env, temporal_env)
     assert code == 0, output
     lab = lab_state(demo_env, monkeypatch)
     assert lab.deployed_image() == "registry.lab/keystone:29.1.0"
@@ -91,23 +105,12 @@ async def test_demo_upgrades_keystone_to_2026_1(
     assert "Temporal UI: http://127.0.0.1:" in output and "upgraded to 2026.1" in output
 
 
-@pytest.mark.parametrize(
-    ("inject", "failed_step", "why"),
-    [
-        ("migration", "expand", "Duplicate key name"),
-        ("rollout", "rollout", "progress deadline"),
-        ("tempest", "validate", "DomainsTestJSON"),
-    ],
-)
-async def test_injected_failure_rolls_back_to_28_1_0(
-    demo_env: dict[str, str],
-    temporal_env: WorkflowEnvironment,
-    monkeypatch: pytest.MonkeyPatch,
-    inject: str,
-    failed_step: str,
-    why: str,
+async def test_a_part_way_expand_is_restored_and_the_report_says_what_the_restore_discards(
+    demo_env: dict[str, str], temporal_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    code, output = run_demo(demo_env, temporal_env, "--inject", inject)
+    """The expand fails half-way on schema drift: the schema is in an unknown state, so the only way
+    back is the snapshot — after proving nothing uses the database, with the window it loses."""
+    code, output = await run_demo(demo_env, temporal_env, "--inject", "migration")
     assert code == 1, output
     lab = lab_state(demo_env, monkeypatch)
     assert lab.deployed_image() == "registry.lab/keystone:28.1.0"
@@ -115,7 +118,65 @@ async def test_injected_failure_rolls_back_to_28_1_0(
     report = await report_of(temporal_env)
     (svc,) = report.services
     assert report.outcome == "rolled-back" and svc.outcome == "rolled-back"
+    assert [s.step for s in svc.steps if s.status == "failed"] == ["expand"]
+    assert "Duplicate key name" in next(s.detail for s in svc.steps if s.status == "failed")
+    assert svc.restore and svc.snapshot and svc.restore.table_checksums == svc.snapshot.table_checksums
+    rollback = svc.rollback
+    assert rollback is not None and rollback.kind == "restore", rollback
+    assert rollback.window_start == svc.snapshot.created_at and rollback.window_end >= rollback.window_start
+    assert rollback.table_changes and all(c.change == "migration" for c in rollback.table_changes), rollback
+    assert "table checksums EQUAL to the snapshot's" in output
+    assert "data-loss window" in output
+
+
+@pytest.mark.parametrize(
+    ("inject", "during", "failed_step", "why"),
+    [
+        ("rollout", "rollout", "rollout", "progress deadline"),
+        ("tempest", "validate", "validate", "DomainsTestJSON"),
+    ],
+)
+async def test_a_failure_after_the_expand_rolls_back_images_only_and_keeps_every_write(
+    demo_env: dict[str, str],
+    temporal_env: WorkflowEnvironment,
+    monkeypatch: pytest.MonkeyPatch,
+    inject: str,
+    during: str,
+    failed_step: str,
+    why: str,
+) -> None:
+    """After a complete expand the old release runs on the expanded schema: the rollback puts the
+    previous images back and restores nothing, so a user created and a token revoked while the
+    upgrade ran survive it. After the tempest failure, the next upgrade finds the expand done."""
+    lab = lab_state(demo_env, monkeypatch)
+    demo = asyncio.create_task(run_demo(demo_env, temporal_env, "--inject", inject))
+    try:
+        writes = await write_during(temporal_env, during)
+    finally:
+        code, output = await demo
+    assert code == 1, output
+    assert writes.served_by == ("28.1.0" if inject == "rollout" else "29.1.0")
+    lab = lab_state(demo_env, monkeypatch)
+    assert lab.deployed_image() == "registry.lab/keystone:28.1.0"
+    assert lab.served_release() == "28.1.0" and lab.token_works()
+    assert user_exists(lab.openstack, writes.user)
+    assert token_status(lab.openstack, writes.revoked_token) == 401
+    report = await report_of(temporal_env)
+    (svc,) = report.services
+    assert report.outcome == "rolled-back" and svc.outcome == "rolled-back"
     assert [s.step for s in svc.steps if s.status == "failed"] == [failed_step]
     assert why in next(s.detail for s in svc.steps if s.status == "failed")
-    assert svc.restore and svc.snapshot and svc.restore.table_checksums == svc.snapshot.table_checksums
-    assert "table checksums EQUAL to the snapshot's" in output
+    assert svc.restore is None and not any(s.step == "restore" for s in svc.steps)
+    assert svc.rollback is not None and svc.rollback.kind == "images", svc.rollback
+    assert "contract did not run" in output
+
+    if inject != "tempest":
+        return
+    code, output = await run_demo(demo_env, temporal_env, "--no-reset")
+    assert code == 0, output
+    lab = lab_state(demo_env, monkeypatch)
+    assert lab.served_release() == "29.1.0" and user_exists(lab.openstack, writes.user)
+    assert token_status(lab.openstack, writes.revoked_token) == 401
+    (svc,) = (await report_of(temporal_env)).services
+    steps = [(s.step, s.status) for s in svc.steps if s.step in ("expand", "migrate", "contract")]
+    assert steps == [("expand", "skipped"), ("migrate", "done"), ("contract", "done")], svc.steps

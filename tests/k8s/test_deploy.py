@@ -30,6 +30,8 @@ ALLOWED = [
     ("create", "jobs.batch"),
     ("get", "jobs.batch"),
     ("watch", "jobs.batch"),
+    ("delete", "jobs.batch"),  # a cancelled step's Job, and
+    ("deletecollection", "pods"),  # its pods
     ("list", "pods"),
     ("get", "pods/log"),
 ]
@@ -37,7 +39,6 @@ DENIED = [
     ("delete", "deployments.apps"),
     ("create", "deployments.apps"),
     ("update", "deployments.apps"),
-    ("delete", "jobs.batch"),
     ("get", "secrets"),
     ("list", "configmaps"),
     ("delete", "pods"),
@@ -138,6 +139,10 @@ def test_activities_work_with_only_the_service_account(deployed: KubeLab, tmp_pa
     assert rec.run(
         run_job,
         RunJobInput(
-            target=worker, name="keystone-db-sync", timeout_seconds=60, manifest=job("registry.lab/keystone:29.1.0")
+            target=worker,
+            step="keystone-db-sync",
+            run_id="run-1",
+            timeout_seconds=60,
+            manifest=job("registry.lab/keystone:29.1.0"),
         ),
     ).succeeded

@@ -6,9 +6,10 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.kube import RunJobInput, run_job
+from activities.kube_jobs import GENERATION_LABEL, RUN_LABEL, STEP_LABEL, job_name
 from model import errors
 from model.plan import KubeTarget
-from tests.k8s.helpers import Background, Recorder, job, list_jobs, list_pods
+from tests.k8s.helpers import Background, Recorder, job, list_jobs, list_pods, read
 from tests.waiting import eventually_sync
 
 pytestmark = pytest.mark.k8s
@@ -20,15 +21,20 @@ def test_job_success(kube_target: KubeTarget) -> None:
         run_job,
         RunJobInput(
             target=kube_target,
-            name="keystone-db-sync-29-1-0",
+            step="keystone-db-sync",
+            run_id="run-1",
             manifest=job("registry.lab/keystone:29.1.0"),
             timeout_seconds=60,
         ),
     )
-    assert res.succeeded and res.name == "keystone-db-sync-29-1-0"
+    name = job_name("keystone-db-sync", "run-1", 1)
+    assert res.succeeded and res.name == name and res.generation == 1 and not res.reattached
+    assert len(name) <= 63 and name.startswith("keystone-db-sync-") and name.endswith("-g1")
+    labels = read(kube_target, "Job", name)["metadata"]["labels"]
+    assert labels[STEP_LABEL] == "keystone-db-sync" and labels[RUN_LABEL] == "run-1" and labels[GENERATION_LABEL] == "1"
     # kwok has no kubelet: no real logs, but the tail still says what happened
     assert "exit code 0" in res.logs_tail
-    assert any(isinstance(b, dict) and b.get("job") == "keystone-db-sync-29-1-0" for b in rec.beats)
+    assert any(isinstance(b, dict) and b.get("job") == name for b in rec.beats)
 
 
 def test_job_failure_is_permanent_with_logs(kube_target: KubeTarget) -> None:
@@ -37,7 +43,8 @@ def test_job_failure_is_permanent_with_logs(kube_target: KubeTarget) -> None:
             run_job,
             RunJobInput(
                 target=kube_target,
-                name="glance-db-sync",
+                step="glance-db-sync",
+                run_id="run-1",
                 manifest=job("registry.lab/glance:job-fail"),
                 timeout_seconds=60,
             ),
@@ -48,13 +55,15 @@ def test_job_failure_is_permanent_with_logs(kube_target: KubeTarget) -> None:
     details = err.details[0]
     assert "exit code 1" in details["logs_tail"]
     assert "injected failure" in details["logs_tail"]
+    assert details["generation"] == 1 and not details["timed_out"]
 
 
 def test_job_creation_idempotent_across_retries(kube_target: KubeTarget) -> None:
-    """A retry while the first attempt still waits, and a retry after success, reuse the Job."""
+    """A retry while the first attempt still waits, and a retry after success, re-attach to the Job."""
     inp = RunJobInput(
         target=kube_target,
-        name="nova-db-sync",
+        step="nova-db-sync",
+        run_id="run-1",
         timeout_seconds=60,
         manifest=job("registry.lab/nova:slow-job", delay="4s"),
     )
@@ -62,24 +71,22 @@ def test_job_creation_idempotent_across_retries(kube_target: KubeTarget) -> None
     eventually_sync(lambda: list_jobs(kube_target), within=20, what="attempt 1 created the Job")
     retry = Recorder().run(run_job, inp)  # attempt 2, concurrently with attempt 1
     first.join(30)
-    assert first.error is None and first.result.succeeded and retry.succeeded
+    assert first.error is None and first.result.succeeded and not first.result.reattached
+    assert retry.succeeded and retry.reattached
     again = Recorder().run(run_job, inp)  # a resumed workflow after success
-    assert again.succeeded
-    jobs = list_jobs(kube_target)
-    assert [j["metadata"]["name"] for j in jobs] == ["nova-db-sync"]
-    assert len(list_pods(kube_target, "job-name=nova-db-sync")) == 1
+    assert again.succeeded and again.reattached and again.name == first.result.name
+    name = job_name("nova-db-sync", "run-1", 1)
+    assert [j["metadata"]["name"] for j in list_jobs(kube_target)] == [name]
+    assert len(list_pods(kube_target, f"job-name={name}")) == 1
 
 
 def test_job_name_clash_with_other_spec(kube_target: KubeTarget) -> None:
-    Recorder().run(
-        run_job,
-        RunJobInput(target=kube_target, name="backup", timeout_seconds=60, manifest=job("registry.lab/mariadb:11")),
-    )
+    def backup(image: str) -> RunJobInput:
+        return RunJobInput(target=kube_target, step="backup", run_id="run-1", timeout_seconds=60, manifest=job(image))
+
+    Recorder().run(run_job, backup("registry.lab/mariadb:11"))
     with pytest.raises(ApplicationError) as ei:
-        Recorder().run(
-            run_job,
-            RunJobInput(target=kube_target, name="backup", timeout_seconds=60, manifest=job("registry.lab/mariadb:12")),
-        )
+        Recorder().run(run_job, backup("registry.lab/mariadb:12"))
     assert ei.value.type == errors.PLAN_INVALID and "different spec" in str(ei.value)
 
 
@@ -89,9 +96,11 @@ def test_job_timeout(kube_target: KubeTarget) -> None:
             run_job,
             RunJobInput(
                 target=kube_target,
-                name="tempest",
+                step="tempest",
+                run_id="run-1",
                 timeout_seconds=3,
                 manifest=job("registry.lab/tempest:slow-job", delay="60s"),
             ),
         )
     assert ei.value.type == errors.JOB_FAILED and "did not finish within 3s" in str(ei.value)
+    assert ei.value.details[0]["timed_out"]

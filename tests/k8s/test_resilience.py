@@ -47,7 +47,11 @@ def test_cancel_job_wait(kube_target: KubeTarget) -> None:
         rec,
         run_job,
         RunJobInput(
-            target=kube_target, name="slow", timeout_seconds=300, manifest=job("registry.lab/x:slow-job", delay="120s")
+            target=kube_target,
+            step="slow",
+            run_id="run-1",
+            timeout_seconds=300,
+            manifest=job("registry.lab/x:slow-job", delay="120s"),
         ),
     )
     rec.wait_for_step("run_job")  # the Job exists and the activity waits on it (its pod runs 120 s)

@@ -14,7 +14,7 @@ import pytest
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
-from activities import database, db_scripts
+from activities import database, db_scripts, dbtools
 from lab.openstack.manager import OpenStackLab
 from model import errors
 from model.io import RestoreInput, SnapshotInput, VerifyInput
@@ -159,9 +159,9 @@ def test_job_runner_manifest_mounts_credentials_and_snapshots() -> None:
     assert spec["backoffLimit"] == 0 and spec["template"]["spec"]["restartPolicy"] == "Never"
     container = spec["template"]["spec"]["containers"][0]
     assert container["image"] == "docker.io/library/mariadb:10.11"
-    assert container["command"][:2] == ["bash", "-c"]
-    assert 'mariadb-dump --defaults-file="$DF" --single-transaction --routines --triggers' in container["command"][2]
-    assert "DF=/etc/stackhop/db/my.cnf" in container["command"][2]
+    assert container["command"][:4] == ["bash", "-c", dbtools.JOB_WRAPPER, "stackhop-job"]  # markers kept
+    assert 'mariadb-dump --defaults-file="$DF" --single-transaction --routines --triggers' in container["command"][4]
+    assert "DF=/etc/stackhop/db/my.cnf" in container["command"][4]
     volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
     assert volumes["credentials"]["secret"]["secretName"] == "keystone-db-backup"
     assert volumes["snapshots"]["persistentVolumeClaim"]["claimName"] == "stackhop-snapshots"

@@ -205,7 +205,7 @@ def test_job_runner_runs_the_phase_in_the_target_image() -> None:
     name, manifest = migration.job_for(inp, script)
     container = manifest["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "registry.lab/keystone:29.1.0"
-    assert "keystone-manage db_sync --expand" in container["command"][2]
+    assert "keystone-manage db_sync --expand" in container["command"][4]
     assert container["volumeMounts"] == [{"name": "config", "mountPath": "/etc/keystone", "readOnly": True}]
     assert manifest["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"] == "keystone-etc"
     assert name.startswith("stackhop-keystone-db-expand-") and len(name) <= 63
