@@ -108,6 +108,7 @@ def scale(inp: ScaleInput) -> ScaleResult:
     with api_client(inp.target) as api:
         kinds = Kinds(api)
         objs = _read_all(kinds, inp)
+        heartbeat(step="scale", checked=len(objs))  # a busy apiserver: no heartbeat gap until the wait
         for ref in inp.workloads:
             check_cancelled()
             try:
@@ -116,6 +117,7 @@ def scale(inp: ScaleInput) -> ScaleResult:
                 )
             except Exception as exc:
                 reraise(exc, describe(ref.kind, ref.name, ns), kind=ref.kind, name=ref.name)
+            heartbeat(step="scale", workload=f"{ref.kind}/{ref.name}", replicas=waits[ref.name])
         if inp.wait:
             deadline = time.monotonic() + inp.timeout_seconds
             for ref in inp.workloads:
