@@ -6,8 +6,9 @@ failing tempest run still has a safe way back: the contract is the point of no r
 the old release cannot run on the schema and restoring the snapshot would lose data written since.
 
 On failure before the contract, depending on the plan's ``policy.on_failure``:
-* rollback: compensations run in reverse (previous images back and rolled out; API quiesced, DB
-  restored from the verified snapshot, API restored);
+* rollback: by phase (model/recipe.py, workflows/rollback.py): previous images only while the old
+  release can serve on the schema (before any schema change, after a complete expand/migrate); a
+  restore of the verified snapshot after a part-way expand/migrate or an offline migration;
 * pause: wait for the operator — resume retries the step, abort rolls back;
 * fail: stop where it is.
 After the contract, any failure pauses for a forward fix whatever the policy.
@@ -22,24 +23,19 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from model import errors, io
     from model.plan import Service
-    from workflows.service_steps import ServiceSteps
+    from model.recipe import service_steps
+    from workflows.rollback import RollbackSteps
     from workflows.steps import Recorder, StepFailed
 
 
 def plan_steps(svc: Service) -> list[str]:
-    """The steps of one service, in order (the parent counts them for services not started yet)."""
-    mode = svc.migration.mode
-    steps = ["gate"] if svc.gate_name else []
-    steps += ["snapshot", "verify"] if svc.database else []
-    steps += {"expand-contract": ["expand", "migrate"], "offline": ["quiesce", "offline"]}.get(mode, [])
-    steps += ["roll", "rollout"] + (["unquiesce"] if mode == "offline" else [])
-    steps += ["validate"] if svc.checks else []
-    steps += ["contract", "postcheck"] if mode == "expand-contract" else []
-    return steps
+    """The steps of one service, in order (the parent counts them for services not started yet):
+    its migration mode's recipe (model/recipe.py) minus what does not apply to it."""
+    return service_steps(svc)
 
 
 @workflow.defn(name="ServiceUpgrade")
-class ServiceUpgradeWorkflow(ServiceSteps):
+class ServiceUpgradeWorkflow(RollbackSteps):
     """One service's upgrade. Its progress is read with the ``status`` query (the CLI reads it
     directly, by id): nothing is signalled to the parent, so a progress change writes no event.
     What each step does, and what undoes it, is in workflows/service_steps.py."""
@@ -57,12 +53,9 @@ class ServiceUpgradeWorkflow(ServiceSteps):
         self.done = False
         self.rec = Recorder(self.svc.name, self.plan.policy)
         self.result = io.ServiceResult(service=self.svc.name, outcome="succeeded")
-        self.compensations = []
         self.progress = io.ServiceProgress(
             service=self.svc.name, state="running", steps_total=len(plan_steps(self.svc))
         )
-        self.skip_contract = False
-        self.replicas = None
         self.previous = []
 
     # --- upgrade-wide control, forwarded by the parent ----------------------------------------------
@@ -101,6 +94,8 @@ class ServiceUpgradeWorkflow(ServiceSteps):
         self.approved.add(req.gate)
         if req.gate == self.svc.gate_name:
             return io.ControlAck(message=f"gate {req.gate} approved")
+        if self.deciding is not None and self.deciding.kind == errors.RESTORE_APPROVAL:
+            return io.ControlAck(message=f"{req.gate}: the restore is approved")
         return io.ControlAck(message=f"{req.gate}: the inconclusive check is accepted")
 
     @approve.validator
@@ -118,7 +113,7 @@ class ServiceUpgradeWorkflow(ServiceSteps):
         names = set()
         if self.svc.gate_name and not self.rec.passed("gate"):
             names.add(self.svc.gate_name)
-        if self.deciding is not None and self.deciding.kind == errors.INCONCLUSIVE:
+        if self.deciding is not None and self.deciding.kind in (errors.INCONCLUSIVE, errors.RESTORE_APPROVAL):
             names.add(f"{self.svc.name}/{self.deciding.step}")
         return names
 
@@ -152,6 +147,7 @@ class ServiceUpgradeWorkflow(ServiceSteps):
             "gate": self._gate,
             "snapshot": self._snapshot,
             "verify": self._verify,
+            "check": self._check_schema,
             "expand": self._expand,
             "migrate": self._migrate,
             "quiesce": self._quiesce,
@@ -186,16 +182,7 @@ class ServiceUpgradeWorkflow(ServiceSteps):
     async def _give_up(self, failure: StepFailed) -> tuple[io.Outcome, str]:
         if self._past_ponr:
             return "failed", f"{failure.step}: {failure} (past the contract: nothing rolled back, fix forward)"
-        if not self.compensations:
-            outcome: io.Outcome = "aborted" if failure.kind == errors.ABORTED else "failed"
-            return outcome, f"{failure.step}: {failure} (nothing was changed)"
-        self._report(state="rolling-back", step="rollback", message=str(failure))
-        for _label, undo in reversed(self.compensations):
-            await undo()
-        self.compensations.clear()
-        return (
-            "aborted" if failure.kind == errors.ABORTED else "rolled-back"
-        ), f"{failure.step}: {failure} (rolled back)"
+        return await self._rollback(failure)
 
     async def _wait_unpaused(self) -> None:
         if self.paused:
