@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from temporalio.client import Client
 
+from cliapp import reports
 from model import errors, io
 from model.recipe import RECIPES, Mode, decide, service_steps
 from tests.standins import Script
@@ -243,3 +244,27 @@ async def test_offline_snapshot_failure_scales_back_and_changes_nothing(client: 
         kind, report = await outcome_of(await start(client, plan, tq))
     assert kind == errors.UPGRADE_FAILED and "nothing was changed" in report.message
     assert script.calls[-3:] == ["k8s.scale:down", "db.snapshot", "k8s.scale:up"]
+
+
+def test_the_report_shows_the_rollback_kind_schema_window_and_tables() -> None:
+    rb = io.RollbackReport(
+        kind="restore",
+        reason="expand failed part-way: the schema is in an unknown state; only the snapshot is a way back",
+        schema_state="restored from the snapshot of 2026-01-01T00:00:00+00:00",
+        loss_from="2026-01-01T00:00:00+00:00",
+        loss_to="2026-01-01T00:05:00+00:00",
+        table_changes=WRITERS.changes,
+        lost="2 table(s) had writers' changes: revocation_event, user",
+    )
+    svc = io.ServiceResult(service="keystone", outcome="rolled-back", rollback=rb)
+    report = io.UpgradeReport(
+        plan="p", cloud="c", release_from="2025.2", release_to="2026.1", outcome="rolled-back", services=[svc]
+    )
+    md = reports.render_markdown(report)
+    assert "### Rollback" in md and "- rollback: restore (expand failed part-way" in md
+    assert "- data-loss window: 2026-01-01T00:00:00+00:00 → 2026-01-01T00:05:00+00:00" in md
+    assert "- lost: 2 table(s) had writers' changes: revocation_event, user" in md
+    assert "| `user` | writers |" in md and "| `migrate_version` | migration |" in md
+    junit = reports.render_junit(report)
+    assert 'name="rollback.kind" value="restore"' in junit and 'name="rollback.table.user" value="writers"' in junit
+    assert any(line.strip().startswith("lost: 2 table(s)") for line in reports.summary_lines(report))
