@@ -44,10 +44,12 @@ class RollbackSteps(ServiceSteps):
         if choice.kind == "forward-fix":
             return "failed", f"{head} (past the contract: nothing rolled back, fix forward)"
         if choice.kind == "none" and self.quiesced is None:
-            self.result = self.result.model_copy(
-                update={"rollback": io.RollbackReport(kind="none", reason=choice.reason, schema_state="unchanged")}
+            report = self._images_report(choice)
+            self.result = self.result.model_copy(update={"rollback": report})
+            unchanged = report.schema_state.startswith("unchanged")
+            return ("aborted" if aborted else "failed"), f"{head} (" + (
+                "nothing was changed)" if unchanged else f"nothing to undo: schema {report.schema_state})"
             )
-            return ("aborted" if aborted else "failed"), f"{head} (nothing was changed)"
         self._report(state="rolling-back", step="rollback", message=str(failure))
         if choice.kind == "restore":
             if self.result.snapshot is None or not databases(self.svc):

@@ -10,6 +10,7 @@ the old release back when the new one fails.
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -95,6 +96,25 @@ class LabBridge:
         self.desired = release
         self.converge()
 
+    def acting(self, fn: Hook) -> None:
+        """Run ``fn`` (starting a Keystone takes ~30 s on a busy machine) while heartbeating, as the
+        real activities do: every activity runs under the plan's heartbeat timeout."""
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as e:  # re-raised in the activity's thread below
+                failure.append(e)
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        while t.is_alive():
+            activity.heartbeat()
+            t.join(timeout=1.0)
+        if failure:
+            raise failure[0]
+
     def activities(self) -> list[Any]:
         b = self
 
@@ -107,9 +127,9 @@ class LabBridge:
         def set_images(inp: io.SetImagesInput) -> io.SetImagesResult:
             b.calls.append(f"set_images:{inp.images[0].image}")
             if b.on_roll:
-                b.on_roll()
+                b.acting(b.on_roll)
             previous = [b.image(i) for i in inp.images]
-            b.roll_to((inp.images[0].image or "").rsplit(":", 1)[1])
+            b.acting(lambda: b.roll_to((inp.images[0].image or "").rsplit(":", 1)[1]))
             return io.SetImagesResult(previous=previous)
 
         @activity.defn(name=io.K8S_WAIT_ROLLOUT)
@@ -125,7 +145,7 @@ class LabBridge:
         @activity.defn(name=io.K8S_UNDO_IMAGES)
         def undo_images(inp: io.UndoImagesInput) -> io.RolloutResult:
             b.calls.append(f"undo_images:{inp.previous[0].image}")
-            b.roll_to((inp.previous[0].image or "").rsplit(":", 1)[1])
+            b.acting(lambda: b.roll_to((inp.previous[0].image or "").rsplit(":", 1)[1]))
             return io.RolloutResult(
                 workloads=[io.RolloutStatus(kind=w.kind, name=w.name, ready=True) for w in inp.previous]
             )
@@ -135,9 +155,9 @@ class LabBridge:
             back = inp.restore or inp.replicas is not None
             b.calls.append(f"scale:{'back' if back else '0'}")
             if not back and b.on_quiesce:
-                b.on_quiesce()
+                b.acting(b.on_quiesce)
             b.up = back
-            b.converge()
+            b.acting(b.converge)
             return io.ScaleResult(previous={w.name: 1 for w in inp.workloads})
 
         return [read_images, set_images, wait_rollout, undo_images, scale]
