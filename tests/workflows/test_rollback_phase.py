@@ -9,7 +9,9 @@ from cliapp import reports
 from model import errors, io
 from model.recipe import RECIPES, Mode, decide, service_steps
 from tests.standins import Script
+from tests.waiting import eventually
 from tests.workflows.helpers import (
+    blocked,
     make_plan,
     outcome_of,
     running,
@@ -268,3 +270,19 @@ def test_the_report_shows_the_rollback_kind_schema_window_and_tables() -> None:
     junit = reports.render_junit(report)
     assert 'name="rollback.kind" value="restore"' in junit and 'name="rollback.table.user" value="writers"' in junit
     assert any(line.strip().startswith("lost: 2 table(s)") for line in reports.summary_lines(report))
+
+
+async def test_an_abort_during_the_expand_restores(client: Client) -> None:
+    """Cancelled mid-expand, the schema is in an unknown state: only the snapshot is a way back."""
+    script = Script()
+    blocked(script, "migration.db_sync:expand")
+    async with running(client, script) as tq:
+        handle = await start(client, make_plan(), tq)
+        await wait_for(client, handle, lambda st: st.services[0].step == "expand")
+        await eventually(lambda: "migration.db_sync:expand" in script.calls or None, what="the expand started")
+        await update(handle, "abort", io.AbortRequest(reason="wrong maintenance window", by="ops"))
+        kind, report = await outcome_of(handle)
+    assert kind == errors.UPGRADE_ABORTED
+    assert script.calls[-5:] == ["k8s.scale:down", "db.inspect", "db.restore", "k8s.scale:up", "k8s.wait_rollout"]
+    rb = report.services[0].rollback
+    assert rb and rb.kind == "restore" and rb.reason.startswith("expand failed part-way")
