@@ -87,22 +87,35 @@ def pause(wf: Id, reason: Annotated[str, typer.Option(help="Recorded in the hist
 
 @app.command()
 def resume(wf: Id) -> None:
-    """Resume a paused upgrade, or retry the step a service is waiting on a decision for."""
+    """Resume a paused upgrade, or retry the step (or rollback step) a service waits on a decision for."""
     _control(wf, "resume")
 
 
 @app.command()
 def approve(
-    wf: Id, gate: Annotated[str, typer.Argument(metavar="GATE", help="Gate name, or SERVICE/STEP for a decision.")]
+    wf: Id,
+    decision: Annotated[
+        str,
+        typer.Argument(
+            metavar="DECISION", help="The decision waiting, as status shows it: SERVICE/STEP#N (or a gate's name)."
+        ),
+    ],
 ) -> None:
-    """Open an approval gate (or accept an inconclusive check)."""
-    _control(wf, "approve", gate=gate)
+    """Approve one decision: open a gate, accept an inconclusive check or a restore. A failed step is
+    not approved: resume retries it, abort rolls back."""
+    _control(wf, "approve", gate=decision)
 
 
 @app.command()
 def abort(wf: Id, reason: Annotated[str, typer.Option(help="Why (required; recorded in the history).")]) -> None:
-    """Abort: services not past their point of no return roll back."""
+    """Abort: services not past their point of no return roll back (a rollback already running goes on)."""
     _control(wf, "abort", reason=reason)
+
+
+@app.command()
+def abandon(wf: Id, reason: Annotated[str, typer.Option(help="Why (required; recorded in the report).")]) -> None:
+    """End a rollback whose step failed and waits for a decision; the report lists what is left undone."""
+    _control(wf, "abandon", reason=reason)
 
 
 def _control(wf: str, update: str, **fields: str) -> None:
@@ -114,6 +127,7 @@ def _control(wf: str, update: str, **fields: str) -> None:
         "resume": io.ResumeRequest,
         "approve": io.ApproveRequest,
         "abort": io.AbortRequest,
+        "abandon": io.AbandonRequest,
     }[update]
     req = request(by=common.user(), **fields)
     raise typer.Exit(run(control.control(workflow_id(wf), update, req), workflow_id(wf)))
@@ -191,6 +205,13 @@ def demo(
     keep: Annotated[bool, typer.Option(help="Leave the labs and the Temporal server running afterwards.")] = False,
     port: Annotated[int, typer.Option(help="gRPC port of the Temporal dev server.")] = 7233,
     ui_port: Annotated[int, typer.Option(help="Port of the Temporal UI.")] = 8233,
+    reset: Annotated[
+        bool,
+        typer.Option(
+            help="Start from a fresh 28.1.0 baseline; --no-reset upgrades the labs as they are "
+            "(e.g. again after a rollback, on the schema its expand left)."
+        ),
+    ] = True,
 ) -> None:
     """The demo upgrade: Keystone 2025.2 → 2026.1 on the labs, with a verified snapshot, a real
     schema migration, a rollout, tempest deciding, and a rollback when something fails (needs a
@@ -198,8 +219,11 @@ def demo(
     if inject not in (None, "migration", "rollout", "tempest"):
         common.err().print(f"--inject {inject}: use migration, rollout or tempest")
         raise typer.Exit(BAD_INPUT)
+    if inject and not reset:
+        common.err().print("--inject needs the fresh baseline: drop --no-reset")
+        raise typer.Exit(BAD_INPUT)
     demo_cli = _lab_module("lab.demo_cli", "demo")
-    raise typer.Exit(run(demo_cli.demo(inject, keep, port, ui_port)))
+    raise typer.Exit(run(demo_cli.demo(inject, keep, port, ui_port, reset)))
 
 
 @app.command(

@@ -4,12 +4,17 @@ Connection settings come from Temporal's own environment configuration (``TEMPOR
 ``TEMPORAL_NAMESPACE``, ``TEMPORAL_PROFILE`` and the TOML profiles of ``temporalio.envconfig``), so
 one worker image serves every environment. SIGINT/SIGTERM drain gracefully: running activities get
 a grace period, then the worker exits and Temporal hands unfinished work to another worker.
+
+Every worker polls two task queues: the main one (STACKHOP_TASK_QUEUE: workflows and every
+activity) and its host queue (``<main>@<STACKHOP_WORKER_HOST>``, activities/locality.py) with the
+database activities only, so verify, inspect and restore can be sent to the host that holds a
+snapshot file.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
 import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,16 +22,18 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from temporalio import activity
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 from temporalio.worker import Worker
 
+from activities import locality
 from workflows.canary import CanaryWorkflow
 from workflows.service import ServiceUpgradeWorkflow
 from workflows.upgrade import UpgradeWorkflow
 
-TASK_QUEUE = os.environ.get("STACKHOP_TASK_QUEUE", "stackhop")
+TASK_QUEUE = locality.main_task_queue()
 WORKFLOWS = (UpgradeWorkflow, ServiceUpgradeWorkflow, CanaryWorkflow)
 log = structlog.get_logger("stackhop.worker")
 
@@ -47,24 +54,85 @@ async def connect(profile: str | None = None, address: str | None = None) -> Cli
         raise Unreachable(f"cannot reach Temporal at {config['target_host']}: {e}") from None
 
 
+class StackhopWorker:
+    """The main worker and the host worker, started and stopped together.
+
+    Used like a temporalio Worker: ``async with``, or ``run()`` / ``is_running`` / ``shutdown()``."""
+
+    def __init__(self, main: Worker, host: Worker | None, host_queue: str):
+        self.main = main
+        self.host = host
+        self.host_queue = host_queue  # "" without database activities
+        self.workers = [w for w in (main, host) if w is not None]
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    @property
+    def is_running(self) -> bool:
+        return all(w.is_running for w in self.workers)
+
+    async def __aenter__(self) -> StackhopWorker:
+        async with contextlib.AsyncExitStack() as stack:
+            for w in self.workers:
+                await stack.enter_async_context(w)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.__aexit__(*exc)
+
+    async def run(self) -> None:
+        """Run both until shutdown; one failing shuts the other down and raises its error."""
+        tasks = [asyncio.create_task(w.run()) for w in self.workers]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w, t in zip(self.workers, tasks, strict=True):
+                if not t.done() and w.is_running:
+                    await w.shutdown()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(w.shutdown() for w in self.workers if w.is_running))
+
+
 def build_worker(
     client: Client,
     activities: Sequence[Callable[..., Any]] | None = None,
     task_queue: str = TASK_QUEUE,
     **options: Any,
-) -> Worker:
-    """The worker with every workflow and (by default) every activity of ``activities.catalog``."""
+) -> StackhopWorker:
+    """The worker with every workflow and (by default) every activity of ``activities.catalog`` on
+    ``task_queue``, plus the database activities among them on this host's queue. The host is
+    STACKHOP_WORKER_HOST (default the hostname), read from the environment only: the activities
+    record the same value in their snapshots. ``options`` go to both temporalio Workers."""
     if activities is None:
         activities = all_activities()
-    return Worker(
+    executor = ThreadPoolExecutor(max_workers=16)
+    common: dict[str, Any] = {"graceful_shutdown_timeout": timedelta(seconds=30), **options}
+    main = Worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
         activities=list(activities),
-        activity_executor=ThreadPoolExecutor(max_workers=16),
-        graceful_shutdown_timeout=timedelta(seconds=30),
-        **options,
+        activity_executor=executor,
+        **common,
     )
+    on_host = [fn for fn in activities if activity_name(fn) in locality.HOST_ACTIVITY_NAMES]
+    if not on_host:
+        return StackhopWorker(main, None, "")
+    host_queue = locality.host_task_queue(task_queue, locality.worker_host())
+    host_worker = Worker(client, task_queue=host_queue, activities=on_host, activity_executor=executor, **common)
+    return StackhopWorker(main, host_worker, host_queue)
+
+
+def activity_name(fn: Callable[..., Any]) -> str:
+    """The name an ``@activity.defn`` function is registered under (temporalio has no public getter)."""
+    return activity._Definition.must_from_callable(fn).name or ""  # None: a dynamic activity
 
 
 def all_activities() -> list[Callable[..., Any]]:
@@ -88,7 +156,13 @@ async def run(profile: str | None = None, address: str | None = None, task_queue
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker started", task_queue=task_queue, namespace=client.namespace, activities=activity_names(activities))
+    log.info(
+        "worker started",
+        task_queue=task_queue,
+        host_queue=worker.host_queue,
+        namespace=client.namespace,
+        activities=activity_names(activities),
+    )
     async with worker:
         await stop.wait()
         log.info("worker draining")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from activities import database, kube_jobs, kube_rollout, migration, tempest, validation
+from activities import database, db_inspect, kube_rollout, kube_scale, migration, tempest, validation
 
 ACTIVITIES: list[Callable[..., Any]] = [
     # Kubernetes: images, rollouts, replicas
@@ -19,10 +19,11 @@ ACTIVITIES: list[Callable[..., Any]] = [
     kube_rollout.set_images,
     kube_rollout.wait_rollout,
     kube_rollout.undo_images,
-    kube_jobs.scale,
-    # database: snapshot before, verify it, restore on the way back
+    kube_scale.scale,
+    # database: snapshot before, verify it, inspect and restore on the way back
     database.snapshot,
     database.verify_snapshot,
+    db_inspect.inspect,
     database.restore,
     # schema migration (db_sync phases)
     migration.db_sync,

@@ -5,11 +5,17 @@ Why each step exists:
 * **snapshot** — `mariadb-dump --single-transaction --routines --triggers` (a consistent read, no
   table locks, so the API keeps serving).  The file's sha256 and size are recorded, and the dump is
   loaded once into a scratch schema to record the CHECKSUM TABLE of every table *as the dump holds
-  it*.  The live schema may move on while the dump runs (nova's service heartbeats do), so checksums
+  it*, and a sha256 of each table's definition (to tell a migration's changes from writers' later).
+  The live schema may move on while the dump runs (nova's service heartbeats do), so checksums
   of the live schema would not describe the file; tables that changed are reported, not failed.
+  The snapshot names the worker host that holds the file and that host's task queue
+  (activities/locality.py), unless the storage is shared (`snapshot_storage: shared`, the job PVC).
 * **verify** — read the file back (sha256 and size must match), load it into a fresh scratch schema
   and compare every table checksum with the snapshot's: a snapshot that does not load is no backup.
-* **restore** — the workflow first scales the API to 0; the restore then bounds its metadata-lock
+* **restore** — the workflow first scales the API to 0; the restore refuses (DatabaseInUse, naming
+  them) while any session is still on the schema or of the service's users — checked in the same
+  script right before the DROP, and after the file's sha256, so a missing or changed file or a live
+  session leaves the schema untouched; it then bounds its metadata-lock
   waits (`lock_wait_timeout`, the server default is a day: an idle connection inside a transaction
   once held DROP DATABASE for ten minutes), drops and reloads the schema, and proves the result:
   every table checksum equals the snapshot's.
@@ -20,7 +26,6 @@ same script in a Kubernetes Job built by `job_for()` (a pure function) and run b
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
@@ -32,8 +37,8 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import dbtools
-from activities.dbtools import q, sql_name
+from activities import dbtools, locality
+from activities.db_scripts import inspect_script, parse_sessions, restore_script, snapshot_script, verify_script
 from model import errors
 from model.io import (
     DB_RESTORE,
@@ -53,94 +58,6 @@ log = structlog.get_logger(__name__)
 JOB_DEFAULTS_FILE = "/etc/stackhop/db/my.cnf"
 JOB_SNAPSHOT_DIR = "/var/lib/stackhop/snapshots"
 LOCK_WAIT_ERROR = "1205"  # ER_LOCK_WAIT_TIMEOUT
-
-# checksums SCHEMA -> "table:checksum,..." for every base table, in name order
-CHECKSUMS_FN = r"""
-checksums() {
-  local tables
-  tables=$(mariadb --defaults-file="$DF" -N -B -e "SELECT table_name FROM information_schema.tables
-      WHERE table_schema='$1' AND table_type='BASE TABLE' ORDER BY table_name" \
-    | sed 's/.*/`&`/' | paste -sd, -)
-  if [ -z "$tables" ]; then return 0; fi
-  mariadb --defaults-file="$DF" -N -B "$1" -e "CHECKSUM TABLE $tables" \
-    | awk -F'\t' '{n=$1; sub(/^[^.]*\./, "", n); printf "%s%s:%s", (NR>1 ? "," : ""), n, $2}'
-}
-load_scratch() {  # load_scratch FILE SCHEMA: a throw-away copy of the dump
-  mariadb --defaults-file="$DF" -e "DROP DATABASE IF EXISTS $2; CREATE DATABASE $2"
-  mariadb --defaults-file="$DF" "$2" < "$1"
-}
-"""
-
-
-# --- scripts (pure) ----------------------------------------------------------------------------
-def scratch_name(db: str, kind: str, path: str) -> str:
-    """A throw-away schema per (database, purpose, snapshot file): two upgrades never share one."""
-    digest = hashlib.sha256(path.encode()).hexdigest()[:8]
-    return sql_name(f"{sql_name(db)[:40]}_stackhop_{kind}_{digest}")
-
-
-def _header(defaults_file: str) -> str:
-    return f"set -euo pipefail\nDF={q(defaults_file)}\n{CHECKSUMS_FN}"
-
-
-def snapshot_script(*, db: str, path: str, defaults_file: str) -> str:
-    scratch = scratch_name(db, "snap", path)
-    return (
-        _header(defaults_file)
-        + f"""
-OUT={q(path)}
-mkdir -p "$(dirname "$OUT")"
-mariadb-dump --defaults-file="$DF" --single-transaction --routines --triggers --hex-blob --skip-dump-date \\
-  {db} > "$OUT.partial"
-mv "$OUT.partial" "$OUT"
-echo "{dbtools.MARKER} sha256=$(sha256sum "$OUT" | cut -d' ' -f1) size=$(stat -c %s "$OUT")"
-echo "{dbtools.MARKER} charset=$(mariadb --defaults-file="$DF" -N -B -e \\
-  "SELECT CONCAT(default_character_set_name, ':', default_collation_name) FROM information_schema.schemata
-   WHERE schema_name='{db}'")"
-echo "{dbtools.MARKER} live=$(checksums {db})"
-trap 'mariadb --defaults-file="$DF" -e "DROP DATABASE IF EXISTS {scratch}" || true' EXIT
-load_scratch "$OUT" {scratch}
-echo "{dbtools.MARKER} checksums=$(checksums {scratch})"
-"""
-    )
-
-
-def verify_script(*, db: str, path: str, defaults_file: str) -> str:
-    scratch = scratch_name(db, "verify", path)
-    return (
-        _header(defaults_file)
-        + f"""
-IN={q(path)}
-test -f "$IN" || {{ echo "{dbtools.MARKER} error=missing"; exit 3; }}
-echo "{dbtools.MARKER} sha256=$(sha256sum "$IN" | cut -d' ' -f1) size=$(stat -c %s "$IN")"
-trap 'mariadb --defaults-file="$DF" -e "DROP DATABASE IF EXISTS {scratch}" || true' EXIT
-load_scratch "$IN" {scratch}
-echo "{dbtools.MARKER} checksums=$(checksums {scratch})"
-echo "{dbtools.MARKER} live=$(checksums {db})"
-"""
-    )
-
-
-def restore_script(
-    *, db: str, path: str, defaults_file: str, sha256: str, charset: str, collation: str, lock_wait_timeout: int
-) -> str:
-    sql_name(db)
-    sql_name(charset, "charset", errors.RESTORE_FAILED)
-    sql_name(collation, "collation", errors.RESTORE_FAILED)
-    init = q(f"SET SESSION lock_wait_timeout={int(lock_wait_timeout)}")
-    return (
-        _header(defaults_file)
-        + f"""
-IN={q(path)}
-test -f "$IN" || {{ echo "{dbtools.MARKER} error=missing"; exit 3; }}
-actual=$(sha256sum "$IN" | cut -d' ' -f1)
-if [ "$actual" != {q(sha256)} ]; then echo "{dbtools.MARKER} error=sha256-mismatch actual=$actual"; exit 3; fi
-mariadb --defaults-file="$DF" --init-command={init} \\
-  -e "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db} CHARACTER SET {charset} COLLATE {collation}"
-mariadb --defaults-file="$DF" --init-command={init} {db} < "$IN"
-echo "{dbtools.MARKER} checksums=$(checksums {db})"
-"""
-    )
 
 
 # --- where things live -------------------------------------------------------------------------
@@ -211,6 +128,21 @@ def job_for(
     return name, manifest
 
 
+def file_location(database: Database) -> tuple[str, str]:
+    """(host, task queue) that holds a new snapshot file; ("", "") when every worker can read it."""
+    if database.runner == "job" or database.snapshot_storage == "shared":
+        return "", ""
+    return locality.current_host_queue()
+
+
+def elsewhere(snap: Snapshot) -> str:
+    """Names the snapshot's host when this worker is another one (a message suffix)."""
+    here = locality.worker_host()
+    if snap.host and snap.host != here:
+        return f" (it was written on host {snap.host}, task queue {snap.task_queue}; this is {here})"
+    return ""
+
+
 def _run(op: str, service: str, key: str, database: Database, target: KubeTarget | None, script: str) -> dbtools.Ran:
     if database.runner == "local":
         return dbtools.run_local(script, step=f"db.{op}")
@@ -251,11 +183,13 @@ def snapshot(inp: SnapshotInput) -> Snapshot:
     if not checksums:
         raise errors.permanent(errors.SNAPSHOT_FAILED, f"snapshot of {db.name} holds no tables", output=ran.tail())
     charset, _, collation = m.get("charset", "").partition(":")
+    host, task_queue = file_location(db)
     drift = _changed(checksums, dbtools.parse_checksums(m.get("live", "")))
     log.info(
         "db_snapshot",
         database=db.name,
         path=path,
+        host=host,
         size=m.get("size"),
         tables=len(checksums),
         changed_during_dump=drift,
@@ -273,6 +207,9 @@ def snapshot(inp: SnapshotInput) -> Snapshot:
         collation=collation or "utf8mb4_general_ci",
         changed_during_dump=drift,
         seconds=round(ran.seconds, 3),
+        table_definitions=dbtools.parse_checksums(m.get("definitions", "")),
+        host=host,
+        task_queue=task_queue,
     )
 
 
@@ -286,7 +223,7 @@ def verify_snapshot(inp: VerifyInput) -> VerifyResult:
     ran = _run("verify", snap.service, snap.location, db, inp.target, script)
     m = ran.markers
     if ran.exit_code and m.get("error") == "missing":
-        return VerifyResult(ok=False, message=f"snapshot file {snap.location} is missing")
+        return VerifyResult(ok=False, message=f"snapshot file {snap.location} is missing{elsewhere(snap)}")
     if ran.exit_code or "checksums" not in m:
         if f"ERROR {LOCK_WAIT_ERROR}" in ran.output or re.search(r"ERROR 20(0[2-6]|13)", ran.output):
             raise _failure(errors.SNAPSHOT_FAILED, f"verify of {snap.location}", ran)
@@ -317,6 +254,27 @@ def verify_snapshot(inp: VerifyInput) -> VerifyResult:
     )
 
 
+def _equals_snapshot(inp: RestoreInput) -> bool:
+    """The live schema already has the snapshot's tables, definitions and checksums: restoring it
+    again would drop and reload the same data. Only a snapshot that recorded definitions can say."""
+    db, snap = inp.database, inp.snapshot
+    if not snap.table_definitions:
+        return False
+    ran = _run(
+        "inspect",
+        snap.service,
+        snap.location,
+        db,
+        inp.target,
+        inspect_script(db=db.name, users=db.users, defaults_file=defaults_file(db)),
+    )
+    if ran.exit_code:
+        return False
+    live = dbtools.parse_checksums(ran.markers.get("checksums", ""))
+    definitions = dbtools.parse_checksums(ran.markers.get("definitions", ""))
+    return live == snap.table_checksums and definitions == snap.table_definitions
+
+
 @activity.defn(name=DB_RESTORE, no_thread_cancel_exception=True)
 def restore(inp: RestoreInput) -> RestoreResult:
     """Drop and reload the schema from the snapshot, then prove it equals the snapshot.
@@ -327,6 +285,15 @@ def restore(inp: RestoreInput) -> RestoreResult:
     if snap.database != db.name:
         raise errors.permanent(errors.RESTORE_FAILED, f"snapshot is of {snap.database}, not {db.name}")
     started = time.monotonic()
+    if db.runner == "local" and _equals_snapshot(inp):
+        # The Job runner needs no such check: a retry re-attaches to the Job that already ran.
+        log.info("db_already_restored", database=db.name)
+        return RestoreResult(
+            ok=True,
+            table_checksums=snap.table_checksums,
+            seconds=round(time.monotonic() - started, 3),
+            already_restored=True,
+        )
     script = restore_script(
         db=db.name,
         path=snap.location,
@@ -335,9 +302,21 @@ def restore(inp: RestoreInput) -> RestoreResult:
         charset=snap.charset,
         collation=snap.collation,
         lock_wait_timeout=db.lock_wait_timeout,
+        users=db.users,
     )
     ran = _run("restore", snap.service, snap.location, db, inp.target, script)
     m = ran.markers
+    if m.get("error") == "in-use":
+        found = parse_sessions(m.get("sessions", ""))
+        raise errors.temporary(
+            f"{db.name} is still in use by {len(found)} sessions, nothing was dropped: {'; '.join(found)}",
+            type=errors.DB_IN_USE,
+            sessions=found,
+        )
+    if m.get("error") == "missing":
+        raise errors.permanent(
+            errors.RESTORE_FAILED, f"snapshot file {snap.location} is missing{elsewhere(snap)}; nothing was dropped"
+        )
     if m.get("error") == "sha256-mismatch":
         raise errors.permanent(errors.RESTORE_FAILED, f"snapshot {snap.location} is corrupt (sha256 {m.get('actual')})")
     if ran.exit_code or "checksums" not in m:

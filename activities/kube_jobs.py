@@ -1,6 +1,6 @@
-"""Jobs and replicas: the activity k8s.scale, and ``run_job``, which the database and migration
-activities use to run their db-sync, backup and restore Jobs (it is not an activity of its own: no
-workflow schedules a Job directly, so its input and result models live here, not in model/io.py).
+"""Jobs: ``run_job``, which the database and migration activities use to run their db-sync, backup
+and restore Jobs (it is not an activity of its own: no workflow schedules a Job directly, so its
+input and result models live here, not in model/io.py).
 
 Idempotency: a Job is created under the caller's deterministic name with a hash of its spec in a
 label.  A retry or a resumed workflow that finds the Job already there simply waits for it (same
@@ -14,7 +14,6 @@ pods' termination state (reason, exit code, message), which is what an operator 
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
 import time
@@ -24,19 +23,15 @@ import structlog
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel
-from temporalio import activity
 
-from activities.kube_client import MERGE, Kinds, api_client, call, reraise, retry_conflicts
-from activities.kube_rollout import change_id, describe
+from activities.kube_client import api_client, call, reraise
 from activities.kube_watch import check_cancelled, follow, heartbeat
 from model import errors
-from model.io import K8S_SCALE, ScaleInput, ScaleResult, WorkloadRef
 from model.plan import KubeTarget
 
 log = structlog.get_logger(__name__)
 
 SPEC_HASH_LABEL = "stackhop.io/spec-hash"
-REPLICAS_ANNOTATION = "stackhop.io/replicas-before-scale"
 LOG_TAIL_LINES = 50
 LOG_TIMEOUT = (3, 5)
 
@@ -182,86 +177,3 @@ def run_job(inp: RunJobInput) -> JobResult:
         namespace=ns,
         logs_tail=tail,
     )
-
-
-# --- scale ---------------------------------------------------------------------------------------
-def _scaled(kind: str, obj: dict[str, Any], replicas: int) -> tuple[bool, str]:
-    st = obj.get("status") or {}
-    gen_ok = (obj["metadata"].get("generation") or 0) <= (st.get("observedGeneration") or 0)
-    have = st.get("replicas") or 0
-    ready = st.get("availableReplicas" if kind == "Deployment" else "readyReplicas") or 0
-    done = gen_ok and have == replicas and ready >= replicas
-    return done, f"{have} replicas, {ready} ready, want {replicas}"
-
-
-@activity.defn(name=K8S_SCALE, no_thread_cancel_exception=True)
-def scale(inp: ScaleInput) -> ScaleResult:
-    """Scale workloads (default: to 0, to quiesce an API) and report the replicas to restore."""
-    ns = inp.target.namespace
-    cid = change_id(inp.change_id)
-    previous: dict[str, int] = {}
-    with api_client(inp.target) as api:
-        kinds = Kinds(api)
-        for ref in inp.workloads:
-            what = describe(ref.kind, ref.name, ns)
-            if ref.kind == "DaemonSet":
-                raise errors.permanent(errors.PLAN_INVALID, f"{what}: a DaemonSet cannot be scaled")
-            want = 0 if inp.replicas is None else inp.replicas.get(ref.name)
-            try:
-                previous[ref.name] = retry_conflicts(
-                    functools.partial(_scale_one, kinds, ns, ref, want, cid, inp.replicas is not None)
-                )
-            except Exception as exc:
-                reraise(exc, what, kind=ref.kind, name=ref.name)
-        if inp.wait:
-            _wait_scaled(kinds, inp, previous)
-    return ScaleResult(previous=previous)
-
-
-def _scale_one(kinds: Kinds, ns: str, ref: WorkloadRef, want: int | None, cid: str, restoring: bool) -> int:
-    """Patch spec.replicas (and the before-quiesce record); return the replicas to restore."""
-    obj = call(kinds.read(ref.kind), ref.name, ns)
-    cur = (obj.get("spec") or {}).get("replicas", 1)
-    ann = (obj["metadata"].get("annotations") or {}).get(REPLICAS_ANNOTATION)
-    rec = json.loads(ann) if ann else {}
-    same = cid and rec.get("change") == cid
-    previous = int(rec["replicas"]) if same and cur == want else cur
-    if want is None or want == cur:
-        return previous
-    patch = {
-        "metadata": {
-            "resourceVersion": obj["metadata"]["resourceVersion"],
-            "annotations": {
-                REPLICAS_ANNOTATION: None if restoring else json.dumps({"change": cid, "replicas": cur}),
-            },
-        },
-        "spec": {"replicas": want},
-    }
-    call(kinds.patch(ref.kind), ref.name, ns, patch, _content_type=MERGE)
-    log.info("scaled", workload=describe(ref.kind, ref.name, ns), replicas=want, previous=cur)
-    return previous
-
-
-def _wait_scaled(kinds: Kinds, inp: ScaleInput, previous: dict[str, int]) -> None:
-    ns = inp.target.namespace
-    deadline = time.monotonic() + inp.timeout_seconds
-    for ref in inp.workloads:
-        want = 0 if inp.replicas is None else inp.replicas.get(ref.name, previous.get(ref.name, 0))
-        what = describe(ref.kind, ref.name, ns)
-        message = ""
-        try:
-            for ev in follow(kinds.list(ref.kind), ns, ref.name, deadline=deadline):
-                if ev.kind == "object":
-                    if ev.obj is None:
-                        raise errors.permanent(errors.WORKLOAD_NOT_FOUND, f"{what} not found")
-                    done, message = _scaled(ref.kind, ev.obj, want)
-                    if done:
-                        break
-                heartbeat(step="scale", workload=f"{ref.kind}/{ref.name}", message=message or ev.error)
-            else:
-                raise errors.permanent(
-                    errors.ROLLOUT_FAILED,
-                    f"{what} did not reach {want} replicas within {inp.timeout_seconds}s: {message}",
-                )
-        except Exception as exc:
-            reraise(exc, what)

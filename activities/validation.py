@@ -5,7 +5,11 @@ A check answers pass, fail or inconclusive — never a guess.  `fail` means the 
 credentials refused, an exit code nobody documented) and the workflow pauses for a human.
 
 * endpoint — through openstacksdk: a token is issued, the service type is in the catalog, and each of
-  its endpoints answers HTTP (< 500).
+  its endpoints answers HTTP (< 500). Every call is bounded (HTTP_TIMEOUT, or less under a short
+  heartbeat timeout) and retried a few times when the connection fails; the check heartbeats before
+  each. An endpoint (or Keystone itself) that cannot be reached at all after the retries makes the
+  check inconclusive, naming the URL: the worker may be the one cut off, and a rollback is not the
+  answer to a network it cannot see. An endpoint that answers wrongly (5xx, TLS) is a fail.
 * upgrade-status — `<service>-status upgrade check` (oslo.upgradecheck): 0 success; 1 warning
   (proceed, and report it); 2 failure and 255 error stop the upgrade.
 """
@@ -14,29 +18,48 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import structlog
 from keystoneauth1 import exceptions as ks_exc
 from temporalio import activity
+from temporalio.exceptions import CancelledError
 
 from activities import dbtools
 from activities.dbtools import q
 from activities.migration import env_command
 from model import errors
-from model.io import CHECKS_RUN, CheckInput, CheckResult
+from model.io import CHECKS_RUN, CheckInput, CheckResult, CheckStatus
 from model.plan import EndpointCheck, UpgradeStatusCheck
 
 log = structlog.get_logger(__name__)
 
-HTTP_TIMEOUT = 10
+HTTP_TIMEOUT = 10.0  # seconds, connect and read, for every call (token, catalog, endpoint GET) ...
+HEARTBEAT_SHARE = 4  # ... and at most a quarter of the heartbeat timeout: heartbeats go between calls
+CONNECT_ATTEMPTS = 3  # per call, when the connection fails or times out
+RETRY_DELAY = 1.0  # seconds before the second attempt, doubled before each further one
 STATUS_CODES = {0: "pass", 1: "pass", 2: "fail", 255: "fail"}
 STATUS_MEANING = {0: "success", 1: "warning", 2: "failure", 255: "error running the checks"}
+# no connection at all (refused, reset, DNS, timed out): the check cannot judge the service
+UNREACHABLE = (ks_exc.ConnectFailure, ks_exc.ConnectTimeout, ks_exc.RequestTimeout)
+
+T = TypeVar("T")
 
 
-def connect(cloud: str) -> Any:
+def call_timeout() -> float:
+    """The bound of one HTTP call: HTTP_TIMEOUT, less when the heartbeat timeout is short (the
+    check heartbeats between calls, so no call may outlast it)."""
+    heartbeat = activity.info().heartbeat_timeout if activity.in_activity() else None
+    if heartbeat:
+        return max(0.5, min(HTTP_TIMEOUT, heartbeat.total_seconds() / HEARTBEAT_SHARE))
+    return HTTP_TIMEOUT
+
+
+def connect(cloud: str, timeout: float | None = None) -> Any:
     """An openstacksdk connection for a clouds.yaml entry: the worker's OS_CLIENT_CONFIG_FILE, else
-    openstacksdk's usual places (./clouds.yaml, ~/.config/openstack, /etc/openstack)."""
+    openstacksdk's usual places (./clouds.yaml, ~/.config/openstack, /etc/openstack). ``timeout``
+    bounds every request of its session (openstacksdk's ``api_timeout``, keystoneauth's ``timeout``)."""
     import openstack
     from openstack import config as os_config
 
@@ -45,106 +68,117 @@ def connect(cloud: str) -> Any:
         raise errors.permanent(errors.PLAN_INVALID, f"clouds.yaml {path} does not exist")
     loader = os_config.OpenStackConfig(config_files=[path] if path else None, load_envvars=False)
     try:
-        region = loader.get_one(cloud=cloud)
+        region = loader.get_one(cloud=cloud, api_timeout=timeout) if timeout else loader.get_one(cloud=cloud)
     except Exception as exc:
         raise errors.permanent(errors.PLAN_INVALID, f"cloud {cloud!r} not usable: {exc}") from None
     return openstack.connection.Connection(config=region)
 
 
+class Unreachable(Exception):
+    """A call that found nobody to answer after CONNECT_ATTEMPTS: the check cannot judge."""
+
+    def __init__(self, what: str, url: str, error: BaseException, attempts: int) -> None:
+        self.url = url
+        super().__init__(f"{what} at {url} unreachable after {attempts} attempts: {error}")
+
+
+def _attempts(what: str, url: str, fn: Callable[[], T]) -> T:
+    """``fn()``, again after a pause when the connection fails or times out; heartbeats before
+    every attempt. Raises Unreachable once the attempts are spent."""
+    delay = RETRY_DELAY
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        dbtools.heartbeat(step="checks.endpoint", doing=what, url=url, attempt=attempt)
+        try:
+            return fn()
+        except UNREACHABLE as exc:
+            log.info("endpoint_check_unreachable", what=what, url=url, attempt=attempt, error=str(exc))
+            if attempt == CONNECT_ATTEMPTS:
+                raise Unreachable(what, url, exc, attempt) from exc
+        _pause(delay)
+        delay *= 2
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _pause(seconds: float) -> None:
+    """Sleep that ends early, and raises, when the activity is cancelled."""
+    if not activity.in_activity():
+        time.sleep(seconds)
+        return
+    activity.wait_for_cancelled_sync(seconds)
+    if activity.is_cancelled():
+        raise CancelledError("activity cancelled")
+
+
 def endpoint_check(inp: CheckInput, check: EndpointCheck) -> CheckResult:
     started = time.monotonic()
     details: dict[str, Any] = {"service_type": check.service_type, "stage": inp.stage}
-    conn = connect(inp.cloud)
+
+    def result(status: CheckStatus, message: str) -> CheckResult:
+        return CheckResult(status=status, message=message, details=details, seconds=time.monotonic() - started)
+
+    timeout = call_timeout()
+    details["timeout"] = timeout
+    conn = connect(inp.cloud, timeout)
+    auth_url = str((conn.config.config.get("auth") or {}).get("auth_url", "the auth URL"))
     try:
-        try:
-            conn.session.get_token()  # keystoneauth's own errors (conn.authorize wraps them)
+        try:  # keystoneauth's own errors (conn.authorize wraps them)
+            _attempts("token issue", auth_url, conn.session.get_token)
         except (ks_exc.Unauthorized, ks_exc.Forbidden) as exc:
-            return CheckResult(
-                status="inconclusive",
-                message=f"the check's credentials were refused: {exc}",
-                details=details,
-                seconds=time.monotonic() - started,
-            )
-        except ks_exc.ConnectFailure as exc:
-            return CheckResult(
-                status="fail",
-                message=f"no token: identity unreachable ({exc})",
-                details=details,
-                seconds=time.monotonic() - started,
-            )
+            return result("inconclusive", f"the check's credentials were refused: {exc}")
         details["token"] = "issued"
-        services = list(conn.identity.services())
+        services = _attempts("catalog", auth_url, lambda: list(conn.identity.services()))
         details["services"] = sorted(s.type for s in services)
         wanted = [s for s in services if s.type == check.service_type]
         if not wanted:
-            return CheckResult(
-                status="fail",
-                message=f"no {check.service_type} service in the catalog",
-                details=details,
-                seconds=time.monotonic() - started,
-            )
-        endpoints = [e for s in wanted for e in conn.identity.endpoints(service_id=s.id)]
+            return result("fail", f"no {check.service_type} service in the catalog")
+        endpoints = _attempts(
+            "catalog", auth_url, lambda: [e for s in wanted for e in conn.identity.endpoints(service_id=s.id)]
+        )
         if not endpoints:
-            return CheckResult(
-                status="fail",
-                message=f"the {check.service_type} service has no endpoints",
-                details=details,
-                seconds=time.monotonic() - started,
-            )
-        answers, broken, slow = {}, [], []
-        for ep in endpoints:
-            key = f"{ep.interface} {ep.url}"
-            try:  # through the cloud's session: its CA bundle and TLS settings apply
-                response = conn.session.request(
-                    ep.url, "GET", authenticated=False, raise_exc=False, connect_retries=0, timeout=HTTP_TIMEOUT
-                )
-                answers[key] = response.status_code
-                if response.status_code >= 500:
-                    broken.append(f"{key} -> HTTP {response.status_code}")
-            except (ks_exc.ConnectTimeout, ks_exc.RequestTimeout):
-                slow.append(key)
-            except ks_exc.ConnectionError as exc:
-                broken.append(f"{key} -> {type(exc).__name__}")
+            return result("fail", f"the {check.service_type} service has no endpoints")
+        answers, broken, unreachable = _probe(conn, endpoints, timeout)
         details["endpoints"] = answers
-    except ks_exc.ConnectFailure as exc:
-        return CheckResult(
-            status="fail",
-            message=f"identity unreachable ({type(exc).__name__}): {exc}",
-            details=details,
-            seconds=time.monotonic() - started,
-        )
+    except Unreachable as exc:
+        details["unreachable"] = [exc.url]
+        return result("inconclusive", f"cannot judge {check.service_type}: {exc}")
     except ks_exc.ClientException as exc:
-        return CheckResult(
-            status="inconclusive",
-            message=f"{type(exc).__name__}: {exc}",
-            details=details,
-            seconds=time.monotonic() - started,
-        )
+        return result("inconclusive", f"{type(exc).__name__}: {exc}")
     finally:
         conn.close()
-    seconds = time.monotonic() - started
     if broken:
         details["broken"] = broken
-        return CheckResult(
-            status="fail",
-            message=f"{len(broken)} endpoints do not answer: {'; '.join(broken)}",
-            details=details,
-            seconds=seconds,
-        )
-    if slow:
-        details["timeouts"] = slow
-        return CheckResult(
-            status="inconclusive",
-            message=f"{len(slow)} endpoints timed out: {'; '.join(slow)}",
-            details=details,
-            seconds=seconds,
-        )
-    return CheckResult(
-        status="pass",
-        message=f"token issued; {len(endpoints)} {check.service_type} endpoints answer",
-        details=details,
-        seconds=seconds,
-    )
+        return result("fail", f"{len(broken)} endpoints answer wrongly: {'; '.join(broken)}")
+    if unreachable:
+        details["unreachable"] = unreachable
+        return result("inconclusive", f"{len(unreachable)} endpoints unreachable: {'; '.join(unreachable)}")
+    return result("pass", f"token issued; {len(endpoints)} {check.service_type} endpoints answer")
+
+
+def _probe(conn: Any, endpoints: list[Any], timeout: float) -> tuple[dict[str, int], list[str], list[str]]:
+    """GET each endpoint: (HTTP status by endpoint, those answering wrongly, those unreachable)."""
+    answers: dict[str, int] = {}
+    broken: list[str] = []
+    unreachable: list[str] = []
+    for ep in endpoints:
+        key = f"{ep.interface} {ep.url}"
+
+        def get(url: str = ep.url) -> Any:  # through the cloud's session: its CA bundle and TLS apply
+            return conn.session.request(
+                url, "GET", authenticated=False, raise_exc=False, connect_retries=0, timeout=timeout
+            )
+
+        try:
+            response = _attempts(f"{ep.interface} endpoint", ep.url, get)
+        except Unreachable as exc:
+            unreachable.append(f"{key} -> {exc.__cause__.__class__.__name__}")
+            continue
+        except ks_exc.ConnectionError as exc:  # TLS and the like: it answered, wrongly
+            broken.append(f"{key} -> {type(exc).__name__}")
+            continue
+        answers[key] = response.status_code
+        if response.status_code >= 500:
+            broken.append(f"{key} -> HTTP {response.status_code}")
+    return answers, broken, unreachable
 
 
 def status_command(inp: CheckInput, check: UpgradeStatusCheck) -> list[str]:

@@ -1,4 +1,4 @@
-"""Steering a running upgrade: `pause`, `resume`, `approve`, `abort` (workflow updates).
+"""Steering a running upgrade: `pause`, `resume`, `approve`, `abort`, `abandon` (workflow updates).
 
 Updates, not signals: the workflows' validators refuse what makes no sense now (resuming what is
 not paused, an unknown gate) and the operator gets that reason back at once, exit 2, with nothing
@@ -6,10 +6,11 @@ written to the upgrade's history.
 
 The operator always names the upgrade (``upgrade/<cloud>``); each command goes where its decision
 belongs. `pause`, `abort` and resuming a paused upgrade are upgrade-wide: the Upgrade workflow takes
-them and forwards them to its running services. Approving a gate or an inconclusive check, and
-resuming a failed step, belong to one service: they go to that service's own workflow, found by
-reading the upgrade (cliapp.progress) — the service that owns the gate, or the ones waiting for a
-decision.
+them and forwards them to its running services. Approving, resuming a failed step and abandoning a
+stuck rollback answer one service's decision: they go to that service's own workflow, found by
+reading the upgrade (cliapp.progress). A decision is named ``<service>/<step>#<n>`` (status shows
+the one waiting, with the commands that answer it); `approve` names it, so an approval applies to
+that one decision only. A gate may also be named by its plan name, as `start --approve` names it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ async def control(wf_id: str, update: str, request: Any) -> int:
             f"{update} refused: the upgrade {wf_id} has ended ({run_status_name(desc.status)}); "
             f"see `stackhop status {wf_id}`",
         )
+    rolling_back = await _rolling_back(client, handle) if update == "abort" else []
     targets = await route(client, handle, update, request)
     for target in targets:
         try:
@@ -57,7 +59,19 @@ async def control(wf_id: str, update: str, request: Any) -> int:
                 f"is `stackhop worker` running on task queue {desc.task_queue}?",
             ) from None
         say(f"{target.id}: {ack.message or update + ' accepted'}")
+    for p in rolling_back:
+        say(
+            f"{p.service}: its rollback is in progress and runs to its end (a compensation is never cancelled);"
+            " the abort waits for it"
+            + (f" — it waits for {p.decision}: resume retries it, abandon ends it" if p.decision else "")
+        )
     return OK
+
+
+async def _rolling_back(client: Client, handle: WorkflowHandle[Any, Any]) -> list[io.ServiceProgress]:
+    """The services already rolling back when the abort is sent: the abort cannot hurry them."""
+    st = await read_status(client, handle)
+    return [p for p in st.services if p.state == "rolling-back" or io.ABANDON in p.answers]
 
 
 async def route(
@@ -67,8 +81,8 @@ async def route(
     if update in ("pause", "abort"):
         return [handle]
     st = await read_status(client, handle)
-    if update == "resume":  # the paused upgrade, and every service waiting for a decision
-        deciding = [p.service for p in st.services if p.waiting_for == io.DECISION]
+    if update == "resume":  # the paused upgrade, and every service waiting for a decision that resume answers
+        deciding = [p.service for p in st.services if io.RESUME in p.answers]
         if st.paused:
             return [handle, *(service_handle(client, handle.id, name) for name in deciding)]
         if not deciding:
@@ -76,25 +90,39 @@ async def route(
                 BAD_INPUT, "resume refused: nothing to resume: the upgrade is neither paused nor waiting for a decision"
             )
         return [service_handle(client, handle.id, name) for name in deciding]
-    return [service_handle(client, handle.id, _gate_owner(handle.id, st, request.gate))]
+    if update == "abandon":
+        stuck = [p.service for p in st.services if io.ABANDON in p.answers]
+        if not stuck:
+            raise Fail(
+                BAD_INPUT,
+                "abandon refused: no rollback waits for a decision (abandon ends a rollback whose step failed"
+                " and waits; to stop an upgrade going forward, abort it)",
+            )
+        return [service_handle(client, handle.id, name) for name in stuck]
+    return [service_handle(client, handle.id, _decision_owner(handle.id, st, request.gate))]
 
 
-def _gate_owner(wf_id: str, st: io.UpgradeStatus, gate: str) -> str:
-    """The service whose workflow approves ``gate``: its own gate, or ``<service>/<step>``."""
-    owners = {name: service for service, name in st.gates.items()}
-    deciding = {f"{p.service}/{p.step}": p.service for p in st.services if p.waiting_for == io.DECISION}
-    owner = owners.get(gate) or deciding.get(gate)
-    if owner is None and "/" in gate and gate.split("/", 1)[0] in {p.service for p in st.services}:
-        owner = gate.split("/", 1)[0]  # its workflow says why it cannot approve that
-    if owner is None:
-        known = ", ".join(sorted(owners) + sorted(deciding)) or "none"
-        raise Fail(BAD_INPUT, f"approve refused: unknown gate {gate!r}; gates of this upgrade: {known}")
+def _decision_owner(wf_id: str, st: io.UpgradeStatus, decision: str) -> str:
+    """The service whose workflow answers ``decision``: the one waiting for it, the owner of a gate
+    so named, or the service the id names (its workflow says why it cannot take it)."""
+    gates = {name: service for service, name in st.gates.items()}
+    waiting = {p.decision: p.service for p in st.services if p.decision}
+    named = io.decision_service(decision)
+    owner = waiting.get(decision) or gates.get(decision) or (named if named in {p.service for p in st.services} else "")
+    if not owner:
+        now = ", ".join(sorted(waiting)) or "none"
+        known = ", ".join(sorted(gates)) or "none"
+        raise Fail(
+            BAD_INPUT,
+            f"approve refused: unknown decision {decision!r} (a decision is SERVICE/STEP#N); waiting now: {now};"
+            f" gates of this upgrade: {known}",
+        )
     state = next(p.state for p in st.services if p.service == owner)
     if state == "pending":
         raise Fail(
             BAD_INPUT,
-            f"approve refused: {owner} has not started yet; approve {gate} when `stackhop status {wf_id}` "
-            f"shows it waiting (or pre-approve it: `stackhop start PLAN --approve {gate}`)",
+            f"approve refused: {owner} has not started yet; approve {decision} when `stackhop status {wf_id}` "
+            f"shows it waiting (or pre-approve its gate: `stackhop start PLAN --approve GATE`)",
         )
     if state in FINAL:
         raise Fail(BAD_INPUT, f"approve refused: {owner} has ended ({state})")

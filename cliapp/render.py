@@ -70,23 +70,27 @@ def status_view(wf_id: str, st: io.UpgradeStatus) -> Group:
             styled(p.state),
             Text(p.step or "-"),
             f"{p.steps_done}/{p.steps_total}" if p.steps_total else "-",
-            Text(p.waiting_for or "-"),
+            Text(p.decision or p.waiting_for or "-"),
             Text(p.message),
         )
     parts.append(table)
     if st.message:
         parts.append(Text(st.message))
     for p in st.services:
-        if p.waiting_for and p.waiting_for != io.DECISION:
-            parts.append(Text(f"→ stackhop approve {wf_id} {p.waiting_for}", style="yellow"))
-        elif p.waiting_for == io.DECISION:
-            parts.append(
-                Text(
-                    f"→ {p.service}: stackhop resume {wf_id} (retry) or stackhop abort {wf_id} --reason ...",
-                    style="yellow",
-                )
-            )
+        if p.decision:
+            parts.append(Text(f"→ {p.service} waits for {p.decision}: {answers(wf_id, p)}", style="yellow"))
     return Group(*parts)
+
+
+def answers(wf_id: str, p: io.ServiceProgress) -> str:
+    """The commands that answer the decision ``p`` waits for."""
+    command = {
+        io.APPROVE: f"stackhop approve {wf_id} {p.decision}",
+        io.RESUME: f"stackhop resume {wf_id}",
+        io.ABORT: f"stackhop abort {wf_id} --reason …",
+        io.ABANDON: f"stackhop abandon {wf_id} --reason …",
+    }
+    return " · ".join(command[a] for a in p.answers)
 
 
 def _duration(a: str, b: str) -> str:
@@ -136,6 +140,8 @@ def report_view(report: io.UpgradeReport | None, outcome: str, message: str) -> 
         for c in svc.checks:
             if c is not svc.tempest and c.status != "pass":
                 parts.append(Text(f"check {c.status}: {c.message}", style="red"))
+        if svc.left_undone:
+            parts.append(Text(f"rollback abandoned; left undone: {', '.join(svc.left_undone)}", style="red"))
     return Group(*parts)
 
 

@@ -24,7 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from cliapp.common import FAILED, OK
 from cliapp.progress import read_status
-from cliapp.render import STATE_STYLE, outcome_of, report_view
+from cliapp.render import STATE_STYLE, answers, outcome_of, report_view
 from model import io
 
 
@@ -36,8 +36,8 @@ def no_worker(e: Exception) -> bool:
 
 
 def detail(p: io.ServiceProgress) -> str:
-    if p.waiting_for:
-        return f"waiting for {p.waiting_for} {p.message}".strip()
+    if p.decision or p.waiting_for:
+        return f"waiting for {p.decision or p.waiting_for} {p.message}".strip()
     return f"{p.step} {p.message}".strip()
 
 
@@ -121,11 +121,7 @@ class Watcher:
                 state=self.styled(p.state),
                 detail=detail(p)[:80],
             )
-            if self.seen.get(p.service, ("pending", None)) != (p.state, p.waiting_for):
-                self.seen[p.service] = (p.state, p.waiting_for)
-                hint = ""
-                if p.waiting_for == io.DECISION:
-                    hint = f" → stackhop resume {self.wf_id} (retry) or stackhop abort {self.wf_id} --reason ..."
-                elif p.waiting_for:
-                    hint = f" → stackhop approve {self.wf_id} {p.waiting_for}"
+            if self.seen.get(p.service, ("pending", None)) != (p.state, p.decision or p.waiting_for):
+                self.seen[p.service] = (p.state, p.decision or p.waiting_for)
+                hint = f" → {p.decision}: {answers(self.wf_id, p)}" if p.decision else ""
                 self.say(f"{p.service}: ", (p.state, STATE_STYLE.get(p.state, "")), f" {detail(p)}", (hint, "yellow"))

@@ -66,9 +66,16 @@ class DemoLab:
         return client.CoreV1Api(api), client.AppsV1Api(api)
 
     # --- set-up ---------------------------------------------------------------------------------
-    def prepare(self, inject: Inject | None = None) -> None:
-        """Baseline: Keystone 28.1.0 on a freshly bootstrapped DB, keystone-api at 28.1.0."""
+    def prepare(self, inject: Inject | None = None, reset: bool = True) -> None:
+        """Baseline: Keystone 28.1.0 on a freshly bootstrapped DB, keystone-api at 28.1.0.
+
+        ``reset=False`` keeps the labs as they are (e.g. after a rolled-back upgrade, to run the
+        next one on its expanded schema) and only starts the lab controller."""
         self.close()
+        if not reset:
+            self._follow(inject)
+            wait_until(lambda: self.available(), 90, "keystone-api to be available")
+            return
         if not self.openstack.baseline_file.exists():
             self.openstack.save_baseline()
         self.openstack.reset(BASELINE)
@@ -94,6 +101,10 @@ class DemoLab:
         manifest = deployment(self.namespace, f"{REPO}:{BASELINE}", self.replicas)
         manifest_body: Any = manifest  # the client sends a plain dict as it is; its annotations name only V1 models
         apps.create_namespaced_deployment(self.namespace, manifest_body)
+        self._follow(inject)
+        wait_until(lambda: self.available(apps), 90, "keystone-api at 28.1.0 to be available")
+
+    def _follow(self, inject: Inject | None) -> None:
         self.follower = KeystoneFollower(
             self.openstack,
             self.kubeconfig,
@@ -102,7 +113,6 @@ class DemoLab:
             crashing=frozenset({TARGET}) if inject == "rollout" else frozenset(),
             broken_policy=TARGET if inject == "tempest" else None,
         ).start()
-        wait_until(lambda: self.available(apps), 90, "keystone-api at 28.1.0 to be available")
 
     def available(self, apps: client.AppsV1Api | None = None) -> bool:
         apps = apps or self._apps()[1]

@@ -40,7 +40,7 @@ WORKER_READY_TIMEOUT = 60.0
 WORKER_STOP_TIMEOUT = 40.0  # the worker's own graceful shutdown is 30 s
 
 
-async def demo(inject: Inject | None, keep: bool, port: int, ui_port: int) -> int:
+async def demo(inject: Inject | None, keep: bool, port: int, ui_port: int, reset: bool = True) -> int:
     started = time.monotonic()
     if "STACKHOP_LOG_LEVEL" not in os.environ:  # the progress view tells the story; logs only for trouble
         from model.logs import configure
@@ -57,7 +57,7 @@ async def demo(inject: Inject | None, keep: bool, port: int, ui_port: int) -> in
     say(f"Temporal UI: {ui}/namespaces/default/workflows")
     lab = None
     try:
-        lab = await asyncio.to_thread(_labs, inject)
+        lab = await asyncio.to_thread(_labs, inject, reset)
         with settings.scoped(address=address, profile=None, task_queue=TASK_QUEUE, ui_url=ui):
             client = await connect()
             plan = load_plan(PLAN)
@@ -176,7 +176,7 @@ async def _wait_polling(client: Client, pid: int, exited: asyncio.Task[int]) -> 
         await asyncio.sleep(0.2)
 
 
-def _labs(inject: Inject | None) -> DemoLab:
+def _labs(inject: Inject | None, reset: bool = True) -> DemoLab:
     from lab.demo import demo_kube_lab
     from lab.k8s import build
     from lab.openstack.manager import OpenStackLab
@@ -194,16 +194,18 @@ def _labs(inject: Inject | None) -> DemoLab:
         if not osl.baseline_file.exists():  # the baseline must be a freshly bootstrapped 28.1.0
             osl.down(purge=True)
             osl = OpenStackLab.load()
-        osl.up("28.1.0")
+        osl.up("28.1.0" if reset else None)
         if not osl.baseline_file.exists():
             osl.save_baseline()
     assert osl.keystone
     say(f"OpenStack lab up in {time.monotonic() - t:.1f}s (Keystone at {osl.keystone.url})")
     lab = DemoLab(kube, osl)
-    with con.status("deploying keystone-api 28.1.0 on a fresh Keystone database"):
+    doing = "deploying keystone-api 28.1.0 on a fresh Keystone database" if reset else "reusing the labs as they are"
+    with con.status(doing):
         t = time.monotonic()
-        lab.prepare(inject)
-    say(f"keystone-api 28.1.0 available, Keystone {lab.served_release()} serving ({time.monotonic() - t:.1f}s)")
+        lab.prepare(inject, reset=reset)
+    image = lab.deployed_image().rsplit(":", 1)[-1]
+    say(f"keystone-api {image} available, Keystone {lab.served_release()} serving ({time.monotonic() - t:.1f}s)")
     return lab
 
 

@@ -73,7 +73,7 @@ CHECK_FAIL: Final = "check-fail"  # a check answered "fail" (judged by the workf
 INCONCLUSIVE: Final = "inconclusive"  # a check could not tell: the operator decides
 GATE_TIMEOUT: Final = "gate-timeout"  # a gate was not approved in time: nothing was changed
 ABORTED: Final = "aborted"  # the operator aborted the upgrade
-RESTORE_APPROVAL: Final = "restore-approval"  # a restore would discard writers' changes: a person approves
+RESTORE_APPROVAL: Final = "restore-approval"  # a restore would lose writes: it waits for approval
 
 STEP_KINDS = frozenset({CANCELLED, TIMEOUT, CHECK_FAIL, INCONCLUSIVE, GATE_TIMEOUT, ABORTED, RESTORE_APPROVAL})
 

@@ -7,7 +7,7 @@ workflows, the real activities and the stand-ins of the workflow tests all use t
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -195,6 +195,9 @@ class RestoreResult(Msg):
     ok: bool
     table_checksums: dict[str, str] = Field(default_factory=dict)
     seconds: float = 0.0
+    # True: the schema already equalled the snapshot (a retry after a restore whose result was
+    # lost, e.g. the worker died before reporting it): nothing was dropped a second time
+    already_restored: bool = False
 
 
 # --- migration ---------------------------------------------------------------------------------
@@ -281,7 +284,14 @@ ServiceState = Literal[
 ]
 
 
-DECISION = "decision"  # ServiceProgress.waiting_for when the operator must resume, approve or abort
+DECISION = "decision"  # ServiceProgress.waiting_for when the operator must resume, approve, abort or abandon
+
+# The commands that answer a decision (ServiceProgress.answers lists those the waiting one takes).
+APPROVE: Final = "approve"
+RESUME: Final = "resume"
+ABORT: Final = "abort"
+ABANDON: Final = "abandon"
+Answer = Literal["approve", "resume", "abort", "abandon"]
 
 
 class ServiceProgress(Msg):
@@ -291,6 +301,8 @@ class ServiceProgress(Msg):
     steps_done: int = 0
     steps_total: int = 0
     waiting_for: str | None = None  # a gate name, or "decision"
+    decision: str = ""  # the id of the decision waiting (<service>/<step>#<n>, see decision_id), if any
+    answers: list[Answer] = Field(default_factory=list)  # the commands that answer it
     past_point_of_no_return: bool = False
     message: str = ""
     seq: int = 0  # grows with every change: of two views of one service, the higher is newer
@@ -324,7 +336,9 @@ class RollbackReport(Msg):
 
     kind: RollbackKind
     reason: str = ""  # the rule that chose the kind
-    schema_state: str = ""  # the schema state it leaves, e.g. "expanded to 2026.1 (29.1.0); the contract did not run; …"
+    schema_state: str = (
+        ""  # the schema state it leaves, e.g. "expanded to 2026.1 (29.1.0); the contract did not run; …"
+    )
     loss_from: str = ""  # ISO time of the snapshot
     loss_to: str = ""  # ISO time of the inspection before the restore
     table_changes: list[TableChange] = Field(default_factory=list)  # what the restore undid, per table
@@ -342,6 +356,7 @@ class ServiceResult(Msg):
     tempest: TempestResult | None = None
     restore: RestoreResult | None = None  # set when a rollback restored the snapshot
     rollback: RollbackReport | None = None  # set when a rollback ran (or found nothing to undo)
+    left_undone: list[str] = Field(default_factory=list)  # compensations an abandoned rollback did not complete
 
 
 class UpgradeReport(Msg):
@@ -388,11 +403,23 @@ class CanaryResult(Msg):
 # --- human control (updates) -------------------------------------------------------------------
 # Where each command goes (the CLI routes `stackhop approve|resume ID` to the right workflow):
 # * the Upgrade workflow (upgrade/<cloud>): pause, resume (a paused upgrade), abort — upgrade-wide;
-# * a ServiceUpgrade workflow (service_workflow_id): approve (its gate, or an inconclusive check as
-#   "<service>/<step>") and resume (retry the step it waits on a decision for) — one service's own.
+# * a ServiceUpgrade workflow (service_workflow_id): approve, resume and abandon, each answering the
+#   one decision that service waits for (its id: decision_id) — one service's own.
 def service_workflow_id(upgrade_id: str, service: str) -> str:
     """The id of a service's child workflow: readers find it without asking the parent."""
     return f"{upgrade_id}/{service}"
+
+
+def decision_id(service: str, step: str, n: int) -> str:
+    """The one grammar of decisions, for every gate, check, batch and wave: ``keystone/validate#2``
+    is the second decision asked about keystone's validate step."""
+    return f"{service}/{step}#{n}"
+
+
+def decision_service(decision: str) -> str:
+    """The service a decision id belongs to ("" when ``decision`` is not such an id: a gate name)."""
+    service, sep, rest = decision.partition("/")
+    return service if sep and "#" in rest else ""
 
 
 class PauseRequest(Msg):
@@ -405,11 +432,18 @@ class ResumeRequest(Msg):
 
 
 class ApproveRequest(Msg):
-    gate: str
+    gate: str  # the decision id (keystone/validate#2), or a gate's plan name while that gate waits
     by: str = ""
 
 
 class AbortRequest(Msg):
+    reason: str
+    by: str = ""
+
+
+class AbandonRequest(Msg):
+    """End a rollback whose step waits for a decision, leaving the rest undone (reported)."""
+
     reason: str
     by: str = ""
 

@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from model import order, releases
-from model.plan import K8S_OBJECT_RE, NAME_RE, SQL_NAME_ERROR, UpgradePlan
+from model.plan import AT, FIX, K8S_OBJECT_RE, NAME_RE, SQL_NAME_ERROR, UpgradePlan
 
 SECRET_KEY = re.compile(r"(pass(word|wd)?|secret|token|private[-_]?key|credential|api[-_]?key)$", re.I)
 # Plan fields that name a Kubernetes Secret: the way to keep secrets out of a plan, not inline ones.
@@ -145,6 +145,8 @@ def _pydantic_problems(err: ValidationError) -> list[Problem]:
         if e["type"] == "union_tag_invalid" and "expected_tags" in ctx:
             msg = f"unknown kind {ctx.get('tag')!r}"
             fix = f"use one of {ctx['expected_tags']}"
+        if AT in ctx and FIX in ctx:  # a model's own rule, placed at the field it is about
+            path, fix = f"{path}.{ctx[AT]}" if path else str(ctx[AT]), str(ctx[FIX])
         problems.append(Problem(path, msg, fix))
     return problems
 

@@ -11,7 +11,7 @@ import math
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from model.releases import Release
@@ -22,6 +22,9 @@ K8S_OBJECT_RE = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"  # a Secret or PVC nam
 # identifiers only, at most 64 characters, not all digits (MariaDB reads those as a number).
 SQL_NAME_RE = re.compile(r"[A-Za-z0-9_]{1,64}")
 SQL_NAME_ERROR = "sql_identifier"  # the error type model.loading gives its own fix
+# A refusal raised on a whole model that belongs to one of its fields: the context's "at" is that
+# field's path below the model and "fix" the fix (model.loading reports both).
+AT, FIX = "at", "fix"
 MAX_DURATION = 365 * 86400  # a year: anything longer is a typo, and timedelta arithmetic stays in range
 
 
@@ -233,6 +236,35 @@ class Service(Strict):
     workloads: list[Workload] = Field(min_length=1)
     checks: list[Check] = Field(default_factory=list)
     gate: Gate = Gate()
+
+    @property
+    def may_quiesce(self) -> bool:
+        """Whether a migration or a restore may scale this service to 0 (it has a database that a
+        migration changes, or it migrates offline)."""
+        return (self.database is not None and self.migration.mode != "none") or self.migration.mode == "offline"
+
+    @model_validator(mode="after")
+    def _no_daemonset_to_quiesce(self) -> Service:
+        """A DaemonSet cannot be scaled to 0, so one left in the quiesce set would be a promise the
+        quiesce cannot keep: its pods would still use the database during a migration or restore.
+        The operator says so explicitly with ``quiesce: false``."""
+        if not self.may_quiesce:
+            return self
+        for j, w in enumerate(self.workloads):
+            if w.kind == "DaemonSet" and w.quiesce is not False:
+                raise PydanticCustomError(
+                    "daemonset_quiesced",
+                    "DaemonSet {name} is in the quiesce set of {service}, but a DaemonSet cannot be scaled to 0",
+                    {
+                        "name": w.name,
+                        "service": self.name,
+                        AT: f"workloads[{j}].quiesce",
+                        FIX: f"set quiesce: false on DaemonSet {w.name}: DaemonSets are never scaled; its pods "
+                        f"keep running while {self.name} is quiesced for a migration or restore, so make sure "
+                        "they do not use its database directly",
+                    },
+                )
+        return self
 
     @property
     def quiesce_set(self) -> list[Workload]:

@@ -9,8 +9,10 @@ tests/plans/every-field.yaml; a test checks that no schema path is left out). Fo
 * **wrong type** (a value of a JSON type the schema does not accept): always refused;
 * **null**: refused unless the schema allows null, loaded where it does.
 
-The one semantic rule a schema-valid mutation can break: a service that migrates needs a database,
-so dropping or nulling ``services[i].database`` there is refused at ``services[i].migration.mode``.
+The semantic rules a schema-valid mutation can break: a service that migrates needs a database,
+so dropping or nulling ``services[i].database`` there is refused at ``services[i].migration.mode``;
+a DaemonSet of a service that may be quiesced must say ``quiesce: false``, so dropping or nulling
+that field is refused at the field.
 A refusal must name the mutated path or its parent. Most cases run in-process through the loader, a
 sample through `stackhop plan validate` (exit 2, FILE:LINE: path). Every case runs under a liveness
 deadline (tests/liveness.py), so a loader that never returns fails instead of hanging the suite.
@@ -230,10 +232,13 @@ class Mutation:
         own = {f.path, dotted(f.loc[:-1])}
         if self.kind == WRONG or (self.kind == DROP and f.required) or (self.kind == NULL and not f.nullable):
             return own
-        if f.generic == "services[].database":
-            service = doc["services"][f.loc[1]]
-            if service.get("migration", {}).get("mode", "none") != "none":
-                return {f"services[{f.loc[1]}].migration.mode"}
+        service = doc["services"][f.loc[1]] if f.loc[0] == "services" and len(f.loc) > 1 else {}
+        mode = service.get("migration", {}).get("mode", "none")
+        if f.generic == "services[].database" and mode != "none":
+            return {f"services[{f.loc[1]}].migration.mode"}
+        may_quiesce = (service.get("database") and mode != "none") or mode == "offline"
+        if f.generic == "services[].workloads[].quiesce" and may_quiesce:
+            return {f.path} if service["workloads"][f.loc[3]]["kind"] == "DaemonSet" else None
         return None
 
 

@@ -33,6 +33,12 @@ with workflow.unsafe.imports_passed_through():
 class RollbackSteps(ServiceSteps):
     """The compensations, and the one entry point ``_rollback`` the step loop calls on failure."""
 
+    pending: tuple[str, ...] = ()  # the compensations chosen and not completed yet, in order
+
+    def _left_undone(self) -> list[str]:
+        """The compensations that have not completed, in the order they would have run."""
+        return list(self.pending)
+
     async def _rollback(self, failure: StepFailed) -> tuple[io.Outcome, str]:
         """Undo what the failed upgrade changed, as model/recipe.py decides; (outcome, message)."""
         records = [r for r in self.rec.records if r.step == failure.step]
@@ -50,12 +56,17 @@ class RollbackSteps(ServiceSteps):
             return ("aborted" if aborted else "failed"), f"{head} (" + (
                 "nothing was changed)" if unchanged else f"nothing to undo: schema {report.schema_state})"
             )
+        if choice.kind == "restore" and (self.result.snapshot is None or not databases(self.svc)):
+            return "failed", f"{head} ({choice.reason}, but there is no snapshot: restore by hand)"
         self._report(state="rolling-back", step="rollback", message=str(failure))
+        self.rolling_back = True
+        images = ("undo-roll",) if choice.images and self.previous else ()
         if choice.kind == "restore":
-            if self.result.snapshot is None or not databases(self.svc):
-                return "failed", f"{head} ({choice.reason}, but there is no snapshot: restore by hand)"
+            quiesce = () if self.quiesced is not None else ("quiesce",)
+            self.pending = (*quiesce, "inspect", "restore", *images, "unquiesce", "rollout-back")
             report = await self._restore(choice)
         else:
+            self.pending = (*images, *(("unquiesce",) if self.quiesced is not None else ()))
             if choice.images and self.previous:
                 await self._undo_roll()
             await self._scale_back()
@@ -122,18 +133,14 @@ class RollbackSteps(ServiceSteps):
 
     async def _approve_restore(self, inspection: io.DbInspection) -> None:
         """Writers changed data since the snapshot: the restore discards it only once a person says so."""
-        key = f"{self.svc.name}/restore"
         tables = inspection.writers_changed
         msg = (
             f"the restore would discard writers' changes to {len(tables)} table(s) ({', '.join(tables)}) made since"
-            f" the snapshot: `stackhop approve {self.upgrade_id} {key}` restores"
+            " the snapshot"
         )
         self._report(state="waiting", waiting_for=io.DECISION, message=msg)
-        while key not in self.approved:
-            await self._decision(
-                StepFailed("restore", msg, errors.RESTORE_APPROVAL), or_else=lambda: key in self.approved
-            )
-        self.approved.discard(key)
+        while await self._decision(StepFailed("restore", msg, errors.RESTORE_APPROVAL)) != io.APPROVE:
+            pass  # only an approval (or abandon, which raises) ends this wait
         self._report(state="rolling-back", waiting_for=None, message="")
 
     # --- compensations ------------------------------------------------------------------------------
@@ -168,7 +175,11 @@ class RollbackSteps(ServiceSteps):
         """A compensation retries until it works or the operator steps in (resume retries it)."""
         while True:
             try:
-                return await self._step(step, name, arg, result_type, summary, **kw)
+                out = await self._step(step, name, arg, result_type, summary, **kw)
+                if step in self.pending:
+                    i = self.pending.index(step)
+                    self.pending = self.pending[:i] + self.pending[i + 1 :]
+                return out
             except StepFailed as f:
                 self._report(
                     state="waiting",

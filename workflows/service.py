@@ -12,6 +12,12 @@ On failure before the contract, depending on the plan's ``policy.on_failure``:
 * pause: wait for the operator — resume retries the step, abort rolls back;
 * fail: stop where it is.
 After the contract, any failure pauses for a forward fix whatever the policy.
+
+Interruptions: a compensation is never cancelled — an abort during a rollback waits for it, and a
+Temporal Cancel is an abort (workflows/interruptions.py). A rollback step that fails waits for the
+operator: resume retries it, ``abandon`` ends the service with the compensations left undone in its
+report. Every wait for a person is a decision named ``<service>/<step>#<n>``
+(workflows/decisions.py); an answer applies to that one decision.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ with workflow.unsafe.imports_passed_through():
     from model import errors, io
     from model.plan import Service
     from model.recipe import service_steps
+    from workflows.decisions import GATE, Abandoned, Decision
+    from workflows.interruptions import through_cancellation
     from workflows.rollback import RollbackSteps
     from workflows.steps import Recorder, StepFailed
 
@@ -47,9 +55,14 @@ class ServiceUpgradeWorkflow(RollbackSteps):
         self.upgrade_id = inp.upgrade_id
         self.paused = False
         self.abort_reason = None
-        self.approved = set(inp.approved_gates)
+        self.abandon_reason: str | None = None
+        self.approved = set(inp.approved_gates)  # gate names: pre-approved at start, or approved live
         self.resumes = 0
         self.deciding = None
+        self.asking = None
+        self.asked = {}
+        self.answered = {}
+        self.rolling_back = False
         self.done = False
         self.rec = Recorder(self.svc.name, self.plan.policy)
         self.result = io.ServiceResult(service=self.svc.name, outcome="succeeded")
@@ -71,51 +84,82 @@ class ServiceUpgradeWorkflow(RollbackSteps):
 
     @workflow.signal
     def abort(self, reason: str) -> None:
-        if self.abort_reason is None:
-            self.abort_reason = reason or "aborted by the operator"
-            if not self.progress.past_point_of_no_return:
-                self.rec.cancel_current()
+        self._abort(reason or "aborted by the operator")
+
+    def _abort(self, reason: str) -> None:
+        """Stop going forward and roll back. A forward step is cancelled; a compensation never is:
+        an abort during a rollback waits for it (and a rollback step waiting for a decision still
+        waits: resume retries it, abandon ends the rollback)."""
+        if self.abort_reason is not None:
+            return
+        self.abort_reason = reason
+        if self.rolling_back:
+            waits = f"abort ({reason}) waits for the rollback in progress: compensations are never cancelled"
+            self._report(message=f"{waits}; {self.progress.message}" if self.asking else waits)
+        elif not self._past_ponr:
+            self.rec.cancel_current()
+
+    async def _cancelled(self) -> None:
+        self._abort("cancelled (Temporal Cancel of the service, or its upgrade closed)")
 
     # --- this service's own decisions: validated updates from the operator ------------------------
+    # Each answers the one decision waiting (workflows/decisions.py), named by its id for approve.
     @workflow.update
     def resume(self, req: io.ResumeRequest) -> io.ControlAck:
+        asked = self._asked()
+        self.answered[asked.id] = io.RESUME
         self.resumes += 1
-        step = self.deciding.step if self.deciding else self.progress.step
-        return io.ControlAck(message=f"{step} is retried")
+        return io.ControlAck(message=f"{asked.step} is retried ({asked.id})")
 
     @resume.validator
     def _check_resume(self, req: io.ResumeRequest) -> None:
         self._refuse_if_done()
-        if self.deciding is None:
-            raise ValueError(f"nothing to resume: {self.svc.name} is not waiting for a decision")
+        self._refuse(self._refusal(io.RESUME))
 
     @workflow.update
     def approve(self, req: io.ApproveRequest) -> io.ControlAck:
-        self.approved.add(req.gate)
-        if req.gate == self.svc.gate_name:
-            return io.ControlAck(message=f"gate {req.gate} approved")
-        if self.deciding is not None and self.deciding.kind == errors.RESTORE_APPROVAL:
-            return io.ControlAck(message=f"{req.gate}: the restore is approved")
-        return io.ControlAck(message=f"{req.gate}: the inconclusive check is accepted")
+        asked = self._asked()
+        self.answered[asked.id] = io.APPROVE
+        if asked.kind == GATE:
+            self.approved.add(self.svc.gate_name or "")
+            return io.ControlAck(message=f"gate {self.svc.gate_name} approved ({asked.id})")
+        if asked.kind == errors.INCONCLUSIVE:
+            return io.ControlAck(message=f"{asked.id}: the inconclusive check is accepted")
+        return io.ControlAck(message=f"{asked.id} approved")
 
     @approve.validator
     def _check_approve(self, req: io.ApproveRequest) -> None:
         self._refuse_if_done()
-        if req.gate in self.approved:
-            raise ValueError(f"gate {req.gate!r} is already approved")
-        approvable = self._approvable()
-        if req.gate not in approvable:
-            known = ", ".join(sorted(approvable)) or "none"
-            raise ValueError(f"unknown gate {req.gate!r}; what {self.svc.name} can approve now: {known}")
+        self._refuse(self._refusal(io.APPROVE, req.gate))
 
-    def _approvable(self) -> set[str]:
-        """Its gate until it is passed, and the check it waits on when that check was inconclusive."""
-        names = set()
-        if self.svc.gate_name and not self.rec.passed("gate"):
-            names.add(self.svc.gate_name)
-        if self.deciding is not None and self.deciding.kind in (errors.INCONCLUSIVE, errors.RESTORE_APPROVAL):
-            names.add(f"{self.svc.name}/{self.deciding.step}")
-        return names
+    @workflow.update
+    def abandon(self, req: io.AbandonRequest) -> io.ControlAck:
+        asked = self._asked()
+        self.abandon_reason = req.reason + (f" (by {req.by})" if req.by else "")
+        self.answered[asked.id] = io.ABANDON
+        undone = ", ".join(self._left_undone())
+        return io.ControlAck(message=f"the rollback is abandoned at {asked.id}; left undone: {undone}")
+
+    @abandon.validator
+    def _check_abandon(self, req: io.AbandonRequest) -> None:
+        self._refuse_if_done()
+        if not req.reason.strip():
+            raise ValueError("give a reason: it is recorded in the service's history and report")
+        if self.rolling_back and self.asking is None:
+            raise ValueError(
+                f"the rollback of {self.svc.name} is running, not waiting for a decision: abandon is accepted"
+                " only while a rollback step waits for one"
+            )
+        self._refuse(self._refusal(io.ABANDON))
+
+    def _asked(self) -> Decision:
+        assert self.asking is not None, "the validator lets an answer through only while a decision waits"
+        return self.asking
+
+    @staticmethod
+    def _refuse(reason: str | None) -> None:
+        if reason is not None:
+            raise ValueError(reason)
 
     def _refuse_if_done(self) -> None:
         if self.done:
@@ -128,7 +172,7 @@ class ServiceUpgradeWorkflow(RollbackSteps):
     # --- the run ----------------------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: io.ServiceUpgradeInput) -> io.ServiceResult:
-        outcome, message = await self._upgrade()
+        outcome, message = await through_cancellation(self._upgrade(), self._cancelled)
         self.result = self.result.model_copy(
             update={"outcome": outcome, "message": message, "steps": list(self.rec.records)}
         )
@@ -166,7 +210,7 @@ class ServiceUpgradeWorkflow(RollbackSteps):
             while True:
                 self._report(state="running", step=name)
                 try:
-                    await steps[name]()
+                    await (self._at_gate(steps[name]) if name == "gate" else steps[name]())
                     break
                 except StepFailed as failure:
                     if self.abort_reason:
@@ -179,10 +223,31 @@ class ServiceUpgradeWorkflow(RollbackSteps):
             self.progress = self.progress.model_copy(update={"steps_done": self.progress.steps_done + 1})
         return "succeeded", f"{self.svc.name} upgraded to {self.plan.release.to}"
 
+    async def _at_gate(self, gate: Callable[[], Awaitable[None]]) -> None:
+        """The gate is a decision like the others (its id: <service>/gate#1)."""
+        self._open("gate", GATE, message=f"gate {self.svc.gate_name}")
+        try:
+            await gate()
+        except StepFailed:  # timed out or aborted (no `finally`: it would also run at an eviction)
+            self._close(message="")
+            raise
+        self._close(message="")
+
     async def _give_up(self, failure: StepFailed) -> tuple[io.Outcome, str]:
         if self._past_ponr:
             return "failed", f"{failure.step}: {failure} (past the contract: nothing rolled back, fix forward)"
-        return await self._rollback(failure)
+        try:
+            outcome, message = await self._rollback(failure)
+        except Abandoned as stop:
+            undone = self._left_undone()
+            self.result = self.result.model_copy(update={"left_undone": undone})
+            return "failed", (
+                f"{failure.step}: {failure}; rollback abandoned at {stop.decision}: {self.abandon_reason};"
+                f" left undone: {', '.join(undone)} — neither release's state: fix by hand"
+            )
+        if outcome == "rolled-back" and self.abort_reason:  # aborted while a failure's rollback ran: it ran to its end
+            return "aborted", f"{message}; aborted during the rollback: {self.abort_reason}"
+        return outcome, message
 
     async def _wait_unpaused(self) -> None:
         if self.paused:

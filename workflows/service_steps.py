@@ -19,13 +19,14 @@ with workflow.unsafe.imports_passed_through():
 
     from model import errors, io
     from model.plan import Check, Database, KubeTarget, Service, TempestCheck, UpgradePlan
+    from workflows.decisions import Decisions, _Accepted
     from workflows.steps import Recorder, StepFailed
 
 R = TypeVar("R", bound=BaseModel)
 ALREADY_EXPANDED = ("up-to-date", "migrate-needed", "contract-needed")  # check states with nothing to expand
 
 
-class ServiceSteps:
+class ServiceSteps(Decisions):
     """State the steps share (set by ServiceUpgradeWorkflow.__init__) and the steps themselves."""
 
     plan: UpgradePlan
@@ -43,36 +44,6 @@ class ServiceSteps:
     # failed half-way is still scaled back (ScaleInput.restore reads what it recorded).
     quiesced: str | None = None
     expanded_before: str = ""  # the check's state when the schema was already expanded: expand skipped
-
-    # --- asking the operator ----------------------------------------------------------------------
-    @property
-    def _past_ponr(self) -> bool:
-        return self.progress.past_point_of_no_return
-
-    async def _decide_retry(self, failure: StepFailed) -> bool:
-        """True: retry the failed step. Asks the operator where policy or safety say so."""
-        inconclusive = failure.kind == errors.INCONCLUSIVE
-        must_ask = self._past_ponr or self.plan.policy.on_failure == "pause" or inconclusive
-        if not must_ask:
-            return False
-        why = "past the contract: fix forward, then resume" if self._past_ponr else "resume retries, abort rolls back"
-        if inconclusive:
-            why += f", approve {self.svc.name}/{failure.step} accepts it"
-        self._report(state="waiting", waiting_for=io.DECISION, message=f"{failure.step} failed: {failure} ({why})")
-        accepted = f"{self.svc.name}/{failure.step}"
-        await self._decision(failure, lambda: self.abort_reason is not None or accepted in self.approved)
-        self._report(state="running", waiting_for=None, message="")
-        if accepted in self.approved:
-            self.approved.discard(accepted)
-            raise _Accepted()
-        return self.abort_reason is None
-
-    async def _decision(self, failure: StepFailed, or_else: Callable[[], bool] = lambda: False) -> None:
-        """Wait for the operator's resume (an update), or for ``or_else()``: an abort, an approval."""
-        seen = self.resumes
-        self.deciding = failure
-        await workflow.wait_condition(lambda: self.resumes > seen or or_else())
-        self.deciding = None
 
     # --- steps --------------------------------------------------------------------------------------
     @property
@@ -331,7 +302,3 @@ class ServiceSteps:
             f"**{self.progress.service}** — {self.progress.state} {self.progress.step}"
             f" ({self.progress.steps_done}/{self.progress.steps_total})\n\n{self.progress.message}"
         )
-
-
-class _Accepted(Exception):
-    """The operator approved an inconclusive check: carry on."""

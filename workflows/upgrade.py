@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureE
 with workflow.unsafe.imports_passed_through():
     from model import errors, io, order, visibility
     from model.plan import UpgradePlan
+    from workflows.interruptions import through_cancellation
     from workflows.progress import render_details
     from workflows.service import ServiceUpgradeWorkflow, plan_steps
     from workflows.steps import Recorder, StepFailed
@@ -93,12 +94,10 @@ class UpgradeWorkflow:
 
     @workflow.update
     async def abort(self, req: io.AbortRequest) -> io.ControlAck:
-        self.abort_reason = req.reason
-        self.paused = False
-        self.message = f"aborting: {req.reason}"
-        self._show()
-        await self._forward(ServiceUpgradeWorkflow.abort, req.reason)
-        return io.ControlAck(message="aborting: services in progress roll back")
+        await self._abort(req.reason)
+        return io.ControlAck(
+            message="aborting: services in progress roll back (a rollback already running goes on to its end)"
+        )
 
     @abort.validator
     def _check_abort(self, req: io.AbortRequest) -> None:
@@ -107,6 +106,19 @@ class UpgradeWorkflow:
             raise ValueError("give a reason: it is recorded in the upgrade's history")
         if self.abort_reason is not None:
             raise ValueError(f"already aborting: {self.abort_reason}")
+
+    async def _abort(self, reason: str) -> None:
+        """Stop: no new service starts, the running ones roll back (the abort update, or a Cancel)."""
+        if self.abort_reason is not None:
+            return
+        self.abort_reason = reason
+        self.paused = False
+        self.message = f"aborting: {reason}"
+        self._show()
+        await self._forward(ServiceUpgradeWorkflow.abort, reason)
+
+    async def _cancelled(self) -> None:
+        await self._abort("cancelled (Temporal Cancel of the upgrade)")
 
     def _refuse_if_done(self) -> None:
         if self.outcome is not None:
@@ -129,6 +141,10 @@ class UpgradeWorkflow:
     # --- the run -----------------------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: io.UpgradeInput) -> io.UpgradeReport:
+        # A Temporal Cancel is an abort: the run goes on, shielded, and ends with its report.
+        return await through_cancellation(self._run(), self._cancelled)
+
+    async def _run(self) -> io.UpgradeReport:
         started = workflow.now()
         workflow.upsert_search_attributes(
             [
@@ -242,6 +258,8 @@ class UpgradeWorkflow:
                 plan=self.plan, service=name, upgrade_id=upgrade_id, approved_gates=sorted(self.approved)
             ),
             id=io.service_workflow_id(upgrade_id, name),
+            # Terminating the upgrade cancels its services, which is an abort: they compensate.
+            parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
             static_summary=f"{name}: {self.plan.release.from_} → {self.plan.release.to}",
             search_attributes=TypedSearchAttributes(
                 [

@@ -28,6 +28,23 @@ from lab.k8s.versions import HERE, bin_dir, lab_dir
 log = structlog.get_logger(__name__)
 
 STAGES_DIR = HERE / "stages"
+# Writes to workloads are audited with their request and response (the fault-injection suite counts
+# the worker's side effects from this log, not from the workflow's records); nothing else is logged,
+# so the log stays small. Status subresources are left out: controllers write them all the time.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: RequestResponse
+    verbs: [create, update, patch, delete]
+    resources:
+      - group: apps
+        resources: [deployments, deployments/scale, statefulsets, statefulsets/scale, daemonsets]
+      - group: batch
+        resources: [jobs]
+  - level: None
+"""
 
 
 class LabError(RuntimeError):
@@ -65,6 +82,15 @@ class KubeLab:
     @property
     def stamp_file(self) -> Path:
         return self.workdir / f"{self.name}.stamp"
+
+    @property
+    def audit_policy(self) -> Path:
+        return self.workdir / f"{self.name}.audit-policy.yaml"
+
+    @property
+    def audit_log(self) -> Path:
+        """kube-apiserver's audit log (JSON lines, see AUDIT_POLICY)."""
+        return self.cluster_dir / "logs" / "audit.log"
 
     @property
     def kubectl(self) -> Path:
@@ -116,12 +142,14 @@ class KubeLab:
                 "etcdBinary": str(b / "etcd"),
                 "kwokControllerBinary": str(b / "kwok"),
                 "cacheDir": str(self.workdir / "cache"),
+                "kubeAuditPolicy": str(self.audit_policy),
             },
         }
         docs = [yaml.safe_dump(conf, sort_keys=False)]
         for f in ("base.yaml", "stackhop.yaml", "lab-served.yaml"):
             docs.append((STAGES_DIR / f).read_text())
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.audit_policy.write_text(AUDIT_POLICY)
         self.config_file.write_text("\n---\n".join(docs))
 
     @staticmethod
@@ -129,6 +157,7 @@ class KubeLab:
         """Changes when the stages or the binaries change: a running lab built from an older
         recipe is recreated instead of silently reused."""
         h = hashlib.sha256(str(bin_dir()).encode())
+        h.update(AUDIT_POLICY.encode())
         for f in sorted(STAGES_DIR.glob("*.yaml")):
             h.update(f.read_bytes())
         return h.hexdigest()[:16]
@@ -194,6 +223,7 @@ class KubeLab:
         self.kwokctl("delete", "cluster", "--name", self.name, timeout=120, check=False)
         self.stamp_file.unlink(missing_ok=True)
         self.config_file.unlink(missing_ok=True)
+        self.audit_policy.unlink(missing_ok=True)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -210,12 +240,16 @@ class KubeLab:
         return int((self.cluster_dir / "pids" / f"{component}.pid").read_text().strip())
 
     def restart_apiserver(self, downtime: float = 3.0, timeout: float = 120, graceful: bool = False) -> None:
-        """Stop kube-apiserver, keep it down for ``downtime`` s, and start it again.
+        """Stop kube-apiserver, keep it down for ``downtime`` s, and start it again."""
+        self.stop_apiserver(graceful=graceful)
+        time.sleep(downtime)
+        self.start_apiserver(timeout=timeout)
+
+    def stop_apiserver(self, graceful: bool = False) -> None:
+        """Stop kube-apiserver (etcd, kwok and the rest keep running).
 
         Default: SIGKILL, a crash (the harsher test, and fast).  ``graceful``: SIGTERM first, then
-        SIGKILL after 5 s (its graceful shutdown can linger with open watches).  ``kwokctl start
-        cluster`` starts only components whose pid is not running, so etcd and kwok keep running;
-        the controller manager and scheduler, which exit on losing their leader lease, come back.
+        SIGKILL after 5 s (its graceful shutdown can linger with open watches).
         """
         pid = self._pid("kube-apiserver")
         os.kill(pid, signal.SIGTERM if graceful else signal.SIGKILL)
@@ -226,7 +260,11 @@ class KubeLab:
         # A zombie still answers kill(pid, 0), which kwokctl takes for "running"; our PID 1 may
         # be slow to reap orphans, so drop the pid file: kwokctl then starts a fresh process.
         (self.cluster_dir / "pids" / "kube-apiserver.pid").unlink(missing_ok=True)
-        time.sleep(downtime)
+
+    def start_apiserver(self, timeout: float = 120) -> None:
+        """Start what is not running and wait until the apiserver is ready: ``kwokctl start cluster``
+        starts only components whose pid is not running, so etcd and kwok are left alone; the
+        controller manager and scheduler, which exit on losing their leader lease, come back."""
         self.kwokctl("start", "cluster", "--name", self.name, "--wait=2m", timeout=timeout)
         deadline = time.monotonic() + timeout
         while not self.healthy():

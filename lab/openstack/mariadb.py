@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,12 @@ class MariaDB:
     @property
     def log_path(self) -> Path:
         return self.base / "mariadbd.log"
+
+    @property
+    def general_log_path(self) -> Path:
+        """Every statement of every session, when ``general_log(True)`` turned it on: the fault
+        suite counts DDL, DROP DATABASE and migration revisions from it."""
+        return self.base / "general.log"
 
     def _write_server_cnf(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
@@ -121,6 +128,25 @@ class MariaDB:
     def stop(self) -> None:
         procs.stop(self.pid, timeout=30)
         self.pid = None
+
+    def restart(self, timeout: float = 30.0) -> float:
+        """Stop (a clean shutdown: sessions are cut) and start again on the same port and data dir;
+        the general log stays as it was. Returns the seconds the server was away."""
+        logging = self.general_log_on()
+        started = time.monotonic()
+        self.stop()
+        self.start(timeout=timeout)
+        if logging:
+            self.general_log(True)
+        return time.monotonic() - started
+
+    def general_log(self, on: bool) -> None:
+        """Turn the general query log (``general_log_path``) on or off, without a restart."""
+        path = str(self.general_log_path).replace("'", "''")
+        self._root_sql(f"SET GLOBAL general_log_file = '{path}'; SET GLOBAL general_log = {int(on)}")
+
+    def general_log_on(self) -> bool:
+        return self._root_sql("SELECT @@general_log").strip() == "1"
 
     def _socket_ping(self) -> bool:
         if not self.socket.exists():

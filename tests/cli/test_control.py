@@ -22,11 +22,17 @@ async def test_operator_commands_and_their_refusals(client: Client, cli: Cli, wr
         doc = await cli.until(wf_id, lambda d: d["status"] and d["status"]["services"][0]["waiting_for"] == "keystone")
         assert doc["status"]["services"][0]["state"] == "waiting"
         res = await cli("status", wf_id)
-        assert res.exit_code == 0 and f"stackhop approve {wf_id} keystone" in res.stdout
+        assert (
+            res.exit_code == 0
+            and f"keystone waits for keystone/gate#1: stackhop approve {wf_id} keystone/gate#1" in res.stdout
+        )
 
         res = await cli("approve", wf_id, "nova")
         assert (
-            res.exit_code == 2 and "approve refused: unknown gate 'nova'; gates of this upgrade: keystone" in res.stderr
+            res.exit_code == 2
+            and "approve refused: unknown decision 'nova' (a decision is SERVICE/STEP#N); waiting now: keystone/gate#1;"
+            " gates of this upgrade: keystone"
+            in res.stderr
         )
 
         res = await cli("pause", wf_id, "--reason", "change freeze")
@@ -43,10 +49,10 @@ async def test_operator_commands_and_their_refusals(client: Client, cli: Cli, wr
         res = await cli("resume", wf_id)
         assert res.exit_code == 2 and "nothing to resume" in res.stderr
 
-        res = await cli("approve", wf_id, "keystone")
-        assert res.exit_code == 0 and "gate keystone approved" in res.stdout
-        res = await cli("approve", wf_id, "keystone")
-        assert res.exit_code == 2 and "already approved" in res.stderr
+        res = await cli("approve", wf_id, "keystone")  # a gate may be named as `start --approve` names it
+        assert res.exit_code == 0 and "gate keystone approved (keystone/gate#1)" in res.stdout
+        res = await cli("approve", wf_id, "keystone/gate#1")
+        assert res.exit_code == 2 and "keystone/gate#1 was answered already (approve)" in res.stderr
         await cli.until(wf_id, lambda d: d["status"]["services"][0]["step"] == "snapshot")
 
         res = await cli("abort", wf_id)
@@ -78,6 +84,7 @@ async def test_unknown_and_non_upgrade_workflows_are_bad_input(client: Client, c
         ["resume", "nowhere"],
         ["approve", "nowhere", "g"],
         ["abort", "nowhere", "--reason", "x"],
+        ["abandon", "nowhere", "--reason", "x"],
     ):
         res = await cli(*cmd)
         assert res.exit_code == 2, cmd
@@ -110,8 +117,14 @@ async def test_decisions_go_to_the_service_that_waits_for_them(client: Client, c
 
         res = await cli("approve", wf_id, "glance")
         assert res.exit_code == 2 and "glance has not started yet" in res.stderr
-        res = await cli("approve", wf_id, "keystone/expand")  # a failed step is resumed, not approved
-        assert res.exit_code == 2 and "unknown gate 'keystone/expand'" in res.stderr
+        assert service_doc(doc, "keystone")["decision"] == "keystone/expand#1"
+        res = await cli("approve", wf_id, "keystone/expand")
+        assert res.exit_code == 2 and "unknown decision 'keystone/expand'" in res.stderr
+        res = await cli("approve", wf_id, "keystone/expand#1")  # a failed step is resumed, not approved
+        assert res.exit_code == 2 and (
+            "keystone/expand#1 is a failed expand (MigrationFailed), not an inconclusive check: it cannot be approved;"
+            " resume retries it, abort rolls back" in res.stderr
+        )
         res = await cli("resume", wf_id)
         assert res.exit_code == 0 and f"{wf_id}/keystone: expand is retried" in res.stdout
 
@@ -121,8 +134,8 @@ async def test_decisions_go_to_the_service_that_waits_for_them(client: Client, c
                 service_doc(d, "keystone")["step"] == "validate" and bool(service_doc(d, "keystone")["waiting_for"])
             ),
         )
-        assert "approve keystone/validate" in service_doc(doc, "keystone")["message"]
-        res = await cli("approve", wf_id, "keystone/validate")
+        assert "approve keystone/validate#1 accepts it" in service_doc(doc, "keystone")["message"]
+        res = await cli("approve", wf_id, "keystone/validate#1")
         assert res.exit_code == 0 and "inconclusive check is accepted" in res.stdout
 
         await cli.until(wf_id, lambda d: service_doc(d, "glance")["waiting_for"] == "glance")
@@ -133,3 +146,34 @@ async def test_decisions_go_to_the_service_that_waits_for_them(client: Client, c
         res = await cli("watch", wf_id)
         assert res.exit_code == 0, res.output
     assert script.calls.count("migration.db_sync:expand") == 3  # keystone twice, glance once
+
+
+async def test_abandon_ends_a_stuck_rollback(client: Client, cli: Cli, write_plan: WritePlan) -> None:
+    """abandon is accepted only while a rollback step waits for a decision; the report lists what is undone."""
+    plan, wf_id = write_plan()
+    script = Script()
+    script.fail["migration.db_sync:migrate"] = errors.MIGRATION_FAILED
+    script.fail["db.restore"] = errors.RESTORE_FAILED
+    script.block["migration.db_sync:migrate"] = release = threading.Event()
+    async with running(client, script) as tq:
+        assert (await cli("start", str(plan), tq=tq)).exit_code == 0
+        await cli.until(wf_id, lambda d: d["status"]["services"][0]["step"] == "migrate")
+        res = await cli("abandon", wf_id, "--reason", "give up")
+        assert res.exit_code == 2 and "abandon refused: no rollback waits for a decision" in res.stderr
+        release.set()
+        doc = await cli.until(wf_id, lambda d: d["status"]["services"][0]["decision"] == "keystone/restore#1")
+        assert doc["status"]["services"][0]["answers"] == ["resume", "abandon"]
+        res = await cli("status", wf_id)
+        assert f"stackhop abandon {wf_id} --reason" in res.stdout
+
+        res = await cli("abort", wf_id, "--reason", "stop")
+        assert res.exit_code == 0 and "keystone: its rollback is in progress" in res.stdout
+        assert "the abort waits for it — it waits for keystone/restore#1" in res.stdout
+        res = await cli("abandon", wf_id)
+        assert res.exit_code == 2 and "--reason" in res.stderr
+        res = await cli("abandon", wf_id, "--reason", "the DBA restores by hand")
+        assert res.exit_code == 0, res.output
+        assert f"{wf_id}/keystone: the rollback is abandoned at keystone/restore#1; left undone: restore" in res.stdout
+        res = await cli("watch", wf_id)
+        assert res.exit_code == 1 and "rollback abandoned; left undone: restore" in res.stdout
+    assert "k8s.scale:up" not in script.calls

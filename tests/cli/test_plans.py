@@ -31,6 +31,10 @@ BAD = {
     "bad-database-name.yaml": ("services[0].database.name", "is not a plain SQL identifier"),
     "bad-database-name-digits.yaml": ("services[1].database.name", "'2026' is not a plain SQL identifier"),
     "bad-secret-name.yaml": ("services[0].database.credentials_secret", "String should match pattern"),
+    "bad-daemonset-quiesced.yaml": (
+        "services[0].workloads[1].quiesce",
+        "(fix: set quiesce: false on DaemonSet nova-compute: DaemonSets are never scaled;",
+    ),
 }
 
 

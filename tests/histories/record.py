@@ -98,7 +98,7 @@ async def accept_inconclusive(
     client: Client, plan: UpgradePlan, handle: WorkflowHandle[Any, Any], script: Script
 ) -> None:
     await wait_for(client, handle, waiting_for_decision)
-    await update(service_handle(client, plan, "keystone"), "approve", io.ApproveRequest(gate="keystone/validate"))
+    await update(service_handle(client, plan, "keystone"), "approve", io.ApproveRequest(gate="keystone/validate#1"))
     await to_the_end(client, plan, handle, script)
 
 

@@ -62,9 +62,27 @@ def test_server_side_dry_run(deployed: KubeLab) -> None:
         "serviceaccount/stackhop-worker",
         "role.rbac.authorization.k8s.io/stackhop-worker",
         "rolebinding.rbac.authorization.k8s.io/stackhop-worker",
+        "persistentvolumeclaim/stackhop-snapshots",
         "deployment.apps/stackhop-worker",
     ):
         assert obj in out, out
+
+
+def test_the_worker_is_one_host_with_its_snapshots_on_a_volume() -> None:
+    """The mode deploy/README.md states: one replica, a fixed host name (its host queue survives a
+    restart) and the snapshot directory on the claim, which outlives the pod."""
+    deployment = yaml.safe_load((KUSTOMIZE / "deployment.yaml").read_text())
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["STACKHOP_WORKER_HOST"] == "stackhop-worker"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["snapshots"] == env["STACKHOP_SNAPSHOT_DIR"]
+    claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in pod["volumes"]}
+    pvc = yaml.safe_load((KUSTOMIZE / "pvc.yaml").read_text())
+    assert claims["snapshots"] == pvc["metadata"]["name"] and pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
 
 
 def can_i(lab: KubeLab, verb: str, resource: str, ns: str = "openstack") -> bool:

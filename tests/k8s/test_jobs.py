@@ -1,16 +1,14 @@
-"""Jobs and scaling on the real lab: success, injected failure, idempotency across retries."""
+"""Jobs on the real lab: success, injected failure, idempotency across retries."""
 
 from __future__ import annotations
 
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.kube import RunJobInput, run_job, scale
-from activities.kube_jobs import REPLICAS_ANNOTATION
+from activities.kube import RunJobInput, run_job
 from model import errors
-from model.io import ScaleInput, WorkloadRef
 from model.plan import KubeTarget
-from tests.k8s.helpers import Background, Recorder, create, job, list_jobs, list_pods, read, workload
+from tests.k8s.helpers import Background, Recorder, job, list_jobs, list_pods
 from tests.waiting import eventually_sync
 
 pytestmark = pytest.mark.k8s
@@ -97,37 +95,3 @@ def test_job_timeout(kube_target: KubeTarget) -> None:
             ),
         )
     assert ei.value.type == errors.JOB_FAILED and "did not finish within 3s" in str(ei.value)
-
-
-def test_scale_quiesce_and_restore(kube_target: KubeTarget) -> None:
-    create(kube_target, workload("Deployment", "keystone-api", "registry.lab/keystone:1", replicas=3))
-    create(kube_target, workload("StatefulSet", "keystone-cache", "registry.lab/memcached:1", replicas=2))
-    refs = [
-        WorkloadRef(kind="Deployment", name="keystone-api", container="app"),
-        WorkloadRef(kind="StatefulSet", name="keystone-cache", container="app"),
-    ]
-    rec = Recorder()
-    down = rec.run(scale, ScaleInput(target=kube_target, workloads=refs, change_id="u1", timeout_seconds=60))
-    assert down.previous == {"keystone-api": 3, "keystone-cache": 2}
-    assert read(kube_target, "Deployment", "keystone-api")["status"].get("replicas", 0) == 0
-    # a retried quiesce still reports the replicas from before the first attempt
-    again = rec.run(scale, ScaleInput(target=kube_target, workloads=refs, change_id="u1", timeout_seconds=60))
-    assert again.previous == down.previous
-    up = rec.run(
-        scale,
-        ScaleInput(target=kube_target, workloads=refs, replicas=down.previous, change_id="u1", timeout_seconds=60),
-    )
-    assert up.previous == {"keystone-api": 0, "keystone-cache": 0}
-    dep = read(kube_target, "Deployment", "keystone-api")
-    assert dep["status"]["availableReplicas"] == 3
-    assert REPLICAS_ANNOTATION not in (dep["metadata"].get("annotations") or {})
-    assert read(kube_target, "StatefulSet", "keystone-cache")["status"]["readyReplicas"] == 2
-
-
-def test_scale_daemonset_refused(kube_target: KubeTarget) -> None:
-    with pytest.raises(ApplicationError) as ei:
-        Recorder().run(
-            scale,
-            ScaleInput(target=kube_target, workloads=[WorkloadRef(kind="DaemonSet", name="ovs", container="app")]),
-        )
-    assert ei.value.type == errors.PLAN_INVALID

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+import re
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
-from activities import database
-from lab.openstack.install import find_tool
+from activities import database, db_scripts
 from lab.openstack.manager import OpenStackLab
 from model import errors
 from model.io import RestoreInput, SnapshotInput, VerifyInput
 from model.plan import Database, KubeTarget
+from tests.openstack.db_sessions import session_held
 from tests.openstack.helpers import KeystoneAt, connect, identity, issue_token, run, table_checksums, validate_token
 from tests.openstack.helpers import database as lab_db
 from tests.waiting import eventually_sync
@@ -37,6 +37,11 @@ def test_snapshot_verify_mutate_restore_is_byte_identical(keystone_at: KeystoneA
     assert Path(snap.location).stat().st_size == snap.size_bytes > 10_000
     assert snap.table_checksums == before  # a quiet schema: the dump holds exactly what was live
     assert len(snap.sha256) == 64 and snap.changed_during_dump == []
+    # a definition per table: sha256 of SHOW CREATE TABLE without AUTO_INCREMENT=N
+    assert snap.table_definitions.keys() == before.keys()
+    assert all(re.fullmatch(r"[0-9a-f]{64}", d) for d in snap.table_definitions.values())
+    # the file is on this machine: its host and the host queue (outside a worker: the env's main queue)
+    assert snap.host and snap.task_queue.endswith(f"@{snap.host}")
 
     verified = run(database.verify_snapshot, VerifyInput(snapshot=snap, database=db))
     assert verified.ok, verified.message
@@ -65,8 +70,9 @@ def test_snapshot_verify_mutate_restore_is_byte_identical(keystone_at: KeystoneA
 
 def test_verify_refuses_a_changed_or_truncated_snapshot(keystone_at: KeystoneAt, tmp_path: Path) -> None:
     lab = keystone_at("28.1.0")
-    db = lab_db(lab, snapshot_dir=str(tmp_path))
+    db = lab_db(lab, snapshot_dir=str(tmp_path), snapshot_storage="shared")
     snap = run(database.snapshot, SnapshotInput(upgrade_id="corrupt", service="keystone", database=db))
+    assert snap.host == snap.task_queue == ""  # shared storage: any worker reads the file
 
     data = Path(snap.location).read_bytes()
     Path(snap.location).write_bytes(data[: len(data) // 2])  # truncated mid-statement
@@ -82,13 +88,17 @@ def test_verify_refuses_a_changed_or_truncated_snapshot(keystone_at: KeystoneAt,
     assert not result.ok and "missing" in result.message
 
     lab.stop_keystone()
+    before = table_checksums(lab)
+    with pytest.raises(ApplicationError) as info:  # a restore without its file drops nothing
+        run(database.restore, RestoreInput(snapshot=snap, database=db))
+    assert info.value.type == errors.RESTORE_FAILED and info.value.non_retryable
+    assert "missing" in str(info.value) and "nothing was dropped" in str(info.value)
+
     Path(snap.location).write_bytes(data.replace(b"RegionOne", b"RegionTwo"))
     with pytest.raises(ApplicationError) as info:  # a restore never loads a file that changed
         run(database.restore, RestoreInput(snapshot=snap, database=db))
     assert info.value.type == errors.RESTORE_FAILED and info.value.non_retryable
-
-
-HOLDER_SQL = "SELECT SLEEP(60)"  # what the lock holder runs inside its transaction
+    assert table_checksums(lab) == before
 
 
 def sessions(lab: OpenStackLab, statement: str) -> list[str]:
@@ -100,33 +110,12 @@ def sessions(lab: OpenStackLab, statement: str) -> list[str]:
 
 @contextmanager
 def metadata_lock_held(lab: OpenStackLab) -> Iterator[None]:
-    """An idle client inside a read transaction holds a metadata lock on the keystone schema, as an
-    idle API worker can. Entered once the lock is held (the client has read ``region`` and sleeps
-    inside its transaction); on exit the client is killed and its server session ended, so the
-    lock is gone before the test goes on."""
-    assert lab.mariadb
-    mariadb = lab.mariadb
-    holder = subprocess.Popen(
-        [
-            find_tool("mariadb") or "mariadb",
-            f"--defaults-file={mariadb.defaults_file}",
-            "keystone",
-            "-e",
-            f"START TRANSACTION; SELECT COUNT(*) FROM region; {HOLDER_SQL};",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        eventually_sync(lambda: sessions(lab, HOLDER_SQL), within=15, what="the holder inside its transaction")
+    """A client inside a read transaction holds a metadata lock on the keystone schema. It is not a
+    session the restore's check can see (another user, no default schema: it names the table with
+    its schema), so the restore goes on to its DROP and waits there: the lock-wait bound is the
+    second line of defence. Entered once the lock is held."""
+    with session_held(lab, "START TRANSACTION; SELECT COUNT(*) FROM keystone.region;", schema=None):
         yield
-    finally:
-        holder.kill()
-        holder.wait()
-        for session in sessions(lab, HOLDER_SQL):  # the server may not notice the dead client at once
-            with suppress(RuntimeError):  # it ended in the meantime
-                mariadb.sql(f"KILL CONNECTION {int(session)}")
-        eventually_sync(lambda: not sessions(lab, HOLDER_SQL), within=15, what="the holder's session gone")
 
 
 def test_restore_waits_for_metadata_locks_only_as_long_as_configured(keystone_at: KeystoneAt, tmp_path: Path) -> None:
@@ -153,7 +142,7 @@ def test_job_runner_manifest_mounts_credentials_and_snapshots() -> None:
         name="keystone", runner="job", credentials_secret="keystone-db-backup", snapshot_pvc="stackhop-snapshots"
     )
     target = KubeTarget(context="lab", namespace="openstack")
-    script = database.snapshot_script(
+    script = db_scripts.snapshot_script(
         db="keystone",
         path=database.snapshot_path(db, "keystone", "upgrade/x"),
         defaults_file=database.defaults_file(db),
@@ -195,7 +184,7 @@ def test_names_and_paths_are_safe() -> None:
     """The plan model refuses such a name first (tests/plans/bad-database-name.yaml); the activity's
     own check is a permanent PlanInvalid, never a retried ValueError."""
     with pytest.raises(ApplicationError) as info:
-        database.snapshot_script(db="keystone; DROP DATABASE x", path="/tmp/x.sql", defaults_file="/tmp/my.cnf")
+        db_scripts.snapshot_script(db="keystone; DROP DATABASE x", path="/tmp/x.sql", defaults_file="/tmp/my.cnf")
     assert info.value.type == errors.PLAN_INVALID and info.value.non_retryable
     db = Database(name="keystone", snapshot_dir="/srv/snaps")
     assert database.snapshot_path(db, "keystone", "upgrade/lab") == "/srv/snaps/keystone-keystone-upgrade_lab.sql"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import socket
 import threading
+import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +23,7 @@ from activities import tempest, validation
 from lab.openstack import paths, tempest_ws
 from lab.openstack.manager import OpenStackLab
 from model import errors
-from model.io import CheckInput
+from model.io import CheckInput, CheckResult
 from model.plan import Check, EndpointCheck, TempestCheck, UpgradeStatusCheck
 from tests.openstack.helpers import RELEASE_MID, RELEASE_OLD, KeystoneAt, connect, identity, issue_token, run
 from tests.waiting import eventually_sync
@@ -44,40 +49,140 @@ def tempest_input(lab: OpenStackLab, regex: str = tempest_ws.SMOKE_REGEX) -> Che
 
 
 @contextmanager
-def broken_endpoint(lab: OpenStackLab, interface: str = "public") -> Iterator[str]:
-    """Point a catalog identity endpoint at a port nobody listens on (through the API, so Keystone's
-    catalog cache is invalidated), and put it back afterwards."""
+def endpoint_at(lab: OpenStackLab, url: str, interface: str = "public") -> Iterator[str]:
+    """Point a catalog identity endpoint at ``url`` (through the API, so Keystone's catalog cache is
+    invalidated), and put it back afterwards."""
     conn = connect(lab)
     endpoint = next(e for e in identity(conn).endpoints(interface=interface))
-    good, dead = endpoint.url, f"http://127.0.0.1:{paths.free_port()}/v3"
-    identity(conn).update_endpoint(endpoint, url=dead)
+    good = endpoint.url
+    identity(conn).update_endpoint(endpoint, url=url)
     try:
-        yield dead
+        yield url
     finally:
         identity(conn).update_endpoint(endpoint, url=good)
         conn.close()
 
 
-def test_endpoint_check_passes_and_fails_on_a_broken_endpoint(keystone_at: KeystoneAt, worker_env: None) -> None:
+@contextmanager
+def broken_endpoint(lab: OpenStackLab, interface: str = "public") -> Iterator[str]:
+    """A catalog identity endpoint at a port nobody listens on."""
+    with endpoint_at(lab, f"http://127.0.0.1:{paths.free_port()}/v3", interface) as dead:
+        yield dead
+
+
+@contextmanager
+def answering(status: int) -> Iterator[str]:
+    """A real HTTP server on a free port that answers every GET with ``status``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v3"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@contextmanager
+def silent() -> Iterator[str]:
+    """A port that accepts connections (the kernel's backlog) and never answers: a hung endpoint."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v3"
+
+
+def run_recorded(
+    fn: Callable[[CheckInput], CheckResult], arg: CheckInput, heartbeat_timeout: float | None = None
+) -> tuple[CheckResult, list[Any]]:
+    """Run an activity in a real activity context under the given heartbeat timeout; returns its
+    result and every heartbeat it sent."""
+    env = ActivityEnvironment()
+    if heartbeat_timeout:
+        env.info = dataclasses.replace(env.info, heartbeat_timeout=timedelta(seconds=heartbeat_timeout))
+    beats: list[Any] = []
+    env.on_heartbeat = lambda *details: beats.extend(details)
+    result: CheckResult = env.run(fn, arg)
+    return result, beats
+
+
+def test_endpoint_check_passes_fails_on_a_wrong_answer_and_is_inconclusive_when_unreachable(
+    keystone_at: KeystoneAt, worker_env: None
+) -> None:
     lab = keystone_at(RELEASE_OLD)
     result = run(validation.run_check, check_input(lab, IDENTITY, stage="pre"))
     assert result.status == "pass", result.message
     assert result.details["token"] == "issued" and "identity" in result.details["services"]
     assert sorted(result.details["endpoints"].values()) == [200, 200, 200]
 
-    with broken_endpoint(lab, "internal") as dead:  # probed by the check itself
+    with answering(503) as url, endpoint_at(lab, url, "internal"):  # an endpoint that answers wrongly
         result = run(validation.run_check, check_input(lab, IDENTITY))
-        assert result.status == "fail"
+        assert result.status == "fail", result.message
+        assert result.details["broken"] == [f"internal {url} -> HTTP 503"]
+    with broken_endpoint(lab, "internal") as dead:  # probed by the check itself: nobody answers
+        result = run(validation.run_check, check_input(lab, IDENTITY))
+        assert result.status == "inconclusive", result.message
         assert f"internal {dead} -> ConnectFailure" in result.message, result.message
-        assert result.details["broken"] == [f"internal {dead} -> ConnectFailure"]
+        assert result.details["unreachable"] == [f"internal {dead} -> ConnectFailure"]
     with broken_endpoint(lab, "public") as dead:  # the SDK itself talks to the public endpoint
         result = run(validation.run_check, check_input(lab, IDENTITY))
-        assert result.status == "fail"
-        assert dead in result.message and "ConnectFailure" in result.message
+        assert result.status == "inconclusive", result.message
+        assert dead in result.message and "unreachable after 3 attempts" in result.message
     assert run(validation.run_check, check_input(lab, IDENTITY)).status == "pass"
 
     missing = run(validation.run_check, check_input(lab, EndpointCheck(kind="endpoint", service_type="image")))
     assert missing.status == "fail" and "no image service" in missing.message
+
+
+def test_endpoint_check_with_keystone_stopped_is_inconclusive_in_bounded_time(
+    lab_running: OpenStackLab, worker_env: None
+) -> None:
+    lab = lab_running
+    assert lab.keystone and lab.keystone.release
+    release = lab.keystone.release
+    lab.stop_keystone()
+    try:
+        started = time.monotonic()
+        result, beats = run_recorded(validation.run_check, check_input(lab, IDENTITY))
+        took = time.monotonic() - started
+        assert result.status == "inconclusive", result.message
+        assert lab.keystone.url.rsplit("/", 1)[0] in result.message and "token issue" in result.message
+        assert took < 3 * validation.HTTP_TIMEOUT, took  # refused at once: the retries' pauses only
+        attempts = [b["attempt"] for b in beats if isinstance(b, dict) and b.get("doing") == "token issue"]
+        assert attempts == [1, 2, 3], beats
+    finally:
+        lab.serve(release)
+    result, beats = run_recorded(validation.run_check, check_input(lab, IDENTITY))
+    assert result.status == "pass", result.message
+    assert {b.get("doing") for b in beats if isinstance(b, dict)} >= {"token issue", "catalog", "public endpoint"}
+
+
+def test_endpoint_check_bounds_a_hung_endpoint_by_the_heartbeat_timeout(
+    lab_running: OpenStackLab, worker_env: None
+) -> None:
+    """An endpoint that accepts and never answers: each GET ends at a quarter of the heartbeat
+    timeout, so the check heartbeats in time and ends inconclusive after its retries."""
+    lab = lab_running
+    with silent() as url, endpoint_at(lab, url, "admin"):
+        started = time.monotonic()
+        result, beats = run_recorded(validation.run_check, check_input(lab, IDENTITY), heartbeat_timeout=6)
+        took = time.monotonic() - started
+    assert result.status == "inconclusive", result.message
+    assert result.details["timeout"] == 1.5
+    assert result.details["unreachable"] == [f"admin {url} -> ConnectTimeout"]
+    assert took < 20, took
+    assert [b["attempt"] for b in beats if isinstance(b, dict) and b.get("url") == url] == [1, 2, 3]
 
 
 def test_endpoint_check_with_refused_credentials_is_inconclusive(

@@ -79,13 +79,18 @@ async def test_gate_waits_for_approval(client: Client) -> None:
         handle = await start(client, plan, tq)
         st = await wait_for(client, handle, lambda st: st.services[0].waiting_for == "identity-go")
         assert st.services[0].state == "waiting" and "db.snapshot" not in script.calls
+        assert st.services[0].decision == "keystone/gate#1" and st.services[0].answers == ["approve", "abort"]
         keystone = service_handle(client, plan, "keystone")
         assert re.search(
-            "unknown gate 'nova'.*identity-go", await rejected(keystone, "approve", io.ApproveRequest(gate="nova"))
+            "'nova' is not the decision waiting: keystone waits for keystone/gate#1",
+            await rejected(keystone, "approve", io.ApproveRequest(gate="nova")),
         )
-        await update(keystone, "approve", io.ApproveRequest(gate="identity-go", by="ops"))
+        assert re.search("nothing to resume", await rejected(keystone, "resume", io.ResumeRequest()))
+        ack = await update(keystone, "approve", io.ApproveRequest(gate="keystone/gate#1", by="ops"))
+        assert ack.message == "gate identity-go approved (keystone/gate#1)"
         assert re.search(
-            "ended|already approved", await rejected(keystone, "approve", io.ApproveRequest(gate="identity-go"))
+            "ended|keystone/gate#1 was answered already",
+            await rejected(keystone, "approve", io.ApproveRequest(gate="identity-go")),
         )
         kind, report = await outcome_of(handle)
     assert kind == "succeeded"
@@ -129,10 +134,63 @@ async def test_inconclusive_check_waits_and_approval_accepts_it(client: Client) 
         st = await wait_for(client, handle, waiting_for_decision)
         assert "inconclusive" in st.services[0].message and "migration.db_sync:contract" not in script.calls
         keystone = service_handle(client, plan, "keystone")
-        assert re.search("unknown gate", await rejected(keystone, "approve", io.ApproveRequest(gate="keystone/roll")))
-        await update(keystone, "approve", io.ApproveRequest(gate="keystone/validate"))
+        assert st.services[0].decision == "keystone/validate#1"
+        assert "approve keystone/validate#1 accepts it" in st.services[0].message
+        for other in ("keystone/roll", "keystone/validate", "keystone/validate#2"):
+            assert re.search(
+                f"'{other}' is not the decision waiting: keystone waits for keystone/validate#1",
+                await rejected(keystone, "approve", io.ApproveRequest(gate=other)),
+            )
+        await update(keystone, "approve", io.ApproveRequest(gate="keystone/validate#1"))
         kind, _ = await outcome_of(handle)
     assert kind == "succeeded" and script.calls.count("tempest.run") == 1
+
+
+async def test_a_stale_approval_does_not_accept_a_later_inconclusive_check(client: Client) -> None:
+    """An approval is consumed by the one decision it names: the next inconclusive check asks anew."""
+    script = Script()
+    script.answers["checks.run:endpoint:post"] = [
+        io.CheckResult(status="inconclusive", message="catalog timeout"),
+        io.CheckResult(status="pass"),
+    ]
+    script.answers["tempest.run"] = io.TempestResult(status="inconclusive", message="no tests ran")
+    async with running(client, script) as tq:
+        handle = await start(client, plan := make_plan(), tq)
+        keystone = service_handle(client, plan, "keystone")
+        await wait_for(client, handle, lambda st: st.services[0].decision == "keystone/validate#1")
+        await update(keystone, "approve", io.ApproveRequest(gate="keystone/validate#1"))
+        st = await wait_for(client, handle, lambda st: st.services[0].decision == "keystone/validate#2")
+        assert "tempest check inconclusive" in st.services[0].message and "tempest.run" in script.calls
+        assert re.search(
+            "keystone/validate#1 was answered already \\(approve\\): an answer applies to one decision only;"
+            " keystone waits for keystone/validate#2",
+            await rejected(keystone, "approve", io.ApproveRequest(gate="keystone/validate#1")),
+        )
+        st = await wait_for(client, handle, waiting_for_decision)  # still waiting: nothing accepted it
+        assert st.services[0].decision == "keystone/validate#2" and "migration.db_sync:contract" not in script.calls
+        await update(keystone, "approve", io.ApproveRequest(gate="keystone/validate#2"))
+        kind, _ = await outcome_of(handle)
+    assert kind == "succeeded" and script.calls.count("tempest.run") == 1
+
+
+async def test_approving_a_failed_check_is_refused(client: Client) -> None:
+    script = Script()
+    script.answers["tempest.run"] = io.TempestResult(status="fail", failed=2, message="2 tests failed")
+    async with running(client, script) as tq:
+        handle = await start(client, plan := make_plan(on_failure="pause"), tq)
+        st = await wait_for(client, handle, waiting_for_decision)
+        assert st.services[0].decision == "keystone/validate#1" and st.services[0].answers == ["resume", "abort"]
+        keystone = service_handle(client, plan, "keystone")
+        assert re.search(
+            "keystone/validate#1 is a failed validate \\(check-fail\\), not an inconclusive check: it cannot be"
+            " approved; resume retries it, abort rolls back",
+            await rejected(keystone, "approve", io.ApproveRequest(gate="keystone/validate#1")),
+        )
+        assert re.search("not a rollback step", await rejected(keystone, "abandon", io.AbandonRequest(reason="x")))
+        await update(handle, "abort", io.AbortRequest(reason="tempest is red"))
+        kind, report = await outcome_of(handle)
+    assert kind == errors.UPGRADE_ABORTED and "migration.db_sync:contract" not in script.calls
+    assert "k8s.undo_images" in script.calls and report.services[0].outcome == "aborted"
 
 
 async def test_inconclusive_check_resumed_runs_it_again(client: Client) -> None:

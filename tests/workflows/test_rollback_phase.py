@@ -14,6 +14,7 @@ from tests.workflows.helpers import (
     blocked,
     make_plan,
     outcome_of,
+    rejected,
     running,
     service,
     service_handle,
@@ -187,12 +188,11 @@ async def test_a_restore_that_discards_writes_waits_for_approval(client: Client)
         handle = await start(client, plan := make_plan(), tq)
         st = await wait_for(client, handle, waiting_for_decision)
         assert "revocation_event, user" in st.services[0].message and "db.restore" not in script.calls
+        assert st.services[0].decision == "keystone/restore#1"
         svc = service_handle(client, plan, "keystone")
-        await update(svc, "resume", io.ResumeRequest())  # a resume is not an approval
-        await wait_for(client, handle, waiting_for_decision)
-        assert "db.restore" not in script.calls
-        ack = await update(svc, "approve", io.ApproveRequest(gate="keystone/restore"))
-        assert "restore is approved" in ack.message
+        assert "not a failed step to retry" in await rejected(svc, "resume", io.ResumeRequest())
+        ack = await update(svc, "approve", io.ApproveRequest(gate="keystone/restore#1"))
+        assert ack.message == "keystone/restore#1 approved"
         kind, report = await outcome_of(handle)
     assert kind == errors.UPGRADE_ROLLED_BACK and "db.restore" in script.calls
     rb = report.services[0].rollback

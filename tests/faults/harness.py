@@ -1,0 +1,283 @@
+"""Run one upgrade through chained faults and count its side effects from the labs' logs.
+
+Everything is real: the Temporal dev server (restartable, with its database file), the Kubernetes
+lab with the lab controller, MariaDB + Keystone, and the worker as a subprocess (so SIGKILL is a
+real process death). A case names its kill points and its disruptions; after each kill the
+harness starts a new worker and the upgrade goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from cliapp.dev import die_with_parent
+from lab.demo import DemoLab, Inject
+from model import io, visibility
+from model.loading import parse_plan
+from model.plan import UpgradePlan
+from tests.conftest import ROOT, temporal_binary
+from tests.faults import logs
+from tests.faults.points import PLAN_ENV, Event, KillPoint, When, fired, read_events, write_plan
+from tests.waiting import eventually
+from workflows.upgrade import UpgradeWorkflow
+
+TASK_QUEUE = "stackhop-faults"
+WORKER_USER_NS = "stackhop-faults"
+WORKER_SA = "stackhop-worker"
+WORKER_USER = f"system:serviceaccount:{WORKER_USER_NS}:{WORKER_SA}"
+Action = Literal["temporal", "apiserver", "mariadb"]
+CASE_TIMEOUT = 240.0
+WORKERS = 2
+
+
+def fault_plan(rollout_timeout: str) -> UpgradePlan:
+    """The demo's plan made small and fast to fail over: the endpoint check only (no tempest), a
+    5 s heartbeat timeout (a killed worker's activity is retried within it) and room for retries."""
+    doc = yaml.safe_load((ROOT / "examples" / "lab-keystone.yaml").read_text())
+    doc["policy"] = {
+        "on_failure": "rollback",
+        "rollout_timeout": rollout_timeout,
+        "heartbeat_timeout": "5s",
+        "max_attempts": 10,
+        "restore": "automatic",
+    }
+    (svc,) = doc["services"]
+    svc["checks"] = [c for c in svc["checks"] if c["kind"] == "endpoint"]
+    return parse_plan(yaml.safe_dump(doc), "fault-plan")
+
+
+@dataclass(frozen=True)
+class Disruption:
+    """When the worker logs ``when`` of ``step``, stop ``action``'s server and start it again."""
+
+    step: str
+    when: When
+    action: Action
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    inject: Inject | None = None
+    kills: tuple[KillPoint, ...] = ()
+    disruptions: tuple[Disruption, ...] = ()
+    rollout_timeout: str = "2m"
+
+
+@dataclass
+class CaseResult:
+    outcome: str
+    report: io.UpgradeReport | None
+    kube: logs.KubeEffects
+    db: logs.DbEffects
+    events: list[Event]
+    workers: int
+    seconds: float
+    disrupted: list[str] = field(default_factory=list)
+
+    @property
+    def duplicated(self) -> int:
+        return self.kube.duplicated + self.db.duplicated
+
+
+class TemporalServer:
+    """A dev server on a fixed port with its database file, so it can be stopped and started again
+    with the upgrades it holds."""
+
+    def __init__(self, port: int, db: Path) -> None:
+        self.port, self.db = port, db
+        self.env: WorkflowEnvironment | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def client(self) -> Client:
+        assert self.env is not None, "the dev server is up"
+        return self.env.client
+
+    async def start(self) -> None:
+        self.env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=temporal_binary(),
+            data_converter=pydantic_data_converter,
+            search_attributes=visibility.ALL,
+            dev_server_log_level="error",
+            port=self.port,
+            dev_server_extra_args=["--db-filename", str(self.db)],
+        )
+
+    async def stop(self) -> None:
+        if self.env is not None:
+            await self.env.shutdown()
+            self.env = None
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+
+@dataclass
+class Faults:
+    """The session's labs, server and worker identity."""
+
+    lab: DemoLab
+    temporal: TemporalServer
+    worker_kubeconfig: Path
+    workdir: Path
+
+    def worker_env(self, plan_file: Path) -> dict[str, str]:
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
+        return {
+            **inherited,
+            **self.lab.openstack.worker_env(),
+            "KUBECONFIG": str(self.worker_kubeconfig),
+            "TEMPORAL_ADDRESS": self.temporal.address,
+            "TEMPORAL_NAMESPACE": "default",
+            "STACKHOP_TASK_QUEUE": TASK_QUEUE,
+            PLAN_ENV: str(plan_file),
+        }
+
+    async def start_worker(self, plan_file: Path, log: Path) -> asyncio.subprocess.Process:
+        with log.open("ab") as fh:
+            return await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tests.faults.worker",
+                cwd=ROOT,
+                env=self.worker_env(plan_file),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=fh,
+                stderr=fh,
+                preexec_fn=die_with_parent,
+            )
+
+    async def disrupt(self, action: Action) -> None:
+        if action == "temporal":
+            await self.temporal.restart()
+        elif action == "apiserver":
+            await asyncio.to_thread(self.lab.kube.restart_apiserver, 2.0)
+        else:
+            mariadb = self.lab.openstack.mariadb
+            assert mariadb is not None
+            await asyncio.to_thread(mariadb.restart)
+            self.lab.openstack.save()
+
+    async def run(self, case: Case) -> CaseResult:
+        started = time.monotonic()
+        mariadb = self.lab.openstack.mariadb
+        assert mariadb is not None
+        # The audit log from before the lab (re)creates the Deployment (its initial state), the
+        # general log from after the lab reset the database (its own DROP DATABASE).
+        audit_from = logs.size(self.lab.kube.audit_log)
+        await asyncio.to_thread(self.lab.prepare, case.inject)
+        general_from = logs.size(mariadb.general_log_path)
+        workdir = self.workdir / case.name
+        workdir.mkdir(parents=True, exist_ok=True)
+        events_file, plan_file, worker_log = workdir / "events.jsonl", workdir / "plan.json", workdir / "worker.log"
+        events_file.unlink(missing_ok=True)
+        write_plan(plan_file, events_file, list(case.kills))
+        plan = fault_plan(case.rollout_timeout)
+        await self.temporal.client.start_workflow(
+            UpgradeWorkflow.run,
+            io.UpgradeInput(plan=plan, requested_by="fault suite"),
+            id=plan.workflow_id,
+            task_queue=TASK_QUEUE,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
+        disrupted: list[str] = []
+        disruptions = [asyncio.create_task(self._disrupt_at(events_file, d, disrupted)) for d in case.disruptions]
+        # Two workers, as deploy/ runs: while a killed one's replacement starts (imports take
+        # seconds on a busy machine) the other takes the retry, so a kill costs about the
+        # heartbeat timeout. A replacement gets the same plan: points that fired are logged.
+        procs = [await self.start_worker(plan_file, worker_log) for _ in range(WORKERS)]
+        workers = len(procs)
+        ended = asyncio.create_task(self._ended(plan.workflow_id))
+        try:
+            while not ended.done():
+                exits = {asyncio.create_task(p.wait()): p for p in procs}
+                await asyncio.wait({ended, *exits}, timeout=CASE_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+                for task in exits:
+                    task.cancel()
+                if ended.done():
+                    break
+                dead = [p for p in procs if p.returncode is not None]
+                if not dead:
+                    raise AssertionError(f"{case.name}: no end within {CASE_TIMEOUT:.0f}s; worker log {worker_log}")
+                for p in dead:
+                    if p.returncode != -signal.SIGKILL:
+                        raise AssertionError(f"{case.name}: a worker exited {p.returncode}; log {worker_log}")
+                    procs.remove(p)
+                    procs.append(await self.start_worker(plan_file, worker_log))  # the upgrade goes on
+                    workers += 1
+            ended.result()
+            await asyncio.gather(*disruptions)
+        finally:
+            ended.cancel()
+            for pending in disruptions:
+                pending.cancel()
+            for p in procs:
+                if p.returncode is None:
+                    p.send_signal(signal.SIGTERM)
+            for p in procs:
+                try:
+                    await asyncio.wait_for(p.wait(), 40)
+                except TimeoutError:
+                    p.kill()
+                    await p.wait()
+        outcome, report = await self._outcome(plan.workflow_id)
+        events = read_events(events_file)
+        missing = set(case.kills) - set(fired(list(case.kills), events))
+        assert not missing, f"{case.name}: kill points never reached: {sorted(map(str, missing))}"
+        assert len(disrupted) == len(case.disruptions), f"{case.name}: disruptions done: {disrupted}"
+        return CaseResult(
+            outcome=outcome,
+            report=report,
+            kube=logs.kube_effects(logs.tail(self.lab.kube.audit_log, audit_from), WORKER_USER),
+            db=logs.db_effects(logs.tail(mariadb.general_log_path, general_from), "keystone"),
+            events=events,
+            workers=workers,
+            seconds=time.monotonic() - started,
+            disrupted=disrupted,
+        )
+
+    async def _disrupt_at(self, events_file: Path, d: Disruption, done: list[str]) -> None:
+        await eventually(
+            lambda: any((e.step, e.when) == (d.step, d.when) for e in read_events(events_file)),
+            within=CASE_TIMEOUT,
+            what=f"{d.step} {d.when}",
+        )
+        await self.disrupt(d.action)
+        done.append(f"{d.action} restarted at {d.step} {d.when}")
+
+    async def _ended(self, wf_id: str) -> None:
+        """Until the upgrade is closed (the server may be away for a while: a disruption)."""
+
+        async def closed() -> bool:
+            if self.temporal.env is None:
+                return False
+            desc = await self.temporal.client.get_workflow_handle(wf_id).describe()
+            return desc.status != WorkflowExecutionStatus.RUNNING
+
+        await eventually(closed, within=CASE_TIMEOUT * 2, what=f"{wf_id} to end", ignore=(RPCError,))
+
+    async def _outcome(self, wf_id: str) -> tuple[str, io.UpgradeReport | None]:
+        from cliapp.render import outcome_of
+
+        handle = self.temporal.client.get_workflow_handle(wf_id, result_type=io.UpgradeReport)
+        outcome, report, _ = await outcome_of(handle)
+        return outcome, report
