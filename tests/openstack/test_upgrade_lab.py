@@ -340,11 +340,11 @@ async def test_failed_rollout_rolls_back_images_only_keeps_writes_and_the_next_u
 
 async def approve_restore(client: Client, plan: UpgradePlan, progress: io.ServiceProgress) -> bool:
     """The operator's answer to a restore that would discard writers' changes."""
-    key = f"{progress.service}/restore"
-    if key not in progress.message:
+    if not progress.decision.startswith(f"{progress.service}/restore#"):
         return False
     handle = client.get_workflow_handle(io.service_workflow_id(plan.workflow_id, progress.service))
-    await handle.execute_update("approve", io.ApproveRequest(gate=key, by="test"), result_type=io.ControlAck)
+    req = io.ApproveRequest(gate=progress.decision, by="test")
+    await handle.execute_update("approve", req, result_type=io.ControlAck)
     return True
 
 
@@ -353,7 +353,7 @@ async def test_part_way_expand_restores_and_reports_the_window_and_the_tables(
 ) -> None:
     """The demo's drift: the expand fails half-way, so the schema is in an unknown state and only
     the snapshot is a way back. A user created after the snapshot (just before the quiesce) is a
-    writers' change: the restore waits for approval, then reports it lost. Needs db.inspect."""
+    writers' change: the restore waits for approval, then reports it lost."""
     lab = keystone_at(RELEASE_OLD)
     assert lab.mariadb
     lab.mariadb.sql(DRIFT_SQL, database="keystone")
@@ -380,8 +380,7 @@ async def test_part_way_expand_restores_and_reports_the_window_and_the_tables(
 async def test_offline_rollback_restores_first_and_loses_nothing(
     client: Client, keystone_at: KeystoneAt, worker_env: None
 ) -> None:
-    """Offline mode quiesces before the snapshot: the restore undoes the migration and nothing else.
-    Needs db.inspect."""
+    """Offline mode quiesces before the snapshot: the restore undoes the migration and nothing else."""
     lab = keystone_at(RELEASE_OLD)
     token = issue_token(lab)
     bridge = LabBridge(lab, crashing={RELEASE_MID})
