@@ -16,6 +16,7 @@ from rich.text import Text
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
+from cliapp.reports import rollback_lines
 from model import errors, io
 
 STATE_STYLE = {
@@ -128,6 +129,8 @@ def report_view(report: io.UpgradeReport | None, outcome: str, message: str) -> 
         if svc.snapshot:
             s = svc.snapshot
             parts.append(Text(f"snapshot: {s.location} sha256 {s.sha256} ({s.size_bytes} bytes)"))
+        if svc.rollback:
+            parts += [Text(line, style="magenta") for line in rollback_lines(svc.rollback)]
         if svc.tempest:
             t = svc.tempest
             line = f"tempest: {t.status}, passed {t.passed}, failed {t.failed}, skipped {t.skipped}"

@@ -82,6 +82,28 @@ def summary_lines(report: io.UpgradeReport) -> list[str]:
             if t.failing_tests:
                 line += ": " + ", ".join(t.failing_tests[:5]) + (" …" if len(t.failing_tests) > 5 else "")
         lines.append(line)
+        if s.rollback and s.rollback.kind != "none":
+            lines += [f"    {line}" for line in rollback_lines(s.rollback)]
+    return lines
+
+
+def rollback_lines(rb: io.RollbackReport) -> list[str]:
+    """The rollback in plain lines: its kind and why, the schema it leaves, the data-loss window and
+    what was lost, and what the restore undid per table (Markdown, the terminal and JUnit share them)."""
+    lines = [f"rollback: {rb.kind}" + (f" ({rb.reason})" if rb.reason else "")]
+    if rb.schema_state:
+        lines.append(f"schema: {rb.schema_state}")
+    if rb.loss_from or rb.loss_to:
+        lines.append(f"data-loss window: {rb.loss_from or '?'} → {rb.loss_to or '?'}")
+    if rb.lost:
+        lines.append(f"lost: {rb.lost}")
+    if rb.table_changes:
+        by_kind: dict[str, list[str]] = {}
+        for c in rb.table_changes:
+            by_kind.setdefault(c.change, []).append(c.table)
+        lines.append(
+            "tables the restore undid: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(by_kind.items()))
+        )
     return lines
 
 
@@ -129,6 +151,11 @@ def render_markdown(report: io.UpgradeReport) -> str:
                 f"- sha256 `{snap.sha256}`, {snap.size_bytes} bytes"
                 + (f", taken {snap.created_at}" if snap.created_at else ""),
             ]
+        if s.rollback:
+            md += ["", "### Rollback", "", *(f"- {_cell(line)}" for line in rollback_lines(s.rollback))]
+            if s.rollback.table_changes:
+                md += ["", "| table | changed by |", "|---|---|"]
+                md += [f"| `{c.table}` | {c.change} |" for c in s.rollback.table_changes]
         if s.tempest:
             t = s.tempest
             md += [
@@ -243,6 +270,12 @@ def _properties(s: io.ServiceResult) -> list[tuple[str, str]]:
             ("snapshot.sha256", s.snapshot.sha256),
             ("snapshot.size_bytes", str(s.snapshot.size_bytes)),
         ]
+    if s.rollback:
+        rb = s.rollback
+        props += [("rollback.kind", rb.kind), ("rollback.schema", rb.schema_state), ("rollback.lost", rb.lost)]
+        if rb.loss_from or rb.loss_to:
+            props.append(("rollback.data_loss_window", f"{rb.loss_from} → {rb.loss_to}"))
+        props += [(f"rollback.table.{c.table}", c.change) for c in rb.table_changes]
     if s.tempest:
         t = s.tempest
         props.append(("tempest", f"{t.status}: {t.passed} passed, {t.failed} failed, {t.skipped} skipped"))

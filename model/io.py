@@ -325,6 +325,26 @@ class ServiceUpgradeInput(Msg):
     approved_gates: list[str] = Field(default_factory=list)
 
 
+RollbackKind = Literal["none", "images", "restore"]
+
+
+class RollbackReport(Msg):
+    """What a rollback did and what it cost. ``kind`` follows model/recipe.py: images (previous
+    images only, the schema stays as the completed steps left it), restore (the snapshot is back),
+    none (nothing needed undoing). The data-loss window is only set by a restore: from the snapshot
+    to the inspection made while the service was quiesced, i.e. the last moment anything wrote."""
+
+    kind: RollbackKind
+    reason: str = ""  # the rule that chose the kind
+    schema_state: str = (
+        ""  # the schema state it leaves, e.g. "expanded to 2026.1 (29.1.0); the contract did not run; …"
+    )
+    loss_from: str = ""  # ISO time of the snapshot
+    loss_to: str = ""  # ISO time of the inspection before the restore
+    table_changes: list[TableChange] = Field(default_factory=list)  # what the restore undid, per table
+    lost: str = ""  # what was lost, in words: "nothing: …" or "N tables had writers' changes: …"
+
+
 class ServiceResult(Msg):
     service: str
     outcome: Outcome
@@ -335,6 +355,7 @@ class ServiceResult(Msg):
     checks: list[CheckResult] = Field(default_factory=list)
     tempest: TempestResult | None = None
     restore: RestoreResult | None = None  # set when a rollback restored the snapshot
+    rollback: RollbackReport | None = None  # set when a rollback ran (or found nothing to undo)
     left_undone: list[str] = Field(default_factory=list)  # compensations an abandoned rollback did not complete
 
 

@@ -105,7 +105,7 @@ class Script:
 
         @standin(io.K8S_SCALE)
         def scale(inp: io.ScaleInput) -> io.ScaleResult:
-            key = f"{io.K8S_SCALE}:{'down' if inp.replicas is None else 'up'}"
+            key = f"{io.K8S_SCALE}:{'up' if inp.restore or inp.replicas is not None else 'down'}"
             s._enter(key)
             return io.ScaleResult(previous={w.name: s.replicas.get(w.name, 1) for w in inp.workloads})
 
@@ -118,12 +118,24 @@ class Script:
                 location=f"/snap/{inp.service}.sql",
                 sha256="ab" * 32,
                 size_bytes=1234,
+                created_at="2026-01-01T00:00:00+00:00",
             )
 
         @standin(io.DB_VERIFY)
         def verify(inp: io.VerifyInput) -> io.VerifyResult:
             s._enter(io.DB_VERIFY)
             return s.answers.get(io.DB_VERIFY) or io.VerifyResult(ok=True, tables=3)
+
+        @standin(io.DB_INSPECT)
+        def inspect(inp: io.InspectInput) -> io.DbInspection:
+            s._enter(io.DB_INSPECT)
+            answers = s.answers.get(io.DB_INSPECT)
+            if isinstance(answers, list):  # one answer per call, the last one for good
+                answer: io.DbInspection = answers.pop(0) if len(answers) > 1 else answers[0]
+                return answer
+            return answers or io.DbInspection(
+                at="2026-01-01T00:05:00+00:00", changes=[io.TableChange(table="migrate_version", change="migration")]
+            )
 
         @standin(io.DB_RESTORE)
         def restore(inp: io.RestoreInput) -> io.RestoreResult:
@@ -161,6 +173,7 @@ class Script:
             scale,
             snapshot,
             verify,
+            inspect,
             restore,
             db_sync,
             checks,

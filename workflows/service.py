@@ -6,8 +6,9 @@ failing tempest run still has a safe way back: the contract is the point of no r
 the old release cannot run on the schema and restoring the snapshot would lose data written since.
 
 On failure before the contract, depending on the plan's ``policy.on_failure``:
-* rollback: compensations run in reverse (previous images back and rolled out; API quiesced, DB
-  restored from the verified snapshot, API restored);
+* rollback: by phase (model/recipe.py, workflows/rollback.py): previous images only while the old
+  release can serve on the schema (before any schema change, after a complete expand/migrate); a
+  restore of the verified snapshot after a part-way expand/migrate or an offline migration;
 * pause: wait for the operator — resume retries the step, abort rolls back;
 * fail: stop where it is.
 After the contract, any failure pauses for a forward fix whatever the policy.
@@ -28,26 +29,21 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from model import errors, io
     from model.plan import Service
+    from model.recipe import service_steps
     from workflows.decisions import GATE, Abandoned, Decision
     from workflows.interruptions import through_cancellation
-    from workflows.service_steps import ServiceSteps
+    from workflows.rollback import RollbackSteps
     from workflows.steps import Recorder, StepFailed
 
 
 def plan_steps(svc: Service) -> list[str]:
-    """The steps of one service, in order (the parent counts them for services not started yet)."""
-    mode = svc.migration.mode
-    steps = ["gate"] if svc.gate_name else []
-    steps += ["snapshot", "verify"] if svc.database else []
-    steps += {"expand-contract": ["expand", "migrate"], "offline": ["quiesce", "offline"]}.get(mode, [])
-    steps += ["roll", "rollout"] + (["unquiesce"] if mode == "offline" else [])
-    steps += ["validate"] if svc.checks else []
-    steps += ["contract", "postcheck"] if mode == "expand-contract" else []
-    return steps
+    """The steps of one service, in order (the parent counts them for services not started yet):
+    its migration mode's recipe (model/recipe.py) minus what does not apply to it."""
+    return service_steps(svc)
 
 
 @workflow.defn(name="ServiceUpgrade")
-class ServiceUpgradeWorkflow(ServiceSteps):
+class ServiceUpgradeWorkflow(RollbackSteps):
     """One service's upgrade. Its progress is read with the ``status`` query (the CLI reads it
     directly, by id): nothing is signalled to the parent, so a progress change writes no event.
     What each step does, and what undoes it, is in workflows/service_steps.py."""
@@ -70,12 +66,9 @@ class ServiceUpgradeWorkflow(ServiceSteps):
         self.done = False
         self.rec = Recorder(self.svc.name, self.plan.policy)
         self.result = io.ServiceResult(service=self.svc.name, outcome="succeeded")
-        self.compensations = []
         self.progress = io.ServiceProgress(
             service=self.svc.name, state="running", steps_total=len(plan_steps(self.svc))
         )
-        self.skip_contract = False
-        self.replicas = None
         self.previous = []
 
     # --- upgrade-wide control, forwarded by the parent ----------------------------------------------
@@ -198,6 +191,7 @@ class ServiceUpgradeWorkflow(ServiceSteps):
             "gate": self._gate,
             "snapshot": self._snapshot,
             "verify": self._verify,
+            "check": self._check_schema,
             "expand": self._expand,
             "migrate": self._migrate,
             "quiesce": self._quiesce,
@@ -242,16 +236,8 @@ class ServiceUpgradeWorkflow(ServiceSteps):
     async def _give_up(self, failure: StepFailed) -> tuple[io.Outcome, str]:
         if self._past_ponr:
             return "failed", f"{failure.step}: {failure} (past the contract: nothing rolled back, fix forward)"
-        if not self.compensations:
-            outcome: io.Outcome = "aborted" if failure.kind == errors.ABORTED else "failed"
-            return outcome, f"{failure.step}: {failure} (nothing was changed)"
-        self._report(state="rolling-back", step="rollback", message=str(failure))
-        self.rolling_back = True
         try:
-            # Each compensation leaves the list once it has completed: what is left is undone.
-            while self.compensations:
-                await self.compensations[-1][1]()
-                self.compensations.pop()
+            outcome, message = await self._rollback(failure)
         except Abandoned as stop:
             undone = self._left_undone()
             self.result = self.result.model_copy(update={"left_undone": undone})
@@ -259,18 +245,9 @@ class ServiceUpgradeWorkflow(ServiceSteps):
                 f"{failure.step}: {failure}; rollback abandoned at {stop.decision}: {self.abandon_reason};"
                 f" left undone: {', '.join(undone)} — neither release's state: fix by hand"
             )
-        if failure.kind == errors.ABORTED:
-            return "aborted", f"{failure.step}: {failure} (rolled back)"
-        if self.abort_reason:  # aborted while a failure's rollback ran: it ran to its end
-            return (
-                "aborted",
-                f"{failure.step}: {failure} (rolled back; aborted during the rollback: {self.abort_reason})",
-            )
-        return "rolled-back", f"{failure.step}: {failure} (rolled back)"
-
-    def _left_undone(self) -> list[str]:
-        """The compensations that have not completed, in the order they would have run."""
-        return [label for label, _undo in reversed(self.compensations)]
+        if outcome == "rolled-back" and self.abort_reason:  # aborted while a failure's rollback ran: it ran to its end
+            return "aborted", f"{message}; aborted during the rollback: {self.abort_reason}"
+        return outcome, message
 
     async def _wait_unpaused(self) -> None:
         if self.paused:

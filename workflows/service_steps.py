@@ -8,7 +8,7 @@ it, and how the operator is asked when a step or a compensation fails. Determini
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -22,8 +22,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.decisions import Decisions, _Accepted
     from workflows.steps import Recorder, StepFailed
 
-Compensation = tuple[str, Callable[[], Awaitable[None]]]
 R = TypeVar("R", bound=BaseModel)
+ALREADY_EXPANDED = ("up-to-date", "migrate-needed", "contract-needed")  # check states with nothing to expand
 
 
 class ServiceSteps(Decisions):
@@ -39,10 +39,11 @@ class ServiceSteps(Decisions):
     rec: Recorder
     result: io.ServiceResult
     progress: io.ServiceProgress
-    compensations: list[Compensation]
-    skip_contract: bool  # the schema was already up to date: nothing to expand or contract
-    replicas: dict[str, int] | None  # replicas to restore after an offline migration
     previous: list[io.WorkloadImage]  # images before the roll, for undo
+    # The change id of the quiesce in effect, set *before* the scale-down so that a quiesce that
+    # failed half-way is still scaled back (ScaleInput.restore reads what it recorded).
+    quiesced: str | None = None
+    expanded_before: str = ""  # the check's state when the schema was already expanded: expand skipped
 
     # --- steps --------------------------------------------------------------------------------------
     @property
@@ -62,6 +63,15 @@ class ServiceSteps(Decisions):
 
     def _refs(self) -> list[io.WorkloadRef]:
         return [io.WorkloadRef(kind=w.kind, name=w.name, container=w.container) for w in self.svc.workloads]
+
+    def _quiesce_refs(self) -> list[io.WorkloadRef]:
+        return [io.WorkloadRef(kind=w.kind, name=w.name, container=w.container) for w in self.svc.quiesce_set]
+
+    def _pinned(self, snap: io.Snapshot) -> dict[str, Any]:
+        """Where an activity that reads the snapshot file runs: the host that holds it (if any)."""
+        if not snap.task_queue:
+            return {}
+        return {"task_queue": snap.task_queue, "schedule_to_start": self.plan.policy.snapshot_host_timeout}
 
     async def _gate(self) -> None:
         gate = self.svc.gate_name or ""
@@ -132,6 +142,7 @@ class ServiceSteps(Decisions):
             judge=lambda r: (
                 None if r.ok else (errors.SNAPSHOT_FAILED, f"snapshot of {db.name} did not verify: {r.message}")
             ),
+            **self._pinned(snap),
         )
 
     async def _sync(self, phase: io.MigrationPhase) -> io.MigrateResult:
@@ -153,49 +164,46 @@ class ServiceSteps(Decisions):
             f"{self.svc.name} db sync --{phase} ({w.tag})",
         )
 
-    async def _expand(self) -> None:
+    async def _check_schema(self) -> None:
         check = await self._sync("check")
-        if check.state == "up-to-date":
-            # Nothing will change the schema: a rollback needs no restore (and must not lose writes).
-            self.skip_contract = True
-            self.rec.skip("expand", "schema already up to date: nothing to migrate")
+        if check.state in ALREADY_EXPANDED:
+            # Expanded already (e.g. by an upgrade rolled back with images only): the expand is done;
+            # migrate and contract still run, once.
+            self.expanded_before = check.state
+
+    async def _expand(self) -> None:
+        if self.expanded_before:
+            self.rec.skip("expand", f"already expanded (check: {self.expanded_before})")
             return
-        self.compensations.append(("restore", self._restore_db))
         await self._sync("expand")
 
     async def _migrate(self) -> None:
-        if self.skip_contract:
-            self.rec.skip("migrate", "nothing to migrate")
-            return
         await self._sync("migrate")
 
     async def _quiesce(self) -> None:
-        res = await self._step(
+        self.quiesced = f"{workflow.info().run_id}/quiesce"  # registered before the scale-down
+        await self._step(
             "quiesce",
             io.K8S_SCALE,
-            io.ScaleInput(target=self._target, workloads=self._refs()),
+            io.ScaleInput(target=self._target, workloads=self._quiesce_refs(), change_id=self.quiesced),
             io.ScaleResult,
-            f"scale {self.svc.name} API to 0 for the offline migration",
+            f"scale {self.svc.name} to 0 before the snapshot and the offline migration",
         )
-        self.replicas = res.previous
-        self.compensations.append(("unquiesce", self._unquiesce))
 
     async def _offline(self) -> None:
-        self.compensations.append(("restore", self._restore_db))
         await self._sync("offline")
 
-    async def _unquiesce(self) -> None:
-        replicas = self.replicas
-        if replicas is None:
+    async def _unquiesce(self, step: str = "unquiesce") -> None:
+        if self.quiesced is None:
             return
         await self._step(
-            "unquiesce",
+            step,
             io.K8S_SCALE,
-            io.ScaleInput(target=self._target, workloads=self._refs(), replicas=replicas),
+            io.ScaleInput(target=self._target, workloads=self._quiesce_refs(), change_id=self.quiesced, restore=True),
             io.ScaleResult,
-            f"restore {self.svc.name} replicas",
+            f"scale {self.svc.name} back to its replicas",
         )
-        self.replicas = None
+        self.quiesced = None
 
     async def _roll(self) -> None:
         current = await self.rec.call(
@@ -205,9 +213,8 @@ class ServiceSteps(Decisions):
             io.ReadImagesResult,
             summary=f"read current images of {self.svc.name}",
         )
-        self.previous = current.images
+        self.previous = current.images  # known before the images change: the undo needs them
         self.result = self.result.model_copy(update={"previous_images": current.images})
-        self.compensations.append(("undo-roll", self._undo_roll))
         targets = [
             io.WorkloadImage(kind=w.kind, name=w.name, container=w.container, image=w.image) for w in self.svc.workloads
         ]
@@ -276,73 +283,14 @@ class ServiceSteps(Decisions):
         )
 
     async def _contract(self) -> None:
-        if self.skip_contract:
-            self.rec.skip("contract", "nothing to contract")
-            return
-        # The point of no return: from here a DB restore would break the new release's data.
+        # The point of no return (model/recipe.py): from here the old release cannot run.
         self.progress = self.progress.model_copy(update={"past_point_of_no_return": True})
-        self.compensations.clear()
         await self._sync("contract")
 
     async def _postcheck(self) -> None:
         for check in self.svc.checks:
             if check.kind == "endpoint" and (await self._check("postcheck", check)).status != "pass":
                 raise StepFailed("postcheck", "endpoint check inconclusive after the contract", errors.CHECK_FAIL)
-
-    # --- compensations ------------------------------------------------------------------------------
-    async def _undo_roll(self) -> None:
-        t = self.plan.policy.rollout_timeout
-        await self._compensate(
-            "undo-roll",
-            io.K8S_UNDO_IMAGES,
-            io.UndoImagesInput(target=self._target, previous=self.previous, timeout_seconds=t),
-            io.RolloutResult,
-            f"restore previous images of {self.svc.name}",
-            step_timeout=t,
-        )
-        self.rec.compensated("roll", "rollout")
-
-    async def _restore_db(self) -> None:
-        snap, db = self._snapshot_taken, self._db
-        quiesce = io.ScaleInput(target=self._target, workloads=self._refs())
-        res = await self._compensate(
-            "quiesce", io.K8S_SCALE, quiesce, io.ScaleResult, f"scale {self.svc.name} API to 0 before the restore"
-        )
-        restored = await self._compensate(
-            "restore",
-            io.DB_RESTORE,
-            io.RestoreInput(snapshot=snap, database=db, target=self._target),
-            io.RestoreResult,
-            f"restore {db.name} from snapshot {snap.sha256[:12]}",
-        )
-        self.result = self.result.model_copy(update={"restore": restored})
-        self.rec.compensated("expand", "migrate", "offline")
-        replicas = self.replicas or res.previous
-        await self._compensate(
-            "unquiesce",
-            io.K8S_SCALE,
-            io.ScaleInput(target=self._target, workloads=self._refs(), replicas=replicas),
-            io.ScaleResult,
-            f"restore {self.svc.name} replicas",
-        )
-        self.replicas = None
-
-    async def _compensate(
-        self, step: str, name: str, arg: BaseModel, result_type: type[R], summary: str, **kw: Any
-    ) -> R:
-        """A compensation retries until it works or the operator steps in: giving up half-way
-        would leave the service worse than either release."""
-        while True:
-            try:
-                return await self._step(step, name, arg, result_type, summary, **kw)
-            except StepFailed as f:
-                self._report(
-                    state="waiting",
-                    waiting_for=io.DECISION,
-                    message=f"rollback step {step} failed: {f}; resume retries it",
-                )
-                await self._decision(f)
-                self._report(state="rolling-back", waiting_for=None)
 
     # --- progress -----------------------------------------------------------------------------------
     def _report(self, **changes: Any) -> None:

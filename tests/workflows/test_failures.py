@@ -21,7 +21,8 @@ from tests.workflows.helpers import (
 )
 
 UNDO_ROLL = ["k8s.undo_images"]
-RESTORE = ["k8s.scale:down", "db.restore", "k8s.scale:up"]
+# a part-way schema change: quiesce, inspect, restore, scale back, wait (no roll ran yet: no images)
+RESTORE = ["k8s.scale:down", "db.inspect", "db.restore", "k8s.scale:up", "k8s.wait_rollout"]
 
 
 def fail_at(script: Script, key: str) -> None:
@@ -35,17 +36,18 @@ def fail_at(script: Script, key: str) -> None:
         script.fail[key] = errors.MIGRATION_FAILED if "db_sync" in key else errors.ROLLOUT_FAILED
 
 
-# (failing call, error type of the workflow, calls expected after the failing one)
+# (failing call, error type of the workflow, calls expected after the failing one). After a complete
+# expand/migrate the old release serves on the expanded schema: previous images only, no restore.
 CASES = [
     ("db.snapshot", "snapshot", errors.UPGRADE_FAILED, []),
     ("db.verify_snapshot", "verify", errors.UPGRADE_FAILED, []),
     ("migration.db_sync:check", "check", errors.UPGRADE_FAILED, []),
     ("migration.db_sync:expand", "expand", errors.UPGRADE_ROLLED_BACK, RESTORE),
     ("migration.db_sync:migrate", "migrate", errors.UPGRADE_ROLLED_BACK, RESTORE),
-    ("k8s.set_images", "roll", errors.UPGRADE_ROLLED_BACK, UNDO_ROLL + RESTORE),
-    ("k8s.wait_rollout", "rollout", errors.UPGRADE_ROLLED_BACK, UNDO_ROLL + RESTORE),
-    ("checks.run:endpoint:post", "validate", errors.UPGRADE_ROLLED_BACK, UNDO_ROLL + RESTORE),
-    ("tempest.run", "validate", errors.UPGRADE_ROLLED_BACK, UNDO_ROLL + RESTORE),
+    ("k8s.set_images", "roll", errors.UPGRADE_ROLLED_BACK, UNDO_ROLL),
+    ("k8s.wait_rollout", "rollout", errors.UPGRADE_ROLLED_BACK, UNDO_ROLL),
+    ("checks.run:endpoint:post", "validate", errors.UPGRADE_ROLLED_BACK, UNDO_ROLL),
+    ("tempest.run", "validate", errors.UPGRADE_ROLLED_BACK, UNDO_ROLL),
 ]
 
 
@@ -73,8 +75,10 @@ async def test_failure_compensates_in_reverse(
         {
             "k8s.undo_images": "undo-roll",
             "k8s.scale:down": "quiesce",
+            "db.inspect": "inspect",
             "db.restore": "restore",
             "k8s.scale:up": "unquiesce",
+            "k8s.wait_rollout": "rollout-back",
         }[a]
         for a in after
     ]
@@ -156,19 +160,21 @@ async def test_offline_migration_failure_restores_before_bringing_the_api_back(c
     async with running(client, script) as tq:
         kind, _ = await outcome_of(await start(client, plan, tq))
     assert kind == errors.UPGRADE_ROLLED_BACK
+    # quiesced first (the snapshot holds every write); the quiesce still holds: no second scale-down
     assert script.calls == [
         "k8s.read_images",
+        "k8s.scale:down",
         "db.snapshot",
         "db.verify_snapshot",
-        "k8s.scale:down",
         "migration.db_sync:offline",
-        "k8s.scale:down",
+        "db.inspect",
         "db.restore",
         "k8s.scale:up",
+        "k8s.wait_rollout",
     ]
 
 
-async def test_nothing_to_migrate_skips_expand_contract_and_restore(client: Client) -> None:
+async def test_nothing_to_expand_skips_the_expand_and_needs_no_restore(client: Client) -> None:
     script = Script()
     script.answers["migration.db_sync:check"] = io.MigrateResult(phase="check", state="up-to-date")
     script.fail["tempest.run"] = errors.CHECK_FAILED
@@ -178,3 +184,4 @@ async def test_nothing_to_migrate_skips_expand_contract_and_restore(client: Clie
     assert "migration.db_sync:expand" not in script.calls and "db.restore" not in script.calls
     assert script.calls[-1] == "k8s.undo_images"
     assert [r.status for r in report.services[0].steps if r.step == "expand"] == ["skipped"]
+    assert report.services[0].rollback and report.services[0].rollback.kind == "images"

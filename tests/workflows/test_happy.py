@@ -23,5 +23,5 @@ async def test_single_service_runs_every_step_in_order(client: Client) -> None:
     assert [s.step for s in svc.steps if s.status == "done"][:2] == ["snapshot", "verify"]
     # the upgrade knows how its child ended; the child knows its own progress
     assert status.outcome == "succeeded" and status.services[0].state == "succeeded"
-    assert status.services[0].steps_done == status.services[0].steps_total == 9
-    assert child.state == "succeeded" and child.steps_done == child.steps_total == 9
+    assert status.services[0].steps_done == status.services[0].steps_total == 10
+    assert child.state == "succeeded" and child.steps_done == child.steps_total == 10

@@ -45,7 +45,7 @@ async def test_abort_during_a_restore_waits_for_it(client: Client) -> None:
         result = await service_handle(client, plan, "keystone").result()
     assert kind == errors.UPGRADE_ABORTED and "aborted during the rollback: change window over" in report.message
     assert status_of(result, "restore") == ["done"] and result.restore is not None
-    assert script.calls.count("db.restore") == 1 and script.calls[-1] == "k8s.scale:up"
+    assert script.calls.count("db.restore") == 1 and script.calls[-2:] == ["k8s.scale:up", "k8s.wait_rollout"]
 
 
 async def test_cancel_during_a_gate_is_an_abort(client: Client) -> None:
@@ -96,17 +96,17 @@ async def test_cancel_of_a_service_during_a_decision_rolls_it_back(client: Clien
 async def test_terminating_the_upgrade_cancels_its_services_which_compensate(client: Client) -> None:
     script = Script()
     blocked(script, "k8s.wait_rollout")
-    restore = blocked(script, "db.restore")
+    undo = blocked(script, "k8s.undo_images")  # after a complete expand the rollback is images only
     async with running(client, script) as tq:
         handle = await start(client, plan := make_plan(), tq)
         await wait_for(client, handle, lambda st: st.services[0].step == "rollout")
         await handle.terminate("operator terminated the upgrade")
-        await eventually(script.key_started("db.restore").is_set, what="the child's restore started")
-        restore.set()  # the compensation was not cancelled: it runs to its end
+        await eventually(script.key_started("k8s.undo_images").is_set, what="the child's undo started")
+        undo.set()  # the compensation was not cancelled: it runs to its end
         result = await service_handle(client, plan, "keystone").result()
     assert result.outcome == "aborted" and "cancelled" in result.message
-    assert status_of(result, "rollout") == ["failed"] and status_of(result, "restore") == ["done"]
-    assert "compensated" in status_of(result, "roll") and script.calls[-1] == "k8s.scale:up"
+    assert status_of(result, "rollout") == ["failed"] and status_of(result, "undo-roll") == ["done"]
+    assert "compensated" in status_of(result, "roll") and script.calls[-1] == "k8s.undo_images"
 
 
 async def test_abandon_ends_a_stuck_rollback_with_what_is_left_undone(client: Client) -> None:
@@ -128,10 +128,15 @@ async def test_abandon_ends_a_stuck_rollback_with_what_is_left_undone(client: Cl
         st = await wait_for(client, handle, lambda st: "waits for the rollback" in st.services[0].message)
         assert st.services[0].decision == "keystone/restore#1"
         ack = await update(keystone, "abandon", io.AbandonRequest(reason="DBA restores by hand", by="ops"))
-        assert ack.message == "the rollback is abandoned at keystone/restore#1; left undone: restore"
+        left = "restore, unquiesce, rollout-back"
+        assert ack.message == f"the rollback is abandoned at keystone/restore#1; left undone: {left}"
         kind, report = await outcome_of(handle)
     result = report.services[0]
-    assert kind == errors.UPGRADE_FAILED and result.outcome == "failed" and result.left_undone == ["restore"]
+    assert (
+        kind == errors.UPGRADE_FAILED
+        and result.outcome == "failed"
+        and result.left_undone == ["restore", "unquiesce", "rollout-back"]
+    )
     assert "rollback abandoned at keystone/restore#1: DBA restores by hand (by ops)" in result.message
     assert "k8s.scale:up" not in script.calls  # the rest of that compensation did not run
 
