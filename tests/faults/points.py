@@ -61,7 +61,7 @@ class Event:
 def label(activity_type: str, args: Sequence[Any], done: list[Event]) -> str:
     """The step an activity execution belongs to. ``done``: this run's events so far (the workload
     read and the endpoint check before anything else are the pre-flight; an endpoint check after
-    the contract is the postcheck)."""
+    the contract is the postcheck; a rollout wait after a restore is the rollback's)."""
     arg = args[0] if args else None
     if isinstance(arg, io.MigrateInput):
         return arg.phase
@@ -72,6 +72,8 @@ def label(activity_type: str, args: Sequence[Any], done: list[Event]) -> str:
     step = LABELS.get(activity_type, activity_type)
     if step == "read-images" and all(e.step == "preflight" for e in done):
         return "preflight"
+    if step == "rollout" and any(e.step in ("restore", "unquiesce") for e in done):
+        return "rollout-back"  # the restore path's last wait: the old release serves again
     if step == "validate" and any(e.step == "contract" and e.when == "complete" for e in done):
         return "postcheck"
     return step
