@@ -43,7 +43,7 @@ WORKER_USER = f"system:serviceaccount:{WORKER_USER_NS}:{WORKER_SA}"
 Action = Literal["temporal", "apiserver", "mariadb"]
 CASE_TIMEOUT = 240.0
 SUMMARIES: list[str] = []  # one line per case, printed at the end of the session (conftest.py)
-WORKERS = 2
+WORKERS = 3  # a start kill and a completion kill take out two: the third takes the next step at once
 # A kill costs one heartbeat timeout (the server's only way to learn of it) plus the retry backoff.
 # The activities heartbeat at least every quarter of it, the fault worker sends them unthrottled.
 HEARTBEAT_TIMEOUT = "3s"
@@ -240,9 +240,9 @@ class Faults:
         )
         disrupted: list[str] = []
         disruptions = [asyncio.create_task(self._disrupt_at(events_file, d, disrupted)) for d in case.disruptions]
-        # Two workers, as deploy/ runs: while a killed one's replacement starts (imports take
-        # seconds on a busy machine) the other takes the retry, so a kill costs about the
-        # heartbeat timeout. A replacement gets the same plan: points that fired are logged.
+        # Several workers: while a killed one's replacement starts (imports take seconds on a busy
+        # machine) another takes the retry, so a kill costs about the heartbeat timeout. A
+        # replacement gets the same plan: points that fired are logged.
         procs = [await self.start_worker(plan_file, worker_log) for _ in range(WORKERS)]
         workers = len(procs)
         ended = asyncio.create_task(self._ended(plan.workflow_id))

@@ -48,13 +48,14 @@ CASES: list[tuple[Case, Expected]] = [
         Expected("succeeded", ("29.1.0",), 0, "29.1.0"),
     ),
     # A failed rollout after a complete expand goes back with previous images only: no restore.
-    # kube-apiserver goes away while the rollout wait runs (the crashing pods keep it waiting).
+    # kube-apiserver is killed as the rollout wait begins (held until it is down): the wait rides
+    # out the outage and then sees the crashing pods.
     (
         Case(
             "images-rollback",
             inject="rollout",
             kills=both(*FIRST, "undo-images"),
-            disruptions=(Disruption("rollout", "start", "apiserver"),),
+            disruptions=(Disruption("rollout", "start", "apiserver", hold=True),),
             rollout_timeout="15s",
         ),
         Expected("rolled-back", ("29.1.0", "28.1.0"), 0, "28.1.0"),

@@ -88,8 +88,23 @@ class _Inbound(ActivityInboundInterceptor):
         return result
 
 
+def warm_up() -> None:
+    """What an activity would otherwise do on its first run in a fresh process (import openstacksdk,
+    load the kubeconfig, open a TLS connection), done before polling: a replacement worker's first
+    activity must not spend the short heartbeat timeout on it."""
+    import openstack  # noqa: F401 - imported for its side effect: the endpoint check imports it lazily
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
+    try:
+        client.VersionApi(api).get_code()
+    finally:
+        api.close()
+
+
 async def run() -> None:
     events, points, holds = read_plan(Path(os.environ[PLAN_ENV]))
+    await asyncio.to_thread(warm_up)
     client = await stackhop_worker.connect()
     worker = stackhop_worker.build_worker(
         client,
