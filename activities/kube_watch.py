@@ -26,6 +26,10 @@ from activities.kube_client import call, is_transient, status_reason
 WATCH_WINDOW = 3  # seconds per watch request: bounds cancellation latency and heartbeat gaps
 WINDOW_SHARE = 3  # ... and at most a third of the activity's heartbeat timeout (1 s at least)
 MAX_BACKOFF = 2.0
+# A restarting kube-apiserver answers before its authorizer's caches are synced: for a while it
+# refuses (401/403) what it allowed before. Within this many seconds of an outage those answers are
+# retried like the outage itself; later they are what they say (a wrong RBAC setup).
+AUTH_GRACE = 30.0
 
 
 @dataclass
@@ -74,12 +78,14 @@ def follow(list_fn: Callable[..., Any], namespace: str, name: str, *, deadline: 
     """Yield the named object (None when absent) now and after every change until ``deadline``
     (time.monotonic()), with a "tick" at least every WATCH_WINDOW seconds.
 
-    Transient failures (apiserver down or restarting, 5xx, 429) never end the iteration: they
-    yield "unreachable" and retry with backoff; permanent ones (403...) raise ApiException.
+    Transient failures (apiserver down or restarting, 5xx, 429; 401/403 within AUTH_GRACE of an
+    outage) never end the iteration: they yield "unreachable" and retry with backoff; permanent ones
+    (403...) raise ApiException.
     """
     selector = f"metadata.name={name}"
     rv: str | None = None
     backoff = 0.2
+    outage: float | None = None  # time.monotonic() of the last unreachable answer
     while time.monotonic() < deadline:
         check_cancelled()
         try:
@@ -127,8 +133,10 @@ def follow(list_fn: Callable[..., Any], namespace: str, name: str, *, deadline: 
             if exc.status == 410:
                 rv = None
                 continue
-            if not is_transient(exc):
+            starting = exc.status in (401, 403) and outage is not None and time.monotonic() - outage < AUTH_GRACE
+            if not (is_transient(exc) or starting):
                 raise
+            outage = outage if starting else time.monotonic()
             yield Event("unreachable", error=f"API error {exc.status}: {status_reason(exc)}")
             sleep(min(backoff, max(0.0, deadline - time.monotonic())))
             backoff = min(backoff * 2, MAX_BACKOFF)
@@ -137,6 +145,7 @@ def follow(list_fn: Callable[..., Any], namespace: str, name: str, *, deadline: 
         except Exception as exc:
             if not is_transient(exc):
                 raise
+            outage = time.monotonic()
             yield Event("unreachable", error=f"{type(exc).__name__}: {exc}")
             sleep(min(backoff, max(0.0, deadline - time.monotonic())))
             backoff = min(backoff * 2, MAX_BACKOFF)

@@ -125,6 +125,16 @@ class CaseResult:
         )
 
 
+STARTING_NICENESS = 10  # a replacement imports at low priority (tests/faults/worker.py resets it)
+
+
+def _child_setup() -> None:
+    """A worker dies with the harness and starts niced: its seconds of imports must not starve the
+    worker running the retried step under a 3 s heartbeat timeout."""
+    die_with_parent()
+    os.nice(STARTING_NICENESS)
+
+
 class TemporalServer:
     """A dev server on a fixed port with its database file, so it can be stopped and started again
     with the upgrades it holds."""
@@ -194,7 +204,7 @@ class Faults:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=fh,
                 stderr=fh,
-                preexec_fn=die_with_parent,
+                preexec_fn=_child_setup,
             )
 
     async def disrupt(self, action: Action, stopped: Callable[[], None] = lambda: None) -> None:

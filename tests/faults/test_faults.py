@@ -33,6 +33,7 @@ class Expected:
     drops: int  # DROP DATABASE keystone (one per restore)
     final_release: str
     retried: tuple[str, ...] = ()  # steps a disruption must have hit: an attempt 2 with no kill there
+    cause: str = ""  # in the report's message: the failure that started the rollback (not a fault's)
 
 
 # Every run passes through the pre-flight, snapshot, verify and check: their kills go to the
@@ -58,7 +59,7 @@ CASES: list[tuple[Case, Expected]] = [
             disruptions=(Disruption("rollout", "start", "apiserver", hold=True),),
             rollout_timeout="15s",
         ),
-        Expected("rolled-back", ("29.1.0", "28.1.0"), 0, "28.1.0"),
+        Expected("rolled-back", ("29.1.0", "28.1.0"), 0, "28.1.0", cause="did not finish within 15s"),
     ),
     # The expand fails part-way: quiesce, inspect, restore (once), unquiesce. MariaDB is stopped as
     # verify begins (held until it is down: the first attempt fails, the retry verifies), the
@@ -73,7 +74,7 @@ CASES: list[tuple[Case, Expected]] = [
                 Disruption("check", "start", "temporal"),
             ),
         ),
-        Expected("rolled-back", (), 1, "28.1.0", retried=("verify",)),
+        Expected("rolled-back", (), 1, "28.1.0", retried=("verify",), cause="expand: "),
     ),
 ]
 
@@ -84,6 +85,8 @@ async def test_fault_case(faults: Faults, case: Case, expected: Expected) -> Non
     summary = result.summary(case)
     SUMMARIES.append(summary)
     assert result.outcome == expected.outcome, summary
+    message = result.report.message if result.report else ""
+    assert expected.cause in message, f"{case.name}: rolled back for another reason: {message}"
     assert result.duplicated == 0, summary
     images = [
         value.split("=", 1)[1].rsplit(":", 1)[1] for obj, key, value in result.kube.transitions if key == "images"
