@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 import requests
 from temporalio.client import WorkflowQueryFailedError
@@ -21,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from lab.openstack.manager import OpenStackLab
 from model import io
+from tests.openstack.helpers import issue_token
 from tests.waiting import eventually
 
 CHILD = io.service_workflow_id("upgrade/lab", "keystone")
@@ -34,24 +34,6 @@ class Writes:
     revoked_token: str
     step: str  # the keystone step that was running when they were written
     served_by: str  # the Keystone release that took the writes
-
-
-def _admin_token(lab: OpenStackLab) -> str:
-    assert lab.keystone
-    body: dict[str, Any] = {
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {
-                    "user": {"name": "admin", "domain": {"id": "default"}, "password": lab.keystone.admin_password}
-                },
-            },
-            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}},
-        }
-    }
-    response = requests.post(f"{lab.keystone.url}/auth/tokens", json=body, timeout=30)
-    assert response.status_code == 201, response.text
-    return response.headers["X-Subject-Token"]
 
 
 async def step_of_child(temporal_env: WorkflowEnvironment) -> str:
@@ -80,14 +62,14 @@ async def write_during(temporal_env: WorkflowEnvironment, step: str) -> Writes:
 def _write(step: str) -> Writes:
     lab = OpenStackLab.load()
     assert lab.keystone
-    admin = _admin_token(lab)
+    admin = issue_token(lab)
     headers = {"X-Auth-Token": admin}
     name = f"written-during-{step}-{uuid.uuid4().hex[:6]}"
     created = requests.post(
         f"{lab.keystone.url}/users", json={"user": {"name": name, "domain_id": "default"}}, headers=headers, timeout=30
     )
     assert created.status_code == 201, created.text
-    doomed = _admin_token(lab)
+    doomed = issue_token(lab)
     revoked = requests.delete(
         f"{lab.keystone.url}/auth/tokens", headers={**headers, "X-Subject-Token": doomed}, timeout=30
     )
@@ -99,7 +81,7 @@ def _write(step: str) -> Writes:
 def user_exists(lab: OpenStackLab, name: str) -> bool:
     assert lab.keystone
     found = requests.get(
-        f"{lab.keystone.url}/users", params={"name": name}, headers={"X-Auth-Token": _admin_token(lab)}, timeout=30
+        f"{lab.keystone.url}/users", params={"name": name}, headers={"X-Auth-Token": issue_token(lab)}, timeout=30
     )
     assert found.status_code == 200, found.text
     return any(u["name"] == name for u in found.json()["users"])
