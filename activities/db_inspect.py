@@ -19,6 +19,7 @@ from activities import database, dbtools
 from activities.db_scripts import inspect_script, parse_sessions
 from model import errors
 from model.io import DB_INSPECT, DbInspection, InspectInput, TableChange, TableChangeKind
+from model.recipe import MIGRATION_BOOKKEEPING
 
 log = structlog.get_logger(__name__)
 
@@ -31,7 +32,8 @@ def classify(
 ) -> list[TableChange]:
     """Each table that differs between the snapshot and the live schema, and who changed it.
 
-    A table on one side only is the migration's. A snapshot without definitions (taken before they
+    A table on one side only is the migration's, and so are the migration tool's own revision rows
+    (model.recipe.MIGRATION_BOOKKEEPING). A snapshot without definitions (taken before they
     were recorded) cannot tell writers from the migration: a changed table is then unknown."""
     changes: list[TableChange] = []
     for table in sorted(snapshot_checksums.keys() | live_checksums.keys()):
@@ -48,6 +50,8 @@ def classify(
             kind = "unknown" if rows else "migration"
         else:
             kind = "writers" if rows else None
+        if kind and table in MIGRATION_BOOKKEEPING:
+            kind = "migration"  # the tool's own revision rows: what the migration applied
         if kind:
             changes.append(TableChange(table=table, change=kind))
     return changes

@@ -220,6 +220,9 @@ def _aftermath(lab: DemoLab, report: io.UpgradeReport | None) -> None:
             table.add_row(
                 f"{svc.service} snapshot", f"sha256 {svc.snapshot.sha256[:16]}… {svc.snapshot.size_bytes} bytes"
             )
+        if svc.rollback:
+            rb = svc.rollback
+            table.add_row(f"{svc.service} rollback", f"{rb.kind}; lost: {rb.lost or 'nothing'}")
         if svc.restore:
             same = svc.restore.table_checksums == svc.snapshot.table_checksums if svc.snapshot else False
             verdict = "EQUAL to" if same else "DIFFER from"

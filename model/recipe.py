@@ -22,6 +22,10 @@ from typing import Literal
 
 from model.plan import Database, Service
 
+# Tables the migration tool itself writes (alembic's revision row; sqlalchemy-migrate's before it):
+# a change of their rows is the migration's, never a writer's, so it never asks for an approval.
+MIGRATION_BOOKKEEPING = frozenset({"alembic_version", "migrate_version"})
+
 Undo = Literal["images", "restore", "scale", "none"]
 """What undoes a step: the previous images; a restore of the snapshot; scaling the quiesced
 workloads back; nothing (the step changed nothing the old release cannot live with)."""

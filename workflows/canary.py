@@ -2,9 +2,10 @@
 
 Started by a Temporal Schedule (`stackhop canary create`). The upgrade itself is the ordinary
 Upgrade workflow (as a child, so the per-cloud lock still holds). Afterwards the canary is
-*always* returned to its baseline, so the next scheduled run is a real upgrade again: a rolled-back
-upgrade already is; a successful one is reset from the verified snapshot it took, which is safe here
-only because a canary's data is disposable. A failed canary ends the workflow failed, which makes
+*always* returned to its baseline, so the next scheduled run is a real upgrade again: an upgrade
+rolled back by a restore already is; a successful one, or one rolled back by images only (which
+keeps the expanded schema), is reset from the verified snapshot it took, which is safe here only
+because a canary's data is disposable. A failed canary ends the workflow failed, which makes
 the schedule pause (pause-on-failure) until an operator looks.
 """
 
@@ -42,7 +43,7 @@ class CanaryWorkflow:
         workflow.set_current_details(f"canary **{inp.name}**: {'passed' if passed else 'failed'}; back to baseline")
         rec = Recorder("(canary)", plan.policy)
         reset_ok = True
-        if report is not None and report.outcome in ("succeeded", "failed"):
+        if report is not None:  # _reset skips each service a restore already put back
             try:
                 await self._reset(plan, report, rec)
             except StepFailed as f:
@@ -84,10 +85,14 @@ class CanaryWorkflow:
         """Snapshot back, previous images back, in reverse service order."""
         target = plan.cloud.kubernetes
         for svc_result in reversed(report.services):
-            if svc_result.outcome == "rolled-back" or not svc_result.previous_images:
+            # A rollback by images only leaves the expanded schema in place (it loses no writes): the
+            # canary's baseline also needs the snapshot back, or the next run would not expand.
+            # A service its rollback restored is back already; one that never rolled its images was
+            # never changed.
+            if svc_result.restore is not None or not svc_result.previous_images:
                 continue
             svc = plan.service(svc_result.service)
-            refs = [io.WorkloadRef(kind=w.kind, name=w.name, container=w.container) for w in svc.workloads]
+            refs = [io.WorkloadRef(kind=w.kind, name=w.name, container=w.container) for w in svc.quiesce_set]
             down = await rec.call(
                 "reset",
                 io.K8S_SCALE,
@@ -102,6 +107,8 @@ class CanaryWorkflow:
                     io.RestoreInput(snapshot=svc_result.snapshot, database=svc.database, target=target),
                     io.RestoreResult,
                     summary=f"canary reset: restore {svc.database.name}",
+                    task_queue=svc_result.snapshot.task_queue or None,  # where the file is
+                    schedule_to_start=plan.policy.snapshot_host_timeout,
                 )
             await rec.call(
                 "reset",

@@ -113,8 +113,16 @@ async def test_failing_canary_exits_1_and_pauses_its_schedule(client: Client, cl
         res = await cli("canary", "trigger", canary, "--wait", tq=tq)
         assert res.exit_code == 1, res.output
         assert f"canary {canary}: failed — keystone: validate: tempest.run: " in res.stdout
-        assert "rolled-back: " in res.stdout and "reset: nothing to do (the rollback already returned" in res.stdout
-        assert script.calls[-4:] == ["k8s.undo_images", "k8s.scale:down", "db.restore", "k8s.scale:up"]
+        # an images-only rollback keeps the expanded schema: the canary reset restores its snapshot
+        assert "rolled-back: " in res.stdout and "reset keystone: done back to registry/keystone-api:old" in res.stdout
+        assert script.calls[-6:] == [
+            "k8s.undo_images",
+            "k8s.scale:down",
+            "db.restore",
+            "k8s.set_images",
+            "k8s.scale:up",
+            "k8s.wait_rollout",
+        ]
 
         handle = client.get_schedule_handle(f"canary/{canary}")
         # the schedule learns of the failure asynchronously

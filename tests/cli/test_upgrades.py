@@ -60,8 +60,11 @@ async def test_failure_rolls_back_and_exits_1(client: Client, cli: Cli, write_pl
         res = await cli("watch", wf_id, tq=tq)
         assert res.exit_code == 1, res.output
         assert "rolled-back" in res.stdout and "keystone: rollout: " in res.stdout
-        for step in ("rollout", "undo-roll", "quiesce", "restore", "unquiesce"):
+        # a failed rollout after a complete expand: previous images only, nothing restored
+        for step in ("rollout", "undo-roll"):
             assert re.search(rf"^{step}\s+│ (done|failed)", res.stdout, re.M), step
+        assert not re.search(r"^(quiesce|restore)\s+│", res.stdout, re.M)
+        assert "rollback: images" in res.stdout and "the contract did not run" in res.stdout
     res = await cli("status", wf_id)  # no worker needed once it has ended
     assert res.exit_code == 1 and "rolled-back" in res.stdout
     doc = await cli.status(wf_id)

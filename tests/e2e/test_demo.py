@@ -123,8 +123,9 @@ async def test_a_part_way_expand_is_restored_and_the_report_says_what_the_restor
     assert svc.restore and svc.snapshot and svc.restore.table_checksums == svc.snapshot.table_checksums
     rollback = svc.rollback
     assert rollback is not None and rollback.kind == "restore", rollback
-    assert rollback.window_start == svc.snapshot.created_at and rollback.window_end >= rollback.window_start
-    assert rollback.table_changes and all(c.change == "migration" for c in rollback.table_changes), rollback
+    assert rollback.loss_from == svc.snapshot.created_at and rollback.loss_to >= rollback.loss_from
+    # the half-done expand changed table definitions; nobody wrote (the demo makes no writes then)
+    assert rollback.table_changes and not [c for c in rollback.table_changes if c.change == "writers"], rollback
     assert "table checksums EQUAL to the snapshot's" in output
     assert "data-loss window" in output
 

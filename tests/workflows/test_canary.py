@@ -44,6 +44,9 @@ async def test_failing_canary_fails_the_run_and_is_back_on_baseline(client: Clie
     script.fail["tempest.run"] = errors.CHECK_FAILED
     ok, result = await run_canary(client, script, make_plan())
     assert not ok and not result.passed and result.report and result.report.outcome == "rolled-back"
-    # a failed validation after a complete expand: previous images only, the schema stays expanded
-    assert script.calls[-1] == "k8s.undo_images" and "db.restore" not in script.calls
-    assert result.reset == []  # the rollback already put the old release back
+    # a failed validation after a complete expand: previous images only, the schema stays expanded;
+    # the canary's reset then restores its snapshot, so the next run expands again
+    undo = script.calls.index("k8s.undo_images")
+    assert "db.restore" not in script.calls[:undo]
+    assert script.calls[undo + 1 :] == RESET
+    assert [r.detail for r in result.reset] == ["back to registry/keystone-api:old"]
