@@ -57,9 +57,9 @@ CASES: list[tuple[Case, Expected]] = [
             inject="rollout",
             kills=both(*FIRST, "undo-images"),
             disruptions=(Disruption("rollout", "start", "apiserver", hold=True),),
-            rollout_timeout="15s",
+            rollout_timeout="10s",
         ),
-        Expected("rolled-back", ("29.1.0", "28.1.0"), 0, "28.1.0", cause="did not finish within 15s"),
+        Expected("rolled-back", ("29.1.0", "28.1.0"), 0, "28.1.0", cause="did not finish within 10s"),
     ),
     # The expand fails part-way: quiesce, inspect, restore (once), unquiesce. MariaDB is stopped as
     # verify begins (held until it is down: the first attempt fails, the retry verifies), the
