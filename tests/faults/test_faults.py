@@ -3,7 +3,7 @@ step of the demo plan and of its rollbacks, the Temporal dev server, kube-apiser
 restarted mid-upgrade. Every case must reach its expected outcome with no side effect done twice,
 counted from the labs' own logs (tests/faults/logs.py).
 
-EXPECTED is the one table of outcomes (the README's "Fault injection" table mirrors it).
+CASES is the one table of runs and outcomes (the README's "Fault injection" table mirrors it).
 """
 
 from __future__ import annotations
