@@ -26,6 +26,7 @@ same script in a Kubernetes Job built by `job_for()` (a pure function) and run b
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -254,6 +255,31 @@ def verify_snapshot(inp: VerifyInput) -> VerifyResult:
     )
 
 
+def _missing(snap: Snapshot) -> ApplicationError:
+    return errors.permanent(
+        errors.RESTORE_FAILED, f"snapshot file {snap.location} is missing{elsewhere(snap)}; nothing was dropped"
+    )
+
+
+def _corrupt(snap: Snapshot, actual: str) -> ApplicationError:
+    return errors.permanent(errors.RESTORE_FAILED, f"snapshot {snap.location} is corrupt (sha256 {actual})")
+
+
+def _file_problem(snap: Snapshot) -> ApplicationError | None:
+    """The local snapshot file is missing or not the one recorded (the restore script checks the
+    same before it drops anything; here it comes first so an already-restored schema is never
+    reported restored from a file that could not restore it)."""
+    path = Path(snap.location)
+    if not path.is_file():
+        return _missing(snap)
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    actual = digest.hexdigest()
+    return None if actual == snap.sha256 else _corrupt(snap, actual)
+
+
 def _equals_snapshot(inp: RestoreInput) -> bool:
     """The live schema already has the snapshot's tables, definitions and checksums: restoring it
     again would drop and reload the same data. Only a snapshot that recorded definitions can say."""
@@ -285,6 +311,9 @@ def restore(inp: RestoreInput) -> RestoreResult:
     if snap.database != db.name:
         raise errors.permanent(errors.RESTORE_FAILED, f"snapshot is of {snap.database}, not {db.name}")
     started = time.monotonic()
+    problem = _file_problem(snap) if db.runner == "local" else None
+    if problem:
+        raise problem
     if db.runner == "local" and _equals_snapshot(inp):
         # The Job runner needs no such check: a retry re-attaches to the Job that already ran.
         log.info("db_already_restored", database=db.name)
@@ -314,11 +343,9 @@ def restore(inp: RestoreInput) -> RestoreResult:
             sessions=found,
         )
     if m.get("error") == "missing":
-        raise errors.permanent(
-            errors.RESTORE_FAILED, f"snapshot file {snap.location} is missing{elsewhere(snap)}; nothing was dropped"
-        )
+        raise _missing(snap)
     if m.get("error") == "sha256-mismatch":
-        raise errors.permanent(errors.RESTORE_FAILED, f"snapshot {snap.location} is corrupt (sha256 {m.get('actual')})")
+        raise _corrupt(snap, m.get("actual", ""))
     if ran.exit_code or "checksums" not in m:
         raise _failure(errors.RESTORE_FAILED, f"restore of {db.name}", ran)
     restored = dbtools.parse_checksums(m["checksums"])
