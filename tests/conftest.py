@@ -21,10 +21,21 @@ ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ["lab.k8s.pytest_plugin", "lab.openstack.pytest_plugin", "tests.timings"]
 
 
+LAST = ("/tests/faults/", "/tests/e2e/")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """End-to-end tests last: they run the demo's own labs and the lab controller, and nothing they
-    leave behind (processes, ports, cluster objects) may reach the lab tests that come after."""
-    items.sort(key=lambda item: "/tests/e2e/" in str(item.path))
+    """The fault-injection suite, then the end-to-end tests, come last. The faults stop and restart
+    the session's kube-apiserver and MariaDB under the other lab tests' feet (a watch thread such as
+    the lab's Job executor does not outlive that); the end-to-end tests run the demo's own labs and
+    the lab controller, and nothing they leave behind (processes, ports, cluster objects) may reach
+    the lab tests that come after."""
+
+    def rank(item: pytest.Item) -> int:
+        path = str(item.path)
+        return next((i + 1 for i, part in enumerate(LAST) if part in path), 0)
+
+    items.sort(key=rank)
 
 
 def temporal_binary() -> str:
