@@ -27,8 +27,9 @@ WATCH_WINDOW = 3  # seconds per watch request: bounds cancellation latency and h
 WINDOW_SHARE = 3  # ... and at most a third of the activity's heartbeat timeout (1 s at least)
 MAX_BACKOFF = 2.0
 # A restarting kube-apiserver answers before its authorizer's caches are synced: for a while it
-# refuses (401/403) what it allowed before. Within this many seconds of an outage those answers are
-# retried like the outage itself; later they are what they say (a wrong RBAC setup).
+# refuses (401/403) what it allowed before. Within this many seconds of an outage — or of the start
+# of the watch, which may begin just after an outage it did not see — those answers are retried like
+# the outage itself; later they are what they say (a wrong RBAC setup).
 AUTH_GRACE = 30.0
 
 
@@ -79,13 +80,14 @@ def follow(list_fn: Callable[..., Any], namespace: str, name: str, *, deadline: 
     (time.monotonic()), with a "tick" at least every WATCH_WINDOW seconds.
 
     Transient failures (apiserver down or restarting, 5xx, 429; 401/403 within AUTH_GRACE of an
-    outage) never end the iteration: they yield "unreachable" and retry with backoff; permanent ones
+    outage or of the start) never end the iteration: they yield "unreachable" and retry with backoff; permanent ones
     (403...) raise ApiException.
     """
     selector = f"metadata.name={name}"
     rv: str | None = None
     backoff = 0.2
     outage: float | None = None  # time.monotonic() of the last unreachable answer
+    began = time.monotonic()
     while time.monotonic() < deadline:
         check_cancelled()
         try:
@@ -133,7 +135,8 @@ def follow(list_fn: Callable[..., Any], namespace: str, name: str, *, deadline: 
             if exc.status == 410:
                 rv = None
                 continue
-            starting = exc.status in (401, 403) and outage is not None and time.monotonic() - outage < AUTH_GRACE
+            since = outage if outage is not None else began
+            starting = exc.status in (401, 403) and time.monotonic() - since < AUTH_GRACE
             if not (is_transient(exc) or starting):
                 raise
             outage = outage if starting else time.monotonic()
