@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from activities import database, db_inspect, kube_rollout, kube_scale, migration, tempest, validation
+from activities import database, db_inspect, helm, kube_rollout, kube_scale, migration, tempest, validation
 
 ACTIVITIES: list[Callable[..., Any]] = [
     # Kubernetes: images, rollouts, replicas
@@ -20,6 +20,10 @@ ACTIVITIES: list[Callable[..., Any]] = [
     kube_rollout.wait_rollout,
     kube_rollout.undo_images,
     kube_scale.scale,
+    # Helm releases: the workload adapter for what a release owns (workflows/adapters.py)
+    helm.status,
+    helm.upgrade,
+    helm.rollback,
     # database: snapshot before, verify it, inspect and restore on the way back
     database.snapshot,
     database.verify_snapshot,

@@ -47,9 +47,12 @@ SNAPSHOT_FAILED: Final = "SnapshotFailed"  # dump failed or did not verify: neve
 RESTORE_FAILED: Final = "RestoreFailed"
 MIGRATION_FAILED: Final = "MigrationFailed"
 CHECK_FAILED: Final = "CheckFailed"  # a validation check answered "fail"
+WORKLOAD_OWNED: Final = "WorkloadOwned"  # Helm, GitOps or an operator owns it: change what the owner reads
+HELM_FAILED: Final = "HelmFailed"  # a helm command failed (chart not found, render error, ...)
 # --- 1. activity errors: temporary ---------------------------------------------------------------
 UNAVAILABLE: Final = "Unavailable"  # API/DB unreachable, 5xx, timeouts, conflicts
 DB_IN_USE: Final = "DatabaseInUse"  # a session of the service still uses the database: restore waits
+HELM_BUSY: Final = "HelmBusy"  # another operation on the release is in progress (recent, not ours)
 
 PERMANENT = frozenset(
     {
@@ -61,10 +64,12 @@ PERMANENT = frozenset(
         RESTORE_FAILED,
         MIGRATION_FAILED,
         CHECK_FAILED,
+        WORKLOAD_OWNED,
+        HELM_FAILED,
     }
 )
 
-TEMPORARY = frozenset({UNAVAILABLE, DB_IN_USE})
+TEMPORARY = frozenset({UNAVAILABLE, DB_IN_USE, HELM_BUSY})
 
 # --- 2. step-failure kinds of the workflows ------------------------------------------------------
 CANCELLED: Final = "cancelled"  # the activity was cancelled (an abort cancels the running step)

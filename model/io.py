@@ -11,7 +11,8 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from model.plan import Check, Database, KubeTarget, Migration, UpgradePlan, WorkloadKind
+from model.ownership import Owner
+from model.plan import Check, Database, HelmRelease, KubeTarget, Migration, UpgradePlan, WorkloadKind
 
 
 class Msg(BaseModel):
@@ -31,6 +32,9 @@ DB_INSPECT = "db.inspect"
 MIGRATION_DB_SYNC = "migration.db_sync"
 CHECKS_RUN = "checks.run"
 TEMPEST_RUN = "tempest.run"
+HELM_STATUS = "helm.status"
+HELM_UPGRADE = "helm.upgrade"
+HELM_ROLLBACK = "helm.rollback"
 
 
 # --- Kubernetes --------------------------------------------------------------------------------
@@ -43,6 +47,7 @@ class WorkloadRef(Msg):
 class WorkloadImage(WorkloadRef):
     image: str | None = None  # None: workload or container not found
     found: bool = True
+    owner: Owner | None = None  # set by k8s.read_images: who owns the workload (model/ownership.py)
 
 
 class ReadImagesInput(Msg):
@@ -70,6 +75,9 @@ class WaitRolloutInput(Msg):
     target: KubeTarget
     workloads: list[WorkloadRef]
     timeout_seconds: int = 600
+    # The images the workloads must show once rolled out (a Helm roll: the release's values must
+    # have reached the objects); a mismatch is PlanInvalid naming the container. Empty: not checked.
+    expect: list[WorkloadImage] = Field(default_factory=list)
 
 
 class RolloutStatus(Msg):
@@ -104,6 +112,86 @@ class ScaleInput(Msg):
 
 class ScaleResult(Msg):
     previous: dict[str, int]  # pass back as ScaleInput.replicas to restore
+
+
+# --- Helm (the workload adapter for releases: workflows/adapters.py) ----------------------------
+class HelmRevision(Msg):
+    """One row of ``helm history``."""
+
+    revision: int
+    status: str  # deployed | superseded | failed | pending-upgrade | pending-rollback | pending-install | ...
+    chart: str = ""  # name-version, e.g. keystone-2026.1.0
+    app_version: str = ""
+    description: str = ""  # a stackhop revision carries its change id here
+    updated: str = ""
+
+
+class HelmStatusInput(Msg):
+    target: KubeTarget
+    helm: HelmRelease
+
+
+class HelmStatus(Msg):
+    release: str
+    namespace: str
+    found: bool = True
+    chart: str = ""  # of the current revision
+    revision: int = 0  # the current (latest) revision
+    status: str = ""  # of the current revision
+    deployed_revision: int = 0  # the last revision with status deployed (0: none)
+    values: dict[str, Any] = Field(default_factory=dict)  # user-supplied values of the current revision
+    history: list[HelmRevision] = Field(default_factory=list)
+
+
+HelmPurpose = Literal["roll", "quiesce", "unquiesce"]
+HelmWait = Literal["none", "rollout", "gone"]
+
+
+class HelmUpgradeInput(Msg):
+    """One ``helm upgrade`` of a release: its current user-supplied values with ``set_values``
+    applied (every other value kept exactly; never --reuse-values), to ``chart_version``."""
+
+    target: KubeTarget
+    helm: HelmRelease
+    purpose: HelmPurpose = "roll"
+    chart_version: str = ""  # "": the chart version deployed now (quiesce, unquiesce)
+    set_values: dict[str, Any] = Field(default_factory=dict)  # value path -> value; None removes the path
+    # Written into the revision's description, so a retry recognises the revision its first attempt
+    # made. "": the calling workflow's id and run id and the purpose.
+    change_id: str = ""
+    # unquiesce: the change id of the quiesce whose replica values come back (the values of the
+    # revision before that quiesce's; set_values is then ignored). Lets the unquiesce be registered
+    # before the quiesce ran, as ScaleInput.restore does.
+    restore_of: str = ""
+    wait: HelmWait = "none"  # rollout: until workloads rolled out; gone: until their pods are gone
+    workloads: list[WorkloadRef] = Field(default_factory=list)  # what ``wait`` watches
+    timeout_seconds: int = 600
+
+
+class HelmRollbackInput(Msg):
+    """``helm rollback`` to the revision recorded before a change, then wait like ``wait``."""
+
+    target: KubeTarget
+    helm: HelmRelease
+    to_revision: int
+    after_revision: int = 0  # the revision undone: a rollback to to_revision found after it is a retry's
+    wait: HelmWait = "rollout"
+    workloads: list[WorkloadRef] = Field(default_factory=list)
+    timeout_seconds: int = 600
+
+
+class HelmChange(Msg):
+    release: str
+    purpose: str = "roll"  # roll | quiesce | unquiesce | rollback
+    revision_before: int = 0  # the revision deployed before this change: what its undo rolls back to
+    revision: int = 0  # the revision this change made (revision_before when there was nothing to change)
+    chart_before: str = ""
+    chart_after: str = ""
+    values_diff: list[str] = Field(default_factory=list)  # "images.tags.keystone_api: A -> B", one a line
+    already: bool = False  # a retry found the revision its earlier attempt made: no new revision
+    recovered: list[str] = Field(default_factory=list)  # e.g. revision 5 left pending-upgrade, rolled back to 4
+    workloads: list[RolloutStatus] = Field(default_factory=list)  # what the wait saw
+    seconds: float = 0.0
 
 
 # --- database ----------------------------------------------------------------------------------
@@ -357,6 +445,7 @@ class ServiceResult(Msg):
     restore: RestoreResult | None = None  # set when a rollback restored the snapshot
     rollback: RollbackReport | None = None  # set when a rollback ran (or found nothing to undo)
     left_undone: list[str] = Field(default_factory=list)  # compensations an abandoned rollback did not complete
+    helm: list[HelmChange] = Field(default_factory=list)  # the release revisions this upgrade made, in order
 
 
 class UpgradeReport(Msg):

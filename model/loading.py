@@ -8,6 +8,7 @@ nothing is contacted or changed while a plan is being validated.
 from __future__ import annotations
 
 import re
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -314,8 +315,58 @@ def _read_yaml(text: str, file: str) -> tuple[yaml.Node | None, Any]:
     return node, data
 
 
-def parse_plan(text: str, file: str = "<plan>") -> UpgradePlan:
-    """Validate plan text. Raises PlanError naming the file, each field path and a fix."""
+def chart_version(path: Path) -> str | None:
+    """The version in a chart directory's or packaged chart's Chart.yaml (None: not a chart)."""
+    try:
+        if path.is_dir():
+            meta = yaml.safe_load((path / "Chart.yaml").read_text())
+        else:
+            with tarfile.open(path) as tar:
+                member = next(
+                    (m for m in tar.getmembers() if m.name.count("/") == 1 and m.name.endswith("/Chart.yaml")), None
+                )
+                f = tar.extractfile(member) if member else None
+                meta = yaml.safe_load(f.read()) if f else None
+    except (OSError, tarfile.TarError, yaml.YAMLError):
+        return None
+    return str(meta.get("version")) if isinstance(meta, dict) and meta.get("version") is not None else None
+
+
+def _resolve_charts(plan: UpgradePlan, base: Path | None) -> tuple[UpgradePlan, list[Problem]]:
+    """Chart paths become absolute (relative ones are relative to the plan file, as kustomize reads
+    paths) and must hold the chart version the plan names: helm ignores ``--version`` for a path."""
+    problems: list[Problem] = []
+    services = []
+    for i, s in enumerate(plan.services):
+        if s.helm is None or not s.helm.is_path:
+            services.append(s)
+            continue
+        path = Path(s.helm.chart)
+        if not path.is_absolute():
+            path = ((base or Path.cwd()) / path).resolve()
+        at = f"services[{i}].helm.chart"
+        found = chart_version(path) if path.exists() else None
+        if not path.exists():
+            problems.append(Problem(at, f"no chart at {path}", "give the chart's path (relative to the plan file)"))
+        elif found is None:
+            problems.append(Problem(at, f"{path} is not a chart (no Chart.yaml)", "point at a chart directory or .tgz"))
+        elif found != s.helm.version:
+            problems.append(
+                Problem(
+                    f"services[{i}].helm.version",
+                    f"the chart at {path} is version {found}, not {s.helm.version}",
+                    f"set version: {found}, or point chart at the {s.helm.version} chart",
+                )
+            )
+        services.append(s.model_copy(update={"helm": s.helm.model_copy(update={"chart": str(path)})}))
+    return plan.model_copy(update={"services": services}), problems
+
+
+def parse_plan(text: str, file: str = "<plan>", base: Path | None = None) -> UpgradePlan:
+    """Validate plan text. Raises PlanError naming the file, each field path and a fix.
+
+    ``base``: the directory relative chart paths are read from (the plan file's; default: the
+    current directory)."""
     node, data = _read_yaml(text, file)
     if not isinstance(data, dict):
         raise PlanError(file, [Problem("", "a plan is a YAML mapping (apiVersion, kind, ...)", "start from examples/")])
@@ -328,6 +379,8 @@ def parse_plan(text: str, file: str = "<plan>") -> UpgradePlan:
             problems = _pydantic_problems(e)
         else:
             problems = _semantic_problems(plan)
+            if not problems:
+                plan, problems = _resolve_charts(plan, base)
     if problems:
         raise PlanError(file, [Problem(p.path, p.message, p.fix, p.line or _line(lines, p.path)) for p in problems])
     return plan
@@ -339,4 +392,4 @@ def load_plan(path: str | Path) -> UpgradePlan:
         text = p.read_text()
     except OSError as e:
         raise PlanError(str(path), [Problem("", f"cannot read the plan: {e.strerror}", "check the path")]) from None
-    return parse_plan(text, str(path))
+    return parse_plan(text, str(path), base=p.resolve().parent)

@@ -194,6 +194,54 @@ class Workload(Strict):
         return last.split(":", 1)[1] if ":" in last else "latest"
 
 
+VALUE_PATH_RE = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"  # a dotted path into Helm values: images.tags.keystone_api
+
+
+class HelmRelease(Strict):
+    """The Helm release that owns a service's workloads: stackhop changes its values, never the objects.
+
+    Under a release, a roll is a ``helm upgrade`` of this release to ``version`` of ``chart`` that sets
+    ``image_values`` and keeps every other value the operator supplied exactly; its undo is a
+    ``helm rollback`` to the revision recorded before the change. A quiesce (offline migration,
+    restore) sets ``replica_values`` to 0 the same way, because scaling an owned object directly is
+    what the owner undoes on its next sync.
+    """
+
+    release: str = Field(pattern=NAME_RE, description="Name of the Helm release (helm list).")
+    namespace: str | None = Field(
+        default=None, pattern=NAME_RE, description="Namespace of the release; default: cloud.kubernetes.namespace."
+    )
+    chart: str = Field(
+        min_length=1,
+        description="Chart to upgrade to: repo/name, oci://..., a name with `repo`, or a path (./ ../ or /; "
+        "relative to the plan file).",
+    )
+    repo: str | None = Field(default=None, description="Chart repository URL (helm --repo), for a bare chart name.")
+    version: str = Field(
+        min_length=1, description="Chart version to upgrade to (the deployed one, to change only images)."
+    )
+    image_values: dict[Annotated[str, Field(pattern=VALUE_PATH_RE)], str] = Field(
+        min_length=1,
+        description="Value path -> target image, e.g. images.tags.keystone_api: REPO/keystone:29.1.0. Every "
+        "workload's target image must be set by one of them.",
+    )
+    replica_values: dict[str, Annotated[str, Field(pattern=VALUE_PATH_RE)]] = Field(
+        default_factory=dict,
+        description="Workload name -> value path of its replicas (pod.replicas.api), so a quiesce goes through "
+        "the release; needed for every workload of the quiesce set.",
+    )
+    timeout: DurationField = Field(default=300, description="How long one helm command may run (e.g. 5m).")
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> int:
+        return parse_duration(v)
+
+    @property
+    def is_path(self) -> bool:
+        return self.chart.startswith(("./", "../", "/"))
+
+
 class EndpointCheck(Strict):
     kind: Literal["endpoint"]
     service_type: str = Field(description="Catalog service type, e.g. identity.")
@@ -234,6 +282,11 @@ class Service(Strict):
     database: Database | None = None
     migration: Migration = Migration()
     workloads: list[Workload] = Field(min_length=1)
+    helm: HelmRelease | None = Field(
+        default=None,
+        description="The Helm release that owns the workloads: rolls change its values (omitted: the workloads "
+        "are plain objects that stackhop patches, refused when anything else owns them).",
+    )
     checks: list[Check] = Field(default_factory=list)
     gate: Gate = Gate()
 
@@ -262,6 +315,53 @@ class Service(Strict):
                         FIX: f"set quiesce: false on DaemonSet {w.name}: DaemonSets are never scaled; its pods "
                         f"keep running while {self.name} is quiesced for a migration or restore, so make sure "
                         "they do not use its database directly",
+                    },
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _helm_covers_workloads(self) -> Service:
+        """Under Helm the release's values are the only lever: a workload whose target image no
+        ``image_values`` entry sets would never reach it, and a workload of the quiesce set without a
+        ``replica_values`` path could only be scaled behind the release's back."""
+        if self.helm is None:
+            return self
+        images = set(self.helm.image_values.values())
+        for w in self.workloads:
+            if w.image not in images:
+                raise PydanticCustomError(
+                    "helm_image_unset",
+                    "no helm.image_values entry sets {image}, the target image of {name}",
+                    {
+                        "image": w.image,
+                        "name": w.name,
+                        AT: "helm.image_values",
+                        FIX: f"add the value path the chart reads for {w.name}'s image, e.g. "
+                        f"images.tags.{w.name.replace('-', '_')}: {w.image}",
+                    },
+                )
+        if self.may_quiesce:
+            for w in self.quiesce_set:
+                if w.name not in self.helm.replica_values:
+                    raise PydanticCustomError(
+                        "helm_replicas_unset",
+                        "{name} may be quiesced (scaled to 0) but helm.replica_values has no value path for it",
+                        {
+                            "name": w.name,
+                            AT: "helm.replica_values",
+                            FIX: f"add {w.name}: <value path of its replicas, e.g. pod.replicas.api>",
+                        },
+                    )
+        for name in self.helm.replica_values:
+            if name not in {w.name for w in self.workloads}:
+                raise PydanticCustomError(
+                    "helm_replicas_unknown",
+                    "helm.replica_values names {name}, which is not a workload of {service}",
+                    {
+                        "name": name,
+                        "service": self.name,
+                        AT: "helm.replica_values",
+                        FIX: "name a workload of this service",
                     },
                 )
         return self

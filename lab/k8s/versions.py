@@ -11,6 +11,11 @@ from pathlib import Path
 K8S_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
+# Helm 4: Helm 3 is out of support since November 2026 (bug fixes ended in July, security fixes
+# in November). Helm 4 applies server-side for releases it installs, so a field another manager
+# changed conflicts on the next upgrade instead of being silently merged: one more reason stackhop
+# changes the release's values and never the objects.
+HELM_VERSION = "v4.3.1"
 
 HERE = Path(__file__).resolve().parent
 GOMOD_DIR = HERE / "gomod"
@@ -37,6 +42,11 @@ def cache_root() -> Path:
 
 def bin_dir() -> Path:
     return cache_root() / f"k8s-{K8S_VERSION}-etcd-{ETCD_VERSION}-kwok-{KWOK_VERSION}" / "bin"
+
+
+def helm_bin() -> Path:
+    """The lab's helm binary, cached by version like the Kubernetes binaries (lab.k8s.build)."""
+    return cache_root() / f"helm-{HELM_VERSION}" / "bin" / "helm"
 
 
 def lab_dir() -> Path:
