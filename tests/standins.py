@@ -27,6 +27,7 @@ class Script:
         self.block: dict[str, threading.Event] = {}  # key -> wait until set (heartbeating)
         self.started: dict[str, threading.Event] = {}
         self.replicas = {"keystone-api": 3}
+        self.revision = 1  # of the stand-in Helm release: each upgrade and rollback adds one
         self.journal: Path | None = None  # if set: "start NAME" / "done NAME" lines, for another process
         self.lock = threading.Lock()
 
@@ -109,6 +110,35 @@ class Script:
             s._enter(key)
             return io.ScaleResult(previous={w.name: s.replicas.get(w.name, 1) for w in inp.workloads})
 
+        @standin(io.HELM_STATUS)
+        def helm_status(inp: io.HelmStatusInput) -> io.HelmStatus:
+            s._enter(io.HELM_STATUS)
+            return s.answers.get(io.HELM_STATUS) or io.HelmStatus(
+                release=inp.helm.release,
+                namespace=inp.helm.namespace or inp.target.namespace,
+                chart="keystone-2025.2.0",
+                revision=s.revision,
+                status="deployed",
+                deployed_revision=s.revision,
+            )
+
+        def _revision(inp: io.HelmUpgradeInput | io.HelmRollbackInput, purpose: str) -> io.HelmChange:
+            with s.lock:
+                s.revision += 1
+                return io.HelmChange(
+                    release=inp.helm.release, purpose=purpose, revision_before=s.revision - 1, revision=s.revision
+                )
+
+        @standin(io.HELM_UPGRADE)
+        def helm_upgrade(inp: io.HelmUpgradeInput) -> io.HelmChange:
+            s._enter(f"{io.HELM_UPGRADE}:{inp.purpose}")
+            return _revision(inp, inp.purpose)
+
+        @standin(io.HELM_ROLLBACK)
+        def helm_rollback(inp: io.HelmRollbackInput) -> io.HelmChange:
+            s._enter(io.HELM_ROLLBACK)
+            return _revision(inp, "rollback")
+
         @standin(io.DB_SNAPSHOT)
         def snapshot(inp: io.SnapshotInput) -> io.Snapshot:
             s._enter(io.DB_SNAPSHOT)
@@ -171,6 +201,9 @@ class Script:
             wait_rollout,
             undo_images,
             scale,
+            helm_status,
+            helm_upgrade,
+            helm_rollback,
             snapshot,
             verify,
             inspect,

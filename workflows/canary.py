@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
 
     from model import errors, io
     from model.plan import UpgradePlan
+    from workflows.adapters import Call, adapter_for
     from workflows.steps import Recorder, StepFailed
     from workflows.upgrade import UpgradeWorkflow
 
@@ -81,6 +82,17 @@ class CanaryWorkflow:
                     return None
             return None
 
+    @staticmethod
+    async def _call(rec: Recorder, call: Call) -> None:
+        await rec.call(
+            "reset",
+            call.activity,
+            call.arg,
+            call.result_type,
+            summary=f"canary reset: {call.summary}",
+            step_timeout=call.step_timeout,
+        )
+
     async def _reset(self, plan: UpgradePlan, report: io.UpgradeReport, rec: Recorder) -> None:
         """Snapshot back, previous images back, in reverse service order."""
         target = plan.cloud.kubernetes
@@ -92,14 +104,9 @@ class CanaryWorkflow:
             if svc_result.restore is not None or not svc_result.previous_images:
                 continue
             svc = plan.service(svc_result.service)
-            refs = [io.WorkloadRef(kind=w.kind, name=w.name, container=w.container) for w in svc.quiesce_set]
-            down = await rec.call(
-                "reset",
-                io.K8S_SCALE,
-                io.ScaleInput(target=target, workloads=refs),
-                io.ScaleResult,
-                summary=f"canary reset: scale {svc.name} to 0",
-            )
+            adapter = adapter_for(svc, target, plan.policy)
+            held = f"{workflow.info().run_id}/reset/{svc.name}"  # the scale-back reads what this recorded
+            await self._call(rec, adapter.quiesce(held))
             if svc_result.snapshot and svc.database:
                 await rec.call(
                     "reset",
@@ -110,28 +117,11 @@ class CanaryWorkflow:
                     task_queue=svc_result.snapshot.task_queue or None,  # where the file is
                     schedule_to_start=plan.policy.snapshot_host_timeout,
                 )
-            await rec.call(
-                "reset",
-                io.K8S_SET_IMAGES,
-                io.SetImagesInput(target=target, images=svc_result.previous_images),
-                io.SetImagesResult,
-                summary=f"canary reset: {svc.name} back to baseline images",
-            )
-            await rec.call(
-                "reset",
-                io.K8S_SCALE,
-                io.ScaleInput(target=target, workloads=refs, replicas=down.previous),
-                io.ScaleResult,
-                summary=f"canary reset: restore {svc.name} replicas",
-            )
-            await rec.call(
-                "reset",
-                io.K8S_WAIT_ROLLOUT,
-                io.WaitRolloutInput(target=target, workloads=refs, timeout_seconds=plan.policy.rollout_timeout),
-                io.RolloutResult,
-                summary=f"canary reset: wait for {svc.name}",
-                step_timeout=plan.policy.rollout_timeout,
-            )
+            back = adapter.back_to(svc_result)
+            if back is not None:
+                await self._call(rec, back)
+            await self._call(rec, adapter.unquiesce(held))
+            await self._call(rec, adapter.wait(target_images=False))
             rec.records.append(
                 io.StepRecord(
                     service=svc.name,

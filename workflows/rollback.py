@@ -17,6 +17,7 @@ the service worse than either release. Deterministic code only.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from temporalio import workflow
@@ -26,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
 
     from model import errors, io
     from model.recipe import Rollback, databases, decide, recipe_for
+    from workflows.adapters import Call
     from workflows.service_steps import R, ServiceSteps
     from workflows.steps import StepFailed
 
@@ -60,14 +62,15 @@ class RollbackSteps(ServiceSteps):
             return "failed", f"{head} ({choice.reason}, but there is no snapshot: restore by hand)"
         self._report(state="rolling-back", step="rollback", message=str(failure))
         self.rolling_back = True
-        images = ("undo-roll",) if choice.images and self.previous else ()
+        undo = self.adapter.revert(self.before) if choice.images else None
+        images = ("undo-roll",) if undo else ()
         if choice.kind == "restore":
             quiesce = () if self.quiesced is not None else ("quiesce",)
             self.pending = (*quiesce, "inspect", "restore", *images, "unquiesce", "rollout-back")
             report = await self._restore(choice)
         else:
             self.pending = (*images, *(("unquiesce",) if self.quiesced is not None else ()))
-            if choice.images and self.previous:
+            if undo:
                 await self._undo_roll()
             await self._scale_back()
             report = self._images_report(choice)
@@ -85,13 +88,8 @@ class RollbackSteps(ServiceSteps):
         held = self.quiesced is not None
         if not held:
             self.quiesced = f"{workflow.info().run_id}/restore"  # the scale-back is known first
-            await self._compensate(
-                "quiesce",
-                io.K8S_SCALE,
-                io.ScaleInput(target=target, workloads=self._quiesce_refs(), change_id=self.quiesced),
-                io.ScaleResult,
-                f"scale {self.svc.name} to 0 before the restore",
-            )
+            call = self.adapter.quiesce(self.quiesced)
+            await self._compensate_call("quiesce", replace(call, summary=f"{call.summary} before the restore"))
         inspection = await self._compensate(
             "inspect",
             io.DB_INSPECT,
@@ -117,18 +115,11 @@ class RollbackSteps(ServiceSteps):
         )
         self.result = self.result.model_copy(update={"restore": restored})
         self.rec.compensated("expand", "migrate", "offline")
-        if choice.images and self.previous:
+        if choice.images and self.adapter.revert(self.before):
             await self._undo_roll()
         await self._scale_back()
-        t = self.plan.policy.rollout_timeout
-        await self._compensate(
-            "rollout-back",
-            io.K8S_WAIT_ROLLOUT,
-            io.WaitRolloutInput(target=target, workloads=self._refs(), timeout_seconds=t),
-            io.RolloutResult,
-            f"wait for {self.svc.name} to serve again",
-            step_timeout=t,
-        )
+        wait = self.adapter.wait(target_images=False)
+        await self._compensate_call("rollout-back", replace(wait, summary=f"wait for {self.svc.name} to serve again"))
         return restore_report(choice, snap, inspection, restored, held)
 
     async def _approve_restore(self, inspection: io.DbInspection) -> None:
@@ -145,29 +136,25 @@ class RollbackSteps(ServiceSteps):
 
     # --- compensations ------------------------------------------------------------------------------
     async def _undo_roll(self) -> None:
-        t = self.plan.policy.rollout_timeout
-        await self._compensate(
-            "undo-roll",
-            io.K8S_UNDO_IMAGES,
-            io.UndoImagesInput(target=self._target, previous=self.previous, timeout_seconds=t),
-            io.RolloutResult,
-            f"restore previous images of {self.svc.name}",
-            step_timeout=t,
-        )
+        undo = self.adapter.revert(self.before)
+        assert undo is not None, "undo-roll is chosen only when the adapter read what to go back to"
+        await self._compensate_call("undo-roll", undo)
         self.rec.compensated("roll", "rollout")
 
     async def _scale_back(self) -> None:
         """Scale back what the quiesce in effect recorded (ScaleInput.restore), if one is."""
         if self.quiesced is None:
             return
-        await self._compensate(
-            "unquiesce",
-            io.K8S_SCALE,
-            io.ScaleInput(target=self._target, workloads=self._quiesce_refs(), change_id=self.quiesced, restore=True),
-            io.ScaleResult,
-            f"scale {self.svc.name} back to its replicas",
-        )
+        await self._compensate_call("unquiesce", self.adapter.unquiesce(self.quiesced))
         self.quiesced = None
+
+    async def _compensate_call(self, step: str, call: Call) -> BaseModel:
+        """An adapter's call as a compensation (a Helm revision it makes goes into the report)."""
+        out = await self._compensate(
+            step, call.activity, call.arg, call.result_type, call.summary, step_timeout=call.step_timeout
+        )
+        self._record(out)
+        return out
 
     async def _compensate(
         self, step: str, name: str, arg: BaseModel, result_type: type[R], summary: str, **kw: Any

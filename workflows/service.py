@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from model import errors, io
     from model.plan import Service
     from model.recipe import service_steps
+    from workflows.adapters import Applied
     from workflows.decisions import GATE, Abandoned, Decision
     from workflows.interruptions import through_cancellation
     from workflows.rollback import RollbackSteps
@@ -69,7 +70,7 @@ class ServiceUpgradeWorkflow(RollbackSteps):
         self.progress = io.ServiceProgress(
             service=self.svc.name, state="running", steps_total=len(plan_steps(self.svc))
         )
-        self.previous = []
+        self.before = Applied()
 
     # --- upgrade-wide control, forwarded by the parent ----------------------------------------------
     # Signals: the parent validated the operator's update already, and a workflow cannot send an

@@ -9,6 +9,7 @@ it, and how the operator is asked when a step or a compensation fails. Determini
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
 
     from model import errors, io
     from model.plan import Check, Database, KubeTarget, Service, TempestCheck, UpgradePlan
+    from workflows.adapters import Applied, Call, WorkloadAdapter, adapter_for
     from workflows.decisions import Decisions, _Accepted
     from workflows.steps import Recorder, StepFailed
 
@@ -39,7 +41,7 @@ class ServiceSteps(Decisions):
     rec: Recorder
     result: io.ServiceResult
     progress: io.ServiceProgress
-    previous: list[io.WorkloadImage]  # images before the roll, for undo
+    before: Applied  # what the adapter read before the roll (the undo needs it) and the revisions made
     # The change id of the quiesce in effect, set *before* the scale-down so that a quiesce that
     # failed half-way is still scaled back (ScaleInput.restore reads what it recorded).
     quiesced: str | None = None
@@ -51,6 +53,25 @@ class ServiceSteps(Decisions):
         return self.plan.cloud.kubernetes
 
     @property
+    def adapter(self) -> WorkloadAdapter:
+        """How this service's workloads are changed: patched, or through their Helm release."""
+        return adapter_for(self.svc, self._target, self.plan.policy)
+
+    def _record(self, out: BaseModel) -> None:
+        """Keep what an adapter call made: a release revision goes into the report."""
+        if isinstance(out, io.HelmChange):
+            self.before.changes.append(out)
+            self.result = self.result.model_copy(update={"helm": [*self.result.helm, out]})
+
+    async def _run(self, step: str, call: Call, **kw: Any) -> BaseModel:
+        """An adapter's call as a recorded forward step."""
+        out = await self._step(
+            step, call.activity, call.arg, call.result_type, call.summary, step_timeout=call.step_timeout, **kw
+        )
+        self._record(out)
+        return out
+
+    @property
     def _db(self) -> Database:
         """The service's database (only steps that exist for a service with one ask for it)."""
         assert self.svc.database is not None, "a database step of a service without a database"
@@ -60,12 +81,6 @@ class ServiceSteps(Decisions):
     def _snapshot_taken(self) -> io.Snapshot:
         assert self.result.snapshot is not None, "a step that needs the snapshot ran before it was taken"
         return self.result.snapshot
-
-    def _refs(self) -> list[io.WorkloadRef]:
-        return [io.WorkloadRef(kind=w.kind, name=w.name, container=w.container) for w in self.svc.workloads]
-
-    def _quiesce_refs(self) -> list[io.WorkloadRef]:
-        return [io.WorkloadRef(kind=w.kind, name=w.name, container=w.container) for w in self.svc.quiesce_set]
 
     def _pinned(self, snap: io.Snapshot) -> dict[str, Any]:
         """Where an activity that reads the snapshot file runs: the host that holds it (if any)."""
@@ -182,12 +197,9 @@ class ServiceSteps(Decisions):
 
     async def _quiesce(self) -> None:
         self.quiesced = f"{workflow.info().run_id}/quiesce"  # registered before the scale-down
-        await self._step(
-            "quiesce",
-            io.K8S_SCALE,
-            io.ScaleInput(target=self._target, workloads=self._quiesce_refs(), change_id=self.quiesced),
-            io.ScaleResult,
-            f"scale {self.svc.name} to 0 before the snapshot and the offline migration",
+        call = self.adapter.quiesce(self.quiesced)
+        await self._run(
+            "quiesce", replace(call, summary=f"{call.summary} before the snapshot and the offline migration")
         )
 
     async def _offline(self) -> None:
@@ -196,46 +208,23 @@ class ServiceSteps(Decisions):
     async def _unquiesce(self, step: str = "unquiesce") -> None:
         if self.quiesced is None:
             return
-        await self._step(
-            step,
-            io.K8S_SCALE,
-            io.ScaleInput(target=self._target, workloads=self._quiesce_refs(), change_id=self.quiesced, restore=True),
-            io.ScaleResult,
-            f"scale {self.svc.name} back to its replicas",
-        )
+        await self._run(step, self.adapter.unquiesce(self.quiesced))
         self.quiesced = None
 
     async def _roll(self) -> None:
-        current = await self.rec.call(
-            "roll",
-            io.K8S_READ_IMAGES,
-            io.ReadImagesInput(target=self._target, workloads=self._refs()),
-            io.ReadImagesResult,
-            summary=f"read current images of {self.svc.name}",
-        )
-        self.previous = current.images  # known before the images change: the undo needs them
-        self.result = self.result.model_copy(update={"previous_images": current.images})
-        targets = [
-            io.WorkloadImage(kind=w.kind, name=w.name, container=w.container, image=w.image) for w in self.svc.workloads
-        ]
-        await self._step(
-            "roll",
-            io.K8S_SET_IMAGES,
-            io.SetImagesInput(target=self._target, images=targets),
-            io.SetImagesResult,
-            f"set {self.svc.name} images to {self.svc.workloads[0].tag}",
-        )
+        # What the undo needs is read before anything changes: the images (and the release's
+        # deployed revision, under Helm).
+        for call in self.adapter.prepare():
+            out = await self.rec.call("roll", call.activity, call.arg, call.result_type, summary=call.summary)
+            if isinstance(out, io.ReadImagesResult):
+                self.before.images = out.images
+                self.result = self.result.model_copy(update={"previous_images": out.images})
+            elif isinstance(out, io.HelmStatus):
+                self.before.release = out
+        await self._run("roll", self.adapter.apply())
 
     async def _rollout(self) -> None:
-        t = self.plan.policy.rollout_timeout
-        await self._step(
-            "rollout",
-            io.K8S_WAIT_ROLLOUT,
-            io.WaitRolloutInput(target=self._target, workloads=self._refs(), timeout_seconds=t),
-            io.RolloutResult,
-            f"wait for {self.svc.name} rollout",
-            step_timeout=t,
-        )
+        await self._run("rollout", self.adapter.wait())
 
     async def _validate(self) -> None:
         for check in self.svc.checks:

@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureE
 with workflow.unsafe.imports_passed_through():
     from model import errors, io, order, visibility
     from model.plan import UpgradePlan
+    from workflows.adapters import HelmAdapter, adapter_for
     from workflows.interruptions import through_cancellation
     from workflows.progress import render_details
     from workflows.service import ServiceUpgradeWorkflow, plan_steps
@@ -196,13 +197,14 @@ class UpgradeWorkflow:
         for svc in self.plan.services:
             if self.abort_reason:
                 raise StepFailed("preflight", f"aborted: {self.abort_reason}", errors.ABORTED)
-            refs = [io.WorkloadRef(kind=w.kind, name=w.name, container=w.container) for w in svc.workloads]
+            adapter = adapter_for(svc, target, self.plan.policy)
             r = rec.start("preflight", f"{svc.name}: workloads")
             try:
+                observe = adapter.observe()
                 images = await rec.call(
                     "preflight",
-                    io.K8S_READ_IMAGES,
-                    io.ReadImagesInput(target=target, workloads=refs),
+                    observe.activity,
+                    observe.arg,
                     io.ReadImagesResult,
                     summary=f"pre-flight: {svc.name} workloads",
                 )
@@ -213,6 +215,11 @@ class UpgradeWorkflow:
                         f"{svc.name}: not found in namespace {target.namespace}: {', '.join(missing)}",
                         errors.WORKLOAD_NOT_FOUND,
                     )
+                refused = [why for i in images.images if (why := adapter.refusal(i))]
+                if refused:
+                    raise StepFailed("preflight", f"{svc.name}: {'; '.join(refused)}", errors.WORKLOAD_OWNED)
+                if isinstance(adapter, HelmAdapter):
+                    await self._release_ready(rec, adapter)
                 for check in (c for c in svc.checks if c.kind == "endpoint"):
                     arg = io.CheckInput(
                         service=svc.name, cloud=self.plan.cloud.openstack.cloud, check=check, stage="pre", target=target
@@ -234,6 +241,29 @@ class UpgradeWorkflow:
                 rec.finish(r, "failed", str(f))
                 raise
             rec.finish(r, "done")
+
+    async def _release_ready(self, rec: Recorder, adapter: HelmAdapter) -> None:
+        """The release exists and its last revision is deployed (a pending one a killed worker left
+        is recovered by helm.upgrade itself; a failed one is the operator's to look at first)."""
+        call = adapter.status()
+        status = await rec.call(
+            "preflight", call.activity, call.arg, io.HelmStatus, summary=f"pre-flight: {call.summary}"
+        )
+        helm, where = adapter.helm, status.namespace or self.plan.cloud.kubernetes.namespace
+        if not status.found:
+            raise StepFailed(
+                "preflight",
+                f"{adapter.svc.name}: Helm release {helm.release} not found in namespace {where}"
+                " (fix: services[].helm.release names the release `helm list -n NAMESPACE` shows)",
+                errors.WORKLOAD_NOT_FOUND,
+            )
+        if status.status == "failed":
+            raise StepFailed(
+                "preflight",
+                f"{adapter.svc.name}: Helm release {helm.release} revision {status.revision} is failed"
+                f" (fix: look at `helm history {helm.release} -n {where}`, then roll back or upgrade it by hand)",
+                errors.HELM_FAILED,
+            )
 
     async def _services(self) -> tuple[io.Outcome, str, list[io.ServiceResult]]:
         results: list[io.ServiceResult] = []

@@ -29,6 +29,7 @@ from model import errors, io
 from model.plan import UpgradePlan
 from tests.conftest import start_dev_server
 from tests.standins import Script
+from tests.workflows import test_helm_adapter as helm_adapter
 from tests.workflows.helpers import (
     blocked,
     make_plan,
@@ -112,6 +113,8 @@ async def resume_failed_step(
 
 OFFLINE = service("placement", migration={"mode": "offline"}, checks=[])
 GATED = service("keystone", gate={"approval": True, "name": "identity-go"})
+HELM = service("keystone", helm=helm_adapter.HELM)
+IN_RELEASE = {io.K8S_READ_IMAGES: helm_adapter.owned_by(helm_adapter.RELEASE)}
 
 SCENARIOS = [
     Scenario("success", services=[service("keystone"), OFFLINE]),
@@ -136,6 +139,9 @@ SCENARIOS = [
         drive=resume_failed_step,
     ),
     Scenario("canary", canary=True),
+    # under a Helm release: roll, undo and quiesce go through the release (workflows/adapters.py)
+    Scenario("helm-rollout-rollback", [HELM], answers=IN_RELEASE, fail={"k8s.wait_rollout": errors.ROLLOUT_FAILED}),
+    Scenario("helm-restore", [HELM], answers=IN_RELEASE, fail={"migration.db_sync:expand": errors.MIGRATION_FAILED}),
 ]
 
 

@@ -11,6 +11,7 @@ from model import errors, io
 from model.plan import UpgradePlan
 from tests.standins import Script
 from tests.workflows.helpers import make_plan, running
+from tests.workflows.test_helm_adapter import PATCHES, RELEASE, helm_plan, owned_by
 
 RESET = ["k8s.scale:down", "db.restore", "k8s.set_images", "k8s.scale:up", "k8s.wait_rollout"]
 
@@ -50,3 +51,18 @@ async def test_failing_canary_fails_the_run_and_is_back_on_baseline(client: Clie
     assert "db.restore" not in script.calls[:undo]
     assert script.calls[undo + 1 :] == RESET
     assert [r.detail for r in result.reset] == ["back to registry/keystone-api:old"]
+
+
+async def test_a_helm_canary_is_reset_through_its_release(client: Client) -> None:
+    for fail in (None, "tempest.run"):
+        script = Script()
+        script.answers[io.K8S_READ_IMAGES] = owned_by(RELEASE)
+        if fail:
+            script.fail[fail] = errors.CHECK_FAILED
+        ok, result = await run_canary(client, script, helm_plan())
+        assert ok is (fail is None) and not PATCHES & set(script.calls)
+        reset = script.calls[script.calls.index("helm.upgrade:quiesce") :]
+        # after a rollback the release is back on its baseline revision already: no second rollback
+        back = ["helm.rollback"] if fail is None else []
+        assert reset == ["helm.upgrade:quiesce", "db.restore", *back, "helm.upgrade:unquiesce", "k8s.wait_rollout"]
+        assert [r.status for r in result.reset] == ["done"]
