@@ -6,6 +6,10 @@ restore them exactly, and a retried attempt (the first one patched, then the wor
 reporting) would otherwise read the *new* image as "previous".  The patch therefore records the
 replaced images under ``stackhop.io/previous-images`` together with a change id (default: the
 calling workflow's id and run id), in the same write, guarded by the object's resourceVersion.
+
+Why owned workloads are refused: an object that Helm, Argo CD, Flux or an operator owns is put back
+by its owner, and a direct patch makes the owner's record lie (model/ownership.py). ``set_images`` and
+``undo_images`` read every workload of the call first and refuse (WorkloadOwned) before patching any.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from model.io import (
     WorkloadImage,
     WorkloadRef,
 )
+from model.ownership import owner_of, refusal
 from model.plan import KubeTarget
 
 log = structlog.get_logger(__name__)
@@ -87,8 +92,36 @@ def read_images_with(api: client.ApiClient, target: KubeTarget, refs: list[Workl
     for ref in refs:
         obj = read_workload(kinds, ref, target.namespace)
         image = _containers(obj).get(ref.container, (None, None))[1] if obj else None
-        out.append(WorkloadImage(**ref.model_dump(), image=image, found=image is not None))
+        owner = owner_of(obj.get("metadata")) if obj else None
+        out.append(WorkloadImage(**ref.model_dump(), image=image, found=image is not None, owner=owner))
     return out
+
+
+def refuse_owned(kinds: Kinds, target: KubeTarget, workloads: list[tuple[str, str]]) -> None:
+    """Raise WorkloadOwned if Helm, GitOps or an operator owns one of ``workloads`` (kind, name):
+    called before the first patch, so a refused call changes nothing. Missing ones are left to the
+    patch, which reports them as before."""
+    for kind, name in workloads:
+        what = describe(kind, name, target.namespace)
+        try:
+            obj = call(kinds.read(kind), name, target.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                continue
+            reraise(exc, what, kind=kind, name=name)
+        except Exception as exc:
+            reraise(exc, what, kind=kind, name=name)
+        owner = owner_of(obj.get("metadata"))
+        message = refusal("objects", owner, what)
+        if message:
+            raise errors.permanent(
+                errors.WORKLOAD_OWNED,
+                message,
+                kind=kind,
+                name=name,
+                namespace=target.namespace,
+                owner=owner.model_dump(),
+            )
 
 
 @activity.defn(name=K8S_READ_IMAGES)
@@ -178,7 +211,9 @@ def set_images(inp: SetImagesInput) -> SetImagesResult:
     out: list[WorkloadImage] = []
     with api_client(inp.target) as api:
         kinds = Kinds(api)
-        for (kind, name), wanted in _group(inp.images).items():
+        grouped = _group(inp.images)
+        refuse_owned(kinds, inp.target, list(grouped))
+        for (kind, name), wanted in grouped.items():
             check_cancelled()
             try:
                 prev = patch_images(kinds, inp.target, kind, name, wanted, change=cid, record=True)
@@ -316,7 +351,9 @@ def undo_images(inp: UndoImagesInput) -> RolloutResult:
     refs: list[WorkloadRef] = []
     with api_client(inp.target) as api:
         kinds = Kinds(api)
-        for (kind, name), wanted in _group(restore).items():
+        grouped = _group(restore)
+        refuse_owned(kinds, inp.target, list(grouped))
+        for (kind, name), wanted in grouped.items():
             check_cancelled()
             try:
                 patch_images(kinds, inp.target, kind, name, wanted, change="", record=False)

@@ -5,6 +5,8 @@ Why it is careful:
 * **All or nothing.** Every workload of a request is read and checked (it exists, its kind can be
   scaled, the named container is in its pod template) before the first one is patched. A bad request
   changes nothing, so a compensation is never left with half a service at 0 and the rest running.
+* **Owned workloads are never scaled**: one that Helm, GitOps or an operator owns would be scaled
+  back by its owner (model/ownership.py); the whole request is refused (WorkloadOwned).
 * **DaemonSets are never scaled** (they have no replicas): a request naming one is refused; the plan
   loader already refuses a plan that would put one in a service's quiesce set.
 * **A record on the workload.** The quiesce writes the replicas it replaced under
@@ -33,6 +35,7 @@ from activities.kube_rollout import change_id, describe
 from activities.kube_watch import check_cancelled, follow, heartbeat, sleep
 from model import errors
 from model.io import K8S_SCALE, ScaleInput, ScaleResult, WorkloadRef
+from model.ownership import owner_of, refusal
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +78,18 @@ def _read_all(kinds: Kinds, inp: ScaleInput) -> dict[str, dict[str, Any]]:
     if problems:
         kind = errors.WORKLOAD_NOT_FOUND if missing else errors.PLAN_INVALID
         raise errors.permanent(kind, "nothing was scaled: " + "; ".join(problems), problems=problems)
+    for ref in inp.workloads:
+        owner = owner_of(found[ref.name].get("metadata"))
+        message = refusal("objects", owner, describe(ref.kind, ref.name, ns))
+        if message:
+            raise errors.permanent(
+                errors.WORKLOAD_OWNED,
+                "nothing was scaled: " + message,
+                kind=ref.kind,
+                name=ref.name,
+                namespace=ns,
+                owner=owner.model_dump(),
+            )
     return found
 
 

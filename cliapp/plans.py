@@ -89,7 +89,7 @@ def services_table(plan: UpgradePlan) -> Table:
 
 def live_table(plan: UpgradePlan, rows: list[Any]) -> tuple[Table, int]:
     table = Table()
-    for col in ("service", "workload", "current image", "", "target image", "state"):
+    for col in ("service", "workload", "current image", "", "target image", "state", "owner"):
         table.add_column(col, overflow="fold")
     missing = 0
     for r in rows:
@@ -104,8 +104,22 @@ def live_table(plan: UpgradePlan, rows: list[Any]) -> tuple[Table, int]:
             "→",
             Text(r.target),
             Text(note, style=style),
+            owner_cell(r),
         )
     return table, missing
+
+
+# --- who owns each workload (model/ownership.py) -------------------------------------------------
+def owner_cell(row: Any) -> Text:
+    """The owner column: "Helm release keystone", "Argo CD application x", "—"; red when the plan's
+    adapter may not change the workload."""
+    owner = getattr(row, "owner", None)
+    return Text(owner.brief() if owner else "—", style="red" if getattr(row, "refusal", None) else "")
+
+
+def refusals(rows: list[Any]) -> list[str]:
+    """One line per workload the plan may not change, with the owner's way to upgrade it."""
+    return [r.refusal for r in rows if getattr(r, "refusal", None)]
 
 
 async def _preview(plan: UpgradePlan) -> list[Any]:
@@ -136,12 +150,18 @@ def show(
         say(summary(plan))
         out().print(services_table(plan))
         if live:
-            table, missing = live_table(plan, await _preview(plan))
+            rows = await _preview(plan)
+            table, missing = live_table(plan, rows)
             k = plan.cloud.kubernetes
             say(f"{plan.cloud.name} (context {k.context}, namespace {k.namespace}): live")
             out().print(table)
-            if missing:
-                raise Fail(BAD_INPUT, f"{missing} workload(s) missing: the upgrade's pre-flight would stop")
+            refused = refusals(rows)
+            for line in refused:
+                out().print(Text(f"REFUSED {line}", style="red"), soft_wrap=True)
+            if missing or refused:
+                why = [f"{missing} workload(s) missing"] if missing else []
+                why += [f"{len(refused)} workload(s) owned by something the plan may not change"] if refused else []
+                raise Fail(BAD_INPUT, f"{'; '.join(why)}: the upgrade's pre-flight would stop")
 
     run(body())
 

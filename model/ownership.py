@@ -45,12 +45,16 @@ class Owner(BaseModel):
         where = f" in namespace {self.namespace}" if self.namespace else ""
         names = {
             "none": "nothing",
-            "helm": f"Helm release {self.name}{where}",
+            "helm": f"Helm release {self.name}{where}" if self.name else f"Helm (release not recorded){where}",
             "argocd": f"Argo CD application {self.name}",
             "flux": f"Flux {self.name}{where}",
             "operator": f"the operator's {self.name}{where}",
         }
         return names[self.kind]
+
+    def brief(self) -> str:
+        """A short name for a table column: "Helm release keystone", "Argo CD application x", "—"."""
+        return "—" if self.kind == "none" else str(self).split(" in namespace ")[0]
 
 
 def owner_of(metadata: dict[str, Any] | None) -> Owner:
@@ -92,17 +96,25 @@ def owner_of(metadata: dict[str, Any] | None) -> Owner:
             namespace=ann.get(HELM_RELEASE_NAMESPACE, namespace),
             via=f"annotation {HELM_RELEASE_NAME}",
         )
-    if INSTANCE in labels and labels.get(MANAGED_BY) != "Helm":
-        # Argo CD's default tracking is this label; Helm-installed objects carry the release
-        # annotation above, so an instance label without it is an Argo CD application's.
+    if INSTANCE in labels:
+        # Argo CD's tracking label before 3.0 (and with trackingMethod: label). Helm 3.2+ writes the
+        # release annotation above on everything it installs or upgrades, so an instance label
+        # without it is not a Helm release's — even with managed-by: Helm, which a chart rendered by
+        # `helm template` (as Argo CD renders charts) carries too.
         return Owner(kind="argocd", name=labels[INSTANCE], via=f"label {INSTANCE}")
     if labels.get(MANAGED_BY) == "Helm":
-        return Owner(kind="helm", name=labels.get(INSTANCE, ""), namespace=namespace, via=f"label {MANAGED_BY}")
+        # Rendered by Helm, release unknown: nothing to name, but still not stackhop's to patch.
+        return Owner(kind="helm", namespace=namespace, via=f"label {MANAGED_BY}=Helm")
     return Owner()
 
 
 def how_to_upgrade(owner: Owner) -> str:
     """The way to upgrade what ``owner`` owns (the fix of a refusal)."""
+    if owner.kind == "helm" and not owner.name:
+        return (
+            "find what renders it (`helm template` output applied by a pipeline or a GitOps tool) and change the "
+            "image there, or install it as a Helm release and name that release in the plan's `helm:`"
+        )
     if owner.kind == "helm":
         return (
             f"upgrade it through its release: add `helm: {{release: {owner.name or '<release>'}, chart: ..., "
@@ -134,8 +146,13 @@ def refusal(adapter: Adapter, owner: Owner, workload: str, release: str = "", na
             )
         return None
     if adapter == "helm" and owner.kind == "helm":
-        if owner.name in ("", release) and (not owner.namespace or not namespace or owner.namespace == namespace):
+        if owner.name == release and (not owner.namespace or not namespace or owner.namespace == namespace):
             return None
+        if not owner.name:
+            return (
+                f"{workload} is labelled {MANAGED_BY}=Helm but has no {HELM_RELEASE_NAME} annotation (rendered "
+                f"by `helm template`, not installed by Helm): it is not part of release {release}"
+            )
         return (
             f"{workload} belongs to {owner}, not to release {release}"
             f"{f' in namespace {namespace}' if namespace else ''}: name its release in helm.release"

@@ -35,15 +35,31 @@ ALLOWED = [
     ("list", "pods"),
     ("get", "pods/log"),
 ]
-DENIED = [
-    ("delete", "deployments.apps"),
-    ("create", "deployments.apps"),
-    ("update", "deployments.apps"),
-    ("get", "secrets"),
-    ("list", "configmaps"),
+# The Helm adapter's Role (rbac-helm.yaml): helm upgrade/rollback/history/test in the cloud's namespace
+HELM_ALLOWED = [
+    ("get", "secrets"),  # release storage: one Secret of type helm.sh/release.v1 per revision
+    ("list", "secrets"),
+    ("create", "secrets"),
+    ("update", "secrets"),
+    ("delete", "secrets"),  # history limit
+    ("create", "deployments.apps"),  # what a chart version renders, changes or drops
+    ("update", "statefulsets.apps"),
+    ("delete", "daemonsets.apps"),
+    ("patch", "configmaps"),
+    ("create", "services"),
+    ("patch", "jobs.batch"),
+    ("create", "pods"),  # helm test
     ("delete", "pods"),
+]
+DENIED = [
     ("create", "pods/exec"),
+    ("deletecollection", "secrets"),
+    ("create", "serviceaccounts/token"),
+    ("create", "roles.rbac.authorization.k8s.io"),
+    ("create", "rolebindings.rbac.authorization.k8s.io"),
     ("escalate", "roles.rbac.authorization.k8s.io"),
+    ("delete", "persistentvolumeclaims"),
+    ("create", "customresourcedefinitions.apiextensions.k8s.io"),
 ]
 
 
@@ -63,6 +79,8 @@ def test_server_side_dry_run(deployed: KubeLab) -> None:
         "serviceaccount/stackhop-worker",
         "role.rbac.authorization.k8s.io/stackhop-worker",
         "rolebinding.rbac.authorization.k8s.io/stackhop-worker",
+        "role.rbac.authorization.k8s.io/stackhop-worker-helm",
+        "rolebinding.rbac.authorization.k8s.io/stackhop-worker-helm",
         "persistentvolumeclaim/stackhop-snapshots",
         "deployment.apps/stackhop-worker",
     ):
@@ -96,10 +114,11 @@ def can_i(lab: KubeLab, verb: str, resource: str, ns: str = "openstack") -> bool
 
 def test_rbac_least_privilege(deployed: KubeLab) -> None:
     deployed.kubectl_run("apply", "-k", str(KUSTOMIZE))
-    wrong = [f"{v} {r}" for v, r in ALLOWED if not can_i(deployed, v, r)]
+    wrong = [f"{v} {r}" for v, r in ALLOWED + HELM_ALLOWED if not can_i(deployed, v, r)]
     wrong += [f"NOT {v} {r}" for v, r in DENIED if can_i(deployed, v, r)]
     # nothing outside the target namespace, nothing cluster-wide
-    wrong += [f"NOT {v} {r} in kube-system" for v, r in ALLOWED[:4] if can_i(deployed, v, r, "kube-system")]
+    outside = ALLOWED[:4] + HELM_ALLOWED[:2]
+    wrong += [f"NOT {v} {r} in kube-system" for v, r in outside if can_i(deployed, v, r, "kube-system")]
     if deployed.kubectl_run("auth", "can-i", "list", "nodes", f"--as={SA}", check=False).stdout.strip() == "yes":
         wrong.append("NOT list nodes")
     assert not wrong, wrong

@@ -47,6 +47,8 @@ def test_live_preview_rows(kube_target: KubeTarget) -> None:
     assert by_name["keystone-api"].target == "registry.lab/keystone:29.1.0"
     assert by_name["glance-api"].at_target
     assert by_name["glance-registry"].missing and by_name["glance-registry"].current is None
+    assert by_name["keystone-api"].owner is not None and by_name["keystone-api"].owner.kind == "none"
+    assert by_name["glance-registry"].owner is None and not any(r.refusal for r in rows)
 
 
 def test_live_preview_bad_context_is_a_clear_error(kube_target: KubeTarget) -> None:
