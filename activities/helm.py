@@ -501,8 +501,9 @@ class HelmPreview(BaseModel):
     release: str
     namespace: str
     found: bool
-    revision: int = 0
+    revision: int = 0  # the latest revision and its status
     status: str = ""
+    deployed_revision: int = 0
     chart_now: str = ""  # name-version of the deployed revision
     version_now: str = ""
     version_plan: str = ""
@@ -533,6 +534,7 @@ def helm_preview(plan: UpgradePlan) -> list[HelmPreview]:
                 found=True,
                 revision=st.revision,
                 status=st.status,
+                deployed_revision=st.deployed_revision,
                 chart_now=_chart_name(st.history, deployed),
                 version_now=_chart_version_of(meta),
                 version_plan=svc.helm.version,

@@ -133,6 +133,10 @@ class Helm:
                         f"helm {shown}"
                     ) from None
                 heartbeat(**(beat or {}), running=f"helm {args[0]}", pid=proc.pid, elapsed=round(elapsed, 1))
+        if proc.returncode < 0:  # killed by a signal (not ours): a retry recovers what it left pending
+            raise errors.temporary(
+                f"helm {args[0]} of {self.describe()} was killed by signal {-proc.returncode}: helm {shown}"
+            )
         if proc.returncode != 0:
             raise failure(self, args[0], shown, err or "")
         return out

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities.helm import LABEL, label_value, rollback, status, upgrade
+from activities.helm import LABEL, helm_preview, label_value, rollback, status, upgrade
 from activities.helm_cli import HELM_ENV, Helm
 from activities.kube import wait_rollout
+from cliapp.plans import helm_table
 from lab.k8s.cluster import KubeLab
 from lab.k8s.pytest_plugin import kube_context
 from lab.k8s.versions import helm_bin
@@ -36,7 +38,7 @@ from model.io import (
     WaitRolloutInput,
     WorkloadImage,
 )
-from model.plan import HelmRelease, KubeTarget
+from model.plan import HelmRelease, KubeTarget, UpgradePlan
 from tests.k8s.helpers import Background, Recorder, images_of, list_pods, read, ref
 from tests.waiting import eventually_sync
 
@@ -300,3 +302,41 @@ def test_wait_rollout_expect_names_the_container(target: KubeTarget) -> None:
         Recorder().run(wait_rollout, WaitRolloutInput(target=target, workloads=refs, expect=expect, timeout_seconds=60))
     assert ei.value.type == errors.PLAN_INVALID
     assert f"Deployment ex-api container api runs registry.lab/tiny:1, not {NEW_IMAGE}" in ei.value.message
+
+
+def test_plan_show_live_helm_section(target: KubeTarget) -> None:
+    """`plan show --live`: release, revision and status, chart version now -> plan's, values diff."""
+    install(target, "pre")
+    svc = {
+        "name": "keystone",
+        "workloads": [{"kind": "Deployment", "name": "pre-api", "container": "api", "image": NEW_IMAGE}],
+    }
+    plan = UpgradePlan.model_validate(
+        {
+            "apiVersion": "stackhop/v1alpha1",
+            "kind": "UpgradePlan",
+            "metadata": {"name": "preview"},
+            "cloud": {"name": "lab", "openstack": {"cloud": "lab-admin"}, "kubernetes": target.model_dump()},
+            "release": {"from": "2025.2", "to": "2026.1"},
+            "services": [
+                {**svc, "helm": release("pre").model_dump(exclude_none=True)},
+                {
+                    **svc,
+                    "name": "glance",
+                    "helm": {**release("no-such").model_dump(exclude_none=True), "replica_values": {}},
+                },
+            ],
+        }
+    )
+    pre, missing = helm_preview(plan)
+    assert (pre.found, pre.revision, pre.status, pre.chart_now) == (True, 1, "deployed", "tiny-0.1.0")
+    assert (pre.version_now, pre.version_plan) == ("0.1.0", "0.2.0")
+    assert pre.values_diff == [f"images.tags.api: registry.lab/tiny:1 -> {NEW_IMAGE}"]
+    assert not missing.found and missing.release == "no-such"
+    table, n_missing = helm_table([pre, missing])
+    console = Console(width=200, record=True)
+    console.print(table)
+    text = console.export_text()
+    assert n_missing == 1 and "0.1.0 → 0.2.0" in text and "1 deployed" in text and "NOT FOUND" in text
+    assert f"images.tags.api: registry.lab/tiny:1 -> {NEW_IMAGE}" in text
+    assert len(history(target, "pre")) == 1  # read-only
