@@ -21,7 +21,11 @@ what a release owns. stackhop changes the release's values, never the objects be
   in the history as it is) and the change goes on. A fresh pending operation of someone else is
   HelmBusy (temporary: retried).
 * **Cancellation.** helm runs in its own process group and gets SIGTERM (never SIGKILL): Helm 4
-  then marks the revision ``failed`` ("context canceled") and exits, so nothing is left pending.
+  then marks the revision ``failed`` ("context canceled") and exits, so nothing is left pending. A
+  worker killed outright takes its helm down the same way (SIGTERM through PR_SET_PDEATHSIG; its
+  output goes to files so that it cannot die of SIGPIPE first): no orphan helm runs on to race the
+  retry. Only a helm killed with SIGKILL itself (OOM, a container or node gone) leaves the release
+  pending, which the recovery above handles.
 """
 
 from __future__ import annotations

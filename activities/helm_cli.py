@@ -15,12 +15,16 @@ Which binary: env ``STACKHOP_HELM`` (a path), else ``helm`` on PATH. Every comma
 from __future__ import annotations
 
 import copy
+import ctypes
 import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +80,26 @@ def helm_path() -> str:
     )
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _term_with_parent() -> Callable[[], None] | None:
+    """Linux: helm gets SIGTERM when the thread that started it dies (a killed worker), so it records
+    its revision failed instead of running on as an orphan that a retry's recovery would race. Its own
+    process group keeps it out of signals meant for the worker."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def child() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return child
+
+
 @dataclass(frozen=True)
 class Helm:
     """helm against one release: the target cluster and the release's namespace."""
@@ -108,47 +132,54 @@ class Helm:
         limit = limit if limit is not None else self.timeout * 2 + 60
         started = time.monotonic()
         heartbeat(**(beat or {}), running=f"helm {args[0]}", elapsed=0.0)  # before: a retry reads it back
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        out: str | None = None
-        err: str | None = None
-        while out is None:
-            try:
-                out, err = proc.communicate(timeout=POLL)
-            except subprocess.TimeoutExpired:
+        # Output to files, not pipes: a helm whose worker died must not die of SIGPIPE when it reports
+        # its SIGTERM ("Release ... has been cancelled.") before it records the revision failed.
+        with tempfile.TemporaryFile() as out_f, tempfile.TemporaryFile() as err_f:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out_f,
+                stderr=err_f,
+                start_new_session=True,
+                preexec_fn=_term_with_parent(),  # one prctl syscall in the child, resolved before the fork
+            )
+            while True:
+                try:
+                    proc.wait(timeout=POLL)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
                 elapsed = time.monotonic() - started
                 if in_activity() and activity.is_cancelled():
                     self._terminate(proc, shown, "cancelled")
-                    raise CancelledError(f"cancelled while running helm {args[0]}: helm got SIGTERM") from None
+                    raise CancelledError(f"cancelled while running helm {args[0]}: helm got SIGTERM")
                 if elapsed > limit:
                     self._terminate(proc, shown, "timed out")
                     raise errors.temporary(
                         f"helm {args[0]} of {self.describe()} did not finish within {limit:.0f}s (sent SIGTERM): "
                         f"helm {shown}"
-                    ) from None
+                    )
                 heartbeat(**(beat or {}), running=f"helm {args[0]}", pid=proc.pid, elapsed=round(elapsed, 1))
+            out_f.seek(0)
+            err_f.seek(0)
+            out = out_f.read().decode(errors="replace")
+            err = err_f.read().decode(errors="replace")
         if proc.returncode < 0:  # killed by a signal (not ours): a retry recovers what it left pending
             raise errors.temporary(
                 f"helm {args[0]} of {self.describe()} was killed by signal {-proc.returncode}: helm {shown}"
             )
         if proc.returncode != 0:
-            raise failure(self, args[0], shown, err or "")
+            raise failure(self, args[0], shown, err)
         return out
 
-    def _terminate(self, proc: subprocess.Popen[str], shown: str, why: str) -> None:
+    def _terminate(self, proc: subprocess.Popen[bytes], shown: str, why: str) -> None:
         log.warning("stopping helm", why=why, command=shown, pid=proc.pid)
         try:
             os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
             return
         try:
-            proc.communicate(timeout=TERM_GRACE)
+            proc.wait(timeout=TERM_GRACE)
         except subprocess.TimeoutExpired:
             log.error("helm did not exit after SIGTERM; left running", command=shown, pid=proc.pid)
 

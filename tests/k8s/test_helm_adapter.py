@@ -8,10 +8,12 @@ module, one release per test.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -191,6 +193,20 @@ def test_recovery_from_pending_upgrade(target: KubeTarget) -> None:
     assert values(target, "pend") == with_image(NEW_IMAGE)
 
 
+def test_recovery_by_the_previous_attempts_heartbeat(target: KubeTarget) -> None:
+    """No label (killed before helm stored it): the revision the previous attempt heartbeated it was
+    making is ours too."""
+    install(target, "hb")
+    _killed_upgrade(target, "hb", None)
+    rec = Recorder()
+    rec.env.info = dataclasses.replace(rec.env.info, heartbeat_details=[{"release": "hb", "making": 2}])
+    change: HelmChange = rec.run(upgrade, roll(target, "hb", "c9"))
+    assert change.recovered == [
+        "revision 2 pending-upgrade (left by an earlier attempt of this change), rolled back to 1"
+    ]
+    assert (change.revision_before, change.revision) == (3, 4)
+
+
 def test_foreign_pending_upgrade_is_busy_until_stale(target: KubeTarget) -> None:
     install(target, "busy")
     _killed_upgrade(target, "busy", None)
@@ -271,6 +287,38 @@ def test_cancellation_sends_sigterm(target: KubeTarget) -> None:
     assert (last["revision"], last["status"]) == (2, "failed") and "context canceled" in last["description"]
     after: HelmChange = Recorder().run(upgrade, roll(target, "cx", "c6"))
     assert after.recovered == [] and (after.revision_before, after.revision) == (1, 3)
+
+
+def test_a_killed_worker_takes_helm_down_with_sigterm(target: KubeTarget) -> None:
+    """The worker process killed with SIGKILL while helm runs: helm (its own process group) gets
+    SIGTERM through PR_SET_PDEATHSIG, records the revision failed and exits — no orphan helm goes on
+    to race the retry's recovery. The retry then upgrades from the last deployed revision."""
+    install(target, "kw")
+    stuck = roll(target, "kw", "c10", set_values={"hooks.stuck": True}, wait="none")
+    code = (
+        "import sys\n"
+        "from activities.helm import upgrade\n"
+        "from model.io import HelmUpgradeInput\n"
+        "upgrade(HelmUpgradeInput.model_validate_json(sys.stdin.read()))\n"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    assert worker.stdin is not None
+    worker.stdin.write(stuck.model_dump_json().encode())
+    worker.stdin.close()
+    try:
+        eventually_sync(lambda: list_pods(target, "batch.kubernetes.io/job-name=kw-stuck-2"), within=30, what="hook")
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    last = eventually_sync(
+        lambda: (r := history(target, "kw")[-1])["status"] == "failed" and r, within=30, what="revision 2 failed"
+    )
+    assert last["revision"] == 2 and "context canceled" in last["description"]
+    change: HelmChange = Recorder().run(upgrade, roll(target, "kw", "c10"))
+    assert change.recovered == [] and (change.revision_before, change.revision) == (1, 3)
+    assert [r["status"] for r in history(target, "kw")] == ["superseded", "failed", "deployed"]
 
 
 def test_status_and_missing_release(target: KubeTarget) -> None:
