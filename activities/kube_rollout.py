@@ -242,8 +242,11 @@ def wait_one(
     index: int = 1,
     total: int = 1,
     started: float = 0.0,
+    expect: dict[str, str] | None = None,
 ) -> RolloutStatus:
-    """Watch one workload until kubectl would call its rollout done; raise on failure."""
+    """Watch one workload until kubectl would call its rollout done; raise on failure.
+
+    ``expect`` (container -> image): once rolled out, the containers must run these images."""
     what = describe(ref.kind, ref.name, target.namespace)
     t0 = time.monotonic()
 
@@ -282,6 +285,7 @@ def wait_one(
                 ) from None
             if done:
                 beat(message)
+                _check_images(ref, ev.obj, expect or {})
                 return RolloutStatus(
                     kind=ref.kind,
                     name=ref.name,
@@ -302,6 +306,24 @@ def wait_one(
     )
 
 
+def _check_images(ref: WorkloadRef, obj: dict[str, Any], expect: dict[str, str]) -> None:
+    """A rolled-out workload whose container does not run the expected image: what its owner
+    rendered is not what the plan asked (no image value of the release feeds that container)."""
+    current = _containers(obj)
+    for container, image in sorted(expect.items()):
+        runs = current.get(container, ("", None))[1]
+        if runs != image:
+            raise errors.permanent(
+                errors.PLAN_INVALID,
+                f"workload changed but {ref.kind} {ref.name} container {container} runs {runs or '(no such container)'}"
+                f", not {image}: nothing of the change feeds that container (for a Helm release: no "
+                f"helm.image_values entry sets that container's image)",
+                kind=ref.kind,
+                name=ref.name,
+                container=container,
+            )
+
+
 def _started_at() -> float:
     """Wall-clock start of this wait, kept across retries through heartbeat details."""
     if in_activity():
@@ -311,7 +333,14 @@ def _started_at() -> float:
     return time.time()
 
 
-def wait_all(target: KubeTarget, refs: list[WorkloadRef], timeout: int) -> RolloutResult:
+def wait_all(
+    target: KubeTarget, refs: list[WorkloadRef], timeout: int, expect: list[WorkloadImage] | None = None
+) -> RolloutResult:
+    """Wait for every workload in turn; ``expect``: the images they must show once rolled out."""
+    wanted: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    for img in expect or []:
+        if img.image:
+            wanted[(img.kind, img.name)][img.container] = img.image
     started = _started_at()
     deadline = time.monotonic() + max(0.0, started + timeout - time.time())
     results = []
@@ -329,6 +358,7 @@ def wait_all(target: KubeTarget, refs: list[WorkloadRef], timeout: int) -> Rollo
                         index=i,
                         total=len(refs),
                         started=started,
+                        expect=wanted.get((ref.kind, ref.name)),
                     )
                 )
             except Exception as exc:
@@ -340,7 +370,7 @@ def wait_all(target: KubeTarget, refs: list[WorkloadRef], timeout: int) -> Rollo
 @activity.defn(name=K8S_WAIT_ROLLOUT, no_thread_cancel_exception=True)
 def wait_rollout(inp: WaitRolloutInput) -> RolloutResult:
     """Wait until every workload has rolled out (as ``kubectl rollout status``)."""
-    return wait_all(inp.target, inp.workloads, inp.timeout_seconds)
+    return wait_all(inp.target, inp.workloads, inp.timeout_seconds, inp.expect)
 
 
 # --- undo ----------------------------------------------------------------------------------------

@@ -138,6 +138,47 @@ async def _preview(plan: UpgradePlan) -> list[Any]:
     return list(rows)
 
 
+def helm_table(previews: list[Any]) -> tuple[Table, int]:
+    """The Helm section of ``show --live``: per release, revision and status, chart version now ->
+    the plan's, and the values a roll changes (old -> new). Returns the table and the releases missing."""
+    table = Table(title="Helm releases")
+    for col in ("service", "release", "revision", "chart version", "values a roll changes"):
+        table.add_column(col, overflow="fold")
+    missing = 0
+    for p in previews:
+        if not p.found:
+            missing += 1
+            table.add_row(p.service, f"{p.release} ({p.namespace})", Text("NOT FOUND", style="red"), "-", "-")
+            continue
+        same = p.version_now == p.version_plan
+        version = Text(f"{p.version_now or '?'} → {p.version_plan}", style="green" if same else "yellow")
+        changes = Text("\n".join(p.values_diff) or "nothing (at target)", style="yellow" if p.values_diff else "green")
+        revision = f"{p.revision} {p.status}"
+        if p.deployed_revision != p.revision:
+            revision += f" (deployed: {p.deployed_revision or 'none'})"
+        table.add_row(p.service, f"{p.release} ({p.namespace})", revision, version, changes)
+    return table, missing
+
+
+def _helm_section(plan: UpgradePlan) -> int:
+    """Print the Helm section for the services with ``helm:`` (read-only); the releases missing."""
+    if not any(s.helm for s in plan.services):
+        return 0
+    try:
+        from activities.helm import helm_preview
+    except ImportError as e:
+        raise Fail(BAD_INPUT, f"--live is not available in this installation ({e})") from None
+    try:
+        previews = helm_preview(plan)
+    except Exception as e:
+        raise Fail(
+            BAD_INPUT, f"cannot read the Helm releases of {plan.cloud.name}: {getattr(e, 'message', None) or e}"
+        ) from None
+    table, missing = helm_table(previews)
+    out().print(table)
+    return missing
+
+
 @app.command()
 def show(
     plan_file: PlanArg,
@@ -158,9 +199,11 @@ def show(
             refused = refusals(rows)
             for line in refused:
                 out().print(Text(f"REFUSED {line}", style="red"), soft_wrap=True)
-            if missing or refused:
+            releases_missing = _helm_section(plan)
+            if missing or refused or releases_missing:
                 why = [f"{missing} workload(s) missing"] if missing else []
                 why += [f"{len(refused)} workload(s) owned by something the plan may not change"] if refused else []
+                why += [f"{releases_missing} Helm release(s) not found"] if releases_missing else []
                 raise Fail(BAD_INPUT, f"{'; '.join(why)}: the upgrade's pre-flight would stop")
 
     run(body())
