@@ -20,6 +20,7 @@ import yaml
 
 from lab.jobs import JobExecutor
 from lab.k8s.cluster import KubeLab
+from lab.k8s.versions import helm_bin
 from model.plan import KubeTarget
 
 
@@ -39,6 +40,10 @@ def k8s_lab() -> Iterator[KubeLab]:
     lab = KubeLab(name=fixed or f"stackhop-test-{os.getpid()}", nodes=3)
     was_up = lab.healthy()
     lab.up()
+    # The lab's helm, as the worker finds it (activities/helm_cli.py): built with the lab binaries.
+    helm = helm_bin()
+    assert helm.is_file(), f"no helm at {helm}: python -m lab.k8s.build builds it"
+    os.environ["STACKHOP_HELM"] = str(helm)
     yield lab
     if not fixed and not was_up and os.environ.get("STACKHOP_LAB_KEEP") != "1":
         lab.down()
