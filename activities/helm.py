@@ -66,7 +66,7 @@ from model.io import (
     ScaleInput,
     WorkloadRef,
 )
-from model.loading import chart_version
+from model.loading import chart_in_repo, chart_version
 from model.plan import HelmRelease, KubeTarget, UpgradePlan
 
 log = structlog.get_logger(__name__)
@@ -203,6 +203,18 @@ def _resolve_chart(inp: HelmUpgradeInput, deployed_version: str) -> tuple[list[s
     """(the chart arguments of helm upgrade, the chart version it installs)."""
     helm = inp.helm
     want = inp.chart_version or deployed_version
+    if helm.local_repo:
+        # A local repository holds every version: the deployed one too (a quiesce before the roll)
+        path = chart_in_repo(str(helm.repo), helm.chart, want)
+        if chart_version(path) != want:
+            raise errors.permanent(
+                errors.HELM_FAILED,
+                f"the local chart repository {helm.repo} has no {helm.chart} {want} ({path.name} or .tgz)"
+                f" — add it there (helm package writes {helm.chart}-{want}.tgz)",
+                chart=helm.chart,
+                repo=str(helm.repo),
+            )
+        return [str(path)], want
     if helm.is_path:
         found = chart_version(Path(helm.chart))
         if found != want:
@@ -210,7 +222,8 @@ def _resolve_chart(inp: HelmUpgradeInput, deployed_version: str) -> tuple[list[s
             raise errors.permanent(
                 errors.HELM_FAILED,
                 f"helm.chart {helm.chart} holds chart version {found or '(no chart there)'}, not {want} "
-                f"({asked}): helm ignores --version for a path, so point helm.chart at the chart of version {want}",
+                f"({asked}): helm ignores --version for a path, so point helm.chart at the chart of version {want}, "
+                "or keep every version in a local repository (helm.repo: a directory, helm.chart: the name)",
                 chart=helm.chart,
             )
         return [helm.chart], want

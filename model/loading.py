@@ -332,22 +332,46 @@ def chart_version(path: Path) -> str | None:
     return str(meta.get("version")) if isinstance(meta, dict) and meta.get("version") is not None else None
 
 
+def chart_in_repo(repo: str, chart: str, version: str) -> Path:
+    """Where a local chart repository keeps ``chart`` at ``version``: ``<chart>-<version>/`` or
+    ``<chart>-<version>.tgz`` (what `helm package` writes); the directory when neither exists."""
+    unpacked = Path(repo) / f"{chart}-{version}"
+    packed = unpacked.with_name(f"{unpacked.name}.tgz")
+    return packed if packed.is_file() and not unpacked.is_dir() else unpacked
+
+
 def _resolve_charts(plan: UpgradePlan, base: Path | None) -> tuple[UpgradePlan, list[Problem]]:
-    """Chart paths become absolute (relative ones are relative to the plan file, as kustomize reads
-    paths) and must hold the chart version the plan names: helm ignores ``--version`` for a path."""
+    """Chart and local repository paths become absolute (relative ones are relative to the plan file,
+    as kustomize reads paths) and must hold the chart version the plan names: helm ignores
+    ``--version`` for a path."""
     problems: list[Problem] = []
     services = []
     for i, s in enumerate(plan.services):
-        if s.helm is None or not s.helm.is_path:
+        if s.helm is None or not (s.helm.is_path or s.helm.local_repo):
             services.append(s)
             continue
-        path = Path(s.helm.chart)
+        field = "repo" if s.helm.local_repo else "chart"
+        path = Path(str(getattr(s.helm, field)))
         if not path.is_absolute():
             path = ((base or Path.cwd()) / path).resolve()
-        at = f"services[{i}].helm.chart"
+        at = f"services[{i}].helm.{field}"
+        if field == "repo":
+            if not path.is_dir():
+                problems.append(Problem(at, f"no directory {path}", "give the local chart repository's path"))
+                services.append(s)
+                continue
+            resolved = str(path)
+            path = chart_in_repo(resolved, s.helm.chart, s.helm.version)
+        else:
+            resolved = str(path)
         found = chart_version(path) if path.exists() else None
         if not path.exists():
-            problems.append(Problem(at, f"no chart at {path}", "give the chart's path (relative to the plan file)"))
+            fix = (
+                f"add {s.helm.chart}-{s.helm.version}/ (or its .tgz) to the repository, or set the version it has"
+                if field == "repo"
+                else "give the chart's path (relative to the plan file)"
+            )
+            problems.append(Problem(at, f"no chart at {path}", fix))
         elif found is None:
             problems.append(Problem(at, f"{path} is not a chart (no Chart.yaml)", "point at a chart directory or .tgz"))
         elif found != s.helm.version:
@@ -358,7 +382,7 @@ def _resolve_charts(plan: UpgradePlan, base: Path | None) -> tuple[UpgradePlan, 
                     f"set version: {found}, or point chart at the {s.helm.version} chart",
                 )
             )
-        services.append(s.model_copy(update={"helm": s.helm.model_copy(update={"chart": str(path)})}))
+        services.append(s.model_copy(update={"helm": s.helm.model_copy(update={field: resolved})}))
     return plan.model_copy(update={"services": services}), problems
 
 

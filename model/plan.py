@@ -213,10 +213,14 @@ class HelmRelease(Strict):
     )
     chart: str = Field(
         min_length=1,
-        description="Chart to upgrade to: repo/name, oci://..., a name with `repo`, or a path (./ ../ or /; "
-        "relative to the plan file).",
+        description="Chart to upgrade to: repo/name, oci://..., a chart name with `repo`, or the path of one chart "
+        "(./ ../ or /, relative to the plan file; it holds one version only, so prefer a local `repo`).",
     )
-    repo: str | None = Field(default=None, description="Chart repository URL (helm --repo), for a bare chart name.")
+    repo: str | None = Field(
+        default=None,
+        description="Chart repository of `chart`: a URL (helm --repo), or a local directory (./ ../ or /, relative "
+        "to the plan file) holding <chart>-<version>/ or <chart>-<version>.tgz, as `helm package` names them.",
+    )
     version: str = Field(
         min_length=1, description="Chart version to upgrade to (the deployed one, to change only images)."
     )
@@ -240,6 +244,11 @@ class HelmRelease(Strict):
     @property
     def is_path(self) -> bool:
         return self.chart.startswith(("./", "../", "/"))
+
+    @property
+    def local_repo(self) -> bool:
+        """``repo`` is a directory of packaged or unpacked charts (helm has no file:// repositories)."""
+        return bool(self.repo) and str(self.repo).startswith(("./", "../", "/"))
 
 
 class EndpointCheck(Strict):

@@ -1,6 +1,6 @@
 """The Helm adapter (helm.status, helm.upgrade, helm.rollback) on the real lab with the real helm.
 
-A tiny chart of our own (tests/k8s/charts/tiny-1, tiny-2: chart versions 0.1.0 and 0.2.0; one
+A tiny chart of our own (tests/k8s/charts/tiny-0.1.0, tiny-0.2.0: chart versions 0.1.0 and 0.2.0; one
 Deployment whose image is images.tags.api and replicas pod.replicas.api; a switchable post-upgrade
 hook Job that never completes, so a helm process can be caught mid-upgrade). One namespace for the
 module, one release per test.
@@ -66,7 +66,7 @@ def target(k8s_lab: KubeLab) -> Iterator[KubeTarget]:
     k8s_lab.kubectl_run("delete", "namespace", ns, "--wait=false", check=False)
 
 
-def release(name: str, chart: str = "tiny-2", version: str = "0.2.0", timeout: int = 30) -> HelmRelease:
+def release(name: str, chart: str = "tiny-0.2.0", version: str = "0.2.0", timeout: int = 30) -> HelmRelease:
     return HelmRelease(
         release=name,
         chart=str(CHARTS / chart),
@@ -86,7 +86,7 @@ def install(target: KubeTarget, name: str, values: dict[str, Any] | None = None,
     path = (tmp or Path("/tmp")) / f"{name}-{uuid.uuid4().hex[:6]}.json"
     path.write_text(json.dumps(values if values is not None else OPERATOR))
     try:
-        cli(target, name).run("install", name, str(CHARTS / "tiny-1"), "-f", str(path), "--description", "operator")
+        cli(target, name).run("install", name, str(CHARTS / "tiny-0.1.0"), "-f", str(path), "--description", "operator")
     finally:
         path.unlink()
 
@@ -160,7 +160,7 @@ def _killed_upgrade(target: KubeTarget, name: str, label: str | None) -> None:
     """A helm upgrade caught in its post-upgrade hook and killed with SIGKILL (a dead worker):
     the release stays pending-upgrade."""
     h = cli(target, name)
-    args = ["upgrade", name, str(CHARTS / "tiny-1"), "--reuse-values", "--set", "hooks.stuck=true"]
+    args = ["upgrade", name, str(CHARTS / "tiny-0.1.0"), "--reuse-values", "--set", "hooks.stuck=true"]
     args += ["--labels", f"{LABEL}={label}"] if label else []
     proc = subprocess.Popen(h.argv(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -226,8 +226,9 @@ def test_quiesce_and_unquiesce(target: KubeTarget) -> None:
     there before — here nothing (the operator never set pod.replicas): the path is deleted again."""
     install(target, "qu")
     refs = [ref("Deployment", "qu-api", "api")]
-    # chart_version "" (the deployed one): a path chart must then hold the deployed version (0.1.0)
-    qu = release("qu", chart="tiny-1", version="0.1.0")
+    # chart_version "" (the deployed one, 0.1.0) while the plan names 0.2.0: the local repository
+    # holds both, as a quiesce before the roll (the restore of a part-way expand) needs
+    qu = release("qu").model_copy(update={"chart": "tiny", "repo": str(CHARTS)})
     rec = Recorder()
     early = HelmUpgradeInput(
         target=target, helm=qu, purpose="unquiesce", restore_of="q1", change_id="u1", workloads=refs
