@@ -182,8 +182,8 @@ def _labs(inject: Inject | None, reset: bool = True) -> DemoLab:
     from lab.openstack.manager import OpenStackLab
 
     con = out()
-    with con.status("building (once, ~8 min) or reusing the Kubernetes lab binaries"):
-        build.build()  # a no-op when the version-keyed cache is warm
+    with con.status("building (once, ~12 min) or reusing the Kubernetes lab binaries and helm"):
+        build.build_all()  # a no-op when the version-keyed cache is warm
         kube = demo_kube_lab()
         t = time.monotonic()
         kube.up()
@@ -200,7 +200,11 @@ def _labs(inject: Inject | None, reset: bool = True) -> DemoLab:
     assert osl.keystone
     say(f"OpenStack lab up in {time.monotonic() - t:.1f}s (Keystone at {osl.keystone.url})")
     lab = DemoLab(kube, osl)
-    doing = "deploying keystone-api 28.1.0 on a fresh Keystone database" if reset else "reusing the labs as they are"
+    doing = (
+        "deploying keystone-api 28.1.0 (Helm release keystone, chart 2025.2.0) on a fresh Keystone database"
+        if reset
+        else "reusing the labs as they are"
+    )
     with con.status(doing):
         t = time.monotonic()
         lab.prepare(inject, reset=reset)
