@@ -150,6 +150,14 @@ class DemoLab:
         pod = d.spec.template.spec if d.spec else None
         return (pod.containers[0].image if pod else None) or ""
 
+    def values_changes(self) -> dict[str, tuple[Any, Any]]:
+        """The release's user-supplied values against the operator's file: {dotted path: (file, release)}
+        for every leaf that differs (lists compared whole). After an upgrade or a rollback by stackhop
+        only image tags may appear here."""
+        given = flatten(yaml.safe_load(LAB_VALUES.read_text()))
+        now = flatten(self.helm().get_values(RELEASE))
+        return {k: (given.get(k), now.get(k)) for k in sorted(given.keys() | now.keys()) if given.get(k) != now.get(k)}
+
     def served_release(self) -> str | None:
         ks = self.openstack.keystone
         return ks.release if ks and ks.pid and ks.ready() else None
@@ -165,6 +173,16 @@ class DemoLab:
             return bool(conn.auth_token)
         finally:
             conn.close()
+
+
+def flatten(values: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested values as {dotted.path: leaf} (a list is one leaf)."""
+    if not isinstance(values, dict) or not values:
+        return {prefix: values} if prefix else {}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
 
 
 def deployment(namespace: str, image: str, replicas: int) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from temporalio.client import Client
 
 from cliapp.common import FAILED, Fail, connect, out, say, settings
 from cliapp.dev import die_with_parent, port_open, start_server, stop_event, stop_server
-from lab.demo import DemoLab, Inject
+from lab.demo import RELEASE, DemoLab, Inject
 from lab.openstack import paths
 from model import io
 from model.loading import load_plan
@@ -219,6 +219,15 @@ def _aftermath(lab: DemoLab, report: io.UpgradeReport | None) -> None:
     table.add_row("keystone-api image", lab.deployed_image())
     table.add_row("Keystone serving", str(lab.served_release()))
     table.add_row("token issue", "works" if lab.token_works() else "FAILS")
+    if lab.deploy == "helm":
+        for h in lab.helm().history(RELEASE):
+            table.add_row(f"helm revision {h['revision']}", f"{h['chart']} {h['status']}: {h['description']}")
+        changed = lab.values_changes()
+        table.add_row(
+            "helm get values",
+            "equal to examples/lab-keystone-values.yaml"
+            + (" except " + ", ".join(f"{k}={v[1]}" for k, v in changed.items()) if changed else ""),
+        )
     for svc in report.services if report else []:
         if svc.snapshot:
             table.add_row(

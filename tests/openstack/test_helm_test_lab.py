@@ -34,6 +34,7 @@ def test_demo_deploys_a_helm_release_that_helm_test_checks(k8s_lab: KubeLab, ope
             (1, f"keystone-{KEYSTONE_OLD}", "deployed")
         ]
         assert helm.get_values(RELEASE) == yaml.safe_load(LAB_VALUES.read_text())  # the operator's values, as given
+        assert lab.values_changes() == {}
 
         passed = helm.test(RELEASE)
         assert passed.returncode == 0, passed.stdout + passed.stderr
@@ -41,6 +42,7 @@ def test_demo_deploys_a_helm_release_that_helm_test_checks(k8s_lab: KubeLab, ope
         assert lab.follower and lab.follower.tests_run == [("keystone-test", True)]
 
         helm.upgrade(RELEASE, keystone_chart(KEYSTONE_OLD), set_values={"pod.replicas.api": "0"}, wait=False)
+        assert lab.values_changes() == {"pod.replicas.api": (2, 0)}
         ks = openstack_lab.keystone
         eventually_sync(lambda: not (ks and ks.pid), within=60, what="Keystone stopped with no keystone-api pod")
         failed = helm.test(RELEASE)
