@@ -35,7 +35,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 labs: venv
 	$(TIMED) "set-up: OpenStack lab (MariaDB, release venvs)" $(VENV)/bin/python -m lab.openstack.install
-	$(TIMED) "set-up: Kubernetes lab binaries" $(VENV)/bin/python -m lab.k8s.build
+	$(TIMED) "set-up: Kubernetes lab binaries and helm" $(VENV)/bin/python -m lab.k8s.build
 
 # Static checks, zero findings: the formatter owns the layout, then lint, types, import layers.
 check: venv

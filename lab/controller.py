@@ -9,6 +9,12 @@ when the new release answers, as with a real readiness probe. No live pod: the A
 (a quiesced service). The engine itself never talks to this controller: it talks to Kubernetes and
 OpenStack only, as in production.
 
+It also plays the kubelet for ``helm test``: a pod of a chart's test hook (annotation
+``helm.sh/hook: test``, label ``component=test``, as the lab's charts render them) that kwok has made
+Running is run here for real — a token is issued by the Keystone being served — and its phase set
+to Succeeded or Failed (with the container's exit code and message), which is what ``helm test``
+waits for. So ``helm test keystone`` passes exactly when the served Keystone answers.
+
 Failure injection: a release listed in ``crashing`` never becomes Ready (a crash-looping image),
 and ``broken_policy`` serves that release with a policy that denies domain creation, which the
 tempest identity smoke tests catch while the endpoint checks still pass.
@@ -16,8 +22,11 @@ tempest identity smoke tests catch while the endpoint checks still pass.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +42,8 @@ from lab.openstack.manager import OpenStackLab
 log = structlog.get_logger(__name__)
 
 LABEL = "lab.stackhop.io/served-by"
+TEST_SELECTOR = "component=test"  # the lab charts' helm test pods (kubernetes_metadata_labels)
+HOOK = "helm.sh/hook"
 BROKEN_POLICY = '"identity:create_domain": "!"\n"identity:update_domain": "!"\n'
 
 
@@ -71,6 +82,7 @@ class KeystoneFollower:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="lab-controller", daemon=True)
         self.switches: list[str] = []  # releases served, in order (for tests and the demo report)
+        self.tests_run: list[tuple[str, bool]] = []  # (helm test pod, passed), in order
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> KeystoneFollower:
@@ -91,19 +103,19 @@ class KeystoneFollower:
 
     # --- the loop ----------------------------------------------------------------------------
     def _loop(self) -> None:
-        selector = f"app={self.app},{LABEL}=controller"
         while not self._stop.is_set():
             try:
                 self.reconcile()
+                self.run_tests()
                 w = watch.Watch()
-                for _ in w.stream(
+                for _ in w.stream(  # every pod of the namespace: the served app's and helm test pods
                     self.core.list_namespaced_pod,
                     self.namespace,
-                    label_selector=selector,
                     timeout_seconds=2,
                     _request_timeout=5,
                 ):
                     self.reconcile()
+                    self.run_tests()
                     if self._stop.is_set():
                         w.stop()
                         break
@@ -169,6 +181,88 @@ class KeystoneFollower:
                     "started": True,
                     "restartCount": 0,
                     "state": {"running": {"startedAt": now}},
+                }
+                for c in pod.spec.containers
+            ],
+        }
+        try:
+            self.core.patch_namespaced_pod_status(pod.metadata.name, self.namespace, {"status": status})
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    # --- helm test pods ------------------------------------------------------------------------
+    def run_tests(self) -> None:
+        """Run the chart test pods kwok has started (Running) and set their final phase."""
+        if self._stop.is_set():
+            return
+        pods: list[Pod] = self.core.list_namespaced_pod(self.namespace, label_selector=TEST_SELECTOR).items
+        for pod in pods:
+            hook = (pod.metadata.annotations or {}).get(HOOK, "")
+            if "test" not in hook.split(",") or pod.metadata.deletion_timestamp is not None:
+                continue
+            if pod.status.phase != "Running":
+                continue  # Pending: kwok starts it first; Succeeded/Failed: already run
+            ok, message = self.token_test()
+            log.info("lab controller: helm test pod ran", pod=pod.metadata.name, passed=ok, message=message)
+            self._finish(pod, ok, message)
+            self.tests_run.append((pod.metadata.name, ok))
+
+    def token_test(self) -> tuple[bool, str]:
+        """What the chart's test container does (``openstack token issue``), against the served Keystone."""
+        ks = self.lab.keystone
+        if ks is None or not ks.pid:
+            return False, "Keystone does not answer: no Keystone is served"
+        body = {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {"name": "admin", "domain": {"name": "Default"}, "password": ks.admin_password}
+                    },
+                },
+                "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}},
+            }
+        }
+        request = urllib.request.Request(
+            f"{ks.url}/auth/tokens",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                token = response.headers.get("X-Subject-Token")
+                status: int = response.status
+        except urllib.error.HTTPError as e:
+            return False, f"no token issued (HTTP {e.code})"
+        except (urllib.error.URLError, OSError) as e:
+            return False, f"Keystone does not answer: {e}"
+        if status != 201 or not token:
+            return False, f"no token issued (HTTP {status})"
+        return True, f"token issued by Keystone {ks.release}"
+
+    def _finish(self, pod: Pod, ok: bool, message: str) -> None:
+        now = datetime.now(UTC).isoformat()
+        terminated = {
+            "exitCode": 0 if ok else 1,
+            "reason": "Completed" if ok else "Error",
+            "message": message,
+            "startedAt": now,
+            "finishedAt": now,
+        }
+        status = {
+            "phase": "Succeeded" if ok else "Failed",
+            "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now}],
+            "containerStatuses": [
+                {
+                    "name": c.name,
+                    "image": c.image,
+                    "imageID": "",
+                    "ready": False,
+                    "started": False,
+                    "restartCount": 0,
+                    "state": {"terminated": terminated},
                 }
                 for c in pod.spec.containers
             ],

@@ -1,7 +1,10 @@
 """The demo environment: both labs wired into one "cloud" that stackhop can upgrade.
 
 A ``keystone-api`` Deployment on the Kubernetes lab stands for the Keystone that the OpenStack lab
-serves (the lab controller keeps the two in step), the kubeconfig gets a context named like the
+serves (the lab controller keeps the two in step). By default it is deployed as real clouds deploy
+it: the Helm release ``keystone`` of the lab's openstack-helm-style chart (lab/charts/keystone-2025.2.0)
+with the operator's own values (examples/lab-keystone-values.yaml); ``deploy="objects"`` creates
+the bare Deployment instead (for raw-object plans). The kubeconfig gets a context named like the
 plan's (``lab``), and the worker gets the OpenStack lab's environment. Failures are injected for
 real: schema drift that breaks the expand migration, a release whose pods never become ready, or a
 policy that the tempest smoke run catches.
@@ -20,7 +23,9 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from lab.controller import LABEL, KeystoneFollower, wait_until
+from lab.helm import KEYSTONE_OLD, LAB_VALUES, Helm, keystone_chart
 from lab.k8s.cluster import KubeLab
+from lab.k8s.versions import helm_bin
 from lab.openstack.manager import ADMIN_CLOUD, OpenStackLab
 
 log = structlog.get_logger(__name__)
@@ -29,6 +34,8 @@ BASELINE = "28.1.0"
 TARGET = "29.1.0"
 REPO = "registry.lab/keystone"
 Inject = Literal["migration", "rollout", "tempest"]
+Deploy = Literal["helm", "objects"]
+RELEASE = "keystone"  # the Helm release of the demo's Keystone
 # An index the 2026.1 expand migration creates, added beforehand as a DBA "hot fix": the expand
 # then applies its first revisions and fails half-way on "Duplicate key name", as drift does.
 DRIFT_SQL = "CREATE INDEX ix_revocation_event_composite ON revocation_event (audit_id)"
@@ -40,7 +47,8 @@ class DemoLab:
     openstack: OpenStackLab
     namespace: str = "openstack"
     context: str = "lab"
-    replicas: int = 2
+    replicas: int = 2  # objects: the Deployment's; helm: pod.replicas.api of the values file
+    deploy: Deploy = "helm"
     follower: KeystoneFollower | None = field(default=None, repr=False)
 
     @property
@@ -58,7 +66,11 @@ class DemoLab:
         return path
 
     def worker_env(self) -> dict[str, str]:
-        return {**self.openstack.worker_env(), "KUBECONFIG": str(self.kubeconfig)}
+        return {**self.openstack.worker_env(), "KUBECONFIG": str(self.kubeconfig), "STACKHOP_HELM": str(helm_bin())}
+
+    def helm(self) -> Helm:
+        """helm on the demo's namespace through its kubeconfig and context."""
+        return Helm(self.kubeconfig, self.namespace, self.context)
 
     def _apps(self) -> tuple[client.CoreV1Api, client.AppsV1Api]:
         # kubernetes' config loaders carry no annotations
@@ -85,22 +97,28 @@ class DemoLab:
         except ApiException as e:
             if e.status != 409:
                 raise
+        helm = self.helm()
+        helm.uninstall(RELEASE, wait=False)  # either way: a fresh release or bare Deployment
         try:
             apps.delete_namespaced_deployment("keystone-api", self.namespace, grace_period_seconds=0)
-            wait_until(
-                lambda: not core.list_namespaced_pod(self.namespace, label_selector="app=keystone-api").items,
-                60,
-                "old keystone-api pods to go",
-            )
         except ApiException as e:
             if e.status != 404:
                 raise
+        wait_until(
+            lambda: not core.list_namespaced_pod(self.namespace, label_selector="app=keystone-api").items,
+            60,
+            "old keystone-api pods to go",
+        )
         if inject == "migration":
             assert self.openstack.mariadb, "the OpenStack lab is up"
             self.openstack.mariadb.sql(DRIFT_SQL, database="keystone")
-        manifest = deployment(self.namespace, f"{REPO}:{BASELINE}", self.replicas)
-        manifest_body: Any = manifest  # the client sends a plain dict as it is; its annotations name only V1 models
-        apps.create_namespaced_deployment(self.namespace, manifest_body)
+        if self.deploy == "helm":
+            # no --wait: the pods become Ready only once the lab controller (started next) serves Keystone
+            helm.install(RELEASE, keystone_chart(KEYSTONE_OLD), values=[LAB_VALUES], wait=False)
+        else:
+            manifest = deployment(self.namespace, f"{REPO}:{BASELINE}", self.replicas)
+            manifest_body: Any = manifest  # the client sends a plain dict as it is; its annotations name only V1 models
+            apps.create_namespaced_deployment(self.namespace, manifest_body)
         self._follow(inject)
         wait_until(lambda: self.available(apps), 90, "keystone-api at 28.1.0 to be available")
 
@@ -132,6 +150,14 @@ class DemoLab:
         pod = d.spec.template.spec if d.spec else None
         return (pod.containers[0].image if pod else None) or ""
 
+    def values_changes(self) -> dict[str, tuple[Any, Any]]:
+        """The release's user-supplied values against the operator's file: {dotted path: (file, release)}
+        for every leaf that differs (lists compared whole). After an upgrade or a rollback by stackhop
+        only image tags may appear here."""
+        given = flatten(yaml.safe_load(LAB_VALUES.read_text()))
+        now = flatten(self.helm().get_values(RELEASE))
+        return {k: (given.get(k), now.get(k)) for k in sorted(given.keys() | now.keys()) if given.get(k) != now.get(k)}
+
     def served_release(self) -> str | None:
         ks = self.openstack.keystone
         return ks.release if ks and ks.pid and ks.ready() else None
@@ -147,6 +173,16 @@ class DemoLab:
             return bool(conn.auth_token)
         finally:
             conn.close()
+
+
+def flatten(values: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested values as {dotted.path: leaf} (a list is one leaf)."""
+    if not isinstance(values, dict) or not values:
+        return {prefix: values} if prefix else {}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
 
 
 def deployment(namespace: str, image: str, replicas: int) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from temporalio.client import Client
 
 from cliapp.common import FAILED, Fail, connect, out, say, settings
 from cliapp.dev import die_with_parent, port_open, start_server, stop_event, stop_server
-from lab.demo import DemoLab, Inject
+from lab.demo import RELEASE, DemoLab, Inject
 from lab.openstack import paths
 from model import io
 from model.loading import load_plan
@@ -182,8 +182,8 @@ def _labs(inject: Inject | None, reset: bool = True) -> DemoLab:
     from lab.openstack.manager import OpenStackLab
 
     con = out()
-    with con.status("building (once, ~8 min) or reusing the Kubernetes lab binaries"):
-        build.build()  # a no-op when the version-keyed cache is warm
+    with con.status("building (once, ~12 min) or reusing the Kubernetes lab binaries and helm"):
+        build.build_all()  # a no-op when the version-keyed cache is warm
         kube = demo_kube_lab()
         t = time.monotonic()
         kube.up()
@@ -200,7 +200,11 @@ def _labs(inject: Inject | None, reset: bool = True) -> DemoLab:
     assert osl.keystone
     say(f"OpenStack lab up in {time.monotonic() - t:.1f}s (Keystone at {osl.keystone.url})")
     lab = DemoLab(kube, osl)
-    doing = "deploying keystone-api 28.1.0 on a fresh Keystone database" if reset else "reusing the labs as they are"
+    doing = (
+        "deploying keystone-api 28.1.0 (Helm release keystone, chart 2025.2.0) on a fresh Keystone database"
+        if reset
+        else "reusing the labs as they are"
+    )
     with con.status(doing):
         t = time.monotonic()
         lab.prepare(inject, reset=reset)
@@ -215,6 +219,15 @@ def _aftermath(lab: DemoLab, report: io.UpgradeReport | None) -> None:
     table.add_row("keystone-api image", lab.deployed_image())
     table.add_row("Keystone serving", str(lab.served_release()))
     table.add_row("token issue", "works" if lab.token_works() else "FAILS")
+    if lab.deploy == "helm":
+        for h in lab.helm().history(RELEASE):
+            table.add_row(f"helm revision {h['revision']}", f"{h['chart']} {h['status']}: {h['description']}")
+        changed = lab.values_changes()
+        table.add_row(
+            "helm get values",
+            "equal to examples/lab-keystone-values.yaml"
+            + (" except " + ", ".join(f"{k}={v[1]}" for k, v in changed.items()) if changed else ""),
+        )
     for svc in report.services if report else []:
         if svc.snapshot:
             table.add_row(

@@ -239,6 +239,13 @@ class Mutation:
         may_quiesce = (service.get("database") and mode != "none") or mode == "offline"
         if f.generic == "services[].workloads[].quiesce" and may_quiesce:
             return {f.path} if service["workloads"][f.loc[3]]["kind"] == "DaemonSet" else None
+        helm = f"services[{f.loc[1]}].helm" if service.get("helm") else ""
+        if f.generic.startswith("services[].helm.replica_values") and may_quiesce:
+            return {f"{helm}.replica_values"}  # a quiesce needs each workload's replicas value path
+        if f.generic == "services[].helm.image_values.*":
+            images = {w["image"] for w in service.get("workloads", [])}
+            left = {v for k, v in service["helm"]["image_values"].items() if k != f.loc[-1]}
+            return {f"{helm}.image_values"} if images - left else None
         return None
 
 
@@ -271,7 +278,7 @@ def load(text: str, what: str) -> UpgradePlan | PlanError:
     """The loader's answer under a liveness deadline: a plan or its own error, nothing else."""
     with deadline(what):
         try:
-            return parse_plan(text, "plan.yaml")
+            return parse_plan(text, "plan.yaml", base=ROOT / "examples")  # the plans' chart paths
         except PlanError as e:
             return e
 

@@ -1,8 +1,9 @@
-"""Build the Kubernetes lab binaries from the Go module proxy, once (``python -m lab.k8s.build``).
+"""Build the Kubernetes lab binaries and helm from the Go module proxy, once (``python -m lab.k8s.build``).
 
 Idempotent: when every binary is present in the version-keyed cache (and the stamp matches the
 wrapper modules' go.sum), it does nothing but print the cache path.  Otherwise it builds the three
-wrapper modules in lab/k8s/gomod/ (kubernetes, etcd, kwok) with ``go build`` into a temporary
+wrapper modules in lab/k8s/gomod/ (kubernetes, etcd, kwok; helm into its own cache directory,
+keyed by HELM_VERSION, with its own stamp) with ``go build`` into a temporary
 directory and moves the results in, so an interrupted build never leaves a half-written binary
 that a later run would trust.  Needs only ``go`` (>= the go line of the wrapper go.mod files) and
 network access to the Go module proxy.
@@ -19,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab.k8s.versions import BINARIES, GOMOD_DIR, K8S_VERSION, KWOK_VERSION, bin_dir
+from lab.k8s.versions import BINARIES, GOMOD_DIR, HELM_VERSION, K8S_VERSION, KWOK_VERSION, bin_dir, helm_bin
 
 _STAMP = ".stamp"
 
@@ -127,8 +128,77 @@ def build(*, force: bool = False, jobs: int = 2) -> Path:
     return dest
 
 
+# --- helm: its own cache directory (helm-<HELM_VERSION>/bin), its own wrapper module and stamp ----------
+
+
+def _helm_stamp() -> str:
+    """Changes when the helm wrapper module's pins change (or the version we stamp into the binary)."""
+    h = hashlib.sha256(HELM_VERSION.encode())
+    for f in ("go.mod", "go.sum"):
+        h.update((GOMOD_DIR / "helm" / f).read_bytes())
+    return h.hexdigest()
+
+
+def _helm_reports_version(binary: Path) -> bool:
+    try:
+        out = subprocess.run(
+            [str(binary), "version", "--template", "{{.Version}}"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.strip() == HELM_VERSION
+
+
+def helm_is_warm() -> bool:
+    """The binary is there and stamped with this wrapper module's pins.
+
+    A binary placed there by hand (or by an older build.py without stamps) that reports
+    HELM_VERSION is adopted: the stamp is written and the build skipped."""
+    binary = helm_bin()
+    if not binary.is_file():
+        return False
+    stamp = binary.parent / _STAMP
+    if stamp.is_file():
+        return stamp.read_text().strip() == _helm_stamp()
+    if _helm_reports_version(binary):
+        stamp.write_text(_helm_stamp() + "\n")
+        return True
+    return False
+
+
+def build_helm(*, force: bool = False, jobs: int = 2) -> Path:
+    """Build (or reuse) the lab's helm binary (``lab.k8s.versions.helm_bin()``); return its path."""
+    binary = helm_bin()
+    if not force and helm_is_warm():
+        return binary
+    if shutil.which("go") is None:
+        sys.exit("lab.k8s.build: `go` is not on PATH (need Go >= 1.26 to build helm)")
+    dest = binary.parent
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / _STAMP).unlink(missing_ok=True)
+    t0 = time.monotonic()
+    print(f"lab.k8s.build: building helm {HELM_VERSION}", file=sys.stderr, flush=True)
+    ldflags = f"-s -w -X helm.sh/helm/v4/internal/version.version={HELM_VERSION}"
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".build-") as tmp:
+        cmd = ["go", "build", "-p", str(jobs), "-ldflags", ldflags, "-o", f"{tmp}/helm", "helm.sh/helm/v4/cmd/helm"]
+        subprocess.run(cmd, cwd=GOMOD_DIR / "helm", env=_go_env(), check=True)
+        os.replace(Path(tmp) / "helm", binary)  # atomic: never a half-written binary at the path
+    (dest / _STAMP).write_text(_helm_stamp() + "\n")
+    print(f"lab.k8s.build: helm built in {time.monotonic() - t0:.0f}s", file=sys.stderr, flush=True)
+    return binary
+
+
+def build_all(*, force: bool = False, jobs: int = 2) -> Path:
+    """Everything the lab needs: the Kubernetes binaries and helm. Returns the k8s bin directory."""
+    dest = build(force=force, jobs=jobs)
+    build_helm(force=force, jobs=jobs)
+    return dest
+
+
 def main() -> None:
-    print(build(force="--force" in sys.argv))
+    force = "--force" in sys.argv
+    print(build(force=force))
+    print(build_helm(force=force))
 
 
 if __name__ == "__main__":

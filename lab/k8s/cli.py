@@ -7,6 +7,7 @@ import json
 import typer
 
 from lab.k8s.build import build as build_binaries
+from lab.k8s.build import build_helm
 from lab.k8s.cluster import KubeLab
 
 app = typer.Typer(help="Kubernetes lab: real control plane, kwok fake nodes.", no_args_is_help=True)
@@ -39,8 +40,9 @@ def status(name: str = _NAME) -> None:
 
 @app.command()
 def build(force: bool = typer.Option(False, help="Rebuild even when the cache is warm.")) -> None:
-    """Build the lab binaries into the version-keyed cache (idempotent); prints the bin path."""
+    """Build the lab binaries and helm into the version-keyed caches (idempotent); prints their paths."""
     typer.echo(build_binaries(force=force))
+    typer.echo(build_helm(force=force))
 
 
 if __name__ == "__main__":

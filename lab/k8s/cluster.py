@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 import yaml
 
-from lab.k8s.build import build, is_warm
+from lab.k8s.build import build_all, helm_is_warm, is_warm
 from lab.k8s.versions import HERE, bin_dir, lab_dir
 
 log = structlog.get_logger(__name__)
@@ -177,8 +177,8 @@ class KubeLab:
 
     def up(self, *, wait: str = "3m") -> Path:
         """Create (or reuse a healthy) cluster with N Ready fake nodes; return the kubeconfig."""
-        if not is_warm():
-            build()
+        if not (is_warm() and helm_is_warm()):
+            build_all()
         current = self.stamp_file.is_file() and self.stamp_file.read_text() == self.recipe_stamp()
         if current and self.healthy():
             log.info("k8s lab already up", kubeconfig=str(self.kubeconfig))

@@ -41,7 +41,7 @@ async def test_canary_trigger_upgrades_then_returns_to_baseline(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    lab = DemoLab(k8s_lab, openstack_lab, namespace=f"canary-{uuid.uuid4().hex[:6]}")
+    lab = DemoLab(k8s_lab, openstack_lab, namespace=f"canary-{uuid.uuid4().hex[:6]}", deploy="objects")
     await asyncio.to_thread(lab.prepare)
     try:
         for key, value in lab.worker_env().items():
@@ -49,6 +49,7 @@ async def test_canary_trigger_upgrades_then_returns_to_baseline(
         doc = yaml.safe_load((ROOT / "examples" / "lab-keystone.yaml").read_text())
         doc["cloud"]["name"] = f"canary{uuid.uuid4().hex[:6]}"
         doc["cloud"]["kubernetes"]["namespace"] = lab.namespace
+        doc["services"][0].pop("helm", None)  # raw objects, as the lab deployed them
         plan = tmp_path / "canary.yaml"
         plan.write_text(yaml.safe_dump(doc))
         name, tq = f"k{uuid.uuid4().hex[:6]}", f"canary-{uuid.uuid4().hex[:6]}"

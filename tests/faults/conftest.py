@@ -55,7 +55,7 @@ def worker_kubeconfig(kube: KubeLab, context: str, path: Path) -> Path:
 def fault_lab(k8s_lab: KubeLab, openstack_lab: OpenStackLab) -> Iterator[DemoLab]:
     assert openstack_lab.mariadb
     openstack_lab.mariadb.general_log(True)
-    lab = DemoLab(k8s_lab, openstack_lab)
+    lab = DemoLab(k8s_lab, openstack_lab, deploy="objects")  # the fault plan rolls raw objects
     try:
         yield lab
     finally:

@@ -63,6 +63,7 @@ def fault_plan(rollout_timeout: str) -> UpgradePlan:
     }
     (svc,) = doc["services"]
     svc["checks"] = [c for c in svc["checks"] if c["kind"] == "endpoint"]
+    svc.pop("helm", None)  # raw objects: the fault lab deploys a bare Deployment (DemoLab deploy="objects")
     return parse_plan(yaml.safe_dump(doc), "fault-plan")
 
 
