@@ -2,10 +2,11 @@
 
 A kill point names a step (a label the interceptor derives from the activity and its input, so the
 four db_sync phases and the two scale directions are told apart), a moment (``start``: the activity
-was handed to the worker, before its function runs; ``complete``: its function returned, before its
-result reached the server) and an occurrence of that moment in the run, retries included. The
-worker appends every start and completion to one JSON-lines file per run (fsync'd before a kill),
-so the harness knows which points fired and can wait for a step to start.
+was handed to the worker, before its function runs; ``during``: a helm command the activity started
+is running; ``complete``: its function returned, before its result reached the server) and an
+occurrence of that moment in the run, retries included. The worker appends every moment to one
+JSON-lines file per run (fsync'd before a kill), so the harness knows which points fired and can
+wait for a step to start.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Literal
 
 from model import io
 
-When = Literal["start", "complete"]
+When = Literal["start", "during", "complete"]
 PLAN_ENV = "STACKHOP_FAULT_PLAN"  # JSON file: {"events": path, "points": [KillPoint, ...]}
 
 # activity name -> step label (db_sync and scale are refined from their input, see label())
@@ -35,6 +36,8 @@ LABELS = {
     io.K8S_UNDO_IMAGES: "undo-images",
     io.CHECKS_RUN: "validate",
     io.TEMPEST_RUN: "tempest",
+    io.HELM_STATUS: "helm-status",
+    io.HELM_ROLLBACK: "helm-rollback",
 }
 
 
@@ -67,6 +70,8 @@ def label(activity_type: str, args: Sequence[Any], done: list[Event]) -> str:
         return arg.phase
     if isinstance(arg, io.ScaleInput):
         return "unquiesce" if arg.restore or arg.replicas else "quiesce"
+    if isinstance(arg, io.HelmUpgradeInput):
+        return {"roll": "helm-upgrade", "quiesce": "quiesce", "unquiesce": "unquiesce"}[arg.purpose]
     if isinstance(arg, io.CheckInput) and arg.stage == "pre":
         return "preflight"
     step = LABELS.get(activity_type, activity_type)

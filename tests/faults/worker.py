@@ -89,9 +89,33 @@ class _Inbound(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         step = label(activity.info().activity_type, input.args, read_events(self.root.events))
         await self._moment(step, "start")
-        result = await super().execute_activity(input)
+        during = [p for p in self.root.points if (p.step, p.when) == (step, "during")]
+        watch = asyncio.create_task(self._during(step)) if during else None
+        try:
+            result = await super().execute_activity(input)
+        finally:
+            if watch is not None:
+                watch.cancel()
         await self._moment(step, "complete")  # the function returned; its result has not left this process
         return result
+
+    async def _during(self, step: str) -> None:
+        """Once the activity's helm command runs (a child process of this worker), the ``during``
+        moment: the worker dies with helm half-way through its operation."""
+        with contextlib.suppress(NotYet):
+            await eventually(_helm_child, within=HOLD_LIMIT, what="a helm command to run")
+            await self._moment(step, "during")
+
+
+def _helm_child() -> bool:
+    """Is a helm process a child of this worker now?"""
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)
+            if fields[0].endswith("(helm") and fields[1].split()[1] == me:
+                return True
+    return False
 
 
 def warm_up() -> None:
