@@ -76,6 +76,14 @@ async def report_of(temporal_env: WorkflowEnvironment) -> io.UpgradeReport:
     return report
 
 
+IMAGE_VALUES = {"images.tags.keystone_api", "images.tags.keystone_db_sync"}
+
+
+def helm_story(lab: DemoLab) -> list[tuple[str, str, str]]:
+    """The keystone release's history as (chart, status, description), oldest first."""
+    return [(r["chart"], r["status"], r["description"]) for r in lab.helm().history("keystone")]
+
+
 async def test_demo_upgrades_keystone_to_2026_1(
     demo_env: dict[str, str], temporal_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -103,6 +111,12 @@ async def test_demo_upgrades_keystone_to_2026_1(
         "postcheck",
     ]
     assert "Temporal UI: http://127.0.0.1:" in output and "upgraded to 2026.1" in output
+    # through the release: one revision, chart and images changed, every other value the operator's
+    (install, upgrade) = helm_story(lab)
+    assert install[:2] == ("keystone-2025.2.0", "superseded") and upgrade[:2] == ("keystone-2026.1.0", "deployed")
+    assert upgrade[2].startswith("stackhop upgrade/lab/keystone/")
+    assert set(lab.values_changes()) == IMAGE_VALUES, lab.values_changes()
+    assert [(c.purpose, c.revision_before, c.revision) for c in svc.helm] == [("roll", 1, 2)]
 
 
 async def test_a_part_way_expand_is_restored_and_the_report_says_what_the_restore_discards(
@@ -128,6 +142,11 @@ async def test_a_part_way_expand_is_restored_and_the_report_says_what_the_restor
     assert rollback.table_changes and not [c for c in rollback.table_changes if c.change == "writers"], rollback
     assert "table checksums EQUAL to the snapshot's" in output
     assert "data-loss window" in output
+    # quiesced and scaled back through the release, on the deployed chart: the operator's values again
+    assert [h[:2] for h in helm_story(lab)] == [("keystone-2025.2.0", "superseded")] * 2 + [
+        ("keystone-2025.2.0", "deployed")
+    ]
+    assert lab.values_changes() == {} and [c.purpose for c in svc.helm] == ["quiesce", "unquiesce"]
 
 
 @pytest.mark.parametrize(
@@ -170,6 +189,14 @@ async def test_a_failure_after_the_expand_rolls_back_images_only_and_keeps_every
     assert svc.restore is None and not any(s.step == "restore" for s in svc.steps)
     assert svc.rollback is not None and svc.rollback.kind == "images", svc.rollback
     assert "contract did not run" in output
+    # the rollback is a revision of the release, back to the operator's chart and values
+    *_, upgrade, back = helm_story(lab)
+    assert upgrade[:2] == ("keystone-2026.1.0", "superseded") and back == (
+        "keystone-2025.2.0",
+        "deployed",
+        "Rollback to 1",
+    )
+    assert lab.values_changes() == {} and [c.purpose for c in svc.helm] == ["roll", "rollback"]
 
     if inject != "tempest":
         return
