@@ -153,15 +153,22 @@ def _heartbeat_revision(release: str) -> int:
     return 0
 
 
-def recover(h: Helm, hist: list[HelmRevision], changes: set[str]) -> tuple[list[HelmRevision], list[str]]:
+def recover(h: Helm, hist: list[HelmRevision], changes: set[str], to: int = 0) -> tuple[list[HelmRevision], list[str]]:
     """Roll back a pending latest revision that is ours or stale (module docstring); HelmBusy for a
-    fresh foreign one. Returns the history afterwards and what was done."""
+    fresh foreign one. Returns the history afterwards and what was done. ``to``: the revision to
+    roll back to (a rollback's own target: going through the last deployed revision first would
+    flap the workloads back to it); default the last deployed one."""
     if not hist or hist[-1].status not in PENDING:
         return hist, []
     latest = hist[-1]
     labels = (h.metadata(latest.revision).get("labels") or {}) if changes else {}
-    mine = any(labels.get(LABEL) == label_value(c, latest.revision) for c in changes) or (
-        _heartbeat_revision(h.release) == latest.revision
+    # Helm writes a rollback's description ("Rollback to N") as it starts, so a pending rollback to
+    # the same revision is this one's killed attempt (or one with the same end: resolved the same way)
+    same_rollback = (m := ROLLBACK_RE.match(latest.description)) is not None and int(m["rev"]) == to
+    mine = (
+        any(labels.get(LABEL) == label_value(c, latest.revision) for c in changes)
+        or _heartbeat_revision(h.release) == latest.revision
+        or (latest.status == "pending-rollback" and same_rollback)
     )
     age = _age(latest.updated)
     bound = STALE_FACTOR * h.timeout
@@ -175,22 +182,23 @@ def recover(h: Helm, hist: list[HelmRevision], changes: set[str]) -> tuple[list[
             revision=latest.revision,
         )
     deployed = last_deployed(hist)
-    if deployed is None:
+    if deployed is None and not to:
         raise errors.permanent(
             errors.HELM_FAILED,
             f"{h.describe()}: revision {latest.revision} is {latest.status} and no revision was ever deployed: "
             f"nothing to roll back to (helm uninstall {h.release} -n {h.namespace}, then install it again)",
         )
+    back_to = to or (deployed.revision if deployed else 0)
     why = "left by an earlier attempt of this change" if mine else f"abandoned ({age:.0f}s old)"
     h.run(
         "rollback",
         h.release,
-        str(deployed.revision),
+        str(back_to),
         "--timeout",
         f"{h.timeout}s",
         beat={"step": "helm", "release": h.release, "recovering": latest.revision},
     )
-    note = f"revision {latest.revision} {latest.status} ({why}), rolled back to {deployed.revision}"
+    note = f"revision {latest.revision} {latest.status} ({why}), rolled back to {back_to}"
     log.warning("helm release recovered", release=h.release, namespace=h.namespace, what=note)
     return revisions(h), [note]
 
@@ -478,18 +486,21 @@ def rollback(inp: HelmRollbackInput) -> HelmChange:
                 already=True,
             )
         )
-    hist, recovered = recover(h, hist, set())
     deployed = last_deployed(hist)
     before_rev = deployed.revision if deployed else hist[-1].revision
-    h.run(
-        "rollback",
-        h.release,
-        str(inp.to_revision),
-        "--timeout",
-        f"{h.timeout}s",
-        beat={"step": "helm", "release": h.release, "making": hist[-1].revision + 1, "purpose": "rollback"},
-    )
-    hist = revisions(h)
+    # A pending revision (this rollback's killed attempt, or a stale one) is resolved by the very
+    # rollback asked for: nothing else to run then.
+    hist, recovered = recover(h, hist, set(), to=inp.to_revision)
+    if not recovered:
+        h.run(
+            "rollback",
+            h.release,
+            str(inp.to_revision),
+            "--timeout",
+            f"{h.timeout}s",
+            beat={"step": "helm", "release": h.release, "making": hist[-1].revision + 1, "purpose": "rollback"},
+        )
+        hist = revisions(h)
     made = previous_rollback()
     if made is None:
         raise errors.permanent(

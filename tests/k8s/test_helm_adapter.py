@@ -186,6 +186,46 @@ def test_recovery_from_pending_upgrade(target: KubeTarget) -> None:
     assert values(target, "pend") == with_image(NEW_IMAGE)
 
 
+def test_a_killed_rollback_is_finished_by_its_retry_without_going_through_the_new_revision(
+    target: KubeTarget,
+) -> None:
+    """helm rollback killed in its post-rollback hook leaves revision 3 pending-rollback, described
+    "Rollback to 1" from its start: the retry recognises it and rolls back to 1 directly — never
+    to the last deployed revision (the upgrade's), which would flap the workloads to the new image."""
+    install(target, "rb", {**OPERATOR, "hooks": {"stuck": True, "delay": "3s"}})  # hooks of revision 1
+    rec = Recorder()
+    change: HelmChange = rec.run(
+        upgrade, roll(target, "rb", "c5", set_values={"images.tags.api": NEW_IMAGE, "hooks.stuck": False})
+    )
+    assert change.revision == 2
+    proc = subprocess.Popen(
+        cli(target, "rb").argv("rollback", "rb", "1"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        eventually_sync(
+            lambda: list_pods(target, "batch.kubernetes.io/job-name=rb-stuck-1"), within=30, what="the hook pod"
+        )
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert [(r["status"], r["description"]) for r in history(target, "rb")][-1] == ("pending-rollback", "Rollback to 1")
+    undo = HelmRollbackInput(
+        target=target,
+        helm=release("rb"),
+        to_revision=1,
+        after_revision=2,
+        workloads=[ref("Deployment", "rb-api", "api")],
+        timeout_seconds=60,
+    )
+    back: HelmChange = rec.run(rollback, undo)
+    assert back.recovered == [
+        "revision 3 pending-rollback (left by an earlier attempt of this change), rolled back to 1"
+    ]
+    assert back.revision == 4 and images_of(read(target, "Deployment", "rb-api")) == {"api": "registry.lab/tiny:1"}
+    assert [r["status"] for r in history(target, "rb")] == ["superseded", "superseded", "pending-rollback", "deployed"]
+    assert rec.run(rollback, undo).already and len(history(target, "rb")) == 4
+
+
 def test_recovery_by_the_previous_attempts_heartbeat(target: KubeTarget) -> None:
     """No label (killed before helm stored it): the revision the previous attempt heartbeated it was
     making is ours too."""
