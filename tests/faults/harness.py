@@ -26,7 +26,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from cliapp.dev import die_with_parent
-from lab.demo import DemoLab, Inject
+from lab.demo import RELEASE, DemoLab, Deploy, Inject
 from model import io, visibility
 from model.loading import parse_plan
 from model.plan import UpgradePlan
@@ -49,7 +49,7 @@ WORKERS = 3  # a start kill and a completion kill take out two: the third takes 
 HEARTBEAT_TIMEOUT = "3s"
 
 
-def fault_plan(rollout_timeout: str) -> UpgradePlan:
+def fault_plan(rollout_timeout: str, deploy: Deploy = "objects") -> UpgradePlan:
     """The demo's plan made small and fast to fail over: the endpoint check only (no tempest), a
     short heartbeat timeout (a killed worker's activity is retried after it), room for retries and
     automatic restores (a part-way expand never waits for an approval)."""
@@ -63,8 +63,9 @@ def fault_plan(rollout_timeout: str) -> UpgradePlan:
     }
     (svc,) = doc["services"]
     svc["checks"] = [c for c in svc["checks"] if c["kind"] == "endpoint"]
-    svc.pop("helm", None)  # raw objects: the fault lab deploys a bare Deployment (DemoLab deploy="objects")
-    return parse_plan(yaml.safe_dump(doc), "fault-plan")
+    if deploy == "objects":
+        svc.pop("helm", None)  # raw objects: the fault lab deploys a bare Deployment (DemoLab deploy="objects")
+    return parse_plan(yaml.safe_dump(doc), "fault-plan", base=ROOT / "examples")
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class Case:
     kills: tuple[KillPoint, ...] = ()
     disruptions: tuple[Disruption, ...] = ()
     rollout_timeout: str = "2m"
+    deploy: Deploy = "objects"  # helm: keystone is the Helm release of the demo, rolled through it
 
 
 @dataclass
@@ -103,6 +105,13 @@ class CaseResult:
     workers: int
     seconds: float
     disrupted: list[str] = field(default_factory=list)
+    helm: list[tuple[int, str, str]] = field(default_factory=list)  # helm history: revision, status, description
+
+    @property
+    def completed_revisions(self) -> list[str]:
+        """The revisions that completed, by what made them: upgrade (stackhop's), or Helm's words."""
+        done = [d for _, status, d in self.helm if status in ("deployed", "superseded")]
+        return ["upgrade" if d.startswith("stackhop ") else d for d in done]
 
     @property
     def duplicated(self) -> int:
@@ -122,7 +131,8 @@ class CaseResult:
             f" {'; '.join(self.disrupted) or 'no restarts'}; retried {','.join(retried) or '-'};"
             f" k8s writes {self.kube.writes}, images {'>'.join(images) or '-'}, replicas {'>'.join(replicas) or '-'};"
             f" db revisions {dict(self.db.revisions)}, DROP keystone {self.db.drops['keystone']};"
-            f" duplicated {self.duplicated}"
+            + (f" helm revisions {', '.join(f'{r} {st}' for r, st, _ in self.helm)};" if self.helm else "")
+            + f" duplicated {self.duplicated}"
         )
 
 
@@ -234,6 +244,7 @@ class Faults:
         # The audit log from before the lab (re)creates the Deployment (its initial state), the
         # general log from after the lab reset the database (its own DROP DATABASE).
         audit_from = logs.size(self.lab.kube.audit_log)
+        self.lab.deploy = case.deploy
         await asyncio.to_thread(self.lab.prepare, case.inject)
         general_from = logs.size(mariadb.general_log_path)
         workdir = self.workdir / case.name
@@ -241,7 +252,7 @@ class Faults:
         events_file, plan_file, worker_log = workdir / "events.jsonl", workdir / "plan.json", workdir / "worker.log"
         events_file.unlink(missing_ok=True)
         write_plan(plan_file, events_file, case.kills, [d.point for d in case.disruptions if d.hold])
-        plan = fault_plan(case.rollout_timeout)
+        plan = fault_plan(case.rollout_timeout, case.deploy)
         await self.temporal.client.start_workflow(
             UpgradeWorkflow.run,
             io.UpgradeInput(plan=plan, requested_by="fault suite"),
@@ -303,6 +314,9 @@ class Faults:
             workers=workers,
             seconds=time.monotonic() - started,
             disrupted=disrupted,
+            helm=[(r["revision"], r["status"], r["description"]) for r in self.lab.helm().history(RELEASE)]
+            if case.deploy == "helm"
+            else [],
         )
 
     async def _disrupt_at(self, events_file: Path, d: Disruption, done: list[str]) -> None:

@@ -34,6 +34,7 @@ class Expected:
     final_release: str
     retried: tuple[str, ...] = ()  # steps a disruption must have hit: an attempt 2 with no kill there
     cause: str = ""  # in the report's message: the failure that started the rollback (not a fault's)
+    helm: tuple[str, ...] = ()  # the release's completed revisions (CaseResult.completed_revisions)
 
 
 # Every run passes through the pre-flight, snapshot, verify and check: their kills go to the
@@ -76,6 +77,26 @@ CASES: list[tuple[Case, Expected]] = [
         ),
         Expected("rolled-back", (), 1, "28.1.0", retried=("verify",), cause="expand: "),
     ),
+    # Keystone as the demo's Helm release: the worker dies while `helm upgrade` runs and while
+    # `helm rollback` runs (helm gets SIGTERM with it). Each change completes once: one upgrade
+    # revision and one "Rollback to 1" in `helm history`, whatever the killed attempts left.
+    (
+        Case(
+            "helm-rollback",
+            inject="rollout",
+            deploy="helm",
+            kills=(KillPoint("helm-upgrade", "during"), KillPoint("helm-rollback", "during")),
+            rollout_timeout="10s",
+        ),
+        Expected(
+            "rolled-back",
+            ("29.1.0", "28.1.0"),
+            0,
+            "28.1.0",
+            cause="did not finish within 10s",
+            helm=("Install complete", "upgrade", "Rollback to 1"),
+        ),
+    ),
 ]
 
 
@@ -96,5 +117,6 @@ async def test_fault_case(faults: Faults, case: Case, expected: Expected) -> Non
     assert result.db.drops["keystone"] == expected.drops, summary
     for step in expected.retried:
         assert result.attempts(step) >= 2, f"{case.name}: the disruption did not hit {step}; {summary}"
+    assert tuple(result.completed_revisions) == expected.helm, summary
     assert faults.lab.deployed_image() == f"registry.lab/keystone:{expected.final_release}"
     assert faults.lab.served_release() == expected.final_release and faults.lab.token_works()

@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client, config
 from temporalio import activity
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -27,6 +28,7 @@ from temporalio.worker import (
 )
 
 import worker as stackhop_worker
+from model import io
 from tests.faults.points import (
     PLAN_ENV,
     Event,
@@ -90,7 +92,9 @@ class _Inbound(ActivityInboundInterceptor):
         step = label(activity.info().activity_type, input.args, read_events(self.root.events))
         await self._moment(step, "start")
         during = [p for p in self.root.points if (p.step, p.when) == (step, "during")]
-        watch = asyncio.create_task(self._during(step)) if during else None
+        arg = input.args[0] if input.args else None
+        helm = arg if isinstance(arg, io.HelmUpgradeInput | io.HelmRollbackInput) else None
+        watch = asyncio.create_task(self._during(step, helm)) if during and helm else None
         try:
             result = await super().execute_activity(input)
         finally:
@@ -99,12 +103,26 @@ class _Inbound(ActivityInboundInterceptor):
         await self._moment(step, "complete")  # the function returned; its result has not left this process
         return result
 
-    async def _during(self, step: str) -> None:
-        """Once the activity's helm command runs (a child process of this worker), the ``during``
-        moment: the worker dies with helm half-way through its operation."""
-        with contextlib.suppress(NotYet):
-            await eventually(_helm_child, within=HOLD_LIMIT, what="a helm command to run")
-            await self._moment(step, "during")
+    async def _during(self, step: str, inp: io.HelmUpgradeInput | io.HelmRollbackInput) -> None:
+        """The ``during`` moment: this worker's helm command runs and the release's latest revision
+        is pending (helm is half-way through its operation); the worker dies there, helm with it."""
+        release, namespace = inp.helm.release, inp.helm.namespace or inp.target.namespace
+        api = config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
+        core = client.CoreV1Api(api)
+
+        def pending() -> bool:
+            if not _helm_child():
+                return False
+            found = core.list_namespaced_secret(namespace, label_selector=f"owner=helm,name={release}").items
+            labels = [(s.metadata.labels if s.metadata else None) or {} for s in found]
+            return any(lab.get("status", "").startswith("pending-") for lab in labels)
+
+        try:
+            with contextlib.suppress(NotYet):
+                await eventually(lambda: asyncio.to_thread(pending), within=HOLD_LIMIT, what="helm half-way")
+                await self._moment(step, "during")
+        finally:
+            api.close()
 
 
 def _helm_child() -> bool:
