@@ -15,6 +15,7 @@ import yaml
 from lab.helm import CHARTS, KEYSTONE_NEW, KEYSTONE_OLD, LAB_VALUES, keystone_chart, lint, template
 from lab.k8s import build
 from lab.k8s.versions import HELM_VERSION, helm_bin
+from tests.conftest import ROOT
 
 NOVA = CHARTS / "nova"
 
@@ -175,3 +176,9 @@ def test_per_node_daemonset_overrides(tmp_path: Path) -> None:
     assert {e["operator"] for e in terms(by_prefix["nova-compute-default-"])} == {"NotIn"}
     hashes = {d["spec"]["template"]["metadata"]["annotations"]["configmap-etc-hash"] for d in daemonsets.values()}
     assert len(hashes) == 3  # the merged per-node configs differ
+
+
+def test_the_worker_image_builds_the_helm_the_lab_pins() -> None:
+    """deploy/Containerfile puts helm in the worker image: the version the lab runs the tests with."""
+    text = (ROOT / "deploy" / "Containerfile").read_text()
+    assert f"helm.sh/helm/v4/cmd/helm@{HELM_VERSION}" in text and f"version.version={HELM_VERSION}" in text
