@@ -12,6 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from activities.helm import helm_for, read_status
+from activities.helm_cli import apply_set, values_diff
+from activities.helm_release import chart_name
 from activities.kube_client import api_client, reraise
 from activities.kube_rollout import read_images_with
 from model.io import WorkloadImage, WorkloadRef
@@ -85,3 +88,54 @@ def refusal_of(plan: UpgradePlan, svc: Service, cur: WorkloadImage) -> str | Non
         return refusal("objects", cur.owner, what)
     namespace = svc.helm.namespace or plan.cloud.kubernetes.namespace
     return refusal("helm", cur.owner, what, svc.helm.release, namespace)
+
+
+# --- Helm releases ----------------------------------------------------------------------------------
+class HelmPreview(BaseModel):
+    """What a roll would change in one service's release (read-only)."""
+
+    service: str
+    release: str
+    namespace: str
+    found: bool
+    revision: int = 0  # the latest revision and its status
+    status: str = ""
+    deployed_revision: int = 0
+    chart_now: str = ""  # name-version of the deployed revision
+    version_now: str = ""
+    version_plan: str = ""
+    values_diff: list[str] = []
+
+
+def helm_preview(plan: UpgradePlan) -> list[HelmPreview]:
+    """For each service with ``helm:``: the release's revision and status, chart version now -> the
+    plan's, and the values a roll would change. No activity context needed; changes nothing."""
+    out = []
+    target = plan.cloud.kubernetes
+    for svc in plan.services:
+        if svc.helm is None:
+            continue
+        h = helm_for(target, svc.helm)
+        st = read_status(target, svc.helm)
+        if not st.found:
+            out.append(HelmPreview(service=svc.name, release=h.release, namespace=h.namespace, found=False))
+            continue
+        deployed = st.deployed_revision or st.revision
+        meta = h.metadata(deployed)
+        before = h.values(deployed)
+        out.append(
+            HelmPreview(
+                service=svc.name,
+                release=h.release,
+                namespace=h.namespace,
+                found=True,
+                revision=st.revision,
+                status=st.status,
+                deployed_revision=st.deployed_revision,
+                chart_now=chart_name(st.history, deployed),
+                version_now=str(meta.get("version") or ""),
+                version_plan=svc.helm.version,
+                values_diff=values_diff(before, apply_set(before, dict(svc.helm.image_values))),
+            )
+        )
+    return out

@@ -165,7 +165,7 @@ def _helm_section(plan: UpgradePlan) -> int:
     if not any(s.helm for s in plan.services):
         return 0
     try:
-        from activities.helm import helm_preview
+        from activities.preview import helm_preview
     except ImportError as e:
         raise Fail(BAD_INPUT, f"--live is not available in this installation ({e})") from None
     try:

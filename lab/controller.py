@@ -185,6 +185,10 @@ class KeystoneFollower:
                 for c in pod.spec.containers
             ],
         }
+        self._patch_status(pod, status)
+
+    def _patch_status(self, pod: Pod, status: dict[str, Any]) -> None:
+        """Write a pod's status as its kubelet would (a pod gone meanwhile is nothing to report)."""
         try:
             self.core.patch_namespaced_pod_status(pod.metadata.name, self.namespace, {"status": status})
         except ApiException as e:
@@ -267,11 +271,7 @@ class KeystoneFollower:
                 for c in pod.spec.containers
             ],
         }
-        try:
-            self.core.patch_namespaced_pod_status(pod.metadata.name, self.namespace, {"status": status})
-        except ApiException as e:
-            if e.status != 404:
-                raise
+        self._patch_status(pod, status)
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.helm import DESCRIPTION_RE, _age, label_value
 from activities.helm_cli import HELM_ENV, Helm, apply_set, failure, get_path, helm_path, is_absent, values_diff
+from activities.helm_release import DESCRIPTION_RE, _age, label_value
 from model import errors
 from model.plan import KubeTarget
 

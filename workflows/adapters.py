@@ -21,7 +21,7 @@ scale-down so a quiesce that failed half-way is still undone).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from temporalio import workflow
 
@@ -225,26 +225,46 @@ class HelmAdapter(_Common):
             step_timeout=t,
         )
 
-    def revert(self, before: Applied) -> Call | None:
-        if before.release is None or not before.release.deployed_revision:
-            return None
+    def _rollback(self, to: int, after: int, summary: str, wait: io.HelmWait = "rollout") -> Call:
         t = self.policy.rollout_timeout
-        to = before.release.deployed_revision
         return Call(
             io.HELM_ROLLBACK,
             io.HelmRollbackInput(
                 target=self.target,
                 helm=self.helm,
                 to_revision=to,
-                after_revision=before.release.revision,
-                wait="rollout",
-                workloads=self.refs(),
+                after_revision=after,
+                wait=wait,
+                workloads=self.refs() if wait != "none" else [],
                 timeout_seconds=t,
             ),
             io.HelmChange,
-            f"helm rollback {self.helm.release} to revision {to}",
+            f"helm rollback {self.helm.release} to revision {to}{summary}",
             step_timeout=self._timeout(t),
         )
+
+    def _replicas(self, purpose: io.HelmPurpose, summary: str, **kw: Any) -> Call:
+        """A revision that changes only the quiesce set's replicas (the chart version deployed now)."""
+        t = self.policy.rollout_timeout
+        return Call(
+            io.HELM_UPGRADE,
+            io.HelmUpgradeInput(
+                target=self.target,
+                helm=self.helm,
+                purpose=purpose,
+                workloads=self.quiesce_refs(),
+                timeout_seconds=t,
+                **kw,
+            ),
+            io.HelmChange,
+            f"helm upgrade {self.helm.release}: {self.svc.name} replicas {summary}",
+            step_timeout=self._timeout(t),
+        )
+
+    def revert(self, before: Applied) -> Call | None:
+        if before.release is None or not before.release.deployed_revision:
+            return None
+        return self._rollback(before.release.deployed_revision, before.release.revision, "")
 
     def back_to(self, result: io.ServiceResult) -> Call | None:
         """The revision deployed before the upgrade ``result`` reports, unless its rollback is back there."""
@@ -252,60 +272,15 @@ class HelmAdapter(_Common):
         if not rolls or any(c.purpose == "rollback" for c in result.helm[rolls[0] :]):
             return None
         roll = result.helm[rolls[0]]
-        t = self.policy.rollout_timeout
-        return Call(
-            io.HELM_ROLLBACK,
-            io.HelmRollbackInput(
-                target=self.target,
-                helm=self.helm,
-                to_revision=roll.revision_before,
-                after_revision=result.helm[-1].revision,
-                wait="none",
-                timeout_seconds=t,
-            ),
-            io.HelmChange,
-            f"helm rollback {self.helm.release} to revision {roll.revision_before} (baseline)",
-            step_timeout=self._timeout(),
-        )
+        return self._rollback(roll.revision_before, result.helm[-1].revision, " (baseline)", wait="none")
 
     def quiesce(self, change_id: str) -> Call:
         paths = self.helm.replica_values
-        t = self.policy.rollout_timeout
-        return Call(
-            io.HELM_UPGRADE,
-            io.HelmUpgradeInput(
-                target=self.target,
-                helm=self.helm,
-                purpose="quiesce",
-                set_values={paths[w.name]: 0 for w in self.svc.quiesce_set},
-                change_id=change_id,
-                wait="gone",
-                workloads=self.quiesce_refs(),
-                timeout_seconds=t,
-            ),
-            io.HelmChange,
-            f"helm upgrade {self.helm.release}: {self.svc.name} replicas to 0",
-            step_timeout=self._timeout(t),
-        )
+        zero = {paths[w.name]: 0 for w in self.svc.quiesce_set}
+        return self._replicas("quiesce", "to 0", set_values=zero, change_id=change_id, wait="gone")
 
     def unquiesce(self, change_id: str) -> Call:
-        t = self.policy.rollout_timeout
-        return Call(
-            io.HELM_UPGRADE,
-            io.HelmUpgradeInput(
-                target=self.target,
-                helm=self.helm,
-                purpose="unquiesce",
-                restore_of=change_id,
-                change_id=f"{change_id}/back",
-                wait="rollout",
-                workloads=self.quiesce_refs(),
-                timeout_seconds=t,
-            ),
-            io.HelmChange,
-            f"helm upgrade {self.helm.release}: {self.svc.name} replicas back",
-            step_timeout=self._timeout(t),
-        )
+        return self._replicas("unquiesce", "back", restore_of=change_id, change_id=f"{change_id}/back", wait="rollout")
 
 
 def adapter_for(svc: Service, target: KubeTarget, policy: Policy) -> WorkloadAdapter:

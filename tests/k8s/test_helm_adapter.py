@@ -23,9 +23,11 @@ import pytest
 from rich.console import Console
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities.helm import LABEL, helm_preview, label_value, rollback, status, upgrade
+from activities.helm import rollback, status, upgrade
 from activities.helm_cli import HELM_ENV, Helm
+from activities.helm_release import LABEL, label_value
 from activities.kube import wait_rollout
+from activities.preview import helm_preview
 from cliapp.plans import helm_table
 from lab.k8s.cluster import KubeLab
 from lab.k8s.pytest_plugin import kube_context
