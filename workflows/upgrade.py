@@ -215,6 +215,7 @@ class UpgradeWorkflow:
                         f"{svc.name}: not found in namespace {target.namespace}: {', '.join(missing)}",
                         errors.WORKLOAD_NOT_FOUND,
                     )
+                owners = [f"{i.kind}/{i.name}: {i.owner or 'nothing'}" for i in images.images]
                 refused = [why for i in images.images if (why := adapter.refusal(i))]
                 if refused:
                     raise StepFailed("preflight", f"{svc.name}: {'; '.join(refused)}", errors.WORKLOAD_OWNED)
@@ -240,7 +241,7 @@ class UpgradeWorkflow:
             except StepFailed as f:
                 rec.finish(r, "failed", str(f))
                 raise
-            rec.finish(r, "done")
+            rec.finish(r, "done", f"{svc.name}: workloads owned by: {'; '.join(owners)}")
 
     async def _release_ready(self, rec: Recorder, adapter: HelmAdapter) -> None:
         """The release exists and its last revision is deployed (a pending one a killed worker left

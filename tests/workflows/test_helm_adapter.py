@@ -60,6 +60,8 @@ async def test_a_helm_upgrade_rolls_through_the_release_and_reports_its_revision
     ]
     (svc,) = report.services
     assert [(c.purpose, c.revision_before, c.revision) for c in svc.helm] == [("roll", 1, 2)]
+    # pre-flight reports who owns each workload
+    assert "Deployment/keystone-api: Helm release keystone in namespace openstack" in report.preflight[0].detail
 
 
 async def test_a_failed_rollout_is_undone_by_helm_rollback_to_the_recorded_revision(client: Client) -> None:
