@@ -73,7 +73,9 @@ def services_table(plan: UpgradePlan) -> Table:
             migration = s.migration.mode + (f" ({s.migration.runner})" if s.migration.mode != "none" else "")
             if s.database:
                 migration += f", db {s.database.name}"
-            first = [str(i), name]
+            # how the workloads change: through their Helm release, or patched as plain objects
+            via = f"\nHelm release {s.helm.release}, chart {s.helm.chart} {s.helm.version}" if s.helm else ""
+            first = [str(i), name + via]
             rest = [Text(migration), Text(_checks(s)), Text(s.gate_name or "-")]
             for j, w in enumerate(s.workloads):
                 cells = first if j == 0 else ["", ""]
