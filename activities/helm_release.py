@@ -56,7 +56,12 @@ def revisions(h: Helm) -> list[HelmRevision]:
 
 
 def last_deployed(hist: list[HelmRevision]) -> HelmRevision | None:
-    return next((r for r in reversed(hist) if r.status == "deployed"), None)
+    """The revision that runs: the deployed one — else the last superseded one. An upgrade that
+    gets SIGTERM can mark the revision it replaces superseded just before it marks its own failed
+    (Helm 4 records the two from racing goroutines), leaving no deployed revision; Helm then
+    upgrades from the last one that succeeded, and so does stackhop (values, rollback target)."""
+    deployed = next((r for r in reversed(hist) if r.status == "deployed"), None)
+    return deployed or next((r for r in reversed(hist) if r.status == "superseded"), None)
 
 
 def by_revision(hist: list[HelmRevision], rev: int) -> HelmRevision | None:

@@ -8,8 +8,9 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.helm_cli import HELM_ENV, Helm, apply_set, failure, get_path, helm_path, is_absent, values_diff
-from activities.helm_release import DESCRIPTION_RE, _age, label_value
+from activities.helm_release import DESCRIPTION_RE, _age, label_value, last_deployed
 from model import errors
+from model.io import HelmRevision
 from model.plan import KubeTarget
 
 VALUES: dict[str, Any] = {"images": {"tags": {"api": "a:1", "db": "d:1"}}, "conf": {"list": [1, 2]}, "x": 0}
@@ -68,3 +69,17 @@ def test_description_label_and_age() -> None:
     value = label_value("wf-1/run-2/roll", 8)
     assert len(value) <= 63 and value.endswith(".r8") and value != label_value("wf-1/run-2/roll", 9)
     assert _age("2020-01-01T00:00:00.123456789Z") > 0 and _age("garbage") == 0.0
+
+
+def test_the_revision_that_runs_is_the_deployed_one_else_the_last_superseded() -> None:
+    """A SIGTERMed upgrade can leave its predecessor superseded and itself failed: no revision is
+    deployed, and the last one that succeeded is what runs (Helm upgrades from it too)."""
+
+    def hist(*statuses: str) -> list[HelmRevision]:
+        return [HelmRevision(revision=i, status=s) for i, s in enumerate(statuses, 1)]
+
+    assert (
+        last_deployed(hist("superseded", "deployed", "failed")) or HelmRevision(revision=0, status="")
+    ).revision == 2
+    assert (last_deployed(hist("superseded", "failed")) or HelmRevision(revision=0, status="")).revision == 1
+    assert last_deployed(hist("failed")) is None
