@@ -21,6 +21,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,20 @@ def _release_target(target: KubeTarget, helm: HelmRelease) -> KubeTarget:
     return target.model_copy(update={"namespace": release_namespace(target, helm)})
 
 
+def _begin(inp: HelmUpgradeInput | HelmRollbackInput) -> tuple[Helm, Callable[[HelmChange], HelmChange]]:
+    """The release's helm, and ``done``: what every way out of a change does (the wait it asks for,
+    the time it took)."""
+    t0 = time.monotonic()
+    target = _release_target(inp.target, inp.helm)
+
+    def done(change: HelmChange) -> HelmChange:
+        change.workloads = wait_for(inp.wait, target, inp.workloads, inp.timeout_seconds)
+        change.seconds = round(time.monotonic() - t0, 2)
+        return change
+
+    return helm_for(inp.target, inp.helm), done
+
+
 # --- helm.status ---------------------------------------------------------------------------------
 def read_status(target: KubeTarget, helm: HelmRelease) -> HelmStatus:
     h = helm_for(target, helm)
@@ -201,15 +216,8 @@ def _restore_values(h: Helm, hist: list[HelmRevision], helm: HelmRelease, restor
 @activity.defn(name=HELM_UPGRADE, no_thread_cancel_exception=True)
 def upgrade(inp: HelmUpgradeInput) -> HelmChange:
     """One helm upgrade of the release with ``set_values`` applied (module docstring), then wait."""
-    t0 = time.monotonic()
-    h = helm_for(inp.target, inp.helm)
+    h, done = _begin(inp)
     cid = make_change_id(inp.change_id, inp.purpose)
-    target = _release_target(inp.target, inp.helm)
-
-    def done(change: HelmChange) -> HelmChange:
-        change.workloads = wait_for(inp.wait, target, inp.workloads, inp.timeout_seconds)
-        change.seconds = round(time.monotonic() - t0, 2)
-        return change
 
     hist = revisions(h)
     prior = ours(hist, cid)
@@ -315,14 +323,7 @@ def upgrade(inp: HelmUpgradeInput) -> HelmChange:
 @activity.defn(name=HELM_ROLLBACK, no_thread_cancel_exception=True)
 def rollback(inp: HelmRollbackInput) -> HelmChange:
     """helm rollback to ``to_revision`` (once: a retry finds its rollback revision), then wait."""
-    t0 = time.monotonic()
-    h = helm_for(inp.target, inp.helm)
-    target = _release_target(inp.target, inp.helm)
-
-    def done(change: HelmChange) -> HelmChange:
-        change.workloads = wait_for(inp.wait, target, inp.workloads, inp.timeout_seconds)
-        change.seconds = round(time.monotonic() - t0, 2)
-        return change
+    h, done = _begin(inp)
 
     hist = revisions(h)
     if by_revision(hist, inp.to_revision) is None:

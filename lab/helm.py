@@ -54,14 +54,7 @@ class Helm:
         timeout: str = "120s",
     ) -> None:
         """``helm install`` (Helm 4: server-side apply; ``--wait=watcher`` waits on kstatus)."""
-        args = ["install", release, str(chart)]
-        for v in values or []:
-            args += ["-f", str(v)]
-        for k, val in (set_values or {}).items():
-            args += ["--set", f"{k}={val}"]
-        if wait:
-            args += ["--wait=watcher", "--timeout", timeout]
-        self.run(*args)
+        self.run(*_with(["install", release, str(chart)], values, set_values, wait, timeout))
 
     def upgrade(
         self,
@@ -72,14 +65,9 @@ class Helm:
         wait: bool = True,
         timeout: str = "120s",
     ) -> None:
+        """``helm upgrade`` as an operator runs it by hand (the release's values reused, then these)."""
         args = ["upgrade", release, str(chart), "--reset-then-reuse-values"]
-        for v in values or []:
-            args += ["-f", str(v)]
-        for k, val in (set_values or {}).items():
-            args += ["--set", f"{k}={val}"]
-        if wait:
-            args += ["--wait=watcher", "--timeout", timeout]
-        self.run(*args)
+        self.run(*_with(args, values, set_values, wait, timeout))
 
     def uninstall(self, release: str, wait: bool = True) -> None:
         args = ["uninstall", release, "--ignore-not-found"]
@@ -125,3 +113,14 @@ def template(chart: Path | str, release: str = "test", values: list[Path] | None
 
 def lint(chart: Path | str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(helm_bin()), "lint", "--strict", str(chart)], capture_output=True, text=True, timeout=60)
+
+
+def _with(
+    args: list[str], values: list[Path] | None, set_values: dict[str, str] | None, wait: bool, timeout: str
+) -> list[str]:
+    """A helm command line with its values files, --set pairs and wait."""
+    for v in values or []:
+        args += ["-f", str(v)]
+    for k, val in (set_values or {}).items():
+        args += ["--set", f"{k}={val}"]
+    return [*args, "--wait=watcher", "--timeout", timeout] if wait else args
