@@ -40,6 +40,7 @@ from activities.helm_release import (
     last_deployed,
     make_change_id,
     ours,
+    ours_by_label,
     recover,
     revisions,
 )
@@ -221,6 +222,8 @@ def upgrade(inp: HelmUpgradeInput) -> HelmChange:
 
     hist = revisions(h)
     prior = ours(hist, cid)
+    if not (prior and prior[0].status in DONE):
+        prior = ours_by_label(h, hist, cid)
     if prior and prior[0].status in DONE:
         rev, before = prior
         log.info("helm upgrade already made", release=h.release, revision=rev.revision, change=cid)

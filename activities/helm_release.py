@@ -77,6 +77,22 @@ def ours(hist: list[HelmRevision], change: str) -> tuple[HelmRevision, int] | No
     return None
 
 
+def ours_by_label(h: Helm, hist: list[HelmRevision], change: str) -> tuple[HelmRevision, int] | None:
+    """The revision that runs, when ``change`` made it although its description does not say so: a
+    SIGTERM that reaches helm as it completes makes two goroutines record the revision, one as
+    failed with Helm's "Upgrade ... failed: context canceled", one as deployed — the record can keep
+    the status of one and the description of the other. The release label (set when the revision
+    was created) still names the change; the revision before is the last good one under it."""
+    runs = last_deployed(hist)
+    if runs is None or runs.status != "deployed":
+        return None
+    labels = h.metadata(runs.revision).get("labels") or {}
+    if labels.get(LABEL) != label_value(change, runs.revision):
+        return None
+    before = next((r for r in reversed(hist) if r.revision < runs.revision and r.status in DONE), None)
+    return runs, before.revision if before else runs.revision
+
+
 def label_value(change: str, revision: int) -> str:
     return f"{hashlib.sha256(change.encode()).hexdigest()[:20]}.r{revision}"
 

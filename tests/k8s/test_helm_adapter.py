@@ -158,6 +158,20 @@ def test_upgrade_retry_and_rollback(target: KubeTarget) -> None:
     assert len(history(target, "up")) == 3
 
 
+def test_a_retry_recognises_its_revision_by_label_when_helm_mixed_up_its_record(target: KubeTarget) -> None:
+    """SIGTERM as helm completes: the revision can end deployed with Helm's failure description (two
+    goroutines record it). The release label names the change: the retry makes no second revision."""
+    install(target, "mix")
+    h = cli(target, "mix")
+    h.run(
+        "upgrade", "mix", str(CHARTS / "tiny-0.2.0"), "--reuse-values", "--set", f"images.tags.api={NEW_IMAGE}",
+        "--labels", f"{LABEL}={label_value('c7', 2)}", "--description", 'Upgrade "mix" failed: context canceled',
+    )  # fmt: skip
+    again: HelmChange = Recorder().run(upgrade, roll(target, "mix", "c7"))
+    assert (again.revision_before, again.revision, again.already) == (1, 2, True)
+    assert len(history(target, "mix")) == 2
+
+
 def _killed_upgrade(target: KubeTarget, name: str, label: str | None) -> None:
     """A helm upgrade caught in its post-upgrade hook and killed with SIGKILL (a dead worker):
     the release stays pending-upgrade."""
