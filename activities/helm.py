@@ -247,21 +247,21 @@ def upgrade(inp: HelmUpgradeInput) -> HelmChange:
             f"{h.describe()} has no deployed revision: check helm.release and helm.namespace in the plan "
             f"(helm history {h.release} -n {h.namespace})",
         )
+    # when there is nothing to change: no revision, the one that runs is the answer
+    unchanged = HelmChange(
+        release=h.release,
+        purpose=inp.purpose,
+        revision_before=deployed.revision,
+        revision=deployed.revision,
+        chart_before=deployed.chart,
+        chart_after=deployed.chart,
+        recovered=recovered,
+    )
     set_values = inp.set_values
     if inp.purpose == "unquiesce" and inp.restore_of:
         restored = _restore_values(h, hist, inp.helm, inp.restore_of)
         if restored is None:  # the quiesce never ran: nothing to bring back
-            return done(
-                HelmChange(
-                    release=h.release,
-                    purpose=inp.purpose,
-                    revision_before=deployed.revision,
-                    revision=deployed.revision,
-                    chart_before=deployed.chart,
-                    chart_after=deployed.chart,
-                    recovered=recovered,
-                )
-            )
+            return done(unchanged)
         set_values = restored
     values_before = h.values(deployed.revision)
     meta = h.metadata(deployed.revision)
@@ -269,17 +269,7 @@ def upgrade(inp: HelmUpgradeInput) -> HelmChange:
     after = apply_set(values_before, set_values)
     diff = values_diff(values_before, after)
     if not diff and version == _chart_version_of(meta):
-        return done(
-            HelmChange(
-                release=h.release,
-                purpose=inp.purpose,
-                revision_before=deployed.revision,
-                revision=deployed.revision,
-                chart_before=deployed.chart,
-                chart_after=deployed.chart,
-                recovered=recovered,
-            )
-        )
+        return done(unchanged)
     making = hist[-1].revision + 1
     fd, path = tempfile.mkstemp(prefix="stackhop-values-", suffix=".json")  # mode 0600
     try:
