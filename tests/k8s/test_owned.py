@@ -6,7 +6,6 @@ through a controller reference; the lab's garbage collector would delete it with
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,6 +22,7 @@ from model import errors
 from model.io import ReadImagesInput, ScaleInput, SetImagesInput, UndoImagesInput, WorkloadImage
 from model.plan import KubeTarget
 from tests.k8s.helpers import Recorder, create, read, ref, workload
+from tests.waiting import eventually_sync
 
 pytestmark = pytest.mark.k8s
 
@@ -106,16 +106,18 @@ def owned(k8s_lab: KubeLab) -> Iterator[KubeTarget]:
         custom = client.CustomObjectsApi(api)
         cr = {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "metadata": {"name": "osh-dev"}}
         cr["spec"] = {"openstack_version": "2025.2"}
-        for _ in range(50):  # the CRD is served a moment after it is created
+
+        def created() -> dict[str, Any]:
+            """The CR, once the CRD is served (a moment after it is created: 404, {} until then)."""
             try:
-                made = call(custom.create_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, cr)
-                break
+                out: dict[str, Any] = call(custom.create_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, cr)
+                return out
             except client.ApiException as exc:
                 if exc.status != 404:
                     raise
-                time.sleep(0.2)
-        else:
-            pytest.fail("the OpenStackDeployment CRD was never served")
+                return {}
+
+        made = eventually_sync(created, within=10, what="the OpenStackDeployment CRD to be served")
     owner_ref = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
