@@ -188,14 +188,15 @@ def read_status(target: KubeTarget, helm: HelmRelease) -> HelmStatus:
         revision=latest.revision,
         status=latest.status,
         deployed_revision=deployed.revision if deployed else 0,
-        values=h.values(latest.revision),
         history=hist,
     )
 
 
 @activity.defn(name=HELM_STATUS, no_thread_cancel_exception=True)
 def status(inp: HelmStatusInput) -> HelmStatus:
-    """The release's history, current status and user-supplied values; found=False when absent."""
+    """The release's history and current status; found=False when absent. Not its values: a
+    workflow does not need them, and openstack-helm values hold passwords that would sit in the
+    workflow's history."""
     return read_status(inp.target, inp.helm)
 
 

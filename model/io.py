@@ -139,7 +139,6 @@ class HelmStatus(Msg):
     revision: int = 0  # the current (latest) revision
     status: str = ""  # of the current revision
     deployed_revision: int = 0  # the revision that runs: the last deployed, else the last superseded (0: none)
-    values: dict[str, Any] = Field(default_factory=dict)  # user-supplied values of the current revision
     history: list[HelmRevision] = Field(default_factory=list)
 
 
