@@ -17,7 +17,10 @@ from lab.k8s import build
 from lab.k8s.versions import HELM_VERSION, helm_bin
 from tests.conftest import ROOT
 
-NOVA = CHARTS / "nova"
+NOVA = CHARTS / "nova-2025.2.0"
+CLOUD_VALUES = ROOT / "examples" / "lab-cloud-values"
+SERVICES = ("keystone", "placement", "glance", "neutron", "nova")
+RELEASE_OF = {"2025.2.0": "2025.2", "2026.1.0": "2026.1"}
 
 
 def objects(text: str) -> list[dict[str, Any]]:
@@ -51,7 +54,9 @@ def test_a_helm_binary_put_in_place_is_adopted_by_its_version(tmp_path: Path, mo
     assert HELM_VERSION.startswith("v4.")
 
 
-@pytest.mark.parametrize("chart", ["helm-toolkit", f"keystone-{KEYSTONE_OLD}", f"keystone-{KEYSTONE_NEW}", "nova"])
+@pytest.mark.parametrize(
+    "chart", ["helm-toolkit", *(f"{service}-{version}" for service in SERVICES for version in RELEASE_OF)]
+)
 def test_helm_lint(chart: str) -> None:
     res = lint(CHARTS / chart)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -182,3 +187,88 @@ def test_the_worker_image_builds_the_helm_the_lab_pins() -> None:
     """deploy/Containerfile puts helm in the worker image: the version the lab runs the tests with."""
     text = (ROOT / "deploy" / "Containerfile").read_text()
     assert f"helm.sh/helm/v4/cmd/helm@{HELM_VERSION}" in text and f"version.version={HELM_VERSION}" in text
+
+
+def cloud(service: str, version: str, *sets: str) -> list[dict[str, Any]]:
+    """A service's chart rendered with the cloud lab's values (as `stackhop lab openstack up` installs it)."""
+    return objects(template(CHARTS / f"{service}-{version}", service, [CLOUD_VALUES / f"{service}.yaml"], *sets))
+
+
+def workloads(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {**named(docs, "Deployment"), **named(docs, "DaemonSet")}
+
+
+WORKLOADS = {
+    ("keystone", "2025.2.0"): {"keystone-api"},
+    ("placement", "2025.2.0"): {"placement-api"},
+    ("glance", "2025.2.0"): {"glance-api"},
+    ("neutron", "2025.2.0"): {"neutron-server"},
+    ("neutron", "2026.1.0"): {"neutron-server", "neutron-rpc-server", "neutron-periodic-workers"},
+    ("nova", "2025.2.0"): {"nova-api-osapi", "nova-conductor", "nova-scheduler", "nova-compute-default"},
+}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("version", list(RELEASE_OF))
+def test_cloud_pods_name_their_service_workload_and_release(service: str, version: str) -> None:
+    """What the cloud controller reads from a pod: served-by, application + component = the workload
+    (the Deployment's name; a DaemonSet's before its per-node suffix), the release in the image tag."""
+    docs = cloud(service, version)
+    found = workloads(docs)
+    assert set(found) == WORKLOADS.get((service, version), WORKLOADS.get((service, "2025.2.0")))
+    assert named(docs, "Job") == {}  # stackhop migrates, the lab bootstraps: no hook Jobs
+    for name, workload in found.items():
+        pod = workload["spec"]["template"]
+        labels = pod["metadata"]["labels"]
+        assert labels["lab.stackhop.io/served-by"] == "controller"
+        assert labels["application"] == service
+        assert name.startswith(f"{labels['application']}-{labels['component']}")
+        assert workload["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        (container,) = pod["spec"]["containers"]
+        tag = container["image"].rsplit(":", 1)[1]
+        assert tag.startswith(RELEASE_OF[version] + "-"), container["image"]
+        assert len(pod["metadata"]["annotations"]["configmap-etc-hash"]) == 64
+
+
+@pytest.mark.parametrize("service", ["placement", "glance", "neutron", "nova"])
+def test_cloud_deployments_roll_one_surge_pod_at_a_time(service: str) -> None:
+    for d in named(cloud(service, "2025.2.0"), "Deployment").values():
+        assert d["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+        assert d["spec"]["progressDeadlineSeconds"] == 120
+
+
+def test_the_cloud_values_leave_the_release_to_the_chart_version() -> None:
+    """No image tags in the operator's values: the chart upgrade 2025.2.0 -> 2026.1.0 changes every
+    image to the 2026.1 one (`helm upgrade --reset-then-reuse-values` keeps the values, not the tags)."""
+    for service in SERVICES:
+        values = yaml.safe_load((CLOUD_VALUES / f"{service}.yaml").read_text())
+        assert "images" not in values, service
+    old = named(cloud("placement", "2025.2.0"), "Deployment")["placement-api"]["spec"]["template"]
+    new = named(cloud("placement", "2026.1.0"), "Deployment")["placement-api"]["spec"]["template"]
+    assert old["spec"]["containers"][0]["image"].endswith(":2025.2-ubuntu_noble")
+    assert new["spec"]["containers"][0]["image"].endswith(":2026.1-ubuntu_noble")
+    assert old["metadata"]["labels"] == new["metadata"]["labels"]  # the selector does not change
+
+
+def test_neutron_workload_set_changes_between_chart_versions() -> None:
+    """2025.2: neutron-server only (API + RPC in one program); 2026.1: the API as WSGI under the same
+    Deployment name, neutron-rpc-server and neutron-periodic-workers beside it, without a Service of their own."""
+    old, new = cloud("neutron", "2025.2.0"), cloud("neutron", "2026.1.0")
+    assert set(named(new, "Deployment")) - set(named(old, "Deployment")) == {
+        "neutron-rpc-server",
+        "neutron-periodic-workers",
+    }
+    assert set(named(old, "Service")) == set(named(new, "Service")) == {"neutron-server"}
+    for name in ("neutron-rpc-server", "neutron-periodic-workers"):
+        assert "ports" not in named(new, "Deployment")[name]["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_nova_compute_runs_on_the_compute_nodes_with_the_served_by_label() -> None:
+    docs = cloud("nova", "2025.2.0")
+    (ds,) = named(docs, "DaemonSet").values()
+    spec = ds["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"openstack-compute-node": "enabled"}
+    assert ds["spec"]["template"]["metadata"]["labels"]["component"] == "compute"
+    assert set(named(docs, "Service")) == {"nova-api"}
+    osapi = named(docs, "Deployment")["nova-api-osapi"]["spec"]["template"]["spec"]["containers"][0]
+    assert osapi["ports"] == [{"name": "api", "containerPort": 8774}]
