@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -11,6 +15,9 @@ from rich.table import Table
 
 from lab.openstack import paths
 from lab.openstack.manager import DEFAULT_RELEASE, OpenStackLab
+
+if TYPE_CHECKING:
+    from lab.cloud_k8s import KubeCloud
 
 app = typer.Typer(
     help="A real OpenStack target: MariaDB + Keystone releases + tempest, on loopback.", no_args_is_help=True
@@ -35,6 +42,33 @@ def _show(lab: OpenStackLab) -> None:
     console.print(table)
 
 
+def cloud_base() -> Path:
+    """The cloud lab's directory (`.lab/cloud`, or `$STACKHOP_LAB_DIR/cloud`)."""
+    return paths.lab_dir().parent / "cloud"
+
+
+def _kube_cloud() -> KubeCloud:
+    from lab.cloud_k8s import KubeCloud
+    from lab.demo import demo_kube_lab
+
+    return KubeCloud(demo_kube_lab(), cloud_base())
+
+
+def _show_cloud(cloud: KubeCloud) -> None:
+    table = Table(title=f"cloud lab on Kubernetes (namespace {cloud.namespace}, kubeconfig {cloud.kube.kubeconfig})")
+    for column in ("service", "workload", "pod", "node", "image", "ready", "release", "port", "pid"):
+        table.add_column(column)
+    for row in cloud.pods():
+        table.add_row(
+            *(str(row[k] if row[k] is not None else "-") for k in ("service", "workload", "pod", "node", "image")),
+            "[green]yes[/]" if row["ready"] else "[red]no[/]",
+            *(str(row[k] if row[k] is not None else "-") for k in ("release", "port", "pid")),
+        )
+    console.print(table)
+    state = cloud.state()
+    console.print(f"cloud dir {cloud.base}; controller pid {state.get('controller_pid')} (log {cloud.controller_log})")
+
+
 @app.command()
 def up(
     release: str | None = typer.Option(
@@ -42,8 +76,31 @@ def up(
         help=f"Keystone release to serve: {', '.join(paths.KEYSTONE_RELEASES)}"
         f" (default: the one serving, else {DEFAULT_RELEASE})",
     ),
+    services: str | None = typer.Option(
+        None,
+        help="The cloud lab on the Kubernetes lab, e.g. keystone,placement,glance,neutron,nova: each service "
+        "a Helm release of its 2025.2.0 chart, one process per Ready pod behind the lab proxy "
+        "(without it: the Keystone lab alone)",
+    ),
 ) -> None:
-    """Install what is missing, start MariaDB and Keystone, write clouds.yaml and tempest.conf."""
+    """Install what is missing, start MariaDB and Keystone, write clouds.yaml and tempest.conf.
+
+    With --services: the Kubernetes lab, the cloud core, the cloud controller and a Helm release per
+    service, until every Deployment is available and nova-compute runs on every node."""
+    if services is not None:
+        if release is not None:
+            console.print("[red]--release is the Keystone lab's: the cloud lab comes up at 2025.2[/]")
+            raise typer.Exit(2)
+        cloud = _kube_cloud()
+        started = datetime.now(UTC)
+        t0 = time.monotonic()
+        timings = cloud.up([s.strip() for s in services.split(",") if s.strip()])
+        _show_cloud(cloud)
+        console.print(
+            f"started {started:%Y-%m-%d %H:%M:%S} UTC, up in {time.monotonic() - t0:.1f}s: "
+            + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
+        )
+        return
     lab = OpenStackLab.load()
     timings = lab.up(release)
     _show(lab)
@@ -85,7 +142,12 @@ def env() -> None:
 
 @app.command()
 def down(purge: bool = typer.Option(False, help="Also delete the lab directory (database, keys, configs).")) -> None:
-    """Stop Keystone and MariaDB (only the processes this lab started)."""
+    """Stop Keystone and MariaDB (only the processes this lab started); the cloud lab too if it runs
+    (its controller, Helm releases, pods' processes and core; the Kubernetes lab keeps running)."""
+    cloud = _kube_cloud()
+    if cloud.state_file.is_file():
+        cloud.down(purge=purge)
+        console.print("cloud lab stopped" + (" and purged" if purge else ""))
     lab = OpenStackLab.load()
     lab.down(purge=purge)
     console.print("openstack lab stopped" + (" and purged" if purge else ""))

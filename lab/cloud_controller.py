@@ -1,0 +1,366 @@
+"""The cloud lab's controller: it plays the kubelet for the pods of the cloud's Helm releases.
+
+In the Kubernetes lab the pods are kwok's; the OpenStack programs are real processes of the cloud lab
+(lab/openstack/cloud.py). Pods labelled ``lab.stackhop.io/served-by: controller`` are left
+Running-but-not-Ready by kwok's ``stackhop-lab-served`` stage; for each such pod of a service of the
+cloud, this controller starts the pod's program — ``CloudLab.start_pod(service, workload, release,
+pod, host=<the pod's node>)``, its own process on its own loopback port — and marks the pod Ready only
+once ``CloudLab.pod_ready(pod)`` says so (an API answers through its port, nova-compute's service
+record is up...). The cloud's proxy routes a service's stable URL to its ready API pods only, so a
+Deployment's rolling update looks to clients as one in a real cluster: the new pod serves before
+the old one is deleted, and a deleted (or terminating) pod is stopped with ``stop_pod`` (the proxy
+stops routing to it first).
+
+What a pod runs is read from the pod, as a kubelet reads it:
+- the service and workload from the openstack-helm labels: ``application`` (``nova``) and
+  ``<application>-<component>`` (``nova-api-osapi``, ``nova-compute``), the names of the charts'
+  Deployments and DaemonSets;
+- the release from the image tag: ``…/nova:2025.2-ubuntu_noble`` → ``2025.2`` (a service's PyPI
+  version as the tag, ``…/keystone:28.1.0``, names its release too);
+- the host from ``spec.nodeName`` (nova-compute's ``host``).
+
+A program that exits makes its pod unready, its ``restartCount`` grows and it is started again after
+a back-off (CrashLoopBackOff), as a kubelet restarts a container. Releases in ``crashing`` are never
+started: their pods never become Ready (a crash-looping image; the rollout stalls).
+
+The controller watches the namespace's pods (a list, then a watch from its resourceVersion, relisted
+when the watch expires); between events it only looks at its own processes. Run it in a thread
+(``CloudController(...).start()``) or as the lab's detached process: ``python -m lab.cloud_controller``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import queue
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+
+from lab.controller import LABEL, Pod, image_tag, is_ready
+from lab.openstack import procs
+from lab.openstack.services.base import RELEASES
+
+log = structlog.get_logger(__name__)
+
+SELECTOR = f"{LABEL}=controller"
+BACKOFF_MAX = 30.0  # seconds between two restarts of a crash-looping program, at most (kubelet: 300)
+
+
+class PodCloud(Protocol):
+    """What the controller needs of the cloud lab (lab/openstack/cloud.py's CloudLab)."""
+
+    def start_pod(self, service: str, workload: str, release: str, pod: str, host: str) -> Any: ...
+
+    def stop_pod(self, pod: str) -> None: ...
+
+    def pod_ready(self, pod: str) -> bool: ...
+
+    def pods(self, service: str | None = None) -> Mapping[str, Any]: ...
+
+
+def release_of(image: str, versions: Mapping[str, str] | None = None) -> str | None:
+    """The OpenStack release an image tag names: ``2025.2-ubuntu_noble`` and ``2025.2`` → ``2025.2``;
+    a service's version (``28.1.0`` with keystone's ``versions``) → its release; else None."""
+    tag = image_tag(image)
+    for release in RELEASES:
+        if re.fullmatch(rf"{re.escape(release)}(?:[^0-9].*)?", tag):
+            return release
+    for release, version in (versions or {}).items():
+        if tag == version:
+            return release
+    return None
+
+
+def workload_of(pod: Pod) -> tuple[str, str] | None:
+    """(service, workload) from the openstack-helm labels ``application`` and ``component``."""
+    labels = pod.metadata.labels or {}
+    application, component = labels.get("application"), labels.get("component")
+    if not application or not component:
+        return None
+    return application, f"{application}-{component}"
+
+
+@dataclass
+class Container:
+    """What the controller knows of one pod's program, as a kubelet knows its container."""
+
+    restarts: int = 0
+    last_exit: int | None = None  # exit code of the last run that ended
+    finished_at: str = ""
+    retry_at: float = 0.0  # monotonic time before which a crashed program is not started again
+    reported: tuple[bool, int] | None = None  # (ready, restarts) last written to the pod's status
+
+
+@dataclass
+class CloudController:
+    cloud: PodCloud
+    kubeconfig: Path
+    namespace: str
+    services: Sequence[str]
+    context: str | None = None
+    crashing: frozenset[str] = frozenset()
+    versions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # service -> release -> version
+    tick: float = 0.2  # how often the controller looks at its processes (not at the apiserver)
+
+    def __post_init__(self) -> None:
+        api = config.new_client_from_config(config_file=str(self.kubeconfig), context=self.context)
+        self.core = client.CoreV1Api(api)
+        self._pods: dict[str, Pod] = {}  # the namespace's served-by pods, kept by the watch
+        self._containers: dict[str, Container] = {}
+        self._events: queue.Queue[None] = queue.Queue()
+        self._synced = threading.Event()
+        self._stop = threading.Event()
+        self._watch: watch.Watch | None = None
+        self._lock = threading.Lock()
+        self._watcher = threading.Thread(target=self._watch_loop, name="cloud-controller-watch", daemon=True)
+        self._thread = threading.Thread(target=self.run, name="cloud-controller", daemon=True)
+        self.started: list[tuple[str, str]] = []  # (pod, release) in order: for tests and reports
+        self.stopped: list[str] = []
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> CloudController:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._events.put(None)
+        if self._watch is not None:
+            self._watch.stop()  # closes the watch's connection: the watcher ends now, not at its timeout
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+            if self._thread.is_alive():
+                raise RuntimeError("the cloud controller did not stop within 30 s")
+
+    def __enter__(self) -> CloudController:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def run(self) -> None:
+        """Reconcile on every pod event, and every ``tick`` for the processes, until stopped."""
+        self._watcher.start()
+        while not self._stop.is_set():
+            with contextlib.suppress(queue.Empty):
+                self._events.get(timeout=self.tick)
+            while not self._events.empty():  # a burst of events: one reconcile
+                self._events.get_nowait()
+            if self._stop.is_set() or not self._synced.is_set():
+                continue
+            try:
+                self.reconcile()
+            except Exception as e:
+                log.warning("cloud controller: reconcile failed, retrying", error=repr(e))
+                self._stop.wait(1)
+        self._watcher.join(timeout=10)
+
+    # --- the pods, from a watch ----------------------------------------------------------------
+    def _watch_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                listed: Any = self.core.list_namespaced_pod(self.namespace, label_selector=SELECTOR)
+                with self._lock:
+                    self._pods = {p.metadata.name: p for p in listed.items}
+                self._synced.set()
+                self._events.put(None)
+                version = listed.metadata.resource_version
+                w = self._watch = watch.Watch()
+                if self._stop.is_set():
+                    return
+                for event in w.stream(
+                    self.core.list_namespaced_pod,
+                    self.namespace,
+                    label_selector=SELECTOR,
+                    resource_version=version,
+                    timeout_seconds=60,
+                    _request_timeout=90,
+                ):
+                    if event["type"] == "ERROR":
+                        break  # e.g. 410 Gone: the resourceVersion expired, list again
+                    pod = event["object"]
+                    with self._lock:
+                        if event["type"] == "DELETED":
+                            self._pods.pop(pod.metadata.name, None)
+                        else:
+                            self._pods[pod.metadata.name] = pod
+                    self._events.put(None)
+                    if self._stop.is_set():
+                        w.stop()
+                        break
+            except Exception as e:
+                if self._stop.is_set():
+                    return
+                log.warning("cloud controller: watch failed, listing again", error=repr(e))
+                self._stop.wait(1)
+
+    # --- reconcile ---------------------------------------------------------------------------
+    def reconcile(self) -> None:
+        """Bring the processes and the pods' Ready conditions in line with the pods."""
+        with self._lock:
+            pods = dict(self._pods)
+        running = self.cloud.pods()
+        for name in [n for n in running if n not in pods or pods[n].metadata.deletion_timestamp is not None]:
+            self._stop_pod(name)  # deleted or terminating: out of the proxy, then stopped
+        for name in [n for n in self._containers if n not in pods]:
+            del self._containers[name]
+        running = self.cloud.pods()
+        for name, pod in sorted(pods.items(), key=lambda kv: kv[1].metadata.creation_timestamp):
+            if self._stop.is_set():
+                return
+            if pod.metadata.deletion_timestamp is not None or pod.status.phase != "Running":
+                continue
+            what = workload_of(pod)
+            if what is None or what[0] not in self.services:
+                continue
+            self._reconcile_pod(pod, what[0], what[1], running.get(name))
+
+    def _reconcile_pod(self, pod: Pod, service: str, workload: str, proc: Any) -> None:
+        name = pod.metadata.name
+        state = self._containers.setdefault(name, Container())
+        exit_code = exited(proc) if proc is not None else None
+        if exit_code is not None:
+            # the program exited: the pod is unready, the container restarts after a back-off
+            state.last_exit = exit_code
+            state.finished_at = now()
+            state.restarts += 1
+            state.retry_at = time.monotonic() + min(BACKOFF_MAX, 2.0 ** (state.restarts - 1))
+            log.warning("cloud controller: program exited", pod=name, exit=state.last_exit, restarts=state.restarts)
+            self._stop_pod(name)
+            proc = None
+        if proc is None:
+            release = release_of(pod.spec.containers[0].image, self.versions.get(service))
+            if release is None or release in self.crashing:
+                self._report(pod, state, ready=False, waiting=None if release is None else "CrashLoopBackOff")
+                return  # this image never answers: the pod stays unready, the rollout stalls
+            if time.monotonic() < state.retry_at:
+                self._report(pod, state, ready=False, waiting="CrashLoopBackOff")
+                return
+            log.info("cloud controller: starting", pod=name, service=service, workload=workload, release=release)
+            self.cloud.start_pod(service, workload, release, name, host=pod.spec.node_name)
+            self.started.append((name, release))
+        ready = self.cloud.pod_ready(name) if proc is None or not is_ready(pod) else True
+        self._report(pod, state, ready=ready)
+
+    def _stop_pod(self, name: str) -> None:
+        log.info("cloud controller: stopping", pod=name)
+        self.cloud.stop_pod(name)
+        self.stopped.append(name)
+
+    # --- the pod's status, as a kubelet writes it ------------------------------------------------
+    def _report(self, pod: Pod, state: Container, ready: bool, waiting: str | None = None) -> None:
+        if (ready, state.restarts) == state.reported and is_ready(pod) == ready:
+            return
+        stamp = now()
+        status = "True" if ready else "False"
+        conditions = [
+            {
+                "type": t,
+                "status": status,
+                "lastTransitionTime": stamp,
+                **({} if ready else {"reason": "ContainersNotReady"}),
+            }
+            for t in ("Ready", "ContainersReady")
+        ]
+        last = (
+            {
+                "terminated": {
+                    "exitCode": state.last_exit,
+                    "reason": "Error" if state.last_exit else "Completed",
+                    "finishedAt": state.finished_at,
+                }
+            }
+            if state.last_exit is not None
+            else {}
+        )
+        current = {"waiting": {"reason": waiting}} if waiting else {"running": {"startedAt": stamp}}
+        containers = [
+            {
+                "name": c.name,
+                "image": c.image,
+                "imageID": "",
+                "ready": ready,
+                "started": waiting is None,
+                "restartCount": state.restarts,
+                "state": current,
+                **({"lastState": last} if last else {}),
+            }
+            for c in pod.spec.containers
+        ]
+        try:
+            self.core.patch_namespaced_pod_status(
+                pod.metadata.name,
+                self.namespace,
+                {"status": {"conditions": conditions, "containerStatuses": containers}},
+            )
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            return
+        state.reported = (ready, state.restarts)
+        if ready:
+            log.info("cloud controller: pod ready", pod=pod.metadata.name)
+
+
+def exited(proc: Any) -> int | None:
+    """None while a pod's program runs; once it has ended, its exit code (-N: killed by signal N;
+    -1 when it was not this process's child, e.g. started by an earlier controller, and its code is lost)."""
+    pid = getattr(proc, "pid", None)
+    child = procs._children.get(pid) if pid else None
+    if child is not None:
+        return child.poll()
+    return None if procs.alive(pid) else -1
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+# --- the lab's detached process -------------------------------------------------------------------
+def main(argv: Iterable[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab.cloud_controller", description=__doc__.split("\n")[0])
+    parser.add_argument("--cloud", required=True, type=Path, help="the cloud lab's directory (CloudLab base)")
+    parser.add_argument("--kubeconfig", required=True, type=Path)
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--context")
+    parser.add_argument("--services", required=True, help="comma-separated: the cloud's services")
+    parser.add_argument("--crashing", default="", help="comma-separated releases whose pods never become ready")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    from lab.openstack.cloud import CloudLab
+
+    cloud = CloudLab(base=args.cloud)
+    services = [s for s in args.services.split(",") if s]
+    controller = CloudController(
+        cloud,
+        args.kubeconfig,
+        args.namespace,
+        services,
+        context=args.context,
+        crashing=frozenset(r for r in args.crashing.split(",") if r),
+        versions={s: dict(cloud.service(s).versions) for s in services},
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    controller.start()
+    log.info("cloud controller running", pid=os.getpid(), namespace=args.namespace, services=services)
+    stop.wait()
+    controller.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""The cloud lab on the Kubernetes lab: every OpenStack service a Helm release, one process per Ready pod.
+
+``KubeCloud.up(services)``:
+
+1. the Kubernetes lab (kwok; the demo's ``stackhop-demo`` by default) with its nodes labelled as an
+   openstack-helm cluster labels them (``openstack-control-plane``, ``openstack-compute-node``);
+2. the cloud core in Kubernetes mode (``CloudLab.up(..., direct=False)``): MariaDB, RabbitMQ,
+   Keystone, the proxy, and per service its databases, Keystone records, config and bootstrap — but
+   no service process: those are the pods';
+3. the cloud controller (lab/cloud_controller.py) as a detached process, its pid in ``kube.json``
+   beside the cloud's state;
+4. ``helm install <service> lab/charts/<service>-2025.2.0 -f examples/lab-cloud-values/<service>.yaml``
+   for each service (no ``--wait``: the pods become Ready only as the controller serves them);
+5. wait until every Deployment is available, nova-compute runs on every node and nova's service list
+   shows one ``nova-compute`` per node (``host`` = the node's name), up.
+
+``down()`` stops the controller, uninstalls the releases and takes the cloud core down; the
+Kubernetes lab keeps running (``stackhop lab k8s down`` stops it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from lab.controller import LABEL
+from lab.helm import CHARTS, Helm
+from lab.k8s.cluster import KubeLab
+from lab.k8s.versions import REPO_ROOT
+from lab.openstack import procs
+
+log = structlog.get_logger(__name__)
+
+SERVICES = ("keystone", "placement", "glance", "neutron", "nova")
+CHART_VERSION = {"2025.2": "2025.2.0", "2026.1": "2026.1.0"}  # release -> the lab chart's version
+VALUES = REPO_ROOT / "examples" / "lab-cloud-values"
+NODE_LABELS = ("openstack-control-plane=enabled", "openstack-compute-node=enabled")
+NAMESPACE = "openstack"
+
+
+def chart(service: str, release: str = "2025.2") -> Path:
+    return CHARTS / f"{service}-{CHART_VERSION[release]}"
+
+
+def values(service: str) -> Path:
+    return VALUES / f"{service}.yaml"
+
+
+@dataclass
+class KubeCloud:
+    """The cloud lab (``CloudLab`` at ``base``) deployed on one Kubernetes lab."""
+
+    kube: KubeLab
+    base: Path
+    namespace: str = NAMESPACE
+
+    @property
+    def state_file(self) -> Path:
+        return self.base / "kube.json"
+
+    @property
+    def controller_log(self) -> Path:
+        return self.base / "cloud-controller.log"
+
+    def state(self) -> dict[str, Any]:
+        if not self.state_file.is_file():
+            return {}
+        data: dict[str, Any] = json.loads(self.state_file.read_text())
+        return data
+
+    def _save(self, **changes: Any) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps({**self.state(), **changes}, indent=2))
+
+    def cloud(self) -> Any:
+        from lab.openstack.cloud import CloudLab
+
+        return CloudLab(base=self.base)
+
+    def helm(self) -> Helm:
+        return Helm(self.kube.kubeconfig, self.namespace)
+
+    def _apis(self) -> tuple[client.CoreV1Api, client.AppsV1Api]:
+        api = config.new_client_from_config(config_file=str(self.kube.kubeconfig))
+        return client.CoreV1Api(api), client.AppsV1Api(api)
+
+    # --- up ----------------------------------------------------------------------------------
+    def up(
+        self, services: Sequence[str] = SERVICES, crashing: Iterable[str] = (), timeout: float = 600
+    ) -> dict[str, float]:
+        """The whole cloud at 2025.2 on the Kubernetes lab; the seconds each phase took."""
+        unknown = set(services) - set(SERVICES)
+        if unknown:
+            raise ValueError(f"unknown services {sorted(unknown)}: the cloud lab has {', '.join(SERVICES)}")
+        services = [s for s in SERVICES if s in services]  # the cloud's order: keystone first
+        timings: dict[str, float] = {}
+        t0 = t = time.monotonic()
+        self.kube.up()
+        nodes = self.nodes()
+        self.kube.kubectl_run("label", "nodes", "--all", "--overwrite", *NODE_LABELS)
+        timings["kubernetes"] = time.monotonic() - t
+        t = time.monotonic()
+        self.cloud().up(services, release="2025.2", hosts=tuple(nodes), direct=False)
+        timings["cloud core"] = time.monotonic() - t
+        t = time.monotonic()
+        core, _ = self._apis()
+        try:
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace)))
+        except ApiException as e:
+            if e.status != 409:
+                raise
+        self.start_controller(services, crashing)
+        helm = self.helm()
+        for service in services:
+            if not helm.history(service):
+                helm.install(service, chart(service), values=[values(service)], wait=False)
+        self._save(services=list(services), nodes=nodes, namespace=self.namespace, kube=self.kube.name)
+        self.wait_ready(services, nodes, timeout=timeout)
+        timings["pods ready"] = time.monotonic() - t
+        timings["total"] = time.monotonic() - t0
+        self._save(started=timings)
+        return timings
+
+    def nodes(self) -> list[str]:
+        core, _ = self._apis()
+        listed: list[Any] = core.list_node().items
+        return sorted(n.metadata.name for n in listed)
+
+    def start_controller(self, services: Sequence[str], crashing: Iterable[str] = ()) -> int:
+        """The cloud controller as a detached process (a running one is replaced)."""
+        self.stop_controller()
+        argv = [
+            sys.executable,
+            "-m",
+            "lab.cloud_controller",
+            "--cloud",
+            str(self.base),
+            "--kubeconfig",
+            str(self.kube.kubeconfig),
+            "--namespace",
+            self.namespace,
+            "--services",
+            ",".join(services),
+            "--crashing",
+            ",".join(crashing),
+        ]
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        pid = procs.start_detached(argv, self.controller_log, env=env, cwd=REPO_ROOT)
+        self._save(controller_pid=pid)
+        return pid
+
+    def stop_controller(self) -> None:
+        pid = self.state().get("controller_pid")
+        if pid:
+            procs.stop(int(pid))
+            self._save(controller_pid=None)
+
+    # --- readiness -----------------------------------------------------------------------------
+    def rolled_out(self, services: Sequence[str], nodes: Sequence[str]) -> list[str]:
+        """What is not yet rolled out (empty: every Deployment of the services available with all its
+        replicas updated, and each nova-compute DaemonSet ready on every node it selects)."""
+        _, apps = self._apis()
+        missing: list[str] = []
+        deployments: list[Any] = apps.list_namespaced_deployment(self.namespace).items
+        daemonsets: list[Any] = apps.list_namespaced_daemon_set(self.namespace).items
+        owned = [
+            w
+            for w in deployments + daemonsets
+            if (w.metadata.labels or {}).get("application") in services
+            or (w.metadata.labels or {}).get("app") in {f"{s}-api" for s in services}
+        ]
+        for d in deployments:
+            if d not in owned:
+                continue
+            want, s = d.spec.replicas or 0, d.status
+            if (s.observed_generation or 0) < d.metadata.generation or not (
+                (s.updated_replicas or 0) == want and (s.available_replicas or 0) == want and (s.replicas or 0) == want
+            ):
+                missing.append(f"Deployment {d.metadata.name}: {s.available_replicas or 0}/{want} available")
+        computes = 0
+        for ds in daemonsets:
+            if ds not in owned:
+                continue
+            s = ds.status
+            computes += s.number_ready or 0
+            if (s.observed_generation or 0) < ds.metadata.generation or not (
+                s.desired_number_scheduled == s.number_ready == (s.updated_number_scheduled or 0)
+            ):
+                missing.append(
+                    f"DaemonSet {ds.metadata.name}: {s.number_ready or 0}/{s.desired_number_scheduled} ready"
+                )
+        if "nova" in services and computes != len(nodes):
+            missing.append(f"nova-compute: {computes} ready pods for {len(nodes)} nodes")
+        return missing
+
+    def wait_ready(self, services: Sequence[str], nodes: Sequence[str], timeout: float = 600) -> None:
+        def done() -> bool:
+            return not self.rolled_out(services, nodes) and (
+                "nova" not in services or sorted(self.compute_hosts()) == sorted(nodes)
+            )
+
+        wait(done, timeout, lambda: "; ".join(self.rolled_out(services, nodes)) or f"nova-compute on {nodes}")
+
+    def compute_hosts(self) -> list[str]:
+        """The hosts of the nova-compute services that are up (nova's service list, through the API)."""
+        return [s["host"] for s in self.compute_services() if s["state"] == "up" and s["status"] == "enabled"]
+
+    def compute_services(self) -> list[dict[str, str]]:
+        import openstack
+
+        conn = openstack.connect(cloud=self.admin_cloud(), load_envvars=False, config_files=[str(self.clouds_yaml())])
+        try:
+            return [
+                {"host": s.host, "state": s.state, "status": s.status}
+                for s in conn.compute.services(binary="nova-compute")
+            ]
+        finally:
+            conn.close()
+
+    def clouds_yaml(self) -> Path:
+        path: Path = self.cloud().clouds_yaml
+        return path
+
+    @staticmethod
+    def admin_cloud() -> str:
+        from lab.openstack.manager import ADMIN_CLOUD
+
+        return ADMIN_CLOUD
+
+    # --- what runs -------------------------------------------------------------------------------
+    def pods(self) -> list[dict[str, Any]]:
+        """Every served pod: service, workload, pod, node, release (image), Ready, and its process."""
+        core, _ = self._apis()
+        procs_by_pod = self.cloud().pods()
+        rows = []
+        listed: list[Any] = core.list_namespaced_pod(self.namespace, label_selector=f"{LABEL}=controller").items
+        for pod in listed:
+            labels = pod.metadata.labels or {}
+            proc = procs_by_pod.get(pod.metadata.name)
+            ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+            rows.append(
+                {
+                    "service": labels.get("application", "?"),
+                    "workload": f"{labels.get('application')}-{labels.get('component')}",
+                    "pod": pod.metadata.name,
+                    "node": pod.spec.node_name or "",
+                    "image": pod.spec.containers[0].image.rsplit("/", 1)[-1],
+                    "ready": ready,
+                    "pid": getattr(proc, "pid", None),
+                    "port": getattr(proc, "port", None),
+                    "release": getattr(proc, "release", None),
+                }
+            )
+        return sorted(rows, key=lambda r: (SERVICES.index(r["service"]) if r["service"] in SERVICES else 99, r["pod"]))
+
+    # --- down --------------------------------------------------------------------------------------
+    def down(self, purge: bool = False) -> None:
+        state = self.state()
+        self.stop_controller()
+        if self.kube.healthy():
+            helm = self.helm()
+            for service in state.get("services", []):
+                helm.uninstall(service, wait=False)
+        self.cloud().down(purge=purge)
+        if purge:
+            self.state_file.unlink(missing_ok=True)
+        else:
+            self._save(controller_pid=None)
+
+
+def wait(predicate: Callable[[], bool], timeout: float, what: Callable[[], str]) -> float:
+    """Poll ``predicate`` (twice a second) until true; a timeout says what was still missing."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"not ready after {timeout:.0f}s: {what()}")
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def rss_mib(pids: Iterable[int]) -> float:
+    """The resident memory of these processes and all their descendants, in MiB."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                rss[int(entry.name)] = int(line.split()[1])
+    seen: set[int] = set()
+    todo = [p for p in pids if p]
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        todo.extend(children.get(pid, []))
+    return sum(rss.get(p, 0) for p in seen) / 1024

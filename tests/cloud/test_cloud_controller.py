@@ -1,0 +1,216 @@
+"""The cloud controller plays the kubelet for the cloud's pods on the Kubernetes lab.
+
+The cloud here is a stand-in with the cloud lab's pod API (start_pod / stop_pod / pod_ready / pods)
+whose programs are real processes (a small HTTP server per pod on its own loopback port): what is
+under test is the controller's side — which pods it starts, with which release and host, when it
+marks them Ready, that it stops deleted pods, and that a program that exits makes its pod unready with
+a restart count, as a kubelet does. The real cloud behind the same controller is
+tests/cloud/test_cloud_k8s.py's.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from lab.cloud_controller import CloudController, release_of, workload_of
+from lab.cloud_k8s import NODE_LABELS, chart, values
+from lab.helm import Helm
+from lab.k8s.cluster import KubeLab
+from lab.openstack import procs
+from lab.openstack.paths import free_port
+from model.plan import KubeTarget
+from tests.waiting import eventually_sync
+
+
+@dataclass
+class Proc:
+    pid: int
+    port: int
+    service: str
+    workload: str
+    release: str
+    host: str
+
+
+class ProcessCloud:
+    """The cloud lab's pod API over real processes: one `python -m http.server` per pod."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self._procs: dict[str, Proc] = {}
+        self._lock = threading.Lock()
+
+    def start_pod(self, service: str, workload: str, release: str, pod: str, host: str) -> Proc:
+        port = free_port()
+        argv = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
+        pid = procs.start_detached(argv, self.base / f"{pod}.log", cwd=self.base)
+        proc = Proc(pid, port, service, workload, release, host)
+        with self._lock:
+            self._procs[pod] = proc
+        return proc
+
+    def stop_pod(self, pod: str) -> None:
+        with self._lock:
+            proc = self._procs.pop(pod, None)
+        if proc:
+            procs.stop(proc.pid)
+
+    def pod_ready(self, pod: str) -> bool:
+        proc = self._procs.get(pod)
+        if proc is None or not procs.alive(proc.pid):
+            return False
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", proc.port)) == 0
+
+    def pods(self, service: str | None = None) -> dict[str, Proc]:
+        with self._lock:
+            return {n: p for n, p in self._procs.items() if service in (None, p.service)}
+
+    def down(self) -> None:
+        for pod in list(self.pods()):
+            self.stop_pod(pod)
+
+
+@pytest.fixture
+def stand_in(k8s_lab: KubeLab, kube_target: KubeTarget, tmp_path: Path) -> Iterator[tuple[ProcessCloud, Helm, Any]]:
+    k8s_lab.kubectl_run("label", "nodes", "--all", "--overwrite", *NODE_LABELS)
+    cloud = ProcessCloud(tmp_path)
+    helm = Helm(Path(kube_target.kubeconfig), kube_target.namespace, kube_target.context)
+    api = config.new_client_from_config(config_file=kube_target.kubeconfig, context=kube_target.context)
+    try:
+        yield cloud, helm, client.CoreV1Api(api)
+    finally:
+        cloud.down()
+
+
+def controller(kube_target: KubeTarget, cloud: ProcessCloud, crashing: frozenset[str] = frozenset()) -> CloudController:
+    return CloudController(
+        cloud,
+        Path(kube_target.kubeconfig),
+        kube_target.namespace,
+        ["placement", "nova"],
+        context=kube_target.context,
+        crashing=crashing,
+    )
+
+
+def ready(core: Any, namespace: str, selector: str) -> dict[str, Any]:
+    pods: list[Any] = core.list_namespaced_pod(namespace, label_selector=selector).items
+    return {
+        p.metadata.name: p
+        for p in pods
+        if p.metadata.deletion_timestamp is None
+        and any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))
+    }
+
+
+def test_release_and_workload_from_the_pod() -> None:
+    assert release_of("quay.io/airshipit/nova:2025.2-ubuntu_noble") == "2025.2"
+    assert release_of("registry.lab/placement:2026.1") == "2026.1"
+    assert release_of("registry.lab/keystone:28.1.0", {"2025.2": "28.1.0"}) == "2025.2"
+    assert release_of("quay.io/airshipit/nova:2025.21-ubuntu_noble") is None
+    assert release_of("quay.io/airshipit/nova:latest") is None
+    pod = client.V1Pod(metadata=client.V1ObjectMeta(labels={"application": "nova", "component": "api-osapi"}))
+    assert workload_of(pod) == ("nova", "nova-api-osapi")
+    assert workload_of(client.V1Pod(metadata=client.V1ObjectMeta(labels={"app": "x"}))) is None
+
+
+def test_a_chart_upgrade_rolls_the_processes_one_surge_pod_at_a_time(
+    stand_in: tuple[ProcessCloud, Helm, Any], kube_target: KubeTarget
+) -> None:
+    cloud, helm, core = stand_in
+    ns, selector = kube_target.namespace, "application=placement"
+    with controller(kube_target, cloud) as ctl:
+        helm.install("placement", chart("placement"), values=[values("placement")], timeout="60s")
+        first = ready(core, ns, selector)
+        assert len(first) == 2
+        assert {p.release for p in cloud.pods("placement").values()} == {"2025.2"}
+        assert set(cloud.pods("placement")) == set(first)
+        assert {(p.workload, p.host) for p in cloud.pods().values()} == {
+            ("placement-api", first[n].spec.node_name) for n in first
+        }
+        helm.upgrade("placement", chart("placement", "2026.1"), values=[values("placement")], timeout="60s")
+        eventually_sync(lambda: set(cloud.pods()) == set(ready(core, ns, selector)), within=30, what="pods = processes")
+        assert {p.release for p in cloud.pods().values()} == {"2026.1"}
+        assert not set(first) & set(cloud.pods())  # every old pod's process stopped
+        assert set(first) <= set(ctl.stopped)
+        assert [r for _, r in ctl.started] == ["2025.2", "2025.2", "2026.1", "2026.1"]
+
+
+def test_nova_compute_runs_per_node_with_host_the_node(
+    stand_in: tuple[ProcessCloud, Helm, Any], kube_target: KubeTarget, k8s_lab: KubeLab
+) -> None:
+    cloud, helm, core = stand_in
+    nodes = {n.metadata.name for n in core.list_node().items}
+    with controller(kube_target, cloud):
+        helm.install("nova", chart("nova"), values=[values("nova")], timeout="60s")
+        computes = [p for p in cloud.pods("nova").values() if p.workload == "nova-compute"]
+        assert sorted(p.host for p in computes) == sorted(nodes)
+        assert {p.workload for p in cloud.pods("nova").values()} == {
+            "nova-api-osapi",
+            "nova-conductor",
+            "nova-scheduler",
+            "nova-compute",
+        }
+
+
+def test_a_program_that_exits_makes_its_pod_unready_and_is_restarted(
+    stand_in: tuple[ProcessCloud, Helm, Any], kube_target: KubeTarget
+) -> None:
+    cloud, helm, core = stand_in
+    ns, selector = kube_target.namespace, "application=placement"
+    with controller(kube_target, cloud):
+        helm.install("placement", chart("placement"), values=[values("placement")], timeout="60s")
+        name, proc = sorted(cloud.pods().items())[0]
+        os.kill(proc.pid, signal.SIGKILL)
+
+        def restarted() -> Any:
+            pod = core.read_namespaced_pod(name, ns)
+            status = pod.status.container_statuses[0]
+            return status if status.restart_count == 1 else None
+
+        status = eventually_sync(restarted, within=30, what="restartCount 1")
+        assert status.last_state.terminated.exit_code == -signal.SIGKILL
+        eventually_sync(lambda: name in ready(core, ns, selector), within=30, what="ready again")
+        assert cloud.pods()[name].pid != proc.pid
+
+
+def test_a_crashing_release_never_becomes_ready(
+    stand_in: tuple[ProcessCloud, Helm, Any], kube_target: KubeTarget
+) -> None:
+    cloud, helm, core = stand_in
+    ns, selector = kube_target.namespace, "application=placement"
+    with controller(kube_target, cloud, crashing=frozenset({"2026.1"})):
+        helm.install("placement", chart("placement"), values=[values("placement")], timeout="60s")
+        before = set(cloud.pods())
+        helm.upgrade("placement", chart("placement", "2026.1"), values=[values("placement")], wait=False)
+        apps = client.AppsV1Api(core.api_client)
+
+        def backing_off() -> list[str]:
+            pods: list[Any] = core.list_namespaced_pod(ns, label_selector=selector).items
+            return [
+                p.metadata.name
+                for p in pods
+                if p.metadata.name not in before
+                and any(
+                    s.state.waiting and s.state.waiting.reason == "CrashLoopBackOff"
+                    for s in p.status.container_statuses or []
+                )
+            ]
+
+        (surge,) = eventually_sync(backing_off, within=30, what="the surge pod in CrashLoopBackOff")
+        assert surge not in cloud.pods()  # never started
+        assert set(ready(core, ns, selector)) == before == set(cloud.pods())  # the old ones still serve
+        status = apps.read_namespaced_deployment("placement-api", ns).status
+        assert status.updated_replicas == 1 and status.available_replicas == 2
