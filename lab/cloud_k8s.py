@@ -24,7 +24,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,6 +263,24 @@ class KubeCloud:
             )
         return sorted(rows, key=lambda r: (SERVICES.index(r["service"]) if r["service"] in SERVICES else 99, r["pod"]))
 
+    # --- memory -----------------------------------------------------------------------------------
+    def lab_pids(self) -> list[int]:
+        """Every process of the lab: the Kubernetes lab's components, the controller (whose children
+        are the pods' processes), and every pid the cloud's state files record (MariaDB, RabbitMQ,
+        Keystone, the proxy...)."""
+        pids = [int(f.read_text().strip()) for f in (self.kube.cluster_dir / "pids").glob("*.pid")]
+        pids.append(int(self.state().get("controller_pid") or 0))
+        pids += [getattr(p, "pid", 0) or 0 for p in self.cloud().pods().values()]
+        for f in self.base.rglob("*.json"):
+            try:
+                pids += list(_pids_in(json.loads(f.read_text())))
+            except (OSError, ValueError):
+                continue
+        return sorted({p for p in pids if p and procs.alive(p)})
+
+    def rss_mib(self) -> float:
+        return rss_mib(self.lab_pids())
+
     # --- down --------------------------------------------------------------------------------------
     def down(self, purge: bool = False) -> None:
         state = self.state()
@@ -286,6 +304,19 @@ def wait(predicate: Callable[[], bool], timeout: float, what: Callable[[], str])
             raise TimeoutError(f"not ready after {timeout:.0f}s: {what()}")
         time.sleep(0.5)
     return time.monotonic() - started
+
+
+def _pids_in(data: Any) -> Iterator[int]:
+    """The values of every "pid" key of a JSON document."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key == "pid" and isinstance(value, int):
+                yield value
+            else:
+                yield from _pids_in(value)
+    elif isinstance(data, list):
+        for item in data:
+            yield from _pids_in(item)
 
 
 def rss_mib(pids: Iterable[int]) -> float:

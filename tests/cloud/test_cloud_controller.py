@@ -86,7 +86,7 @@ class ProcessCloud:
 def stand_in(k8s_lab: KubeLab, kube_target: KubeTarget, tmp_path: Path) -> Iterator[tuple[ProcessCloud, Helm, Any]]:
     k8s_lab.kubectl_run("label", "nodes", "--all", "--overwrite", *NODE_LABELS)
     cloud = ProcessCloud(tmp_path)
-    helm = Helm(Path(kube_target.kubeconfig), kube_target.namespace, kube_target.context)
+    helm = Helm(k8s_lab.kubeconfig, kube_target.namespace, kube_target.context)
     api = config.new_client_from_config(config_file=kube_target.kubeconfig, context=kube_target.context)
     try:
         yield cloud, helm, client.CoreV1Api(api)
@@ -95,6 +95,7 @@ def stand_in(k8s_lab: KubeLab, kube_target: KubeTarget, tmp_path: Path) -> Itera
 
 
 def controller(kube_target: KubeTarget, cloud: ProcessCloud, crashing: frozenset[str] = frozenset()) -> CloudController:
+    assert kube_target.kubeconfig
     return CloudController(
         cloud,
         Path(kube_target.kubeconfig),
@@ -212,5 +213,5 @@ def test_a_crashing_release_never_becomes_ready(
         (surge,) = eventually_sync(backing_off, within=30, what="the surge pod in CrashLoopBackOff")
         assert surge not in cloud.pods()  # never started
         assert set(ready(core, ns, selector)) == before == set(cloud.pods())  # the old ones still serve
-        status = apps.read_namespaced_deployment("placement-api", ns).status
+        status: Any = apps.read_namespaced_deployment("placement-api", ns).status
         assert status.updated_replicas == 1 and status.available_replicas == 2

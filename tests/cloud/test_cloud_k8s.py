@@ -1,0 +1,202 @@
+"""The cloud lab on the Kubernetes lab: every service a Helm release, one process per Ready pod.
+
+One cloud per session (``k8s_cloud``): the session's Kubernetes lab (3 kwok nodes), the cloud core
+in Kubernetes mode, the cloud controller as its detached process, and keystone, placement, glance,
+neutron and nova installed from their 2025.2.0 charts — what ``stackhop lab openstack up --services
+keystone,placement,glance,neutron,nova`` does. The tests then roll services through chart upgrades
+while clients call them through the lab proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from lab.cloud_k8s import SERVICES, KubeCloud, chart, rss_mib, values
+from lab.k8s.cluster import KubeLab
+from lab.openstack import paths
+from tests.waiting import eventually_sync
+
+# The whole cloud, each service at 2025.2 and its workloads (Deployments, and a DaemonSet for nova-compute).
+WORKLOADS = {
+    "keystone": {"keystone-api"},
+    "placement": {"placement-api"},
+    "glance": {"glance-api"},
+    "neutron": {"neutron-server"},
+    "nova": {"nova-api-osapi", "nova-conductor", "nova-scheduler", "nova-compute"},
+}
+
+
+def cloud_base() -> Path:
+    return paths.lab_dir().parent / "cloud-k8s-pytest"
+
+
+@pytest.fixture(scope="session")
+def k8s_cloud(k8s_lab: KubeLab) -> Iterator[KubeCloud]:
+    cloud = KubeCloud(k8s_lab, cloud_base())
+    cloud.down(purge=True)  # leftovers of an interrupted session
+    timings = cloud.up(SERVICES)
+    measure(cloud, up_s={k: round(v, 1) for k, v in timings.items()})
+    try:
+        yield cloud
+    finally:
+        cloud.down()
+
+
+def measure(cloud: KubeCloud, **figures: Any) -> None:
+    """Figures for the lab README, kept in <cloud>/measurements.json (start, memory, rolling update)."""
+    path = cloud.base / "measurements.json"
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    path.write_text(json.dumps({**known, **figures}, indent=2))
+
+
+def core_api(cloud: KubeCloud) -> client.CoreV1Api:
+    return client.CoreV1Api(config.new_client_from_config(config_file=str(cloud.kube.kubeconfig)))
+
+
+def ready_pods(cloud: KubeCloud, service: str) -> dict[str, Any]:
+    listed: list[Any] = (
+        core_api(cloud).list_namespaced_pod(cloud.namespace, label_selector=f"application={service}").items
+    )
+    return {
+        p.metadata.name: p
+        for p in listed
+        if p.metadata.deletion_timestamp is None
+        and any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))
+    }
+
+
+def token(cloud: KubeCloud) -> str:
+    """A project-scoped admin token from Keystone, through the proxy."""
+    ctx = cloud.cloud().context("placement")
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"name": "admin", "domain": {"name": "Default"}, "password": ctx.admin_password}},
+            },
+            "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}},
+        }
+    }
+    request = urllib.request.Request(
+        f"{ctx.auth_url}/auth/tokens",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        value: str = response.headers["X-Subject-Token"]
+        return value
+
+
+class Caller(threading.Thread):
+    """Calls one URL through the proxy, a fresh connection each time, until stopped; keeps every outcome."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        super().__init__(name="caller", daemon=True)
+        self.url, self.headers = url, headers
+        self.outcomes: Counter[str] = Counter()
+        self.failures: list[str] = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                with urllib.request.urlopen(urllib.request.Request(self.url, headers=self.headers), timeout=30) as r:
+                    outcome = str(r.status)
+            except urllib.error.HTTPError as e:
+                outcome = str(e.code)
+            except (urllib.error.URLError, OSError) as e:
+                outcome = f"error: {e}"
+            self.outcomes[outcome] += 1
+            if not outcome.startswith("2"):
+                self.failures.append(f"{time.strftime('%H:%M:%S')} {outcome}")
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=60)
+
+
+def served(cloud: KubeCloud, service: str) -> dict[str, tuple[str, str]]:
+    """Each pod's process: {pod: (workload, release)}."""
+    return {name: (p.workload, p.release) for name, p in cloud.cloud().pods(service).items()}
+
+
+def test_the_whole_cloud_runs_one_process_per_ready_pod_and_nova_compute_per_node(k8s_cloud: KubeCloud) -> None:
+    nodes = k8s_cloud.nodes()
+    assert len(nodes) == 3
+    assert k8s_cloud.rolled_out(SERVICES, nodes) == []
+    for service in SERVICES:
+        pods = ready_pods(k8s_cloud, service)
+        procs = served(k8s_cloud, service)
+        assert set(procs) == set(pods), service  # one process per Ready pod, none for anything else
+        assert {w for w, _ in procs.values()} == WORKLOADS[service]
+        assert {r for _, r in procs.values()} == {"2025.2"}
+    # nova's own service list: one nova-compute per lab node, host = the node's name, up
+    computes = k8s_cloud.compute_services()
+    assert sorted(s["host"] for s in computes) == nodes
+    assert {s["state"] for s in computes} == {"up"}
+    hosts = {p.host for p in k8s_cloud.cloud().pods("nova").values() if p.workload == "nova-compute"}
+    assert hosts == set(nodes)
+    # the lab's memory: every process of it (Kubernetes lab, cloud core, controller, pods' processes)
+    total = k8s_cloud.rss_mib()
+    in_pods = rss_mib(p.pid for p in k8s_cloud.cloud().pods().values())
+    measure(k8s_cloud, rss_mib_lab=round(total), rss_mib_pods=round(in_pods))
+    assert total > in_pods > 0
+
+
+def test_a_rolling_update_through_the_proxy_never_fails_a_call(k8s_cloud: KubeCloud) -> None:
+    """`helm upgrade placement` to chart 2026.1.0 while a client calls the placement API through the
+    proxy: every call answers 2xx (no refused connection, no 5xx), and at the end only 2026.1 serves."""
+    cloud = k8s_cloud.cloud()
+    assert cloud.manage("placement", "2026.1", "db", "sync").returncode == 0  # the schema first
+    before = served(k8s_cloud, "placement")
+    assert len(before) == 2 and {r for _, r in before.values()} == {"2025.2"}
+    headers = {"X-Auth-Token": token(k8s_cloud), "OpenStack-API-Version": "placement 1.0"}
+    caller = Caller(f"{cloud.endpoints['placement']}/resource_providers", headers)
+    caller.start()
+    eventually_sync(lambda: caller.outcomes.total() >= 5, within=60, what="calls before the upgrade")
+    started = time.monotonic()
+    k8s_cloud.helm().upgrade("placement", chart("placement", "2026.1"), values=[values("placement")], timeout="300s")
+    rolled = time.monotonic() - started
+    eventually_sync(lambda: set(served(k8s_cloud, "placement")) == set(ready_pods(k8s_cloud, "placement")), within=60)
+    calls_after = caller.outcomes.total() + 5
+    eventually_sync(lambda: caller.outcomes.total() >= calls_after, within=60, what="calls after the upgrade")
+    caller.stop()
+    measure(k8s_cloud, placement_rolling_update_s=round(rolled, 1), placement_calls=dict(caller.outcomes))
+    assert caller.failures == []
+    after = served(k8s_cloud, "placement")
+    assert len(after) == 2 and {r for _, r in after.values()} == {"2026.1"}
+    assert not set(after) & set(before)
+
+
+def test_neutron_workload_set_changes_across_its_chart_upgrade(k8s_cloud: KubeCloud) -> None:
+    """2025.2: neutron-server alone; the 2026.1.0 chart: the API (WSGI) as neutron-server, and
+    neutron-rpc-server and neutron-periodic-workers: processes follow the pods, the API keeps answering."""
+    cloud = k8s_cloud.cloud()
+    assert {w for w, _ in served(k8s_cloud, "neutron").values()} == {"neutron-server"}
+    expand = cloud.manage("neutron", "2026.1", "upgrade", "--expand")
+    assert expand.returncode == 0, expand.stderr
+    k8s_cloud.helm().upgrade("neutron", chart("neutron", "2026.1"), values=[values("neutron")], timeout="300s")
+    eventually_sync(lambda: set(served(k8s_cloud, "neutron")) == set(ready_pods(k8s_cloud, "neutron")), within=60)
+    after = served(k8s_cloud, "neutron")
+    assert sorted(after.values()) == [
+        ("neutron-periodic-workers", "2026.1"),
+        ("neutron-rpc-server", "2026.1"),
+        ("neutron-server", "2026.1"),
+    ]
+    request = urllib.request.Request(
+        f"{cloud.endpoints['neutron']}/v2.0/networks", headers={"X-Auth-Token": token(k8s_cloud)}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
