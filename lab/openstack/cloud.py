@@ -457,44 +457,48 @@ class CloudLab:
 
     # --- baseline (cheap reset between tests) ----------------------------------------------------
     @property
-    def baseline_file(self) -> Path:
-        return self.base / "baseline.sql"
+    def baseline_dir(self) -> Path:
+        return self.base / "baseline"
 
-    def databases(self) -> list[str]:
-        return [d for s in self.services for d in service_lab(s).databases]
+    def databases(self, services: Sequence[str] | None = None) -> list[str]:
+        return [d for s in self.services if services is None or s in services for d in service_lab(s).databases]
 
     def save_baseline(self) -> Path:
-        """Dump every database as set up (lab plumbing, not the snapshot activity under test)."""
+        """Dump every database as set up, one file each (lab plumbing, not the snapshot activity
+        under test), so a test resets only the services it changes."""
         assert self.mariadb
         dump = install.find_tool("mariadb-dump") or "mariadb-dump"
-        with open(self.baseline_file, "wb") as out:
-            subprocess.run(
-                [
-                    dump,
-                    f"--defaults-file={self.mariadb.defaults_file}",
-                    "--single-transaction",
-                    "--databases",
-                    *self.databases(),
-                ],
-                stdout=out,
-                check=True,
-            )
-        return self.baseline_file
+        self.baseline_dir.mkdir(parents=True, exist_ok=True)
+        for database in self.databases():
+            with open(self.baseline_dir / f"{database}.sql", "wb") as out:
+                subprocess.run(
+                    [dump, f"--defaults-file={self.mariadb.defaults_file}", "--single-transaction", database],
+                    stdout=out,
+                    check=True,
+                )
+        return self.baseline_dir
 
     def reset(self, services: Sequence[str] | None = None) -> float:
-        """Every database back to the baseline, every service served at the bootstrapped release
-        (its pods restarted: no process keeps state from before). Returns seconds."""
+        """The databases of ``services`` (default: all) back to the baseline and those services
+        served at the bootstrapped release, their pods restarted (no process keeps state from
+        before). Keystone is reset only when named (or with everything). Returns seconds."""
         assert self.mariadb
         started = time.monotonic()
-        for s in reversed(self.services):
+        chosen = [s for s in self.services if services is None or s in services]
+        for s in reversed(chosen):
             self.stop_service(s)
-        self.mariadb.sql("; ".join(f"DROP DATABASE IF EXISTS `{d}`" for d in self.databases()))
         client = install.find_tool("mariadb") or "mariadb"
-        with open(self.baseline_file, "rb") as dump:
-            subprocess.run([client, f"--defaults-file={self.mariadb.defaults_file}"], stdin=dump, check=True)
-        for s in self.services:
-            if services is None or s in services or s == "keystone":
-                self.serve(s, self.release)
+        for database in self.databases(chosen):
+            self.mariadb.sql(
+                f"DROP DATABASE IF EXISTS `{database}`; "
+                f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+            )
+            with open(self.baseline_dir / f"{database}.sql", "rb") as dump:
+                subprocess.run(
+                    [client, f"--defaults-file={self.mariadb.defaults_file}", database], stdin=dump, check=True
+                )
+        for s in chosen:
+            self.serve(s, self.release)
         return time.monotonic() - started
 
     # --- clients -------------------------------------------------------------------------------

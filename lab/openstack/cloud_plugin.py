@@ -38,10 +38,11 @@ def cloud() -> Iterator[CloudLab]:
 
 @pytest.fixture
 def cloud_at(cloud: CloudLab) -> Callable[..., CloudLab]:
-    """``cloud_at()``: every database back to the baseline, every service serving 2025.2."""
+    """``cloud_at("nova", "placement")``: those services' databases back to the baseline and their
+    pods restarted at 2025.2 (no names: every service)."""
 
-    def reset() -> CloudLab:
-        cloud.reset()
+    def reset(*services: str) -> CloudLab:
+        cloud.reset(services or None)
         return cloud
 
     return reset

@@ -37,6 +37,6 @@ def test_a_stopped_service_refuses_then_a_swap_serves_the_other_release(cloud: C
     cloud.serve("keystone", "2026.1")
     assert cloud.served("keystone") == "2026.1"
     assert _version_doc(cloud.auth_url) == 200
-    cloud.reset()
+    cloud.reset(["keystone"])
     assert cloud.served("keystone") == "2025.2"
     assert _version_doc(cloud.auth_url) == 200
