@@ -455,6 +455,34 @@ class CloudLab:
             "clouds_yaml": str(self.clouds_yaml),
         }
 
+    def memory(self) -> dict[str, float]:
+        """RSS in MiB of each part of the cloud (a pod counts its process group: gunicorn's master
+        and worker), measured now; ``total`` is their sum."""
+        import psutil  # type: ignore[import-untyped]
+
+        def group_rss(pid: int | None) -> float:
+            if not procs.alive(pid):
+                return 0.0
+            assert pid is not None
+            total = 0
+            for proc in psutil.process_iter(["pid"]):
+                try:
+                    if os.getsid(proc.pid) == pid:
+                        total += proc.memory_info().rss
+                except (psutil.Error, ProcessLookupError, PermissionError):
+                    continue
+            return total / 2**20
+
+        parts = {
+            "mariadb": group_rss(self.mariadb.pid if self.mariadb else None),
+            "rabbitmq": group_rss(self.rabbit.pid if self.rabbit else None),
+            "proxy": group_rss(self.proxy_pid),
+        }
+        for name, pod in sorted(self.pods.items()):
+            parts[name] = group_rss(pod.pid)
+        parts["total"] = sum(parts.values())
+        return {k: round(v, 1) for k, v in parts.items()}
+
     # --- baseline (cheap reset between tests) ----------------------------------------------------
     @property
     def baseline_dir(self) -> Path:

@@ -40,3 +40,10 @@ def test_a_stopped_service_refuses_then_a_swap_serves_the_other_release(cloud: C
     cloud.reset(["keystone"])
     assert cloud.served("keystone") == "2025.2"
     assert _version_doc(cloud.auth_url) == 200
+
+
+def test_memory_counts_every_part(cloud: CloudLab) -> None:
+    rss = cloud.memory()
+    assert rss["mariadb"] > 20 and rss["rabbitmq"] > 20 and rss["proxy"] > 5
+    assert all(rss[pod] > 20 for pod in cloud.pods)  # a pod counts its process group
+    assert rss["total"] == pytest.approx(sum(v for k, v in rss.items() if k != "total"), abs=1)
