@@ -39,7 +39,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,13 +62,16 @@ BACKOFF_MAX = 30.0  # seconds between two restarts of a crash-looping program, a
 class PodCloud(Protocol):
     """What the controller needs of the cloud lab (lab/openstack/cloud.py's CloudLab)."""
 
+    @property
+    def pods(self) -> Mapping[str, Any]:
+        """pod name -> its process (PodProc: service, workload, release, host, port, pid)."""
+        ...
+
     def start_pod(self, service: str, workload: str, release: str, pod: str, host: str) -> Any: ...
 
     def stop_pod(self, pod: str) -> None: ...
 
     def pod_ready(self, pod: str) -> bool: ...
-
-    def pods(self, service: str | None = None) -> Mapping[str, Any]: ...
 
 
 def release_of(image: str, versions: Mapping[str, str] | None = None) -> str | None:
@@ -113,6 +116,8 @@ class CloudController:
     context: str | None = None
     crashing: frozenset[str] = frozenset()
     versions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # service -> release -> version
+    # the workloads a service's release runs (its programs); None: a pod's workload is taken as it is
+    programs: Callable[[str, str], Sequence[str]] | None = None
     tick: float = 0.2  # how often the controller looks at its processes (not at the apiserver)
 
     def __post_init__(self) -> None:
@@ -127,6 +132,7 @@ class CloudController:
         self._lock = threading.Lock()
         self._watcher = threading.Thread(target=self._watch_loop, name="cloud-controller-watch", daemon=True)
         self._thread = threading.Thread(target=self.run, name="cloud-controller", daemon=True)
+        self._seen: set[str] = set()  # every pod name the watch has shown (a process of one is the controller's)
         self.started: list[tuple[str, str]] = []  # (pod, release) in order: for tests and reports
         self.stopped: list[str] = []
 
@@ -212,21 +218,52 @@ class CloudController:
         """Bring the processes and the pods' Ready conditions in line with the pods."""
         with self._lock:
             pods = dict(self._pods)
-        running = self.cloud.pods()
-        for name in [n for n in running if n not in pods or pods[n].metadata.deletion_timestamp is not None]:
-            self._stop_pod(name)  # deleted or terminating: out of the proxy, then stopped
-        for name in [n for n in self._containers if n not in pods]:
+            self._seen |= set(pods)
+        live = {n: p for n, p in pods.items() if p.metadata.deletion_timestamp is None}
+        for name, proc in list(self.cloud.pods.items()):
+            if name not in live and self._stale(name, proc, live):
+                self._stop_pod(name)  # deleted or terminating: out of the proxy, then stopped
+        for name in [n for n in self._containers if n not in live]:
             del self._containers[name]
-        running = self.cloud.pods()
-        for name, pod in sorted(pods.items(), key=lambda kv: kv[1].metadata.creation_timestamp):
+        for name, pod in sorted(live.items(), key=lambda kv: kv[1].metadata.creation_timestamp):
             if self._stop.is_set():
                 return
-            if pod.metadata.deletion_timestamp is not None or pod.status.phase != "Running":
+            if pod.status.phase != "Running":
                 continue
             what = workload_of(pod)
             if what is None or what[0] not in self.services:
                 continue
-            self._reconcile_pod(pod, what[0], what[1], running.get(name))
+            self._reconcile_pod(pod, what[0], what[1], self.cloud.pods.get(name))
+
+    def _stale(self, name: str, proc: Any, live: Mapping[str, Pod]) -> bool:
+        """Whether a process no live pod stands for is to be stopped: one of a pod this controller has
+        seen, at once; any other process of a service it serves (the cloud's own Keystone of
+        ``up``, a pod deleted while no controller ran) once a Ready pod serves its workload — a
+        hand-over, so the service never goes unserved."""
+        if name in self._seen:
+            return True
+        service, workload = getattr(proc, "service", None), getattr(proc, "workload", None)
+        if service not in self.services:
+            return False
+        release = getattr(proc, "release", "")
+        for pod in live.values():
+            what = workload_of(pod)
+            if what and what[0] == service and is_ready(pod) and self._workload(service, what[1], release) == workload:
+                return True
+        return False
+
+    def _workload(self, service: str, workload: str, release: str) -> str:
+        """The program a chart's workload runs: the one named so, else the one whose name it
+        extends (openstack-helm's ``nova-api-osapi`` runs the ``nova-api`` program)."""
+        if self.programs is None:
+            return workload
+        names = list(self.programs(service, release))
+        if workload in names:
+            return workload
+        extended = sorted((n for n in names if workload.startswith(n)), key=len, reverse=True)
+        if not extended:
+            raise KeyError(f"{service} {release} runs no program for the workload {workload!r} (it has {names})")
+        return extended[0]
 
     def _reconcile_pod(self, pod: Pod, service: str, workload: str, proc: Any) -> None:
         name = pod.metadata.name
@@ -249,8 +286,9 @@ class CloudController:
             if time.monotonic() < state.retry_at:
                 self._report(pod, state, ready=False, waiting="CrashLoopBackOff")
                 return
-            log.info("cloud controller: starting", pod=name, service=service, workload=workload, release=release)
-            self.cloud.start_pod(service, workload, release, name, host=pod.spec.node_name)
+            program = self._workload(service, workload, release)
+            log.info("cloud controller: starting", pod=name, service=service, workload=program, release=release)
+            self.cloud.start_pod(service, program, release, name, host=pod.spec.node_name)
             self.started.append((name, release))
         ready = self.cloud.pod_ready(name) if proc is None or not is_ready(pod) else True
         self._report(pod, state, ready=ready)
@@ -339,9 +377,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--services", required=True, help="comma-separated: the cloud's services")
     parser.add_argument("--crashing", default="", help="comma-separated releases whose pods never become ready")
     args = parser.parse_args(list(argv) if argv is not None else None)
-    from lab.openstack.cloud import CloudLab
+    from lab.openstack.cloud import CloudLab, service_lab
 
-    cloud = CloudLab(base=args.cloud)
+    cloud = CloudLab.load(args.cloud)
     services = [s for s in args.services.split(",") if s]
     controller = CloudController(
         cloud,
@@ -350,7 +388,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         services,
         context=args.context,
         crashing=frozenset(r for r in args.crashing.split(",") if r),
-        versions={s: dict(cloud.service(s).versions) for s in services},
+        versions={s: dict(service_lab(s).versions) for s in services},
+        programs=lambda service, release: [p.workload for p in service_lab(service).programs(release)],
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -24,7 +24,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from lab.helm import CHARTS, Helm
 from lab.k8s.cluster import KubeLab
 from lab.k8s.versions import REPO_ROOT
 from lab.openstack import procs
+from lab.openstack.cloud import CloudLab
 
 log = structlog.get_logger(__name__)
 
@@ -82,10 +83,9 @@ class KubeCloud:
         self.base.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps({**self.state(), **changes}, indent=2))
 
-    def cloud(self) -> Any:
-        from lab.openstack.cloud import CloudLab
-
-        return CloudLab(base=self.base)
+    def cloud(self) -> CloudLab:
+        """The cloud lab as its state file says now (the controller changes its pods)."""
+        return CloudLab.load(self.base)
 
     def helm(self) -> Helm:
         return Helm(self.kube.kubeconfig, self.namespace)
@@ -216,9 +216,7 @@ class KubeCloud:
         return [s["host"] for s in self.compute_services() if s["state"] == "up" and s["status"] == "enabled"]
 
     def compute_services(self) -> list[dict[str, str]]:
-        import openstack
-
-        conn = openstack.connect(cloud=self.admin_cloud(), load_envvars=False, config_files=[str(self.clouds_yaml())])
+        conn = self.cloud().connect()
         try:
             return [
                 {"host": s.host, "state": s.state, "status": s.status}
@@ -227,21 +225,11 @@ class KubeCloud:
         finally:
             conn.close()
 
-    def clouds_yaml(self) -> Path:
-        path: Path = self.cloud().clouds_yaml
-        return path
-
-    @staticmethod
-    def admin_cloud() -> str:
-        from lab.openstack.manager import ADMIN_CLOUD
-
-        return ADMIN_CLOUD
-
     # --- what runs -------------------------------------------------------------------------------
     def pods(self) -> list[dict[str, Any]]:
         """Every served pod: service, workload, pod, node, release (image), Ready, and its process."""
         core, _ = self._apis()
-        procs_by_pod = self.cloud().pods()
+        procs_by_pod = self.cloud().pods
         rows = []
         listed: list[Any] = core.list_namespaced_pod(self.namespace, label_selector=f"{LABEL}=controller").items
         for pod in listed:
@@ -264,22 +252,18 @@ class KubeCloud:
         return sorted(rows, key=lambda r: (SERVICES.index(r["service"]) if r["service"] in SERVICES else 99, r["pod"]))
 
     # --- memory -----------------------------------------------------------------------------------
-    def lab_pids(self) -> list[int]:
-        """Every process of the lab: the Kubernetes lab's components, the controller (whose children
-        are the pods' processes), and every pid the cloud's state files record (MariaDB, RabbitMQ,
-        Keystone, the proxy...)."""
-        pids = [int(f.read_text().strip()) for f in (self.kube.cluster_dir / "pids").glob("*.pid")]
-        pids.append(int(self.state().get("controller_pid") or 0))
-        pids += [getattr(p, "pid", 0) or 0 for p in self.cloud().pods().values()]
-        for f in self.base.rglob("*.json"):
-            try:
-                pids += list(_pids_in(json.loads(f.read_text())))
-            except (OSError, ValueError):
-                continue
-        return sorted({p for p in pids if p and procs.alive(p)})
-
-    def rss_mib(self) -> float:
-        return rss_mib(self.lab_pids())
+    def memory(self) -> dict[str, float]:
+        """RSS in MiB: the Kubernetes lab's processes (etcd, apiserver, controller manager, scheduler,
+        kwok), the cloud controller, and the cloud's parts as ``CloudLab.memory`` counts them
+        (MariaDB, RabbitMQ, the proxy, each pod's process group); ``total`` is their sum."""
+        kube = [int(f.read_text().strip()) for f in (self.kube.cluster_dir / "pids").glob("*.pid")]
+        parts = {"kubernetes": rss_mib(p for p in kube if procs.alive(p))}
+        controller = int(self.state().get("controller_pid") or 0)
+        parts["controller"] = rss_mib([controller]) - rss_mib(p.pid or 0 for p in self.cloud().pods.values())
+        cloud = self.cloud().memory()
+        parts.update({f"cloud {k}" if k != "total" else "cloud": v for k, v in cloud.items()})
+        parts["total"] = parts["kubernetes"] + parts["controller"] + cloud["total"]
+        return {k: round(v, 1) for k, v in parts.items()}
 
     # --- down --------------------------------------------------------------------------------------
     def down(self, purge: bool = False) -> None:
@@ -304,19 +288,6 @@ def wait(predicate: Callable[[], bool], timeout: float, what: Callable[[], str])
             raise TimeoutError(f"not ready after {timeout:.0f}s: {what()}")
         time.sleep(0.5)
     return time.monotonic() - started
-
-
-def _pids_in(data: Any) -> Iterator[int]:
-    """The values of every "pid" key of a JSON document."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if key == "pid" and isinstance(value, int):
-                yield value
-            else:
-                yield from _pids_in(value)
-    elif isinstance(data, list):
-        for item in data:
-            yield from _pids_in(item)
 
 
 def rss_mib(pids: Iterable[int]) -> float:

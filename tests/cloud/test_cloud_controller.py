@@ -73,12 +73,16 @@ class ProcessCloud:
         with socket.socket() as s:
             return s.connect_ex(("127.0.0.1", proc.port)) == 0
 
-    def pods(self, service: str | None = None) -> dict[str, Proc]:
+    @property
+    def pods(self) -> dict[str, Proc]:
         with self._lock:
-            return {n: p for n, p in self._procs.items() if service in (None, p.service)}
+            return dict(self._procs)
+
+    def of(self, service: str) -> dict[str, Proc]:
+        return {n: p for n, p in self.pods.items() if p.service == service}
 
     def down(self) -> None:
-        for pod in list(self.pods()):
+        for pod in list(self.pods):
             self.stop_pod(pod)
 
 
@@ -136,15 +140,15 @@ def test_a_chart_upgrade_rolls_the_processes_one_surge_pod_at_a_time(
         helm.install("placement", chart("placement"), values=[values("placement")], timeout="60s")
         first = ready(core, ns, selector)
         assert len(first) == 2
-        assert {p.release for p in cloud.pods("placement").values()} == {"2025.2"}
-        assert set(cloud.pods("placement")) == set(first)
-        assert {(p.workload, p.host) for p in cloud.pods().values()} == {
+        assert {p.release for p in cloud.of("placement").values()} == {"2025.2"}
+        assert set(cloud.of("placement")) == set(first)
+        assert {(p.workload, p.host) for p in cloud.pods.values()} == {
             ("placement-api", first[n].spec.node_name) for n in first
         }
         helm.upgrade("placement", chart("placement", "2026.1"), values=[values("placement")], timeout="60s")
-        eventually_sync(lambda: set(cloud.pods()) == set(ready(core, ns, selector)), within=30, what="pods = processes")
-        assert {p.release for p in cloud.pods().values()} == {"2026.1"}
-        assert not set(first) & set(cloud.pods())  # every old pod's process stopped
+        eventually_sync(lambda: set(cloud.pods) == set(ready(core, ns, selector)), within=30, what="pods = processes")
+        assert {p.release for p in cloud.pods.values()} == {"2026.1"}
+        assert not set(first) & set(cloud.pods)  # every old pod's process stopped
         assert set(first) <= set(ctl.stopped)
         assert [r for _, r in ctl.started] == ["2025.2", "2025.2", "2026.1", "2026.1"]
 
@@ -156,9 +160,9 @@ def test_nova_compute_runs_per_node_with_host_the_node(
     nodes = {n.metadata.name for n in core.list_node().items}
     with controller(kube_target, cloud):
         helm.install("nova", chart("nova"), values=[values("nova")], timeout="60s")
-        computes = [p for p in cloud.pods("nova").values() if p.workload == "nova-compute"]
+        computes = [p for p in cloud.of("nova").values() if p.workload == "nova-compute"]
         assert sorted(p.host for p in computes) == sorted(nodes)
-        assert {p.workload for p in cloud.pods("nova").values()} == {
+        assert {p.workload for p in cloud.of("nova").values()} == {
             "nova-api-osapi",
             "nova-conductor",
             "nova-scheduler",
@@ -173,7 +177,7 @@ def test_a_program_that_exits_makes_its_pod_unready_and_is_restarted(
     ns, selector = kube_target.namespace, "application=placement"
     with controller(kube_target, cloud):
         helm.install("placement", chart("placement"), values=[values("placement")], timeout="60s")
-        name, proc = sorted(cloud.pods().items())[0]
+        name, proc = sorted(cloud.pods.items())[0]
         os.kill(proc.pid, signal.SIGKILL)
 
         def restarted() -> Any:
@@ -184,7 +188,7 @@ def test_a_program_that_exits_makes_its_pod_unready_and_is_restarted(
         status = eventually_sync(restarted, within=30, what="restartCount 1")
         assert status.last_state.terminated.exit_code == -signal.SIGKILL
         eventually_sync(lambda: name in ready(core, ns, selector), within=30, what="ready again")
-        assert cloud.pods()[name].pid != proc.pid
+        assert cloud.pods[name].pid != proc.pid
 
 
 def test_a_crashing_release_never_becomes_ready(
@@ -194,7 +198,7 @@ def test_a_crashing_release_never_becomes_ready(
     ns, selector = kube_target.namespace, "application=placement"
     with controller(kube_target, cloud, crashing=frozenset({"2026.1"})):
         helm.install("placement", chart("placement"), values=[values("placement")], timeout="60s")
-        before = set(cloud.pods())
+        before = set(cloud.pods)
         helm.upgrade("placement", chart("placement", "2026.1"), values=[values("placement")], wait=False)
         apps = client.AppsV1Api(core.api_client)
 
@@ -211,7 +215,7 @@ def test_a_crashing_release_never_becomes_ready(
             ]
 
         (surge,) = eventually_sync(backing_off, within=30, what="the surge pod in CrashLoopBackOff")
-        assert surge not in cloud.pods()  # never started
-        assert set(ready(core, ns, selector)) == before == set(cloud.pods())  # the old ones still serve
+        assert surge not in cloud.pods  # never started
+        assert set(ready(core, ns, selector)) == before == set(cloud.pods)  # the old ones still serve
         status: Any = apps.read_namespaced_deployment("placement-api", ns).status
         assert status.updated_replicas == 1 and status.available_replicas == 2

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from lab.cloud_k8s import SERVICES, KubeCloud, chart, rss_mib, values
+from lab.cloud_k8s import SERVICES, KubeCloud, chart, values
 from lab.k8s.cluster import KubeLab
 from lab.openstack import paths
 from tests.waiting import eventually_sync
@@ -78,25 +78,12 @@ def ready_pods(cloud: KubeCloud, service: str) -> dict[str, Any]:
 
 def token(cloud: KubeCloud) -> str:
     """A project-scoped admin token from Keystone, through the proxy."""
-    ctx = cloud.cloud().context("placement")
-    body = {
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {"user": {"name": "admin", "domain": {"name": "Default"}, "password": ctx.admin_password}},
-            },
-            "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}},
-        }
-    }
-    request = urllib.request.Request(
-        f"{ctx.auth_url}/auth/tokens",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        value: str = response.headers["X-Subject-Token"]
+    conn = cloud.cloud().connect()
+    try:
+        value: str = conn.auth_token
         return value
+    finally:
+        conn.close()
 
 
 class Caller(threading.Thread):
@@ -129,7 +116,7 @@ class Caller(threading.Thread):
 
 def served(cloud: KubeCloud, service: str) -> dict[str, tuple[str, str]]:
     """Each pod's process: {pod: (workload, release)}."""
-    return {name: (p.workload, p.release) for name, p in cloud.cloud().pods(service).items()}
+    return {name: (p.workload, p.release) for name, p in cloud.cloud().pods_of(service).items()}
 
 
 def test_the_whole_cloud_runs_one_process_per_ready_pod_and_nova_compute_per_node(k8s_cloud: KubeCloud) -> None:
@@ -146,13 +133,12 @@ def test_the_whole_cloud_runs_one_process_per_ready_pod_and_nova_compute_per_nod
     computes = k8s_cloud.compute_services()
     assert sorted(s["host"] for s in computes) == nodes
     assert {s["state"] for s in computes} == {"up"}
-    hosts = {p.host for p in k8s_cloud.cloud().pods("nova").values() if p.workload == "nova-compute"}
+    hosts = {p.host for p in k8s_cloud.cloud().pods_of("nova").values() if p.workload == "nova-compute"}
     assert hosts == set(nodes)
     # the lab's memory: every process of it (Kubernetes lab, cloud core, controller, pods' processes)
-    total = k8s_cloud.rss_mib()
-    in_pods = rss_mib(p.pid for p in k8s_cloud.cloud().pods().values())
-    measure(k8s_cloud, rss_mib_lab=round(total), rss_mib_pods=round(in_pods))
-    assert total > in_pods > 0
+    memory = k8s_cloud.memory()
+    measure(k8s_cloud, rss_mib=memory)
+    assert memory["kubernetes"] > 100 and memory["controller"] > 20 and memory["cloud"] > 500
 
 
 def test_a_rolling_update_through_the_proxy_never_fails_a_call(k8s_cloud: KubeCloud) -> None:
