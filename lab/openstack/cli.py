@@ -64,7 +64,7 @@ def _show_cloud(cloud: KubeCloud) -> None:
             "[green]yes[/]" if row["ready"] else "[red]no[/]",
             *(str(row[k] if row[k] is not None else "-") for k in ("release", "port", "pid")),
         )
-    console.print(table, width=max(console.width, 200))
+    Console(width=max(console.width, 200)).print(table)
     state = cloud.state()
     console.print(f"cloud dir {cloud.base}; controller pid {state.get('controller_pid')} (log {cloud.controller_log})")
 

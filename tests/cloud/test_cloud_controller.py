@@ -219,3 +219,23 @@ def test_a_crashing_release_never_becomes_ready(
         assert set(ready(core, ns, selector)) == before == set(cloud.pods)  # the old ones still serve
         status: Any = apps.read_namespaced_deployment("placement-api", ns).status
         assert status.updated_replicas == 1 and status.available_replicas == 2
+
+
+def test_a_process_no_pod_stands_for_is_handed_over_to_a_ready_pod(
+    stand_in: tuple[ProcessCloud, Helm, Any], kube_target: KubeTarget
+) -> None:
+    """The cloud's own process of a served service (as `up` serves Keystone before its chart is
+    installed) keeps serving until a Ready pod serves its workload, then it is stopped; a process of
+    a service the controller does not serve is left alone."""
+    cloud, helm, core = stand_in
+    own = cloud.start_pod("placement", "placement-api", "2025.2", "placement-api-2025.2", "lab-node-0")
+    other = cloud.start_pod("glance", "glance-api", "2025.2", "glance-api-2025.2", "lab-node-0")
+    ns, selector = kube_target.namespace, "application=placement"
+    with controller(kube_target, cloud) as ctl:
+        eventually_sync(lambda: ctl._synced.is_set(), within=30, what="the controller's first list")
+        assert "placement-api-2025.2" in cloud.pods  # no pod serves placement yet: it stays
+        helm.install("placement", chart("placement"), values=[values("placement")], timeout="60s")
+        eventually_sync(lambda: "placement-api-2025.2" not in cloud.pods, within=30, what="the hand-over")
+        assert ctl.stopped[0] == "placement-api-2025.2" and len(ready(core, ns, selector)) == 2
+        assert not procs.alive(own.pid)
+        assert cloud.pods["glance-api-2025.2"].pid == other.pid and procs.alive(other.pid)
