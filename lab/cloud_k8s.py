@@ -126,6 +126,7 @@ class KubeCloud:
                 helm.install(service, chart(service), values=[values(service)], wait=False)
         self._save(services=list(services), nodes=nodes, namespace=self.namespace, kube=self.kube.name)
         self.wait_ready(services, nodes, timeout=timeout)
+        procs.reap()  # the cloud's own Keystone, started here, handed over to its pod and stopped by the controller
         timings["pods ready"] = time.monotonic() - t
         timings["total"] = time.monotonic() - t0
         self._save(started=timings)

@@ -50,7 +50,24 @@ def alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Ended but not reaped: a server started by another process that is still running (the CLI's
+    `up` starts Keystone, the cloud controller stops it) stays a zombie until that process reaps it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def reap() -> None:
+    """Collect the servers this process started that have ended meanwhile (stopped by another
+    process, such as the cloud controller): no zombie is left behind."""
+    for pid in list(_children):
+        alive(pid)
 
 
 def stop(pid: int | None, timeout: float = 15.0) -> None:
