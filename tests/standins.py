@@ -32,6 +32,7 @@ class Script:
         self.lock = threading.Lock()
         self.databases: list[str] = []  # the database of each snapshot, in order
         self.restored: list[str] = []  # the database of each restore, in order
+        self.helm_values: list[dict[str, Any]] = []  # the set_values of each helm.upgrade, in order
 
     def key_started(self, key: str) -> threading.Event:
         return self.started.setdefault(key, threading.Event())
@@ -134,6 +135,7 @@ class Script:
         @standin(io.HELM_UPGRADE)
         def helm_upgrade(inp: io.HelmUpgradeInput) -> io.HelmChange:
             s._enter(f"{io.HELM_UPGRADE}:{inp.purpose}")
+            s.helm_values.append(inp.set_values)
             return _revision(inp, inp.purpose)
 
         @standin(io.HELM_ROLLBACK)
