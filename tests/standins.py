@@ -150,7 +150,7 @@ class Script:
             return io.Snapshot(
                 service=inp.service,
                 database=inp.database.name,
-                location=f"/snap/{inp.service}.sql" if inp.database.name == inp.service else f"/snap/{inp.database.name}.sql",
+                location=f"/snap/{inp.database.name}.sql",
                 sha256="ab" * 32,
                 size_bytes=1234,
                 created_at="2026-01-01T00:00:00+00:00",

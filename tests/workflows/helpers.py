@@ -23,7 +23,6 @@ from tests.standins import Script
 from tests.waiting import eventually
 from workflows.upgrade import UpgradeWorkflow
 
-
 NOVA_DATABASES = ["nova_api", "nova_cell0", "nova"]
 
 
