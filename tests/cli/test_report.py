@@ -54,7 +54,7 @@ async def test_reports_of_a_succeeded_upgrade(client: Client, cli: Cli, write_pl
     assert set(suites) == {"preflight", "keystone"}
     ks = suites["keystone"]
     cases = [c.get("name") for c in ks.iter("testcase")]
-    assert cases[:2] == ["snapshot", "verify"] and {"expand", "contract", "postcheck"} <= set(cases)
+    assert cases[:3] == ["status", "snapshot", "verify"] and {"expand", "contract", "postcheck"} <= set(cases)
     assert ks.get("tests") == str(len(cases)) and ks.get("failures") == "0"
     props = {p.get("name"): p.get("value") for p in ks.iter("property")}
     assert props["outcome"] == "succeeded" and props["snapshot.sha256"] == SHA
