@@ -195,8 +195,9 @@ class RollbackSteps(ServiceSteps):
         done = {r.step for r in self.rec.records if r.status == "done"}
         w = self.svc.workloads[0]
         if self.expanded_before or {"expand", "migrate"} & done:
+            ponr = recipe_for(self.svc, self.per_service).point_of_no_return or "contract"
             schema = (
-                f"expanded to {self.plan.release.to} ({w.tag}); the contract did not run;"
+                f"expanded to {self.plan.release.to} ({w.tag}); the {ponr} did not run;"
                 " the next upgrade's expand finds it done"
             )
         else:

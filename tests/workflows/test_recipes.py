@@ -26,6 +26,7 @@ from tests.workflows.helpers import (
     wait_for,
     waiting_for_decision,
 )
+from tests.workflows.test_canary import run_canary
 from workflows.service_steps import ONLINE_CALLS
 
 IMAGE = "registry/nova:33.0.2"
@@ -257,3 +258,17 @@ def test_each_recipe_says_what_the_issue_asks() -> None:
             assert names.index("status") < min(names.index(s) for s in ("snapshot", "roll") if s in names)
             for step in recipe.steps:  # every step that runs a migration phase has its commands
                 assert not step.phase or step.phase in x.commands, (x.service, step.name)
+
+
+async def test_a_nova_canary_resets_all_three_databases(client: Client) -> None:
+    script = Script()
+    ok, result = await run_canary(client, script, make_plan([nova()]))
+    assert ok and result.passed
+    assert script.restored == NOVA_DATABASES  # each from its own snapshot
+    assert script.calls[-7:] == [
+        "k8s.scale:down",
+        *["db.restore"] * 3,
+        "k8s.set_images",
+        "k8s.scale:up",
+        "k8s.wait_rollout",
+    ]
