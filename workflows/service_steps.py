@@ -340,7 +340,7 @@ class ServiceSteps(Decisions):
             check=check,
             target=self._target,
             version=self.svc.workloads[0].tag,
-            **({"stage": stage} if stage != "post" else {}),
+            stage=stage,
         )
         tempest = isinstance(check, TempestCheck)
 
