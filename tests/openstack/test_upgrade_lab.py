@@ -267,7 +267,7 @@ async def test_keystone_28_to_29_through_the_workflow(
     assert svc.snapshot and len(svc.snapshot.sha256) == 64 and svc.snapshot.table_checksums
     assert svc.tempest and svc.tempest.status == "pass" and svc.tempest.passed >= 14
     done = [s.step for s in svc.steps if s.status == "done"]
-    assert done[:4] == ["snapshot", "verify", "check", "expand"] and "contract" in done
+    assert done[:5] == ["status", "snapshot", "verify", "check", "expand"] and "contract" in done
     assert lab.keystone and lab.keystone.release == RELEASE_MID
     assert validate_token(lab, token) == 200
     assert sync_check(RELEASE_MID).state == "up-to-date"
