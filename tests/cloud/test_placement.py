@@ -1,13 +1,15 @@
 """Placement's recipe steps against real placement 14.0.0 (2025.2) and 15.0.0 (2026.1).
 
-Placement's upgrade is ``placement-manage db sync`` with the new release (run while the old one
-serves: the migration profile's ``expand``), then ``db online_data_migrations`` once every
-placement-api runs the new release, in rounds until it exits 0. Placement has no contract phase.
+Placement's upgrade is ``placement-manage db sync`` with the new release (its recipe's default
+mode ``offline``: placement-api stopped for it; ``expand-contract``: run while the old release
+serves), then ``db online_data_migrations`` (phase ``online``) once every placement-api runs the
+new release, in rounds until it exits 0. Placement has no contract phase.
 """
 
 from __future__ import annotations
 
 import re
+import urllib.request
 import uuid
 from collections.abc import Callable
 
@@ -64,9 +66,33 @@ def test_db_sync_while_2025_2_serves_then_2026_1_serves(
     assert set(providers(cloud)) == {"before-upgrade", "during-upgrade"}
 
     # a database 2025.2 wrote has nothing to migrate: one round, exit 0
-    migrated = phase(cloud, "placement", "migrate", NEW)
+    migrated = phase(cloud, "placement", "online", NEW)
     assert (migrated.state, migrated.exit_code, migrated.rounds) == ("done", 0, 1)
     assert phase(cloud, "placement", "contract", NEW).state == "not-applicable"
+
+
+def test_offline_db_sync_with_placement_api_stopped(
+    cloud_at: Callable[..., CloudLab], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recipe's default mode: placement-api quiesced, ``db sync`` of the target, the target
+    serves, then the online data migrations."""
+    cloud = cloud_at("placement")
+    use_worker_env(cloud, monkeypatch)
+    create_provider(cloud, "before-offline")
+    assert status_check(cloud, "placement", NEW).status == "pass"
+
+    cloud.stop_service("placement")
+    assert served_releases(cloud, "placement") == set()
+    with pytest.raises(OSError):  # no placement pod: the proxy refuses, as a Service without endpoints
+        urllib.request.urlopen(cloud.endpoints["placement"], timeout=5)
+    synced = phase(cloud, "placement", "offline", NEW, mode="offline")
+    assert synced.state == "done" and synced.command[-2:] == ["db", "sync"] and "15.0.0" in " ".join(synced.command)
+    assert alembic_versions(cloud, "placement") == {HEAD}
+
+    cloud.serve("placement", NEW)
+    assert served_releases(cloud, "placement") == {NEW}
+    assert "before-offline" in providers(cloud)
+    assert phase(cloud, "placement", "online", NEW, mode="offline").state == "done"
 
 
 def seed_rows_online_migrations_fix(cloud: CloudLab) -> tuple[list[str], list[str]]:
@@ -120,7 +146,7 @@ def test_online_data_migrations_more_to_do_then_done(
 
     assert phase(cloud, "placement", "expand", NEW).state == "done"
     cloud.serve("placement", NEW)
-    migrated = phase(cloud, "placement", "migrate", NEW)
+    migrated = phase(cloud, "placement", "online", NEW)
     # round 1 migrated rows and exited 1 ("more to do"), round 2 found nothing and exited 0
     assert (migrated.state, migrated.exit_code, migrated.rounds) == ("done", 0, 2)
     assert "step=1 round=1 exit=1" in migrated.output_tail
