@@ -202,6 +202,11 @@ class CloudLab:
                 self.save()
             if name == "keystone":
                 self.write_clouds_yaml()
+                if not direct and any(s not in self.services for s in wanted) and not self.served("keystone"):
+                    # services still to register need Keystone answering before its pods exist: a
+                    # process no pod stands for, which the cloud controller hands over to the first
+                    # Ready keystone-api pod
+                    self.serve("keystone", release)
             if direct:
                 self._timed(f"{name}_serve", lambda name=name: self.serve(name, self.served(name) or release))
         self.timings["total"] = time.monotonic() - started
@@ -427,9 +432,13 @@ class CloudLab:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
 
     def down(self, purge: bool = False) -> None:
-        for pod in list(self.pods):
-            proc = self.pods.pop(pod)
-            procs.stop(proc.pid, timeout=15)
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pods, stopping = {}, list(self.pods.values())
+        if self.routes_file.exists():
+            self._write_routes()
+        with ThreadPoolExecutor(max_workers=16) as pool:  # SIGTERM to every pod at once, then wait
+            list(pool.map(lambda p: procs.stop(p.pid, timeout=15), stopping))
         procs.stop(self.proxy_pid, timeout=5)
         self.proxy_pid = None
         if self.rabbit:
