@@ -123,6 +123,10 @@ class NeutronLab:
             "extension_drivers = port_security\n"
             "[ml2_type_flat]\n"
             "flat_networks = physnet1\n"
+            "[ovn]\n"
+            "# neutron-status's 'OVN support for BM provisioning over IPv6' check connects to OVN (a\n"
+            "# warning, exit 1, when none answers) unless OVN's DHCP for baremetal ports is off\n"
+            "disable_ovn_dhcp_for_baremetal_ports = true\n"
         )
         (base / "neutron_wsgi.py").write_text(WSGI_MODULE)
         # api-paste.ini ships with neutron (identical in 27.0.4 and 28.0.2); /healthcheck's disable
