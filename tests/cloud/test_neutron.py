@@ -180,7 +180,10 @@ class Background:
 
 
 # --- the tests -----------------------------------------------------------------------------------
-def test_2025_2_serves_its_three_workloads_on_the_bootstrapped_schema(neutron: CloudLab) -> None:
+def test_2025_2_serves_its_workloads_and_the_target_release_checks_the_status(neutron: CloudLab) -> None:
+    """The cloud as bootstrapped, then `neutron-status upgrade check` before the roll: 2026.1's tool
+    has a check 2025.2's lacks (RBAC policies whose target project is no project id, LP#2161653);
+    the 2025.2 API accepts such a policy, so only the target release's tool reports it."""
     cloud = neutron
     pods = cloud.pods_of("neutron")
     assert {p.workload for p in pods.values()} == WORKLOADS
@@ -201,17 +204,9 @@ def test_2025_2_serves_its_three_workloads_on_the_bootstrapped_schema(neutron: C
     assert port.binding_vif_type == "unbound"  # no agent, no mechanism driver: ports stay unbound
     assert "lab-net" in {n.name for n in net.networks()}
 
-
-def test_status_check_with_the_target_release_before_the_roll(neutron: CloudLab) -> None:
-    """2026.1's neutron-status has a check 2025.2's lacks (RBAC policies whose target project is no
-    project id, LP#2161653); the 2025.2 API accepts such a policy, so only the target release's tool
-    reports it."""
-    net = network_api()
-    network = net.create_network(name="shared-by-name")
     policy = net.create_rbac_policy(
         object_type="network", object_id=network.id, action="access_as_shared", target_project_id="demo-by-name"
     )
-
     old = status_check(OLD)
     assert old.details["exit_code"] == 0, old.details["output"]
     assert "RBAC policies with invalid target_project" not in old.details["output"]
@@ -258,7 +253,6 @@ def test_expand_with_2026_1_while_2025_2_serves_then_roll_and_contract(neutron: 
     contract = sync("contract", NEW)  # nothing offline pending: runs while 2026.1 serves
     assert contract.state == "done" and contract.command[-2:] == ["upgrade", "--contract"]
     assert revisions(cloud) == {CONTRACT_HEAD, EXPAND_NEW}
-    assert sync("check", NEW).exit_code == 0
     network_api().create_network(name="after-contract")
 
 
@@ -296,7 +290,3 @@ def test_contract_waits_for_the_servers_when_offline_migrations_are_pending(
     assert contracted.state == "done" and contracted.command[-2:] == ["upgrade", "--contract"]
     assert revisions(cloud) == {CONTRACT_HEAD, EXPAND_OLD}
     assert not {"ipavailabilityranges", "ipamavailabilityranges"} & tables(cloud)
-    assert sync("check", NEW).exit_code == 0
-
-    cloud.serve("neutron", NEW)
-    assert "keeps-a-session" in {n.name for n in network_api().networks()}
