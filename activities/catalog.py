@@ -19,6 +19,7 @@ ACTIVITIES: list[Callable[..., Any]] = [
     kube_rollout.set_images,
     kube_rollout.wait_rollout,
     kube_rollout.undo_images,
+    kube_rollout.restart,
     kube_scale.scale,
     # Helm releases: the workload adapter for what a release owns (workflows/adapters.py)
     helm.status,

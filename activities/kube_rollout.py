@@ -1,5 +1,6 @@
 """Activities that change and watch workload images: k8s.read_images, k8s.set_images,
-k8s.wait_rollout, k8s.undo_images.
+k8s.wait_rollout, k8s.undo_images; and k8s.restart (a pod-template annotation, as `kubectl rollout
+restart`).
 
 Why an annotation on the workload: ``set_images`` must report the images it replaced so undo can
 restore them exactly, and a retried attempt (the first one patched, then the worker died before
@@ -14,6 +15,7 @@ by its owner, and a direct patch makes the owner's record lie (model/ownership.p
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections import defaultdict
@@ -30,11 +32,14 @@ from activities.kube_watch import check_cancelled, follow, heartbeat, in_activit
 from model import errors
 from model.io import (
     K8S_READ_IMAGES,
+    K8S_RESTART,
     K8S_SET_IMAGES,
     K8S_UNDO_IMAGES,
     K8S_WAIT_ROLLOUT,
     ReadImagesInput,
     ReadImagesResult,
+    RestartInput,
+    RestartResult,
     RolloutResult,
     RolloutStatus,
     SetImagesInput,
@@ -391,3 +396,43 @@ def undo_images(inp: UndoImagesInput) -> RolloutResult:
                 reraise(exc, describe(kind, name, inp.target.namespace))
             refs.append(WorkloadRef(kind=kind, name=name, container=next(iter(wanted))))
     return wait_all(inp.target, refs, inp.timeout_seconds)
+
+
+# --- restart -------------------------------------------------------------------------------------
+RESTART_ANNOTATION = "stackhop.io/restarted-by"
+
+
+def _restart_one(kinds: Kinds, target: KubeTarget, ref: WorkloadRef, change: str) -> bool:
+    """Set the pod template's restart annotation to ``change``; False when it already is (a retry)."""
+    obj = call(kinds.read(ref.kind), ref.name, target.namespace)
+    template = ((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    if (template.get("annotations") or {}).get(RESTART_ANNOTATION) == change:
+        return False
+    body = {
+        "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+        "spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: change}}}},
+    }
+    call(kinds.patch(ref.kind), ref.name, target.namespace, body, _content_type=SMP)
+    return True
+
+
+@activity.defn(name=K8S_RESTART, no_thread_cancel_exception=True)
+def restart(inp: RestartInput) -> RestartResult:
+    """Replace every pod of the workloads, as `kubectl rollout restart` does (a pod-template
+    annotation); the caller waits with k8s.wait_rollout. Owned workloads are refused first."""
+    cid = change_id(inp.change_id)
+    out = RestartResult()
+    with api_client(inp.target) as api:
+        kinds = Kinds(api)
+        refuse_owned(kinds, inp.target, [(w.kind, w.name) for w in inp.workloads])
+        for ref in inp.workloads:
+            check_cancelled()
+            what = describe(ref.kind, ref.name, inp.target.namespace)
+            try:
+                patched = retry_conflicts(functools.partial(_restart_one, kinds, inp.target, ref, cid))
+            except Exception as exc:
+                reraise(exc, what, kind=ref.kind, name=ref.name)
+            (out.restarted if patched else out.already).append(f"{ref.kind}/{ref.name}")
+            heartbeat(step="restart", workload=f"{ref.kind}/{ref.name}")
+    log.info("restarted", restarted=out.restarted, already=out.already, change=cid)
+    return out

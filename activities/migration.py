@@ -2,9 +2,13 @@
 
 Rolling upgrades need the schema changed in steps both releases tolerate: *expand* (additive, the
 old release keeps serving), *migrate* (data), *contract* (removes what only the old release used:
-after it there is no way back but a restore).  Every service spells this differently, so a small
-per-service profile maps the phases to its manage tool and its exit codes; services without a phase
-report "not-applicable" instead of failing.  A `check` never fails on "work to do": it returns the
+after it there is no way back but a restore).  Every service spells this differently: its recipe
+(model/recipes/<service>.py) maps the phases to its manage tool's commands and exit codes, beside
+the steps that run them (``PROFILES`` is the view this module reads); services without a phase
+report "not-applicable" instead of failing.  `online` runs the online data migrations in rounds
+while the tool exits 1 ("a batch ran, maybe more"): rounds that run out with work left answer
+"more-to-do" and the workflow calls again (the old phase name `migrate` still runs them, and fails
+when the rounds run out, as it always did).  A `check` never fails on "work to do": it returns the
 state (keystone `db_sync --check`: 0 up to date, 2 expand needed, 4 contract needed) and the
 workflow decides.  `offline` is the plain full `db sync` for services (or upgrades) without
 rolling-upgrade support; the workflow quiesces the API before it.
@@ -39,6 +43,7 @@ from activities.dbtools import q
 from model import errors
 from model.io import MIGRATION_DB_SYNC, MigrateInput, MigrateResult, MigrationPhase
 from model.plan import Migration
+from model.recipes import RECIPES_BY_SERVICE, ServiceRecipe
 
 log = structlog.get_logger(__name__)
 
@@ -47,86 +52,42 @@ UNREACHABLE = re.compile(r"DBConnectionError|Can't connect to (MySQL|MariaDB) se
 
 @dataclass(frozen=True)
 class Profile:
-    """How one service runs each migration phase (argument lists appended to its manage tool)."""
+    """How one service runs each migration phase (argument lists appended to its manage tool): a
+    view of the service's recipe (model/recipes/<service>.py), where the commands live beside the
+    steps that run them."""
 
     tool: tuple[str, ...]
     phases: dict[str, tuple[tuple[str, ...], ...]]
     check_states: dict[int, str] = field(default_factory=dict)  # check exit code -> state
-    repeat_phase: str | None = None  # phase rerun while it exits 1 (nova's online data migrations)
-    # a command (args to the tool) exiting 1 when the contract needs every server of the service
-    # stopped, 0 when it does not: the contract then waits until no server is connected
+    repeat_phase: str | None = None  # phase rerun while it exits 1 (the old name: "migrate")
+    repeat_phases: frozenset[str] = frozenset()  # every phase rerun while it exits 1
+    # the check command when one of its states says the contract needs every server of the service
+    # stopped (neutron's has_offline_migrations): the contract then waits until no server is connected
     offline_contract_check: tuple[str, ...] | None = None
 
+    @classmethod
+    def of(cls, recipe: ServiceRecipe) -> Profile:
+        offline = OFFLINE_CONTRACT in recipe.check_states.values() and "check" in recipe.commands
+        return cls(
+            tool=recipe.tool,
+            phases=dict(recipe.commands),
+            check_states=dict(recipe.check_states),
+            repeat_phase="migrate" if "migrate" in recipe.repeat_phases else None,
+            repeat_phases=recipe.repeat_phases,
+            offline_contract_check=recipe.commands["check"][0] if offline else None,
+        )
 
+
+#: The check state saying the contract needs every server of the service stopped.
+OFFLINE_CONTRACT = "offline-contract-needed"
 #: How long a contract with offline migrations pending waits for the service's servers to be gone,
 #: and how often it looks (local runner).
 QUIESCE_WAIT_SECONDS = 300.0
 QUIESCE_POLL_SECONDS = 2.0
 
 
-PROFILES: dict[str, Profile] = {
-    "keystone": Profile(
-        tool=("keystone-manage",),
-        phases={
-            "check": (("db_sync", "--check"),),
-            "expand": (("db_sync", "--expand"),),
-            "migrate": (("db_sync", "--migrate"),),  # a no-op since the move to alembic
-            "contract": (("db_sync", "--contract"),),
-            "offline": (("db_sync",),),
-        },
-        check_states={0: "up-to-date", 2: "expand-needed", 3: "migrate-needed", 4: "contract-needed"},
-    ),
-    "glance": Profile(
-        tool=("glance-manage",),
-        phases={
-            "check": (("db", "check"),),
-            "expand": (("db", "expand"),),
-            "migrate": (("db", "migrate"),),
-            "contract": (("db", "contract"),),
-            "offline": (("db", "sync"),),
-        },
-        check_states={0: "up-to-date", 3: "expand-needed", 4: "migrate-needed", 5: "contract-needed"},
-    ),
-    "neutron": Profile(
-        tool=("neutron-db-manage",),
-        phases={
-            # has_offline_migrations: 1 = contract migrations pending that need every server stopped
-            "check": (("has_offline_migrations",),),
-            "expand": (("upgrade", "--expand"),),
-            "contract": (("upgrade", "--contract"),),
-            "offline": (("upgrade", "heads"),),
-        },
-        check_states={0: "expand-needed", 1: "offline-contract-needed"},
-        offline_contract_check=("has_offline_migrations",),
-    ),
-    "nova": Profile(
-        tool=("nova-manage",),
-        phases={
-            "expand": (("api_db", "sync"), ("db", "sync")),  # additive; old computes keep working
-            "migrate": (("db", "online_data_migrations", "--max-count", "1000"),),
-            "offline": (("api_db", "sync"), ("db", "sync")),
-        },
-        repeat_phase="migrate",
-    ),
-    "cinder": Profile(
-        tool=("cinder-manage",),
-        phases={
-            "expand": (("db", "sync"),),
-            "migrate": (("db", "online_data_migrations", "--max_count", "1000"),),
-            "offline": (("db", "sync"),),
-        },
-        repeat_phase="migrate",
-    ),
-    "placement": Profile(
-        tool=("placement-manage",),
-        phases={
-            "expand": (("db", "sync"),),
-            "migrate": (("db", "online_data_migrations", "--max-count", "1000"),),
-            "offline": (("db", "sync"),),
-        },
-        repeat_phase="migrate",
-    ),
-}
+# The commands per service, read from the recipes (the name lab tests and callers always used).
+PROFILES: dict[str, Profile] = {name: Profile.of(r) for name, r in RECIPES_BY_SERVICE.items()}
 
 
 def profile_for(service: str) -> Profile:
@@ -168,7 +129,7 @@ def phase_script(service: str, phase: MigrationPhase, command: list[str], max_ro
     lines = ["set -u", "rc=0"]
     for index, args in enumerate(steps, 1):
         cmd = " ".join(q(part) for part in [*command, *args])
-        if phase == profile.repeat_phase:
+        if phase in profile.repeat_phases:
             lines.append(
                 f"for round in $(seq 1 {int(max_rounds)}); do {cmd}; rc=$?; "
                 f'echo "{dbtools.MARKER} step={index} round=$round exit=$rc"; [ $rc -eq 1 ] || break; done'
@@ -215,7 +176,9 @@ def interpret(service: str, phase: MigrationPhase, exit_code: int, rounds: int, 
                 errors.MIGRATION_FAILED, f"{service} migration check exited {exit_code} (unknown state)"
             )
         return state
-    if phase == profile.repeat_phase and exit_code == 1:
+    if phase == "online" and phase in profile.repeat_phases and exit_code == 1:
+        return "more-to-do"  # the rounds ran out with work left: the workflow calls again
+    if phase in profile.repeat_phases and exit_code == 1:
         raise errors.permanent(
             errors.MIGRATION_FAILED, f"{service} {phase} still had work after {rounds}/{max_rounds} rounds"
         )
@@ -232,8 +195,10 @@ def _run_script(inp: MigrateInput, script: str, what: str, op: str = "") -> dbto
 
 
 def offline_contract_pending(inp: MigrateInput, command: list[str]) -> bool:
-    """Whether the contract needs every server stopped (the profile's offline check: exit 1 yes, 0 no)."""
-    check = profile_for(inp.service).offline_contract_check
+    """Whether the contract needs every server stopped: the profile's offline check answers a state
+    (neutron's has_offline_migrations: 1 offline-contract-needed, 0 none pending)."""
+    profile = profile_for(inp.service)
+    check = profile.offline_contract_check
     if check is None:
         return False
     cmd = " ".join(q(part) for part in [*command, *check])
@@ -244,14 +209,14 @@ def offline_contract_pending(inp: MigrateInput, command: list[str]) -> bool:
             f"{inp.service} offline check: the runner did not report an exit code", output=ran.tail()
         )
     code = int(ran.markers["final"])
-    if code not in (0, 1):
+    if code not in profile.check_states:
         raise errors.permanent(
             errors.MIGRATION_FAILED,
             f"{inp.service} {' '.join(check)} exited {code}\n{ran.tail(15)}",
             exit_code=code,
             output=ran.tail(),
         )
-    return code == 1
+    return profile.check_states[code] == OFFLINE_CONTRACT
 
 
 def await_servers_stopped(inp: MigrateInput) -> float:

@@ -32,6 +32,7 @@ from activities.migration import env_command
 from model import errors
 from model.io import CHECKS_RUN, CheckInput, CheckResult, CheckStatus
 from model.plan import EndpointCheck, UpgradeStatusCheck
+from model.recipes import service_recipe
 
 log = structlog.get_logger(__name__)
 
@@ -182,11 +183,10 @@ def _probe(conn: Any, endpoints: list[Any], timeout: float) -> tuple[dict[str, i
 
 
 def status_command(inp: CheckInput, check: UpgradeStatusCheck) -> list[str]:
-    command = (
-        list(check.command)
-        if check.command
-        else env_command(inp.service, "STATUS") or [f"{inp.service}-status", "upgrade", "check"]
-    )
+    """The plan's command, else the worker's STACKHOP_<SERVICE>_STATUS, else the recipe's."""
+    recipe = service_recipe(inp.service)
+    default = list(recipe.status) if recipe and recipe.status else [f"{inp.service}-status", "upgrade", "check"]
+    command = list(check.command) if check.command else env_command(inp.service, "STATUS") or default
     if any("{version}" in part for part in command) and not inp.version:
         raise errors.permanent(
             errors.PLAN_INVALID, f"{inp.service}: the status command uses {{version}} but no version is known"

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cliapp.common import BAD_INPUT, Fail, err, out, run, say
-from model import order
+from model import order, recipes
 from model.loading import PlanError, load_plan
 from model.plan import UpgradePlan
 
@@ -71,8 +71,18 @@ def services_table(plan: UpgradePlan) -> Table:
         for name in wave:
             s = plan.service(name)
             migration = s.migration.mode + (f" ({s.migration.runner})" if s.migration.mode != "none" else "")
-            if s.database:
-                migration += f", db {s.database.name}"
+            if s.all_databases:
+                migration += f", db {', '.join(d.name for d in s.all_databases)}"
+            recipe = recipes.service_recipe(s.name)
+            if recipe is not None:  # its own recipe: the steps it runs and where the way back ends
+                ponr = recipes.recipe_for(s).point_of_no_return or "none"
+                migration += f"\nrecipe {recipe.service} ({recipe.proven}), point of no return: {ponr}"
+                migration += f"\nsteps: {' → '.join(recipes.service_steps(s))}"
+                if s.migration.mode != recipe.mode:
+                    migration += f"\n(its recommended mode: {recipe.mode})"
+                before, after = (recipe.workloads.get(r, ()) for r in (plan.release.from_, plan.release.to))
+                if after and before and set(after) != set(before):  # the workload set changes (neutron)
+                    migration += f"\n{plan.release.to} runs: {', '.join(after)}"
             # how the workloads change: through their Helm release, or patched as plain objects
             via = f"\nHelm release {s.helm.release}, chart {s.helm.chart} {s.helm.version}" if s.helm else ""
             first = [str(i), name + via]

@@ -25,6 +25,7 @@ K8S_SET_IMAGES = "k8s.set_images"
 K8S_WAIT_ROLLOUT = "k8s.wait_rollout"
 K8S_UNDO_IMAGES = "k8s.undo_images"
 K8S_SCALE = "k8s.scale"
+K8S_RESTART = "k8s.restart"
 DB_SNAPSHOT = "db.snapshot"
 DB_VERIFY = "db.verify_snapshot"
 DB_RESTORE = "db.restore"
@@ -114,6 +115,22 @@ class ScaleResult(Msg):
     previous: dict[str, int]  # pass back as ScaleInput.replicas to restore
 
 
+class RestartInput(Msg):
+    """Restart workloads as `kubectl rollout restart` does: a pod-template annotation whose new value
+    makes the controller replace every pod (the wait is WaitRolloutInput's)."""
+
+    target: KubeTarget
+    workloads: list[WorkloadRef]
+    # The annotation's value: a retry with the same change id finds it set and patches nothing.
+    # "": the calling workflow's id/run id.
+    change_id: str = ""
+
+
+class RestartResult(Msg):
+    restarted: list[str] = Field(default_factory=list)  # kind/name patched by this call
+    already: list[str] = Field(default_factory=list)  # kind/name that carried this change id already
+
+
 # --- Helm (the workload adapter for releases: workflows/adapters.py) ----------------------------
 class HelmRevision(Msg):
     """One row of ``helm history``."""
@@ -142,7 +159,7 @@ class HelmStatus(Msg):
     history: list[HelmRevision] = Field(default_factory=list)
 
 
-HelmPurpose = Literal["roll", "quiesce", "unquiesce"]
+HelmPurpose = Literal["roll", "quiesce", "unquiesce", "restart"]
 HelmWait = Literal["none", "rollout", "gone"]
 
 
@@ -288,7 +305,9 @@ class RestoreResult(Msg):
 
 
 # --- migration ---------------------------------------------------------------------------------
-MigrationPhase = Literal["check", "expand", "migrate", "contract", "offline"]
+# online: the online data migrations (nova, placement, cinder), rerun while the tool says "more to
+# do"; "migrate" keeps running them for those services, as it always did
+MigrationPhase = Literal["check", "expand", "migrate", "contract", "offline", "online"]
 
 
 class MigrateInput(Msg):
@@ -304,7 +323,8 @@ class MigrateInput(Msg):
 class MigrateResult(Msg):
     phase: MigrationPhase
     exit_code: int = 0
-    # check: "up-to-date" | "expand-needed" | "contract-needed"; other phases: "done"
+    # check: "up-to-date" | "expand-needed" | "contract-needed" | ...; online: "done" | "more-to-do"
+    # (its rounds ran out while the tool still found work: call it again); other phases: "done"
     state: str = "done"
     output_tail: str = ""
     seconds: float = 0.0
@@ -437,7 +457,8 @@ class ServiceResult(Msg):
     outcome: Outcome
     message: str = ""
     steps: list[StepRecord] = Field(default_factory=list)
-    snapshot: Snapshot | None = None
+    snapshot: Snapshot | None = None  # of the first database
+    snapshots: list[Snapshot] = Field(default_factory=list)  # of every database, when the service has several
     previous_images: list[WorkloadImage] = Field(default_factory=list)
     checks: list[CheckResult] = Field(default_factory=list)
     tempest: TempestResult | None = None

@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from model import order, releases
-from model.plan import AT, FIX, K8S_OBJECT_RE, NAME_RE, SQL_NAME_ERROR, UpgradePlan
+from model import order, recipes, releases
+from model.plan import AT, FIX, K8S_OBJECT_RE, NAME_RE, SQL_NAME_ERROR, Service, UpgradePlan
 
 SECRET_KEY = re.compile(r"(pass(word|wd)?|secret|token|private[-_]?key|credential|api[-_]?key)$", re.I)
 # Plan fields that *name* a Kubernetes Secret (credentials_secret, config_secret, any *_secret): the
@@ -204,14 +204,15 @@ def _semantic_problems(plan: UpgradePlan) -> list[Problem]:
                         f"services[{i}].workloads[{j}]", f"duplicate workload {r[0]}/{r[1]}", "list each workload once"
                     )
                 )
-        if s.migration.mode != "none" and s.database is None:
+        if s.migration.mode != "none" and not s.all_databases:
             problems.append(
                 Problem(
                     f"services[{i}].migration.mode",
                     f"{s.migration.mode} migration without a database",
-                    "add services[].database so stackhop can snapshot it first, or set mode: none",
+                    "add services[].database (or databases) so stackhop can snapshot it first, or set mode: none",
                 )
             )
+        problems += _recipe_problems(i, s)
     gates = [s.gate_name for s in plan.services if s.gate_name]
     for g in {g for g in gates if gates.count(g) > 1}:
         problems.append(Problem("services[].gate.name", f"gate {g!r} is used twice", "give each gate its own name"))
@@ -221,6 +222,61 @@ def _semantic_problems(plan: UpgradePlan) -> list[Problem]:
         except order.CycleError as e:
             first = names.index(e.cycle[0])
             problems.append(Problem(f"services[{first}].depends_on", f"dependency cycle: {e}", "break the cycle"))
+    return problems
+
+
+def _recipe_problems(i: int, s: Service) -> list[Problem]:
+    """What the service's own recipe (model/recipes/) needs from its part of the plan."""
+    recipe = recipes.service_recipe(s.name)
+    if recipe is None:
+        return []
+    at = f"services[{i}]"
+    problems: list[Problem] = []
+    if s.migration.mode not in recipe.modes:
+        problems.append(
+            Problem(
+                f"{at}.migration.mode",
+                f"{s.name}'s recipe has no {s.migration.mode} mode",
+                f"use one of {', '.join(recipe.modes)} (recommended: {recipe.mode}: {recipe.mode_reason})",
+            )
+        )
+        return problems
+    if recipe.proven != "run" and s.migration.unproven_recipe != "accept":
+        problems.append(
+            Problem(
+                f"{at}.migration.unproven_recipe",
+                f"{s.name}'s recipe was never run against a real {s.name} (proven: {recipe.proven}): its steps "
+                "follow the upstream docs only",
+                "set migration.unproven_recipe: accept to run it anyway (rehearse it on a copy of the cloud first), "
+                f"or upgrade {s.name} by hand",
+            )
+        )
+    dbs = s.all_databases
+    if s.migration.mode != "none" and dbs and len(recipe.databases) > 1 and len(dbs) != len(recipe.databases):
+        field = "databases" if s.databases else "database"
+        listed = ", ".join(recipe.databases)
+        problems.append(
+            Problem(
+                f"{at}.{field}",
+                f"{s.name} keeps its data in {len(recipe.databases)} databases ({listed}), the plan names "
+                f"{len(dbs)}: they are snapshotted, verified and restored together",
+                "list them all under databases: (the names your deployment uses), e.g. databases: "
+                + "["
+                + ", ".join(f"{{name: {n}}}" for n in recipe.databases)
+                + "]",
+            )
+        )
+    steps = recipes.service_steps(s)
+    if s.helm is not None and recipes.UNPIN.name in steps and not s.helm.restart_value:
+        problems.append(
+            Problem(
+                f"{at}.helm.restart_value",
+                f"{s.name}'s recipe restarts its workloads to lift the RPC pin, and under Helm a restart is a "
+                "values change the chart reads",
+                "name the value path the chart writes into the pod templates' annotations, e.g. "
+                "restart_value: pod.annotations.restart",
+            )
+        )
     return problems
 
 

@@ -170,7 +170,16 @@ class Migration(Strict):
     )
     config_mount: str = Field(default="/etc/{service}", description="job runner: where config_secret is mounted.")
     max_rounds: int = Field(
-        default=50, ge=1, le=1000, description="Rounds of online data migrations (nova) before giving up."
+        default=50,
+        ge=1,
+        le=1000,
+        description="Rounds of online data migrations (nova, placement) one call of the migration activity runs "
+        "(each migrates at most 1000 rows); the workflow calls it again while the tool says there is more to do.",
+    )
+    unproven_recipe: Literal["refuse", "accept"] = Field(
+        default="refuse",
+        description="A service whose recipe (model/recipes/) was never run against the real service (cinder) is "
+        "refused unless this says accept: its steps follow the upstream docs only.",
     )
 
 
@@ -235,6 +244,12 @@ class HelmRelease(Strict):
         "the release; needed for every workload of the quiesce set.",
     )
     timeout: DurationField = Field(default=300, description="How long one helm command may run (e.g. 5m).")
+    restart_value: Annotated[str, Field(pattern=VALUE_PATH_RE)] | None = Field(
+        default=None,
+        description="Value path the chart writes into the pod templates' annotations (e.g. "
+        "pod.annotations.restart): a restart (nova's unpin) sets it to a new value, as `kubectl rollout restart` "
+        "sets an annotation. Needed by a service whose recipe restarts its workloads under Helm.",
+    )
 
     @field_validator("timeout", mode="before")
     @classmethod
@@ -289,6 +304,12 @@ class Service(Strict):
     service_type: str | None = Field(default=None, description="Default: known from the name.")
     depends_on: list[str] | None = Field(default=None, description="Omitted: OpenStack's documented order decides.")
     database: Database | None = None
+    databases: list[Database] | None = Field(
+        default=None,
+        min_length=1,
+        description="Several databases of one service (nova: nova_api, nova_cell0, nova), snapshotted, verified "
+        "and restored together; instead of `database`, which names one.",
+    )
     migration: Migration = Migration()
     workloads: list[Workload] = Field(min_length=1)
     helm: HelmRelease | None = Field(
@@ -300,10 +321,40 @@ class Service(Strict):
     gate: Gate = Gate()
 
     @property
+    def all_databases(self) -> list[Database]:
+        """Every database of the service: ``databases``, else the one ``database`` (else none)."""
+        if self.databases:
+            return list(self.databases)
+        return [self.database] if self.database is not None else []
+
+    @property
     def may_quiesce(self) -> bool:
         """Whether a migration or a restore may scale this service to 0 (it has a database that a
         migration changes, or it migrates offline)."""
-        return (self.database is not None and self.migration.mode != "none") or self.migration.mode == "offline"
+        return (bool(self.all_databases) and self.migration.mode != "none") or self.migration.mode == "offline"
+
+    @model_validator(mode="after")
+    def _one_way_to_name_databases(self) -> Service:
+        """``database`` or ``databases``, not both; each schema once."""
+        if self.database is not None and self.databases:
+            raise PydanticCustomError(
+                "database_twice",
+                "{service} names its databases twice: database and databases",
+                {
+                    "service": self.name,
+                    AT: "databases",
+                    FIX: "list every database under databases and remove database",
+                },
+            )
+        names = [d.name for d in self.databases or []]
+        for j, name in enumerate(names):
+            if name in names[:j]:
+                raise PydanticCustomError(
+                    "database_duplicate",
+                    "database {name} is listed twice",
+                    {"name": name, AT: f"databases[{j}].name", FIX: "list each database once"},
+                )
+        return self
 
     @model_validator(mode="after")
     def _no_daemonset_to_quiesce(self) -> Service:

@@ -30,6 +30,9 @@ class Script:
         self.revision = 1  # of the stand-in Helm release: each upgrade and rollback adds one
         self.journal: Path | None = None  # if set: "start NAME" / "done NAME" lines, for another process
         self.lock = threading.Lock()
+        self.databases: list[str] = []  # the database of each snapshot, in order
+        self.restored: list[str] = []  # the database of each restore, in order
+        self.helm_values: list[dict[str, Any]] = []  # the set_values of each helm.upgrade, in order
 
     def key_started(self, key: str) -> threading.Event:
         return self.started.setdefault(key, threading.Event())
@@ -132,6 +135,7 @@ class Script:
         @standin(io.HELM_UPGRADE)
         def helm_upgrade(inp: io.HelmUpgradeInput) -> io.HelmChange:
             s._enter(f"{io.HELM_UPGRADE}:{inp.purpose}")
+            s.helm_values.append(inp.set_values)
             return _revision(inp, inp.purpose)
 
         @standin(io.HELM_ROLLBACK)
@@ -142,10 +146,11 @@ class Script:
         @standin(io.DB_SNAPSHOT)
         def snapshot(inp: io.SnapshotInput) -> io.Snapshot:
             s._enter(io.DB_SNAPSHOT)
+            s.databases.append(inp.database.name)
             return io.Snapshot(
                 service=inp.service,
                 database=inp.database.name,
-                location=f"/snap/{inp.service}.sql",
+                location=f"/snap/{inp.database.name}.sql",
                 sha256="ab" * 32,
                 size_bytes=1234,
                 created_at="2026-01-01T00:00:00+00:00",
@@ -170,15 +175,25 @@ class Script:
         @standin(io.DB_RESTORE)
         def restore(inp: io.RestoreInput) -> io.RestoreResult:
             s._enter(io.DB_RESTORE)
+            s.restored.append(inp.database.name)
             return io.RestoreResult(ok=True)
 
         @standin(io.MIGRATION_DB_SYNC)
         def db_sync(inp: io.MigrateInput) -> io.MigrateResult:
             key = f"{io.MIGRATION_DB_SYNC}:{inp.phase}"
             s._enter(key)
-            return s.answers.get(key) or io.MigrateResult(
+            answers = s.answers.get(key)
+            if isinstance(answers, list):  # one answer per call, the last one for good
+                answer: io.MigrateResult = answers.pop(0) if len(answers) > 1 else answers[0]
+                return answer
+            return answers or io.MigrateResult(
                 phase=inp.phase, state="expand-needed" if inp.phase == "check" else "done"
             )
+
+        @standin(io.K8S_RESTART)
+        def restart(inp: io.RestartInput) -> io.RestartResult:
+            s._enter(io.K8S_RESTART)
+            return io.RestartResult(restarted=[f"{w.kind}/{w.name}" for w in inp.workloads])
 
         @standin(io.CHECKS_RUN)
         def checks(inp: io.CheckInput) -> io.CheckResult:
@@ -199,6 +214,7 @@ class Script:
             read_images,
             set_images,
             wait_rollout,
+            restart,
             undo_images,
             scale,
             helm_status,

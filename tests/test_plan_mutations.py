@@ -10,7 +10,9 @@ tests/plans/every-field.yaml; a test checks that no schema path is left out). Fo
 * **null**: refused unless the schema allows null, loaded where it does.
 
 The semantic rules a schema-valid mutation can break: a service that migrates needs a database,
-so dropping or nulling ``services[i].database`` there is refused at ``services[i].migration.mode``;
+so dropping or nulling ``services[i].database`` (or ``databases``) there is refused at
+``services[i].migration.mode``; a service whose recipe was never run (cinder) must accept it, so
+dropping ``migration.unproven_recipe: accept`` is refused at that field;
 a DaemonSet of a service that may be quiesced must say ``quiesce: false``, so dropping or nulling
 that field is refused at the field.
 A refusal must name the mutated path or its parent. Most cases run in-process through the loader, a
@@ -37,6 +39,7 @@ from typer.testing import CliRunner
 from cli import app
 from model.loading import PlanError, parse_plan
 from model.plan import UpgradePlan
+from model.recipes import service_recipe
 from tests.liveness import deadline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,9 +237,13 @@ class Mutation:
             return own
         service = doc["services"][f.loc[1]] if f.loc[0] == "services" and len(f.loc) > 1 else {}
         mode = service.get("migration", {}).get("mode", "none")
-        if f.generic == "services[].database" and mode != "none":
+        named = service.get("database") or service.get("databases")  # after the mutation
+        if f.generic in ("services[].database", "services[].databases") and mode != "none" and not named:
             return {f"services[{f.loc[1]}].migration.mode"}
-        may_quiesce = (service.get("database") and mode != "none") or mode == "offline"
+        recipe = service_recipe(service.get("name", ""))
+        if f.generic == "services[].migration.unproven_recipe" and recipe and recipe.proven != "run":
+            return {f.path}  # a recipe never run is refused unless the plan accepts it
+        may_quiesce = (named and mode != "none") or mode == "offline"
         if f.generic == "services[].workloads[].quiesce" and may_quiesce:
             return {f.path} if service["workloads"][f.loc[3]]["kind"] == "DaemonSet" else None
         helm = f"services[{f.loc[1]}].helm" if service.get("helm") else ""

@@ -15,7 +15,8 @@ one place. Deterministic code only.
 The operations: ``observe`` (what runs now, and who owns it), ``prepare`` (what the undo will need,
 read before anything changes), ``apply`` (the roll), ``wait`` (until it rolled out), ``revert`` (the
 undo of the roll), ``quiesce`` / ``unquiesce`` (replicas to 0 and back, registered before the
-scale-down so a quiesce that failed half-way is still undone).
+scale-down so a quiesce that failed half-way is still undone), ``restart`` (every pod replaced on the
+images it runs, as `kubectl rollout restart` does: nova's unpin), waited for until rolled out.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class WorkloadAdapter(Protocol):
     def revert(self, before: Applied) -> Call | None: ...
     def quiesce(self, change_id: str) -> Call: ...
     def unquiesce(self, change_id: str) -> Call: ...
+    def restart(self, change_id: str) -> list[Call]: ...
     def refusal(self, image: io.WorkloadImage) -> str | None: ...
     def back_to(self, result: io.ServiceResult) -> Call | None: ...
 
@@ -170,6 +172,16 @@ class ObjectsAdapter(_Common):
             io.ScaleResult,
             f"scale {self.svc.name} back to its replicas",
         )
+
+    def restart(self, change_id: str) -> list[Call]:
+        """A pod-template annotation set to ``change_id`` (a retry finds it set), then the wait."""
+        restart = Call(
+            io.K8S_RESTART,
+            io.RestartInput(target=self.target, workloads=self.refs(), change_id=change_id),
+            io.RestartResult,
+            f"restart {self.svc.name} (rollout restart)",
+        )
+        return [restart, self.wait(target_images=False)]
 
 
 class HelmAdapter(_Common):
@@ -281,6 +293,32 @@ class HelmAdapter(_Common):
 
     def unquiesce(self, change_id: str) -> Call:
         return self._replicas("unquiesce", "back", restore_of=change_id, change_id=f"{change_id}/back", wait="rollout")
+
+    def restart(self, change_id: str) -> list[Call]:
+        """A revision that sets ``restart_value`` (a value the chart writes into the pod templates'
+        annotations) to ``change_id``: the release's objects change only through the release, so a
+        restart is a values change too, and its revision is in ``helm history``."""
+        path = self.helm.restart_value
+        assert path, "model.loading refuses a plan whose recipe restarts under Helm without helm.restart_value"
+        t = self.policy.rollout_timeout
+        return [
+            Call(
+                io.HELM_UPGRADE,
+                io.HelmUpgradeInput(
+                    target=self.target,
+                    helm=self.helm,
+                    purpose="restart",
+                    set_values={path: change_id},
+                    change_id=change_id,
+                    wait="rollout",
+                    workloads=self.refs(),
+                    timeout_seconds=t,
+                ),
+                io.HelmChange,
+                f"helm upgrade {self.helm.release}: restart {self.svc.name} ({path})",
+                step_timeout=self._timeout(t),
+            )
+        ]
 
 
 def adapter_for(svc: Service, target: KubeTarget, policy: Policy) -> WorkloadAdapter:

@@ -107,14 +107,16 @@ class CanaryWorkflow:
             adapter = adapter_for(svc, target, plan.policy)
             held = f"{workflow.info().run_id}/reset/{svc.name}"  # the scale-back reads what this recorded
             await self._call(rec, adapter.quiesce(held))
-            if svc_result.snapshot and svc.database:
+            # every database of the service (nova's three), each from its own snapshot
+            snaps = svc_result.snapshots or ([svc_result.snapshot] if svc_result.snapshot else [])
+            for snap, db in zip(snaps, svc.all_databases, strict=False):
                 await rec.call(
                     "reset",
                     io.DB_RESTORE,
-                    io.RestoreInput(snapshot=svc_result.snapshot, database=svc.database, target=target),
+                    io.RestoreInput(snapshot=snap, database=db, target=target),
                     io.RestoreResult,
-                    summary=f"canary reset: restore {svc.database.name}",
-                    task_queue=svc_result.snapshot.task_queue or None,  # where the file is
+                    summary=f"canary reset: restore {db.name}",
+                    task_queue=snap.task_queue or None,  # where the file is
                     schedule_to_start=plan.policy.snapshot_host_timeout,
                 )
             back = adapter.back_to(svc_result)

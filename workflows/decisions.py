@@ -86,13 +86,18 @@ class Decisions:
     def _past_ponr(self) -> bool:
         return self.progress.past_point_of_no_return
 
+    @property
+    def _past_what(self) -> str:
+        """How the point of no return is named to the operator (ServiceSteps names the recipe's)."""
+        return "past the contract"
+
     async def _decide_retry(self, failure: StepFailed) -> bool:
         """True: retry the failed step. Asks the operator where policy or safety say so."""
         inconclusive = failure.kind == errors.INCONCLUSIVE
         must_ask = self._past_ponr or self.plan.policy.on_failure == "pause" or inconclusive
         if not must_ask:
             return False
-        note = " (past the contract: fix forward, then resume)" if self._past_ponr else ""
+        note = f" ({self._past_what}: fix forward, then resume)" if self._past_ponr else ""
         self._report(state="waiting", waiting_for=io.DECISION, message=f"{failure.step} failed: {failure}{note}")
         answer = await self._decision(failure, lambda: self.abort_reason is not None)
         self._report(state="running", waiting_for=None, message="")

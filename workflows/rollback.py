@@ -26,7 +26,8 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
     from model import errors, io
-    from model.recipe import Rollback, databases, decide, recipe_for
+    from model.plan import Database
+    from model.recipes import Rollback, databases, decide, recipe_for
     from workflows.adapters import Call
     from workflows.service_steps import R, ServiceSteps
     from workflows.steps import StepFailed
@@ -46,11 +47,11 @@ class RollbackSteps(ServiceSteps):
         records = [r for r in self.rec.records if r.step == failure.step]
         partial = failure.step if records and records[-1].status == "failed" else None
         completed = {r.step for r in self.rec.records if r.status == "done"}
-        choice = decide(recipe_for(self.svc), completed, partial)
+        choice = decide(recipe_for(self.svc, self.per_service), completed, partial)
         aborted = failure.kind == errors.ABORTED
         head = f"{failure.step}: {failure}"
         if choice.kind == "forward-fix":
-            return "failed", f"{head} (past the contract: nothing rolled back, fix forward)"
+            return "failed", f"{head} ({self._past_what}: nothing rolled back, fix forward)"
         if choice.kind == "none" and self.quiesced is None:
             report = self._images_report(choice)
             self.result = self.result.model_copy(update={"rollback": report})
@@ -83,36 +84,50 @@ class RollbackSteps(ServiceSteps):
 
     # --- the restore path ---------------------------------------------------------------------------
     async def _restore(self, choice: Rollback) -> io.RollbackReport:
-        snap, db, target = self._snapshot_taken, self._db, self._target
+        """Every database of the service back from its snapshot, together (nova's three): all are
+        inspected before any is dropped, one approval covers them, then each is restored."""
+        taken, target = self._snapshots_taken, self._target
         # Quiesced from before the snapshot (offline mode): nobody wrote since, nothing can be lost.
         held = self.quiesced is not None
         if not held:
             self.quiesced = f"{workflow.info().run_id}/restore"  # the scale-back is known first
             call = self.adapter.quiesce(self.quiesced)
             await self._compensate_call("quiesce", replace(call, summary=f"{call.summary} before the restore"))
-        inspection = await self._compensate(
-            "inspect",
-            io.DB_INSPECT,
-            io.InspectInput(snapshot=snap, database=db, target=target),
-            io.DbInspection,
-            f"who uses {db.name}, and what the restore undoes",
-            judge=lambda r: (
-                (errors.DB_IN_USE, f"{db.name} is still in use, nothing was dropped: {'; '.join(r.sessions)}")
-                if r.sessions
-                else None
-            ),
-            **self._pinned(snap),
-        )
+        inspections = []
+        for snap, db in taken:
+
+            def judge(r: io.DbInspection, name: str = db.name) -> tuple[str, str] | None:
+                if not r.sessions:
+                    return None
+                return errors.DB_IN_USE, f"{name} is still in use, nothing was dropped: {'; '.join(r.sessions)}"
+
+            inspections.append(
+                await self._compensate(
+                    "inspect",
+                    io.DB_INSPECT,
+                    io.InspectInput(snapshot=snap, database=db, target=target),
+                    io.DbInspection,
+                    f"who uses {db.name}, and what the restore undoes",
+                    judge=judge,
+                    **self._pinned(snap),
+                )
+            )
+        inspection = merged_inspection(inspections, [db for _, db in taken])
         if inspection.writers_changed and not held and self.plan.policy.restore == "approve":
             await self._approve_restore(inspection)
-        restored = await self._compensate(
-            "restore",
-            io.DB_RESTORE,
-            io.RestoreInput(snapshot=snap, database=db, target=target),
-            io.RestoreResult,
-            f"restore {db.name} from snapshot {snap.sha256[:12]}",
-            **self._pinned(snap),
-        )
+        results = []
+        for snap, db in taken:
+            results.append(
+                await self._compensate(
+                    "restore",
+                    io.DB_RESTORE,
+                    io.RestoreInput(snapshot=snap, database=db, target=target),
+                    io.RestoreResult,
+                    f"restore {db.name} from snapshot {snap.sha256[:12]}",
+                    **self._pinned(snap),
+                )
+            )
+        restored = merged_restore(results, [db for _, db in taken])
         self.result = self.result.model_copy(update={"restore": restored})
         self.rec.compensated("expand", "migrate", "offline")
         if choice.images and self.adapter.revert(self.before):
@@ -120,7 +135,7 @@ class RollbackSteps(ServiceSteps):
         await self._scale_back()
         wait = self.adapter.wait(target_images=False)
         await self._compensate_call("rollout-back", replace(wait, summary=f"wait for {self.svc.name} to serve again"))
-        return restore_report(choice, snap, inspection, restored, held)
+        return restore_report(choice, merged_snapshot(taken), inspection, restored, held)
 
     async def _approve_restore(self, inspection: io.DbInspection) -> None:
         """Writers changed data since the snapshot: the restore discards it only once a person says so."""
@@ -180,14 +195,62 @@ class RollbackSteps(ServiceSteps):
         done = {r.step for r in self.rec.records if r.status == "done"}
         w = self.svc.workloads[0]
         if self.expanded_before or {"expand", "migrate"} & done:
+            ponr = recipe_for(self.svc, self.per_service).point_of_no_return or "contract"
             schema = (
-                f"expanded to {self.plan.release.to} ({w.tag}); the contract did not run;"
+                f"expanded to {self.plan.release.to} ({w.tag}); the {ponr} did not run;"
                 " the next upgrade's expand finds it done"
             )
         else:
             schema = "unchanged: no schema step ran"
         kind: io.RollbackKind = "images" if choice.kind == "images" else "none"
         return io.RollbackReport(kind=kind, reason=choice.reason, schema_state=schema, lost="nothing")
+
+
+def _prefixed(tables: dict[str, str], db: Database, several: bool) -> dict[str, str]:
+    return {f"{db.name}.{t}": v for t, v in tables.items()} if several else dict(tables)
+
+
+def merged_inspection(inspections: list[io.DbInspection], dbs: list[Database]) -> io.DbInspection:
+    """One inspection of several databases: tables named ``database.table``, the latest time."""
+    if len(inspections) == 1:
+        return inspections[0]
+    return io.DbInspection(
+        at=max(i.at for i in inspections),
+        sessions=[s for i in inspections for s in i.sessions],
+        table_checksums={
+            k: v
+            for i, db in zip(inspections, dbs, strict=True)
+            for k, v in _prefixed(i.table_checksums, db, True).items()
+        },
+        changes=[
+            c.model_copy(update={"table": f"{db.name}.{c.table}"})
+            for i, db in zip(inspections, dbs, strict=True)
+            for c in i.changes
+        ],
+    )
+
+
+def merged_restore(results: list[io.RestoreResult], dbs: list[Database]) -> io.RestoreResult:
+    if len(results) == 1:
+        return results[0]
+    return io.RestoreResult(
+        ok=all(r.ok for r in results),
+        table_checksums={
+            k: v for r, db in zip(results, dbs, strict=True) for k, v in _prefixed(r.table_checksums, db, True).items()
+        },
+        seconds=round(sum(r.seconds for r in results), 3),
+        already_restored=all(r.already_restored for r in results),
+    )
+
+
+def merged_snapshot(taken: list[tuple[io.Snapshot, Database]]) -> io.Snapshot:
+    """The snapshots of several databases as one, for the report: the first one's time (the data-
+    loss window starts there) and every table's checksum as ``database.table``."""
+    first = taken[0][0]
+    if len(taken) == 1:
+        return first
+    checksums = {k: v for snap, db in taken for k, v in _prefixed(snap.table_checksums, db, True).items()}
+    return first.model_copy(update={"table_checksums": checksums})
 
 
 def restore_report(

@@ -1,9 +1,16 @@
 """ServiceUpgrade: one OpenStack service, from verified snapshot to validated new release.
 
-Steps: gate → snapshot → verify → (check → expand → migrate | quiesce → offline) → roll → rollout
-→ (unquiesce) → validate → contract → postcheck. Validation runs *before* the contract so that a
-failing tempest run still has a safe way back: the contract is the point of no return, after which
-the old release cannot run on the schema and restoring the snapshot would lose data written since.
+Steps: the service's recipe (model/recipes/<service>.py; the generic one of its migration mode for
+a service without one), e.g. gate → status → snapshot → verify → (check → expand → migrate | quiesce
+→ offline) → roll → rollout → (unquiesce) → (unpin) → validate → (contract | online) → postcheck.
+Validation runs *before* the point of no return (a contract; nova's online data migrations) so that a
+failing tempest run still has a safe way back: after it the old release cannot run on the schema and
+restoring the snapshot would lose data written since.
+
+Versioning: the per-service recipes added steps (the target release's status check, online data
+migrations, the unpin restart, neutron's stop-api/start-api) and dropped keystone's no-op migrate.
+A run whose history was written before them keeps the generic recipe: the ``service-recipes`` patch
+(workflows/__init__.py's policy) decides once, before the first step, and only where the two differ.
 
 On failure before the contract, depending on the plan's ``policy.on_failure``:
 * rollback: by phase (model/recipe.py, workflows/rollback.py): previous images only while the old
@@ -29,7 +36,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from model import errors, io
     from model.plan import Service
-    from model.recipe import service_steps
+    from model.recipes import recipe_for, service_steps
     from workflows.adapters import Applied
     from workflows.decisions import GATE, Abandoned, Decision
     from workflows.interruptions import through_cancellation
@@ -37,10 +44,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows.steps import Recorder, StepFailed
 
 
-def plan_steps(svc: Service) -> list[str]:
+RECIPES_PATCH = "service-recipes"
+
+
+def plan_steps(svc: Service, per_service: bool = True) -> list[str]:
     """The steps of one service, in order (the parent counts them for services not started yet):
-    its migration mode's recipe (model/recipe.py) minus what does not apply to it."""
-    return service_steps(svc)
+    its recipe (model/recipes/) minus what does not apply to it; ``per_service`` False: the generic
+    recipe of its migration mode (a run started before the per-service recipes)."""
+    return service_steps(svc, per_service)
 
 
 @workflow.defn(name="ServiceUpgrade")
@@ -195,19 +206,35 @@ class ServiceUpgradeWorkflow(RollbackSteps):
             "check": self._check_schema,
             "expand": self._expand,
             "migrate": self._migrate,
+            "status": self._status,
             "quiesce": self._quiesce,
             "offline": self._offline,
             "roll": self._roll,
             "rollout": self._rollout,
             "unquiesce": self._unquiesce,
             "validate": self._validate,
+            "unpin": self._unpin,
             "contract": self._contract,
+            "online": self._online,
+            "stop-api": self._stop_api,
+            "start-api": self._start_api,
             "postcheck": self._postcheck,
         }
-        for name in plan_steps(self.svc):
+        # Decided once, before the first step: a history without the marker replays the generic recipe.
+        if plan_steps(self.svc) != plan_steps(self.svc, per_service=False):
+            self.per_service = workflow.patched(RECIPES_PATCH)
+        else:
+            self.per_service = True
+        names = plan_steps(self.svc, self.per_service)
+        if len(names) != self.progress.steps_total:
+            self.progress = self.progress.model_copy(update={"steps_total": len(names)})
+        ponr = recipe_for(self.svc, self.per_service).point_of_no_return
+        for name in names:
             await self._wait_unpaused()
             if self.abort_reason:
                 return await self._give_up(StepFailed(name, self.abort_reason, errors.ABORTED))
+            if name == ponr and not self._past_ponr:  # from here the old release cannot come back
+                self.progress = self.progress.model_copy(update={"past_point_of_no_return": True})
             while True:
                 self._report(state="running", step=name)
                 try:
@@ -236,7 +263,7 @@ class ServiceUpgradeWorkflow(RollbackSteps):
 
     async def _give_up(self, failure: StepFailed) -> tuple[io.Outcome, str]:
         if self._past_ponr:
-            return "failed", f"{failure.step}: {failure} (past the contract: nothing rolled back, fix forward)"
+            return "failed", f"{failure.step}: {failure} ({self._past_what}: nothing rolled back, fix forward)"
         try:
             outcome, message = await self._rollback(failure)
         except Abandoned as stop:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from temporalio import workflow
 
@@ -19,13 +19,21 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
     from model import errors, io
-    from model.plan import Check, Database, KubeTarget, Service, TempestCheck, UpgradePlan
+    from model.plan import Check, Database, KubeTarget, Service, TempestCheck, UpgradePlan, UpgradeStatusCheck
+    from model.recipes import databases, recipe_for
     from workflows.adapters import Applied, Call, WorkloadAdapter, adapter_for
     from workflows.decisions import Decisions, _Accepted
     from workflows.steps import Recorder, StepFailed
 
 R = TypeVar("R", bound=BaseModel)
+Stage = Literal["pre", "post"]
 ALREADY_EXPANDED = ("up-to-date", "migrate-needed", "contract-needed")  # check states with nothing to expand
+# check states after which a contract needs every API server stopped (neutron's has_offline_migrations;
+# "unknown": the service could not be asked, so the safe answer)
+OFFLINE_CONTRACT = ("offline-contract-needed", "unknown")
+# How many times the online data migrations are called while they answer "more to do" (each call runs
+# up to migration.max_rounds rounds of 1000 rows) before the step fails and waits for a forward fix.
+ONLINE_CALLS = 20
 
 
 class ServiceSteps(Decisions):
@@ -46,6 +54,10 @@ class ServiceSteps(Decisions):
     # failed half-way is still scaled back (ScaleInput.restore reads what it recorded).
     quiesced: str | None = None
     expanded_before: str = ""  # the check's state when the schema was already expanded: expand skipped
+    # The service's own recipe (model/recipes/), or the generic one of its mode for a run whose
+    # history started before the per-service recipes (workflows/service.py decides, once).
+    per_service: bool = True
+    contract_offline: bool = False  # the check said the contract needs every API server stopped
 
     # --- steps --------------------------------------------------------------------------------------
     @property
@@ -72,15 +84,23 @@ class ServiceSteps(Decisions):
         return out
 
     @property
-    def _db(self) -> Database:
-        """The service's database (only steps that exist for a service with one ask for it)."""
-        assert self.svc.database is not None, "a database step of a service without a database"
-        return self.svc.database
+    def _dbs(self) -> list[Database]:
+        """The service's databases (only steps that exist for a service with one ask for them)."""
+        dbs = databases(self.svc)
+        assert dbs, "a database step of a service without a database"
+        return dbs
 
     @property
-    def _snapshot_taken(self) -> io.Snapshot:
+    def _snapshots_taken(self) -> list[tuple[io.Snapshot, Database]]:
+        """Each database with its snapshot, in the plan's order (all of them taken by the snapshot step)."""
         assert self.result.snapshot is not None, "a step that needs the snapshot ran before it was taken"
-        return self.result.snapshot
+        snaps = self.result.snapshots or [self.result.snapshot]
+        return list(zip(snaps, self._dbs, strict=True))
+
+    @property
+    def _past_what(self) -> str:
+        ponr = recipe_for(self.svc, self.per_service).point_of_no_return or "contract"
+        return "past the contract" if ponr == "contract" else f"past the point of no return ({ponr})"
 
     def _pinned(self, snap: io.Snapshot) -> dict[str, Any]:
         """Where an activity that reads the snapshot file runs: the host that holds it (if any)."""
@@ -135,34 +155,41 @@ class ServiceSteps(Decisions):
         return out
 
     async def _snapshot(self) -> None:
-        db = self._db
-        snap = await self._step(
-            "snapshot",
-            io.DB_SNAPSHOT,
-            io.SnapshotInput(upgrade_id=self.upgrade_id, service=self.svc.name, database=db, target=self._target),
-            io.Snapshot,
-            f"snapshot database {db.name}",
-            step_timeout=self.plan.policy.step_timeout,
-        )
-        self.result = self.result.model_copy(update={"snapshot": snap})
+        """Every database of the service, one after the other (nova: nova_api, nova_cell0, nova): the
+        step is done when all of them are, and a restore puts all of them back."""
+        snaps = []
+        for db in self._dbs:
+            snap = await self._step(
+                "snapshot",
+                io.DB_SNAPSHOT,
+                io.SnapshotInput(upgrade_id=self.upgrade_id, service=self.svc.name, database=db, target=self._target),
+                io.Snapshot,
+                f"snapshot database {db.name}",
+                step_timeout=self.plan.policy.step_timeout,
+            )
+            snaps.append(snap)
+        several = {"snapshots": snaps} if len(snaps) > 1 else {}
+        self.result = self.result.model_copy(update={"snapshot": snaps[0], **several})
 
     async def _verify(self) -> None:
-        snap, db = self._snapshot_taken, self._db
-        await self._step(
-            "verify",
-            io.DB_VERIFY,
-            io.VerifyInput(snapshot=snap, database=db, target=self._target),
-            io.VerifyResult,
-            f"verify snapshot of {db.name} ({snap.sha256[:12]})",
-            judge=lambda r: (
-                None if r.ok else (errors.SNAPSHOT_FAILED, f"snapshot of {db.name} did not verify: {r.message}")
-            ),
-            **self._pinned(snap),
-        )
+        for snap, db in self._snapshots_taken:
 
-    async def _sync(self, phase: io.MigrationPhase) -> io.MigrateResult:
+            def judge(r: io.VerifyResult, name: str = db.name) -> tuple[str, str] | None:
+                return None if r.ok else (errors.SNAPSHOT_FAILED, f"snapshot of {name} did not verify: {r.message}")
+
+            await self._step(
+                "verify",
+                io.DB_VERIFY,
+                io.VerifyInput(snapshot=snap, database=db, target=self._target),
+                io.VerifyResult,
+                f"verify snapshot of {db.name} ({snap.sha256[:12]})",
+                judge=judge,
+                **self._pinned(snap),
+            )
+
+    def _migrate_input(self, phase: io.MigrationPhase) -> io.MigrateInput:
         w = self.svc.workloads[0]
-        arg = io.MigrateInput(
+        return io.MigrateInput(
             service=self.svc.name,
             phase=phase,
             migration=self.svc.migration,
@@ -171,12 +198,14 @@ class ServiceSteps(Decisions):
             image=w.image,
             target=self._target,
         )
+
+    async def _sync(self, phase: io.MigrationPhase) -> io.MigrateResult:
         return await self._step(
             phase,
             io.MIGRATION_DB_SYNC,
-            arg,
+            self._migrate_input(phase),
             io.MigrateResult,
-            f"{self.svc.name} db sync --{phase} ({w.tag})",
+            f"{self.svc.name} db sync --{phase} ({self.svc.workloads[0].tag})",
         )
 
     async def _check_schema(self) -> None:
@@ -185,6 +214,65 @@ class ServiceSteps(Decisions):
             # Expanded already (e.g. by an upgrade rolled back with images only): the expand is done;
             # migrate and contract still run, once.
             self.expanded_before = check.state
+        self.contract_offline = check.state in OFFLINE_CONTRACT
+
+    async def _status(self) -> None:
+        """`<service>-status upgrade check` of the target release, before anything changes (the
+        plan's own upgrade-status check's command if it lists one): a failure stops here, nothing
+        was changed; an inconclusive answer asks the operator, as validation does."""
+        check = next((c for c in self.svc.checks if isinstance(c, UpgradeStatusCheck)), None)
+        await self._judged("status", check or UpgradeStatusCheck(kind="upgrade-status"), stage="pre")
+
+    async def _online(self) -> None:
+        """Online data migrations, once every workload runs the new release: called again while the
+        tool answers "more to do" (its rounds ran out with rows left), at most ONLINE_CALLS times."""
+        tag = self.svc.workloads[0].tag
+        rec = self.rec.start("online", f"{self.svc.name} online data migrations ({tag})")
+        rounds = 0
+        try:
+            for call in range(1, ONLINE_CALLS + 1):
+                out = await self.rec.call(
+                    "online",
+                    io.MIGRATION_DB_SYNC,
+                    self._migrate_input("online"),
+                    io.MigrateResult,
+                    summary=f"{self.svc.name} online data migrations ({tag}), call {call}",
+                )
+                rounds += out.rounds
+                if out.state != "more-to-do":
+                    break
+            else:
+                raise StepFailed(
+                    "online",
+                    f"{self.svc.name} online data migrations still had work after {ONLINE_CALLS} calls ({rounds}"
+                    " rounds): look at the tool's output, fix, then resume",
+                    errors.MIGRATION_FAILED,
+                )
+        except StepFailed as f:
+            self.rec.finish(rec, "failed", f.detail)
+            raise
+        self.rec.finish(rec, "done", f"done after {call} call(s), {rounds} round(s)")
+
+    async def _unpin(self) -> None:
+        """The restart that lifts the RPC pin: every workload runs the new release now, and a
+        service computes its pin ([upgrade_levels] compute=auto) when it starts."""
+        for call in self.adapter.restart(f"{workflow.info().run_id}/unpin"):
+            await self._run("unpin", replace(call, summary=f"{call.summary}: lift the RPC pin"))
+
+    async def _stop_api(self) -> None:
+        """Every API server stopped before a contract with offline migrations (neutron)."""
+        if not self.contract_offline:
+            self.rec.skip("stop-api", "no offline migrations pending: the contract runs while the servers serve")
+            return
+        self.quiesced = f"{workflow.info().run_id}/stop-api"  # registered before the scale-down
+        call = self.adapter.quiesce(self.quiesced)
+        await self._run("stop-api", replace(call, summary=f"{call.summary}: offline migrations pending"))
+
+    async def _start_api(self) -> None:
+        if self.quiesced is None:
+            self.rec.skip("start-api", "the servers were not stopped")
+            return
+        await self._unquiesce("start-api")
 
     async def _expand(self) -> None:
         if self.expanded_before:
@@ -228,18 +316,23 @@ class ServiceSteps(Decisions):
 
     async def _validate(self) -> None:
         for check in self.svc.checks:
-            while True:
-                res = await self._check("validate", check)
-                if res.status != "inconclusive":
-                    break
-                failure = StepFailed("validate", f"{check.kind} check inconclusive: {res.message}", errors.INCONCLUSIVE)
-                try:
-                    if not await self._decide_retry(failure):
-                        raise StepFailed("validate", self.abort_reason or "inconclusive", errors.ABORTED)
-                except _Accepted:
-                    break
+            await self._judged("validate", check)
 
-    async def _check(self, step: str, check: Check) -> io.CheckResult:
+    async def _judged(self, step: str, check: Check, stage: Stage = "post") -> None:
+        """One check until it judges: an inconclusive answer asks the operator (resume re-runs it,
+        approve accepts it, abort rolls back)."""
+        while True:
+            res = await self._check(step, check, stage)
+            if res.status != "inconclusive":
+                break
+            failure = StepFailed(step, f"{check.kind} check inconclusive: {res.message}", errors.INCONCLUSIVE)
+            try:
+                if not await self._decide_retry(failure):
+                    raise StepFailed(step, self.abort_reason or "inconclusive", errors.ABORTED)
+            except _Accepted:
+                break
+
+    async def _check(self, step: str, check: Check, stage: Stage = "post") -> io.CheckResult:
         """One check; records its result; raises StepFailed when it says "fail"."""
         arg = io.CheckInput(
             service=self.svc.name,
@@ -247,6 +340,7 @@ class ServiceSteps(Decisions):
             check=check,
             target=self._target,
             version=self.svc.workloads[0].tag,
+            stage=stage,
         )
         tempest = isinstance(check, TempestCheck)
 
@@ -261,6 +355,8 @@ class ServiceSteps(Decisions):
         summary = (
             f"tempest {check.regex}" if isinstance(check, TempestCheck) else f"{check.kind} check of {self.svc.name}"
         )
+        if stage == "pre":
+            summary += f" with the target release ({self.svc.workloads[0].tag})"
         result_type: type[io.CheckResult] = io.TempestResult if tempest else io.CheckResult
         return await self._step(
             step,
@@ -272,7 +368,8 @@ class ServiceSteps(Decisions):
         )
 
     async def _contract(self) -> None:
-        # The point of no return (model/recipe.py): from here the old release cannot run.
+        # The point of no return (model/recipes/): from here the old release cannot run (the step
+        # loop set the flag already where the recipe says so; a generic recipe's contract is one).
         self.progress = self.progress.model_copy(update={"past_point_of_no_return": True})
         await self._sync("contract")
 

@@ -152,12 +152,12 @@ async def test_abandon_ends_a_stuck_rollback(client: Client, cli: Cli, write_pla
     """abandon is accepted only while a rollback step waits for a decision; the report lists what is undone."""
     plan, wf_id = write_plan()
     script = Script()
-    script.fail["migration.db_sync:migrate"] = errors.MIGRATION_FAILED
+    script.fail["migration.db_sync:expand"] = errors.MIGRATION_FAILED
     script.fail["db.restore"] = errors.RESTORE_FAILED
-    script.block["migration.db_sync:migrate"] = release = threading.Event()
+    script.block["migration.db_sync:expand"] = release = threading.Event()
     async with running(client, script) as tq:
         assert (await cli("start", str(plan), tq=tq)).exit_code == 0
-        await cli.until(wf_id, lambda d: d["status"]["services"][0]["step"] == "migrate")
+        await cli.until(wf_id, lambda d: d["status"]["services"][0]["step"] == "expand")
         res = await cli("abandon", wf_id, "--reason", "give up")
         assert res.exit_code == 2 and "abandon refused: no rollback waits for a decision" in res.stderr
         release.set()

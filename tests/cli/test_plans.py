@@ -31,6 +31,11 @@ BAD = {
     "bad-database-name.yaml": ("services[0].database.name", "is not a plain SQL identifier"),
     "bad-database-name-digits.yaml": ("services[1].database.name", "'2026' is not a plain SQL identifier"),
     "bad-secret-name.yaml": ("services[0].database.credentials_secret", "String should match pattern"),
+    "bad-unproven-recipe.yaml": ("services[0].migration.unproven_recipe", "never run against a real cinder"),
+    "bad-nova-one-database.yaml": ("services[0].database", "nova keeps its data in 3 databases"),
+    "bad-database-twice.yaml": ("services[0].databases", "nova names its databases twice"),
+    "bad-database-duplicate.yaml": ("services[0].databases[2].name", "database nova is listed twice"),
+    "bad-helm-restart-unset.yaml": ("services[0].helm.restart_value", "restarts its workloads to lift the RPC pin"),
     "bad-daemonset-quiesced.yaml": (
         "services[0].workloads[1].quiesce",
         "(fix: set quiesce: false on DaemonSet nova-compute: DaemonSets are never scaled;",
@@ -109,6 +114,20 @@ def test_schema_is_json_schema_with_aliases(offline_cli: Cli) -> None:
     assert res.exit_code == 0
     schema = json.loads(res.stdout)
     assert "apiVersion" in schema["properties"] and "from" in schema["$defs"]["ReleaseRange"]["properties"]
+    defs = schema["$defs"]
+    assert "several databases of one service" in defs["Service"]["properties"]["databases"]["description"].lower()
+    unproven = defs["Migration"]["properties"]["unproven_recipe"]
+    assert unproven["enum"] == ["refuse", "accept"] and "never run" in unproven["description"]
+    assert "restart" in defs["HelmRelease"]["properties"]["restart_value"]["description"]
+
+
+def test_a_recipe_never_run_is_accepted_only_when_the_plan_says_so(offline_cli: Cli, tmp_path: Path) -> None:
+    bad = PLANS / "bad-unproven-recipe.yaml"
+    accepted = tmp_path / "cinder.yaml"
+    accepted.write_text(bad.read_text().replace("mode: offline}", "mode: offline, unproven_recipe: accept}"))
+    res = offline_cli.run("plan", "validate", str(accepted))
+    assert res.exit_code == 0, res.stderr
+    assert "fix: set migration.unproven_recipe: accept" in offline_cli.run("plan", "validate", str(bad)).stderr
 
 
 def test_help_lists_every_command_and_the_lab_sub_apps(offline_cli: Cli) -> None:

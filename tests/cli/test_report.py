@@ -31,7 +31,7 @@ async def test_reports_of_a_succeeded_upgrade(client: Client, cli: Cli, write_pl
     assert md.startswith(f"# Upgrade report: cli-test on {cloud}\n")
     assert "- **Outcome:** ✅ succeeded" in md and "- **Release:** 2025.2 → 2026.1" in md
     assert "## keystone: succeeded" in md
-    for step in ("snapshot", "verify", "expand", "migrate", "roll", "rollout", "validate", "contract", "postcheck"):
+    for step in ("status", "snapshot", "verify", "expand", "roll", "rollout", "validate", "contract", "postcheck"):
         assert f"| {step} | ✅ done | " in md, step
     assert f"sha256 `{SHA}`, 1234 bytes" in md
     assert "status **pass**: 14 passed, 0 failed, 0 skipped" in md
@@ -54,7 +54,7 @@ async def test_reports_of_a_succeeded_upgrade(client: Client, cli: Cli, write_pl
     assert set(suites) == {"preflight", "keystone"}
     ks = suites["keystone"]
     cases = [c.get("name") for c in ks.iter("testcase")]
-    assert cases[:2] == ["snapshot", "verify"] and {"expand", "contract", "postcheck"} <= set(cases)
+    assert cases[:3] == ["status", "snapshot", "verify"] and {"expand", "contract", "postcheck"} <= set(cases)
     assert ks.get("tests") == str(len(cases)) and ks.get("failures") == "0"
     props = {p.get("name"): p.get("value") for p in ks.iter("property")}
     assert props["outcome"] == "succeeded" and props["snapshot.sha256"] == SHA

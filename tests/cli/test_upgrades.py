@@ -27,7 +27,7 @@ async def test_start_wait_runs_to_success_and_reports(client: Client, cli: Cli, 
         assert f"UI: {UI}/namespaces/default/workflows/upgrade%2F{wf_id.split('/')[1]}" in out
         assert "succeeded" in out and "upgraded to 2026.1" in out
         assert f"sha256 {'ab' * 32}" in out and "tempest: pass, passed 14, failed 0" in out
-        for step in ("snapshot", "verify", "expand", "migrate", "roll", "rollout", "validate", "contract", "postcheck"):
+        for step in ("status", "snapshot", "verify", "expand", "roll", "rollout", "validate", "contract", "postcheck"):
             assert re.search(rf"^{step}\s+│ done\s+│ \d+\.\d", out, re.M), step
 
         res = await cli("status", wf_id)

@@ -71,9 +71,9 @@ def label(activity_type: str, args: Sequence[Any], done: list[Event]) -> str:
     if isinstance(arg, io.ScaleInput):
         return "unquiesce" if arg.restore or arg.replicas else "quiesce"
     if isinstance(arg, io.HelmUpgradeInput):
-        return {"roll": "helm-upgrade", "quiesce": "quiesce", "unquiesce": "unquiesce"}[arg.purpose]
-    if isinstance(arg, io.CheckInput) and arg.stage == "pre":
-        return "preflight"
+        return {"roll": "helm-upgrade", "quiesce": "quiesce", "unquiesce": "unquiesce", "restart": "unpin"}[arg.purpose]
+    if isinstance(arg, io.CheckInput) and arg.stage == "pre":  # the recipe's status check, or the pre-flight's
+        return "status" if arg.check.kind == "upgrade-status" else "preflight"
     step = LABELS.get(activity_type, activity_type)
     if step == "read-images" and all(e.step == "preflight" for e in done):
         return "preflight"

@@ -40,7 +40,7 @@ class Expected:
 # Every run passes through the pre-flight, snapshot, verify and check: their kills go to the
 # rollback runs, so the success run carries the kills of the steps only it reaches.
 FIRST = ("snapshot", "verify", "check")
-UPGRADE = ("expand", "migrate", "read-images", "roll", "rollout", "validate", "contract", "postcheck")
+UPGRADE = ("expand", "read-images", "roll", "rollout", "validate", "contract", "postcheck")
 # The restore path of a part-way schema change (policy.restore: automatic in the fault plan).
 RESTORE = ("quiesce", "inspect", "restore", "unquiesce")
 

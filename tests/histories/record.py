@@ -1,6 +1,9 @@
 """Record the workflow histories that the replay test (tests/workflows/test_replay.py) replays.
 
-    .venv/bin/python -m tests.histories.record
+    .venv/bin/python -m tests.histories.record [SCENARIO ...]
+
+With scenario names, only those are recorded (their files replaced, every other history kept: a new
+path adds its histories beside the committed ones); without, every scenario is.
 
 One scenario per path a running upgrade can be on: it drives an upgrade with the stand-in
 activities (and the operator's commands, where the path needs them) to its end, then writes the
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -30,6 +34,7 @@ from model.plan import UpgradePlan
 from tests.conftest import start_dev_server
 from tests.standins import Script
 from tests.workflows import test_helm_adapter as helm_adapter
+from tests.workflows import test_recipes as recipes
 from tests.workflows.helpers import (
     blocked,
     make_plan,
@@ -66,7 +71,7 @@ class Scenario:
         script = Script()
         script.fail.update(self.fail)
         script.fail_times.update(self.fail_times)
-        script.answers.update(self.answers)
+        script.answers.update({k: list(v) if isinstance(v, list) else v for k, v in self.answers.items()})
         return script
 
 
@@ -142,6 +147,9 @@ SCENARIOS = [
     # under a Helm release: roll, undo and quiesce go through the release (workflows/adapters.py)
     Scenario("helm-rollout-rollback", [HELM], answers=IN_RELEASE, fail={"k8s.wait_rollout": errors.ROLLOUT_FAILED}),
     Scenario("helm-restore", [HELM], answers=IN_RELEASE, fail={"migration.db_sync:expand": errors.MIGRATION_FAILED}),
+    # nova's recipe (model/recipes/nova.py): the target release's status check, three databases, the
+    # unpin restart after the rollout, online data migrations called again until done
+    Scenario("nova-success", [recipes.nova()], answers={"migration.db_sync:online": [recipes.MORE, recipes.DONE]}),
 ]
 
 
@@ -169,13 +177,21 @@ async def record(client: Client, sc: Scenario) -> list[Path]:
     return written
 
 
-async def main() -> None:
+async def main(names: list[str]) -> None:
     logging.getLogger("temporalio.activity").setLevel(logging.CRITICAL)  # the injected failures are expected
+    unknown = set(names) - {sc.name for sc in SCENARIOS}
+    if unknown:
+        raise SystemExit(f"no scenario {', '.join(sorted(unknown))}; known: {', '.join(sc.name for sc in SCENARIOS)}")
+    chosen = [sc for sc in SCENARIOS if sc.name in names] if names else SCENARIOS
     env = await start_dev_server()
     try:
-        for old in HERE.glob("*.json"):
-            old.unlink()
-        for sc in SCENARIOS:
+        for sc in chosen:
+            for old in HERE.glob(f"{sc.name}--*.json"):
+                old.unlink()
+        if not names:
+            for old in HERE.glob("*.json"):
+                old.unlink()
+        for sc in chosen:
             for path in await record(env.client, sc):
                 print("wrote", path.name)
     finally:
@@ -183,4 +199,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))

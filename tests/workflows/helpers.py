@@ -23,11 +23,17 @@ from tests.standins import Script
 from tests.waiting import eventually
 from workflows.upgrade import UpgradeWorkflow
 
+NOVA_DATABASES = ["nova_api", "nova_cell0", "nova"]
+
 
 def service(name: str, **extra: Any) -> dict[str, Any]:
+    """A service of a plan; nova with its three databases, as its recipe needs."""
+    dbs: dict[str, Any] = (
+        {"databases": [{"name": n} for n in NOVA_DATABASES]} if name == "nova" else {"database": {"name": name}}
+    )
     s: dict[str, Any] = {
         "name": name,
-        "database": {"name": name},
+        **dbs,
         "migration": {"mode": "expand-contract"},
         "workloads": [
             {
@@ -77,13 +83,14 @@ async def start(client: Client, plan: UpgradePlan, tq: str, **kw: Any) -> Workfl
     )
 
 
-# What one expand-contract service with an endpoint check and tempest calls, in order.
+# What keystone (expand-contract) with an endpoint check and tempest calls, in order: its recipe
+# (model/recipes/keystone.py) checks the target release's status first and has no migrate (a no-op).
 SERVICE_STEPS = [
+    "checks.run:upgrade-status:pre",
     "db.snapshot",
     "db.verify_snapshot",
     "migration.db_sync:check",
     "migration.db_sync:expand",
-    "migration.db_sync:migrate",
     "k8s.read_images",
     "k8s.set_images",
     "k8s.wait_rollout",

@@ -226,7 +226,8 @@ async def test_services_follow_the_dependency_waves(client: Client) -> None:
 async def test_independent_services_run_in_parallel(client: Client) -> None:
     script = Script()
     both = blocked(script, "k8s.wait_rollout")
-    plan = make_plan([service("glance", depends_on=[]), service("cinder", depends_on=[])])
+    cinder = service("cinder", depends_on=[], migration={"mode": "expand-contract", "unproven_recipe": "accept"})
+    plan = make_plan([service("glance", depends_on=[]), cinder])
     async with running(client, script) as tq:
         handle = await start(client, plan, tq)
         await wait_for(client, handle, lambda st: all(s.step == "rollout" for s in st.services))

@@ -39,11 +39,11 @@ def fail_at(script: Script, key: str) -> None:
 # (failing call, error type of the workflow, calls expected after the failing one). After a complete
 # expand/migrate the old release serves on the expanded schema: previous images only, no restore.
 CASES = [
+    ("checks.run:upgrade-status:pre", "status", errors.UPGRADE_FAILED, []),
     ("db.snapshot", "snapshot", errors.UPGRADE_FAILED, []),
     ("db.verify_snapshot", "verify", errors.UPGRADE_FAILED, []),
     ("migration.db_sync:check", "check", errors.UPGRADE_FAILED, []),
     ("migration.db_sync:expand", "expand", errors.UPGRADE_ROLLED_BACK, RESTORE),
-    ("migration.db_sync:migrate", "migrate", errors.UPGRADE_ROLLED_BACK, RESTORE),
     ("k8s.set_images", "roll", errors.UPGRADE_ROLLED_BACK, UNDO_ROLL),
     ("k8s.wait_rollout", "rollout", errors.UPGRADE_ROLLED_BACK, UNDO_ROLL),
     ("checks.run:endpoint:post", "validate", errors.UPGRADE_ROLLED_BACK, UNDO_ROLL),
@@ -163,6 +163,7 @@ async def test_offline_migration_failure_restores_before_bringing_the_api_back(c
     # quiesced first (the snapshot holds every write); the quiesce still holds: no second scale-down
     assert script.calls == [
         "k8s.read_images",
+        "checks.run:upgrade-status:pre",
         "k8s.scale:down",
         "db.snapshot",
         "db.verify_snapshot",

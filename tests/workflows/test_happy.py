@@ -20,8 +20,8 @@ async def test_single_service_runs_every_step_in_order(client: Client) -> None:
     (svc,) = report.services
     assert svc.snapshot and svc.snapshot.sha256 == "ab" * 32
     assert svc.tempest and svc.tempest.passed == 14
-    assert [s.step for s in svc.steps if s.status == "done"][:2] == ["snapshot", "verify"]
+    assert [s.step for s in svc.steps if s.status == "done"][:3] == ["status", "snapshot", "verify"]
     # the upgrade knows how its child ended; the child knows its own progress
     assert status.outcome == "succeeded" and status.services[0].state == "succeeded"
-    assert status.services[0].steps_done == status.services[0].steps_total == 10
+    assert status.services[0].steps_done == status.services[0].steps_total == 10  # status in, migrate out
     assert child.state == "succeeded" and child.steps_done == child.steps_total == 10

@@ -31,7 +31,7 @@ def status_of(report: io.ServiceResult, step: str) -> list[str]:
 
 async def test_abort_during_a_restore_waits_for_it(client: Client) -> None:
     script = Script()
-    script.fail["migration.db_sync:migrate"] = errors.MIGRATION_FAILED
+    script.fail["migration.db_sync:expand"] = errors.MIGRATION_FAILED
     release = blocked(script, "db.restore")
     async with running(client, script) as tq:
         handle = await start(client, plan := make_plan(), tq)
@@ -111,7 +111,7 @@ async def test_terminating_the_upgrade_cancels_its_services_which_compensate(cli
 
 async def test_abandon_ends_a_stuck_rollback_with_what_is_left_undone(client: Client) -> None:
     script = Script()
-    script.fail["migration.db_sync:migrate"] = errors.MIGRATION_FAILED
+    script.fail["migration.db_sync:expand"] = errors.MIGRATION_FAILED
     script.fail["db.restore"] = errors.RESTORE_FAILED
     async with running(client, script) as tq:
         handle = await start(client, plan := make_plan(), tq)
@@ -143,7 +143,7 @@ async def test_abandon_ends_a_stuck_rollback_with_what_is_left_undone(client: Cl
 
 async def test_abandon_is_refused_unless_a_rollback_step_waits(client: Client) -> None:
     script = Script()
-    script.fail["migration.db_sync:migrate"] = errors.MIGRATION_FAILED
+    script.fail["migration.db_sync:expand"] = errors.MIGRATION_FAILED
     release = blocked(script, "db.restore")
     async with running(client, script) as tq:
         handle = await start(client, plan := make_plan(), tq)
