@@ -27,12 +27,12 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities import migration, validation
+from activities import database, dbtools, migration, validation
 from lab.openstack.cloud import ADMIN_CLOUD, CloudLab
 from lab.openstack.services.neutron import VERSIONS
 from model import errors
 from model.io import CheckInput, CheckResult, MigrateInput, MigrateResult, MigrationPhase
-from model.plan import Database, Migration, UpgradeStatusCheck
+from model.plan import Database, KubeTarget, Migration, UpgradeStatusCheck
 from tests.waiting import eventually_sync
 
 OLD, NEW = "2025.2", "2026.1"
@@ -290,3 +290,62 @@ def test_contract_waits_for_the_servers_when_offline_migrations_are_pending(
     assert contracted.state == "done" and contracted.command[-2:] == ["upgrade", "--contract"]
     assert revisions(cloud) == {CONTRACT_HEAD, EXPAND_OLD}
     assert not {"ipavailabilityranges", "ipamavailabilityranges"} & tables(cloud)
+
+
+# --- the contract guard's other paths (no cloud: the runner and the session listing are stubbed) ----
+def _ran(output: str) -> dbtools.Ran:
+    return dbtools.Ran(0, output, dbtools.parse_markers(output), 0.1)
+
+
+def test_the_job_runner_looks_once_then_the_contract_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Job per look would only re-attach to the first Job: the job runner refuses after one look
+    (retryable DatabaseInUse), and the contract's own Job never starts."""
+    jobs: list[str] = []
+
+    def run_job(target: Any, step: str, manifest: Any, timeout: int, what: str) -> dbtools.Ran:
+        jobs.append(step)
+        return _ran("@@stackhop final=1")  # has_offline_migrations: pending
+
+    monkeypatch.setattr("activities.dbtools.run_job", run_job)
+    monkeypatch.setattr(database, "open_sessions", lambda *a: ["7 neutron@10.0.0.5 neutron Sleep 3"])
+    inp = MigrateInput(
+        service="neutron",
+        phase="contract",
+        version="28.0.2",
+        image="registry.lab/neutron:28.0.2",
+        migration=Migration(mode="expand-contract", runner="job"),
+        database=Database(name="neutron", users=["neutron"], runner="job"),
+        target=KubeTarget(context="lab"),
+    )
+    with pytest.raises(ApplicationError) as refused:
+        ActivityEnvironment().run(migration.db_sync, inp)
+    assert refused.value.type == errors.DB_IN_USE and not refused.value.non_retryable
+    assert "7 neutron@10.0.0.5" in str(refused.value)
+    # the offline check's Job only (named apart from the offline phase's), no contract Job
+    assert jobs == [dbtools.job_name("neutron", "db-offline-check", "28.0.2")]
+    assert jobs[0] != dbtools.job_name("neutron", "db-offline", "28.0.2")
+
+
+def test_a_pending_offline_contract_without_the_database_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("activities.dbtools.run_local", lambda script, step: _ran("@@stackhop final=1"))
+    inp = MigrateInput(
+        service="neutron", phase="contract", version="28.0.2", migration=Migration(command=["neutron-db-manage"])
+    )
+    with pytest.raises(ApplicationError) as refused:
+        ActivityEnvironment().run(migration.db_sync, inp)
+    assert refused.value.type == errors.PLAN_INVALID and refused.value.non_retryable
+
+
+def test_an_offline_check_that_fails_fails_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[str] = []
+
+    def run_local(script: str, step: str) -> dbtools.Ran:
+        ran.append(step)
+        return _ran("ERROR: Unable to connect\n@@stackhop final=255")
+
+    monkeypatch.setattr("activities.dbtools.run_local", run_local)
+    inp = migrate_input("contract", NEW).model_copy(update={"migration": Migration(command=["neutron-db-manage"])})
+    with pytest.raises(ApplicationError) as failed:
+        ActivityEnvironment().run(migration.db_sync, inp)
+    assert failed.value.type == errors.MIGRATION_FAILED and "exited 255" in str(failed.value)
+    assert ran == ["migration.offline-check"]  # the contract itself never ran
