@@ -27,12 +27,13 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities import database, dbtools, migration, validation
+from activities import database, dbtools, migration
 from lab.openstack.cloud import ADMIN_CLOUD, CloudLab
 from lab.openstack.services.neutron import VERSIONS
 from model import errors
-from model.io import CheckInput, CheckResult, MigrateInput, MigrateResult, MigrationPhase
-from model.plan import Database, KubeTarget, Migration, UpgradeStatusCheck
+from model.io import MigrateInput, MigrateResult, MigrationPhase
+from model.plan import Database, KubeTarget, Migration
+from tests.cloud.recipe_steps import alembic_versions, status_check, use_worker_env
 from tests.waiting import eventually_sync
 
 OLD, NEW = "2025.2", "2026.1"
@@ -69,8 +70,7 @@ CREATE TABLE ipamavailabilityranges (
 def neutron(cloud_at: Callable[..., CloudLab], monkeypatch: pytest.MonkeyPatch) -> Iterator[CloudLab]:
     """The cloud with neutron's database at the baseline and 2025.2 serving; the worker env set."""
     cloud = cloud_at("neutron")
-    for key, value in cloud.worker_env().items():
-        monkeypatch.setenv(key, value)
+    use_worker_env(cloud, monkeypatch)
     yield cloud
 
 
@@ -80,7 +80,7 @@ def sql(cloud: CloudLab, statement: str) -> str:
 
 
 def revisions(cloud: CloudLab) -> set[str]:
-    return set(sql(cloud, "SELECT version_num FROM alembic_version").split())
+    return alembic_versions(cloud, "neutron")
 
 
 def tables(cloud: CloudLab) -> set[str]:
@@ -102,15 +102,6 @@ def migrate_input(phase: MigrationPhase, release: str) -> MigrateInput:
 def sync(phase: MigrationPhase, release: str) -> MigrateResult:
     """One migration phase through the activity."""
     result: MigrateResult = ActivityEnvironment().run(migration.db_sync, migrate_input(phase, release))
-    return result
-
-
-def status_check(release: str) -> CheckResult:
-    """`neutron-status upgrade check` of ``release`` through the check activity (STACKHOP_NEUTRON_STATUS)."""
-    inp = CheckInput(
-        service="neutron", cloud=ADMIN_CLOUD, check=UpgradeStatusCheck(kind="upgrade-status"), version=VERSIONS[release]
-    )
-    result: CheckResult = ActivityEnvironment().run(validation.run_check, inp)
     return result
 
 
@@ -207,11 +198,11 @@ def test_2025_2_serves_its_workloads_and_the_target_release_checks_the_status(ne
     policy = net.create_rbac_policy(
         object_type="network", object_id=network.id, action="access_as_shared", target_project_id="demo-by-name"
     )
-    old = status_check(OLD)
+    old = status_check(cloud, "neutron", OLD)
     assert old.details["exit_code"] == 0, old.details["output"]
     assert "RBAC policies with invalid target_project" not in old.details["output"]
 
-    new = status_check(NEW)
+    new = status_check(cloud, "neutron", NEW)
     assert new.details["exit_code"] == 1, new.details["output"]
     assert (new.status, new.details["warning"], new.details["blocking"]) == ("pass", True, False)
     assert "RBAC policies with invalid target_project" in new.details["output"]
