@@ -39,7 +39,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import dbtools, locality
-from activities.db_scripts import inspect_script, parse_sessions, restore_script, snapshot_script, verify_script
+from activities.db_scripts import (
+    inspect_script,
+    parse_sessions,
+    restore_script,
+    sessions_script,
+    snapshot_script,
+    verify_script,
+)
 from model import errors
 from model.io import (
     DB_RESTORE,
@@ -167,6 +174,16 @@ def _failure(kind: str, what: str, ran: dbtools.Ran) -> ApplicationError:
 
 def _changed(a: dict[str, str], b: dict[str, str]) -> list[str]:
     return sorted(t for t in a.keys() | b.keys() if a.get(t) != b.get(t))
+
+
+def open_sessions(service: str, database: Database, target: KubeTarget | None) -> list[str]:
+    """The sessions on the service's schema or of its users now ("id user@host db command time"),
+    through the database's runner; the connection asking is not counted."""
+    script = sessions_script(db=database.name, users=database.users, defaults_file=defaults_file(database))
+    ran = _run("sessions", service, database.name, database, target, script)
+    if ran.exit_code or "sessions" not in ran.markers:
+        raise _failure(errors.MIGRATION_FAILED, f"listing the sessions on {database.name}", ran)
+    return parse_sessions(ran.markers["sessions"])
 
 
 # --- activities --------------------------------------------------------------------------------

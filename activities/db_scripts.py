@@ -131,6 +131,13 @@ echo "{m} definitions=$(definitions {db})"
     )
 
 
+def sessions_script(*, db: str, users: list[str], defaults_file: str) -> str:
+    """Who is connected to the schema or as one of the service's users now (reads only): a neutron
+    contract with offline migrations pending waits until no server of the service is connected."""
+    sql_name(db)
+    return _header(defaults_file) + f'echo "{dbtools.MARKER} sessions=$(sessions {db} {q(user_list(users))})"\n'
+
+
 def restore_script(
     *,
     db: str,

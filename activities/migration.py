@@ -12,6 +12,17 @@ when the rounds run out, as it always did).  A `check` never fails on "work to d
 state (keystone `db_sync --check`: 0 up to date, 2 expand needed, 4 contract needed) and the
 workflow decides.  `offline` is the plain full `db sync` for services (or upgrades) without
 rolling-upgrade support; the workflow quiesces the API before it.
+
+A contract that needs every server of the service stopped (neutron: `has_offline_migrations` exits 1,
+"This will require all Neutron server instances to be shutdown") waits for it: before running it the
+activity lists the sessions on the service's schema or of its database users (`database.users`) and
+waits, heartbeating, until none is left (local runner; the job runner checks once per attempt). The
+signal is the database's: every neutron server process (API, RPC server, periodic workers) reaches
+the schema through its own connection pool, and a stopped one has none; a server that has not
+touched the database since it started holds no connection yet and is not seen, which is why the
+workflow still stops the servers first and this is the check that they are gone. Once the wait
+runs out, the contract fails with a retryable DatabaseInUse naming the sessions (as a restore does).
+With nothing offline pending, the contract runs while the servers serve (it has nothing to apply).
 """
 
 from __future__ import annotations
@@ -19,14 +30,15 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities import dbtools
+from activities import database, dbtools
 from activities.dbtools import q
 from model import errors
 from model.io import MIGRATION_DB_SYNC, MigrateInput, MigrateResult, MigrationPhase
@@ -49,16 +61,29 @@ class Profile:
     check_states: dict[int, str] = field(default_factory=dict)  # check exit code -> state
     repeat_phase: str | None = None  # phase rerun while it exits 1 (the old name: "migrate")
     repeat_phases: frozenset[str] = frozenset()  # every phase rerun while it exits 1
+    # the check command when one of its states says the contract needs every server of the service
+    # stopped (neutron's has_offline_migrations): the contract then waits until no server is connected
+    offline_contract_check: tuple[str, ...] | None = None
 
     @classmethod
     def of(cls, recipe: ServiceRecipe) -> Profile:
+        offline = OFFLINE_CONTRACT in recipe.check_states.values() and "check" in recipe.commands
         return cls(
             tool=recipe.tool,
             phases=dict(recipe.commands),
             check_states=dict(recipe.check_states),
             repeat_phase="migrate" if "migrate" in recipe.repeat_phases else None,
             repeat_phases=recipe.repeat_phases,
+            offline_contract_check=recipe.commands["check"][0] if offline else None,
         )
+
+
+#: The check state saying the contract needs every server of the service stopped.
+OFFLINE_CONTRACT = "offline-contract-needed"
+#: How long a contract with offline migrations pending waits for the service's servers to be gone,
+#: and how often it looks (local runner).
+QUIESCE_WAIT_SECONDS = 300.0
+QUIESCE_POLL_SECONDS = 2.0
 
 
 # The commands per service, read from the recipes (the name lab tests and callers always used).
@@ -116,7 +141,7 @@ def phase_script(service: str, phase: MigrationPhase, command: list[str], max_ro
     return "\n".join(line for line in lines if line) + "\n"
 
 
-def job_for(inp: MigrateInput, script: str) -> tuple[str, dict[str, Any]]:
+def job_for(inp: MigrateInput, script: str, op: str = "") -> tuple[str, dict[str, Any]]:
     """(step, manifest) of the Job that runs the phase in the target release's image (the Job's name
     adds the workflow run and a generation to the step: kube_jobs.run_job)."""
     if not inp.image or inp.target is None:
@@ -128,7 +153,7 @@ def job_for(inp: MigrateInput, script: str) -> tuple[str, dict[str, Any]]:
         mounts.append(
             {"name": "config", "mountPath": mig.config_mount.replace("{service}", inp.service), "readOnly": True}
         )
-    name = dbtools.job_name(inp.service, f"db-{inp.phase}", inp.version or inp.image)
+    name = dbtools.job_name(inp.service, op or f"db-{inp.phase}", inp.version or inp.image)
     manifest = dbtools.job_manifest(
         namespace=inp.target.namespace,
         image=inp.image,
@@ -162,6 +187,69 @@ def interpret(service: str, phase: MigrationPhase, exit_code: int, rounds: int, 
     return "done"
 
 
+def _run_script(inp: MigrateInput, script: str, what: str, op: str = "") -> dbtools.Ran:
+    if inp.migration.runner == "local":
+        return dbtools.run_local(script, step=f"migration.{what}")
+    step, manifest = job_for(inp, script, op)
+    return dbtools.run_job(inp.target, step, manifest, 3600, f"migration.{what}")
+
+
+def offline_contract_pending(inp: MigrateInput, command: list[str]) -> bool:
+    """Whether the contract needs every server stopped: the profile's offline check answers a state
+    (neutron's has_offline_migrations: 1 offline-contract-needed, 0 none pending)."""
+    profile = profile_for(inp.service)
+    check = profile.offline_contract_check
+    if check is None:
+        return False
+    cmd = " ".join(q(part) for part in [*command, *check])
+    script = f'{cmd}; rc=$?; echo "{dbtools.MARKER} final=$rc"\n'
+    ran = _run_script(inp, script, "offline-check", op="db-offline-check")
+    if ran.exit_code or "final" not in ran.markers:
+        raise errors.temporary(
+            f"{inp.service} offline check: the runner did not report an exit code", output=ran.tail()
+        )
+    code = int(ran.markers["final"])
+    if code not in profile.check_states:
+        raise errors.permanent(
+            errors.MIGRATION_FAILED,
+            f"{inp.service} {' '.join(check)} exited {code}\n{ran.tail(15)}",
+            exit_code=code,
+            output=ran.tail(),
+        )
+    return profile.check_states[code] == OFFLINE_CONTRACT
+
+
+def await_servers_stopped(inp: MigrateInput) -> float:
+    """Wait until no session is on the service's schema or of its users; returns the seconds waited.
+    Raises a retryable DatabaseInUse naming the sessions when they outlast QUIESCE_WAIT_SECONDS (the
+    job runner looks once per attempt: a Job per look would only re-attach to the first)."""
+    db = inp.database
+    if db is None:
+        raise errors.permanent(
+            errors.PLAN_INVALID,
+            f"{inp.service}: the contract needs every server stopped; without the service's database "
+            "the migration cannot see whether one is still connected",
+        )
+    started = time.monotonic()
+    while True:
+        found = database.open_sessions(inp.service, db, inp.target)
+        waited = time.monotonic() - started
+        if not found:
+            return waited
+        log.info("contract_waits", service=inp.service, sessions=len(found), waited=round(waited, 1))
+        dbtools.heartbeat(step="migration.contract", waiting_for="servers stopped", sessions=found)
+        if inp.migration.runner != "local" or waited >= QUIESCE_WAIT_SECONDS:
+            raise errors.temporary(
+                f"{inp.service} contract needs every server stopped (offline migrations pending); "
+                f"{db.name} still has {len(found)} sessions after {waited:.0f}s: {'; '.join(found)}",
+                type=errors.DB_IN_USE,
+                sessions=found,
+            )
+        if dbtools.is_cancelled():
+            raise CancelledError(f"{inp.service} contract cancelled while waiting for the servers to stop")
+        time.sleep(QUIESCE_POLL_SECONDS)
+
+
 @activity.defn(name=MIGRATION_DB_SYNC, no_thread_cancel_exception=True)
 def db_sync(inp: MigrateInput) -> MigrateResult:
     """Run one migration phase of one service and return its interpreted state."""
@@ -172,11 +260,10 @@ def db_sync(inp: MigrateInput) -> MigrateResult:
         if inp.phase == "check":  # no way to ask: assume work is needed (expand is idempotent)
             return MigrateResult(phase=inp.phase, state="unknown", command=command)
         return MigrateResult(phase=inp.phase, state="not-applicable", command=command)
-    if mig.runner == "local":
-        ran = dbtools.run_local(script, step=f"migration.{inp.phase}")
-    else:
-        step, manifest = job_for(inp, script)
-        ran = dbtools.run_job(inp.target, step, manifest, 3600, f"migration.{inp.phase}")
+    waited = 0.0
+    if inp.phase == "contract" and offline_contract_pending(inp, command):
+        waited = await_servers_stopped(inp)
+    ran = _run_script(inp, script, inp.phase)
     m = ran.markers
     if ran.exit_code or "final" not in m:
         raise errors.temporary(f"{inp.service} {inp.phase}: the runner did not report an exit code", output=ran.tail())
@@ -196,7 +283,13 @@ def db_sync(inp: MigrateInput) -> MigrateResult:
             ) from None
         raise
     log.info(
-        "db_sync", service=inp.service, phase=inp.phase, exit_code=exit_code, state=state, seconds=round(ran.seconds, 2)
+        "db_sync",
+        service=inp.service,
+        phase=inp.phase,
+        exit_code=exit_code,
+        state=state,
+        seconds=round(ran.seconds, 2),
+        waited_for_servers=round(waited, 1),
     )
     return MigrateResult(
         phase=inp.phase,
