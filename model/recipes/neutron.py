@@ -61,8 +61,9 @@ RECIPE = ServiceRecipe(
     "serve; only a contract with offline migrations needs the servers stopped (has_offline_migrations decides)",
     databases=("neutron",),
     workloads={
-        "2025.2": ("neutron-server",),
-        # no neutron-server program any more: the API is a WSGI application (the workload keeps its name)
+        # the API is a WSGI application under the workload name neutron-server (neutron has had no
+        # neutron-server program since 2025.1: 27.0.4 has none either), the RPC and periodic workers beside it
+        "2025.2": ("neutron-server", "neutron-rpc-server", "neutron-periodic-workers"),
         "2026.1": ("neutron-server", "neutron-rpc-server", "neutron-periodic-workers"),
     },
     tool=("neutron-db-manage",),
@@ -78,7 +79,8 @@ RECIPE = ServiceRecipe(
     downtime="none, unless has_offline_migrations: then the API is stopped for the contract (stop-api → start-api)",
     proven="run",
     notes=(
-        "2025.2 → 2026.1 changes the workload set (neutron-rpc-server and neutron-periodic-workers appear): the "
-        "plan lists the target release's workloads, and the chart (Helm) or the operator creates the new ones",
+        "the workload set changed at 2025.1 (the API became WSGI-only; neutron-rpc-server and "
+        "neutron-periodic-workers run beside it); 2025.2 → 2026.1 keeps it. 27.0.4 → 28.0.2 has one expand "
+        "revision and no contract migration (has_offline_migrations exits 0)",
     ),
 )

@@ -183,11 +183,16 @@ def test_a_rolling_update_through_the_proxy_never_fails_a_call(k8s_cloud: KubeCl
     assert not set(after) & set(before)
 
 
-def test_neutron_workload_set_changes_across_its_chart_upgrade(k8s_cloud: KubeCloud) -> None:
-    """2025.2: neutron-server alone; the 2026.1.0 chart: the API (WSGI) as neutron-server, and
-    neutron-rpc-server and neutron-periodic-workers: processes follow the pods, the API keeps answering."""
+def test_neutron_chart_upgrade_rolls_its_three_workloads(k8s_cloud: KubeCloud) -> None:
+    """The API (WSGI) as neutron-server, neutron-rpc-server and neutron-periodic-workers in both
+    releases: after the expand, the chart upgrade rolls all three, processes follow the pods, the API
+    keeps answering."""
     cloud = k8s_cloud.cloud()
-    assert check_processes_follow_pods(k8s_cloud, "neutron", "2025.2") == {"neutron-server"}
+    assert check_processes_follow_pods(k8s_cloud, "neutron", "2025.2") == {
+        "neutron-server",
+        "neutron-rpc-server",
+        "neutron-periodic-workers",
+    }
     expand = cloud.manage("neutron", "2026.1", "upgrade", "--expand")
     assert expand.returncode == 0, expand.stderr
     k8s_cloud.helm().upgrade("neutron", chart("neutron", "2026.1"), values=[values("neutron")], timeout="300s")

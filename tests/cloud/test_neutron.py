@@ -41,7 +41,7 @@ CONTRACT_HEAD = "5c85685d616d"  # newton/contract remove_availability_ranges: th
 EXPAND_OLD = "d553edeb540f"  # 27.0.4's expand head (2025.2 tag_case_sensitive)
 EXPAND_NEW = "b1bca967e19d"  # 28.0.2's expand head (2026.1 add_unique_network_segment_range)
 CONTRACT_BEFORE_LAST = "2e0d7a8a1586"  # 5c85685d616d's down revision
-WORKLOADS = {"neutron-server", "neutron-rpc-server", "neutron-periodic-worker"}
+WORKLOADS = {"neutron-server", "neutron-rpc-server", "neutron-periodic-workers"}
 
 # The two tables 5c85685d616d drops, as a database upgraded to 2e0d7a8a1586 has them (SHOW CREATE
 # TABLE of a database brought there with `neutron-db-manage upgrade 2e0d7a8a1586` and then

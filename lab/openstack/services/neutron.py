@@ -15,7 +15,7 @@ workload                     2025.2 (neutron 27.0.4) and 2026.1 (neutron 28.0.2)
 ============================ ================================================================ =========
 ``neutron-server``           the API: ``neutron.wsgi.api:application`` under gunicorn, 1 worker Deployment
 ``neutron-rpc-server``       ``neutron-rpc-server`` (agents' RPC; ``rpc_workers = 1``)          Deployment
-``neutron-periodic-worker``  ``neutron-periodic-workers`` (the plugins' periodic tasks)          Deployment
+``neutron-periodic-workers``  ``neutron-periodic-workers`` (the plugins' periodic tasks)          Deployment
 ============================ ================================================================ =========
 
 The set is **the same in both releases**: neither 27.0.4 nor 28.0.2 has a ``neutron-server`` console
@@ -175,7 +175,7 @@ class NeutronLab:
             ),
             Program(workload="neutron-rpc-server", kind="Deployment", argv=("{bin}/neutron-rpc-server", *config)),
             Program(
-                workload="neutron-periodic-worker", kind="Deployment", argv=("{bin}/neutron-periodic-workers", *config)
+                workload="neutron-periodic-workers", kind="Deployment", argv=("{bin}/neutron-periodic-workers", *config)
             ),
         ]
 
