@@ -32,7 +32,7 @@ WORKLOADS = {
     "keystone": {"keystone-api"},
     "placement": {"placement-api"},
     "glance": {"glance-api"},
-    "neutron": {"neutron-server"},
+    "neutron": {"neutron-server", "neutron-rpc-server", "neutron-periodic-workers"},
     "nova": {"nova-api-osapi", "nova-conductor", "nova-scheduler", "nova-compute"},
 }
 
