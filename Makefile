@@ -34,7 +34,7 @@ $(STAMP): requirements.lock pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 labs: venv
-	$(TIMED) "set-up: OpenStack lab (MariaDB, release venvs)" $(VENV)/bin/python -m lab.openstack.install
+	$(TIMED) "set-up: OpenStack labs (MariaDB, RabbitMQ, release venvs)" $(VENV)/bin/python -m lab.openstack.install
 	$(TIMED) "set-up: Kubernetes lab binaries and helm" $(VENV)/bin/python -m lab.k8s.build
 
 # Static checks, zero findings: the formatter owns the layout, then lint, types, import layers.

@@ -18,7 +18,7 @@ from model import visibility
 
 ROOT = Path(__file__).resolve().parent.parent
 # The labs: a Kubernetes control plane with kwok, and MariaDB + Keystone + tempest (session-wide).
-pytest_plugins = ["lab.k8s.pytest_plugin", "lab.openstack.pytest_plugin", "tests.timings"]
+pytest_plugins = ["lab.k8s.pytest_plugin", "lab.openstack.pytest_plugin", "lab.openstack.cloud_plugin", "tests.timings"]
 
 
 LAST = ("/tests/faults/", "/tests/e2e/")

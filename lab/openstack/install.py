@@ -16,6 +16,7 @@ no-op that costs a few milliseconds).  It installs what a brand-new Debian 12 ma
 from __future__ import annotations
 
 import fcntl
+import importlib
 import os
 import shutil
 import subprocess
@@ -159,9 +160,58 @@ def ensure_all() -> dict[str, bool]:
         return done
 
 
+def ensure_rabbitmq() -> bool:
+    """Install RabbitMQ from Debian if missing (the lab runs its own node; the package's service is
+    not used). Returns True when something was installed."""
+    if (Path("/usr/lib/rabbitmq/bin/rabbitmq-server")).exists():
+        return False
+    if os.geteuid() != 0:
+        raise SystemExit("RabbitMQ is missing; run `sudo apt-get install -y rabbitmq-server`")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    log.info("apt_install", packages=["rabbitmq-server"])
+    subprocess.run(["apt-get", "update"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "rabbitmq-server"], check=True, env=env)
+    # where the package's postinst started a system node (a machine with an init system), stop it:
+    # the lab runs its own node on free loopback ports
+    subprocess.run(["service", "rabbitmq-server", "stop"], check=False, capture_output=True, env=env)
+    return True
+
+
+def cloud_venv_names(services: list[str] | tuple[str, ...]) -> list[str]:
+    """The lock names of the cloud lab's services (every release of each)."""
+    from lab.openstack.services.base import RELEASES
+
+    names = []
+    for service in services:
+        versions = importlib.import_module(f"lab.openstack.services.{service}").SERVICE.versions
+        names += [f"{service}-{versions[r]}" for r in RELEASES]
+    return names
+
+
+def ensure_cloud(services: list[str] | tuple[str, ...]) -> dict[str, bool]:
+    """Everything the cloud lab of ``services`` needs (and the Keystone lab's own set)."""
+    names = cloud_venv_names(services)
+    if (
+        all_installed()
+        and (Path("/usr/lib/rabbitmq/bin/rabbitmq-server")).exists()
+        and all(venv_complete(paths.venv_dir(n), n) for n in names)
+    ):
+        return {}
+    done = ensure_all()
+    lock_path = paths.cache_root() / "openstack" / ".install.lock"
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        done["rabbitmq"] = ensure_rabbitmq()
+        for name in names:
+            done[name] = build_venv(name)
+    return done
+
+
 def main() -> None:
     started = time.monotonic()
-    done = ensure_all()
+    from lab.openstack.cloud import SERVICES
+
+    done = ensure_cloud(SERVICES)
     built = [name for name, changed in done.items() if changed]
     print(f"openstack lab installed ({', '.join(built) or 'nothing to do'}) in {time.monotonic() - started:.1f}s")
 
