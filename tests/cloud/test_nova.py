@@ -61,15 +61,17 @@ def pins(cloud: CloudLab, pod: str) -> list[tuple[str, str]]:
     return PIN.findall(pod_log(cloud, pod))
 
 
-def hypervisor_uptime(cloud: CloudLab) -> int:
-    """GET /os-hypervisors/{id}/uptime (microversion 2.1): nova-api calls the compute over RPC
-    (the fake driver has no uptime: 501), so the API process picks its compute RPC version."""
+def hypervisor_uptime(cloud: CloudLab) -> str:
+    """GET /os-hypervisors/{id}/uptime (microversion 2.1): nova-api asks the compute over RPC, so
+    the API process picks its compute RPC version; returns the uptime the compute's driver gave."""
     conn = cloud.connect()
     listed = conn.compute.get("/os-hypervisors", microversion="2.1")
     assert listed.status_code == 200, listed.text
     hypervisor = listed.json()["hypervisors"][0]["id"]
-    status: int = conn.compute.get(f"/os-hypervisors/{hypervisor}/uptime", microversion="2.1").status_code
-    return status
+    response = conn.compute.get(f"/os-hypervisors/{hypervisor}/uptime", microversion="2.1")
+    assert response.status_code == 200, response.text
+    uptime: str = response.json()["hypervisor"]["uptime"]
+    return uptime
 
 
 def compute_services(cloud: CloudLab) -> dict[str, tuple[str, str]]:
@@ -167,7 +169,10 @@ def test_status_check_with_the_target_release_before_the_roll(
         assert f"Check: {name}" in check.details["output"]
     assert served_releases(cloud, "nova") == {OLD}
 
+    # the state of a compute that started but was never discovered: no host mapping, its compute
+    # node not marked mapped
     sql(cloud, "DELETE FROM host_mappings", "nova_api")
+    sql(cloud, "UPDATE compute_nodes SET mapped = 0", "nova")
     unmapped = status_check(cloud, "nova", NEW)
     assert (unmapped.status, unmapped.details["exit_code"], unmapped.details["blocking"]) == ("fail", 2, True)
     assert "No host mappings found but there are compute nodes" in unmapped.details["output"]
@@ -192,36 +197,40 @@ def test_rpc_pin_while_a_compute_runs_2025_2_and_unpin_after_every_compute_and_a
     roll_deployments(cloud, NEW)
     api = f"nova-api-{NEW}"
     assert {p.release for p in cloud.pods_of("nova").values() if p.workload == "nova-compute"} == {OLD}
-    assert hypervisor_uptime(cloud) == 501  # the compute answered the RPC: the fake driver has no uptime
+    assert hypervisor_uptime(cloud) == nova.FAKE_UPTIME  # the compute answered the API's RPC
     pinned = eventually_sync(lambda: pins(cloud, api), within=60, what="nova-api logs its compute RPC pin")
     assert pinned == [(nova.COMPUTE_RPC[OLD], str(nova.SERVICE_VERSIONS[OLD]))]
 
     roll_computes(cloud, NEW)
     assert served_releases(cloud, "nova") == {NEW}
     assert compute_services(cloud) == {host: ("up", "enabled") for host in cloud.hosts}
-    assert hypervisor_uptime(cloud) == 501
+    assert hypervisor_uptime(cloud) == nova.FAKE_UPTIME
     assert pins(cloud, api) == pinned  # still pinned: the running API chose its version once
 
     roll_deployments(cloud, NEW, suffix="-unpinned")  # the unpin restart
     api = f"nova-api-{NEW}-unpinned"
-    assert hypervisor_uptime(cloud) == 501
+    assert hypervisor_uptime(cloud) == nova.FAKE_UPTIME
     unpinned = eventually_sync(lambda: pins(cloud, api), within=60, what="the restarted nova-api logs its version")
     assert unpinned == [(nova.COMPUTE_RPC[NEW], str(nova.SERVICE_VERSIONS[NEW]))]
 
 
 # --- online data migrations ------------------------------------------------------------------------
-def seed_pre_pike_quota_limits(cloud: CloudLab) -> None:
+def seed_pre_pike_quota_limits(cloud: CloudLab) -> tuple[str, str]:
     """Quota limits where releases before Pike kept them: in the cell database (``quotas``,
-    ``project_user_quotas``), which ``migrate_quota_limits_to_api_db`` moves to nova_api."""
+    ``project_user_quotas``), which ``migrate_quota_limits_to_api_db`` moves to nova_api. The
+    projects are real (nova-api checks a quota set's project in Keystone). Returns their ids."""
+    conn = cloud.connect()
+    admin, service = (conn.identity.find_project(name).id for name in ("admin", "service"))
     sql(
         cloud,
         "INSERT INTO quotas (created_at, deleted, project_id, resource, hard_limit) VALUES "
-        "(UTC_TIMESTAMP(), 0, 'legacy-a', 'instances', 5), (UTC_TIMESTAMP(), 0, 'legacy-a', 'cores', 9), "
-        "(UTC_TIMESTAMP(), 0, 'legacy-b', 'ram', 1024);"
+        f"(UTC_TIMESTAMP(), 0, '{admin}', 'instances', 5), (UTC_TIMESTAMP(), 0, '{admin}', 'cores', 9), "
+        f"(UTC_TIMESTAMP(), 0, '{service}', 'ram', 1024);"
         "INSERT INTO project_user_quotas (created_at, deleted, project_id, user_id, resource, hard_limit) VALUES "
-        "(UTC_TIMESTAMP(), 0, 'legacy-a', 'u1', 'instances', 2), (UTC_TIMESTAMP(), 0, 'legacy-b', 'u2', 'ram', 512)",
+        f"(UTC_TIMESTAMP(), 0, '{admin}', 'u1', 'instances', 2), (UTC_TIMESTAMP(), 0, '{service}', 'u2', 'ram', 512)",
         "nova",
     )
+    return admin, service
 
 
 def test_online_data_migrations_more_to_do_then_done_after_every_service_runs_2026_1(
@@ -234,7 +243,7 @@ def test_online_data_migrations_more_to_do_then_done_after_every_service_runs_20
     once every nova workload runs 2026.1."""
     cloud = cloud_at("nova")
     use_worker_env(cloud, monkeypatch)
-    seed_pre_pike_quota_limits(cloud)
+    admin, service = seed_pre_pike_quota_limits(cloud)
     assert phase(cloud, "nova", "expand", NEW).state == "done"
     cloud.serve("nova", NEW)
     assert served_releases(cloud, "nova") == {NEW}
@@ -248,16 +257,17 @@ def test_online_data_migrations_more_to_do_then_done_after_every_service_runs_20
     counts = re.findall(r"\|\s+migrate_quota_limits_to_api_db\s+\|\s+(\d+)\s+\|\s+(\d+)\s+\|", migrated.output_tail)
     assert counts == [("5", "5"), ("0", "0")]  # (found, migrated) of round 1, then round 2
 
-    assert sql(cloud, "SELECT COUNT(*) FROM quotas", "nova") == "0"
-    assert sql(cloud, "SELECT COUNT(*) FROM project_user_quotas", "nova") == "0"
+    # the migration soft-deletes what it moved out of the cell database
+    assert sql(cloud, "SELECT COUNT(*) FROM quotas WHERE deleted = 0", "nova") == "0"
+    assert sql(cloud, "SELECT COUNT(*) FROM project_user_quotas WHERE deleted = 0", "nova") == "0"
     assert sql(cloud, "SELECT project_id, resource, hard_limit FROM quotas ORDER BY id", "nova_api").splitlines() == [
-        "legacy-a\tinstances\t5",
-        "legacy-a\tcores\t9",
-        "legacy-b\tram\t1024",
+        f"{admin}\tinstances\t5",
+        f"{admin}\tcores\t9",
+        f"{service}\tram\t1024",
     ]
     assert sql(cloud, "SELECT COUNT(*) FROM project_user_quotas", "nova_api") == "2"
     # nova-api 2026.1 serves the moved limits
-    limits = cloud.connect().compute.get("/os-quota-sets/legacy-a", microversion="2.1")
+    limits = cloud.connect().compute.get(f"/os-quota-sets/{admin}", microversion="2.1")
     assert limits.status_code == 200, limits.text
     assert (limits.json()["quota_set"]["instances"], limits.json()["quota_set"]["cores"]) == (5, 9)
 

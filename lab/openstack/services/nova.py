@@ -48,6 +48,7 @@ HEADS: dict[str, str] = {"nova_api": "cdeec0c85668", "nova_cell0": "2903cd72dc14
 RPC_PIN_LOG = "Automatically selected compute RPC version {rpc} from minimum service version {service}"
 #: a service record is up when it reported within this many seconds ([DEFAULT] service_down_time)
 SERVICE_DOWN_TIME = 60
+FAKE_UPTIME = "lab fake driver: up"  # LabFakeDriver.get_host_uptime
 RELEASE_ENV = "STACKHOP_NOVA_RELEASE"  # tells ready() which release a program runs
 
 WSGI_MODULE = '''"""gunicorn entry point of the lab's nova-api (generated)."""
@@ -78,14 +79,17 @@ sys.exit(main())
 # nova's FakeDriver names its node uuid after a per-process sentinel and writes no compute_id file,
 # so a restarted compute (every upgrade restarts it) refuses to start: "No local node identity
 # found, but this is not our first startup on this host". FakeDriverWithoutFakeNodes keeps a stable
-# identity (state_path/compute_id); FakeLiveMigrateDriver adds what live migration needs.
-LAB_FAKE_DRIVER = '''"""The lab's virt driver (generated): fake, restartable, live-migratable."""
-from nova.virt import fake
-
-
-class LabFakeDriver(fake.FakeDriverWithoutFakeNodes, fake.FakeLiveMigrateDriver):
-    pass
-'''
+# identity (state_path/compute_id); FakeLiveMigrateDriver adds what live migration needs. The
+# uptime answers an RPC the tests use to make nova-api call a compute (FakeDriver raises there).
+LAB_FAKE_DRIVER = (
+    '"""The lab\'s virt driver (generated): fake, restartable, live-migratable."""\n'
+    "from nova.virt import fake\n\n"
+    f"UPTIME = {FAKE_UPTIME!r}\n\n\n"
+    "class LabFakeDriver(fake.FakeDriverWithoutFakeNodes, fake.FakeLiveMigrateDriver):\n"
+    "    def get_host_uptime(self):\n"
+    '        """What GET /os-hypervisors/{id}/uptime shows (nova-api asks the compute over RPC)."""\n'
+    "        return UPTIME\n"
+)
 
 
 class Nova:
