@@ -216,7 +216,11 @@ class Nova:
         """Conductor/scheduler/compute: their service record (binary, host) carries their release's
         service version (the old release's pod, still running, never raises it) and reported within
         ``service_down_time``. A compute is ready only once its host is mapped to cell1: when its
-        compute node exists and the host is unmapped, this runs ``nova-manage cell_v2 discover_hosts``."""
+        compute node exists and the host is unmapped, this runs ``nova-manage cell_v2 discover_hosts``.
+
+        Limits: a pod replacing one of the same release on the same node is ready at once (the
+        record its predecessor kept up within the last minute already qualifies), and a heartbeat a
+        stopped compute left queued in RabbitMQ, written by the next conductor, counts as a report."""
         release = program.env.get(RELEASE_ENV, RELEASES[0])
         binary = program.workload
         if not self.service_up(ctx, binary, host, SERVICE_VERSIONS[release]):
