@@ -77,6 +77,21 @@ class Context:
     endpoints: Mapping[str, str]  # catalog URL of every service of the cloud: "placement" -> http://127.0.0.1:P
     hosts: tuple[str, ...] = ("lab-node-0",)  # the lab's nodes; nova-compute runs one per node, host = node
 
+    def keystone_authtoken(self) -> str:
+        """The ``[keystone_authtoken]`` section of an API service's config: tokens validated as its
+        own service user."""
+        return (
+            "[keystone_authtoken]\n"
+            f"www_authenticate_uri = {self.auth_url}\n"
+            f"auth_url = {self.auth_url}\n"
+            "auth_type = password\n"
+            "project_domain_name = Default\n"
+            "user_domain_name = Default\n"
+            "project_name = service\n"
+            f"username = {self.base.name}\n"
+            f"password = {self.service_password}\n"
+        )
+
     def db_url(self, database: str) -> str:
         """SQLAlchemy URL of one of this service's databases, as its config needs it."""
         user = self.base.name
@@ -111,6 +126,28 @@ class ServiceLab(Protocol):
     def status_command(self, ctx: Context, release: str) -> list[str]:
         """``<service>-status --config-file ...`` for ``release`` (``upgrade check`` is appended)."""
         ...
+
+
+def gunicorn(app: str, name: str, *options: str) -> tuple[str, ...]:
+    """``Program.argv`` of an API pod: gunicorn with one worker on the pod's port, in the service's
+    config directory (where the generated WSGI modules are), named ``<name>-<release>``."""
+    return (
+        "{bin}/gunicorn",
+        "--chdir",
+        "{etc}",
+        "--bind",
+        "127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "--timeout",
+        "120",
+        "--graceful-timeout",
+        "5",
+        "--name",
+        name + "-{release}",
+        *options,
+        app,
+    )
 
 
 def venv(service: str, release: str, versions: Mapping[str, str]) -> Path:

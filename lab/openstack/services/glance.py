@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from lab.openstack.services.base import RELEASES, Context, Program, ServiceLab, run, venv
+from lab.openstack.services.base import RELEASES, Context, Program, ServiceLab, gunicorn, run, venv
 
 CONFIG = "glance-api.conf"
 PASTE = "glance-api-paste.ini"
@@ -67,15 +67,7 @@ class Glance:
             "flavor = keystone\n"
             f"config_file = {ctx.base / PASTE}\n"
             "\n"
-            "[keystone_authtoken]\n"
-            f"www_authenticate_uri = {ctx.auth_url}\n"
-            f"auth_url = {ctx.auth_url}\n"
-            "auth_type = password\n"
-            "project_domain_name = Default\n"
-            "user_domain_name = Default\n"
-            "project_name = service\n"
-            f"username = {self.name}\n"
-            f"password = {ctx.service_password}\n"
+            f"{ctx.keystone_authtoken()}"
         )
         path.chmod(0o600)
 
@@ -87,16 +79,7 @@ class Glance:
             Program(
                 workload="glance-api",
                 kind="Deployment",
-                argv=(
-                    "{bin}/gunicorn",
-                    "--bind",
-                    "127.0.0.1:{port}",
-                    "--workers",
-                    "1",
-                    "--env",
-                    "OS_GLANCE_CONFIG_DIR={etc}",
-                    "glance.wsgi.api:application",
-                ),
+                argv=gunicorn("glance.wsgi.api:application", "glance-api", "--env", "OS_GLANCE_CONFIG_DIR={etc}"),
                 api=True,
                 health_path="/healthcheck",  # oslo.middleware's healthcheck: 200 once the app is loaded
             )

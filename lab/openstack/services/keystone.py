@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 from lab.openstack import paths
 from lab.openstack.keystone import Keystone
-from lab.openstack.services.base import Context, Program, venv
+from lab.openstack.services.base import Context, Program, gunicorn, venv
 
 
 class KeystoneService:
@@ -46,22 +46,7 @@ class KeystoneService:
             Program(
                 "keystone-api",
                 "Deployment",
-                (
-                    "{bin}/gunicorn",
-                    "--chdir",
-                    "{etc}",
-                    "--bind",
-                    "127.0.0.1:{port}",
-                    "--workers",
-                    "1",
-                    "--timeout",
-                    "120",
-                    "--graceful-timeout",
-                    "3",
-                    "--name",
-                    "keystone-{release}",
-                    "keystone_wsgi:application",
-                ),
+                gunicorn("keystone_wsgi:application", "keystone"),
                 api=True,
                 health_path="/v3",
                 env={"OS_KEYSTONE_CONFIG_FILES": "{etc}/keystone.conf"},

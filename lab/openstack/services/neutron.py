@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab.openstack.services.base import RELEASES, Context, Program, run, venv
+from lab.openstack.services.base import RELEASES, Context, Program, gunicorn, run, venv
 
 VERSIONS: dict[str, str] = {"2025.2": "27.0.4", "2026.1": "28.0.2"}
 
@@ -100,15 +100,7 @@ class NeutronLab:
             "notify_nova_on_port_data_changes = false\n"
             "[database]\n"
             f"connection = {ctx.db_url('neutron')}\n"
-            "[keystone_authtoken]\n"
-            f"www_authenticate_uri = {ctx.auth_url}\n"
-            f"auth_url = {ctx.auth_url}\n"
-            "auth_type = password\n"
-            "project_domain_name = Default\n"
-            "user_domain_name = Default\n"
-            "project_name = service\n"
-            "username = neutron\n"
-            f"password = {ctx.service_password}\n"
+            f"{ctx.keystone_authtoken()}"
             "[oslo_concurrency]\n"
             f"lock_path = {base / 'lock'}\n"
             "[oslo_messaging_notifications]\n"
@@ -154,22 +146,7 @@ class NeutronLab:
             Program(
                 workload="neutron-server",
                 kind="Deployment",
-                argv=(
-                    "{bin}/gunicorn",
-                    "--chdir",
-                    "{etc}",
-                    "--bind",
-                    "127.0.0.1:{port}",
-                    "--workers",
-                    "1",
-                    "--timeout",
-                    "120",
-                    "--graceful-timeout",
-                    "5",
-                    "--name",
-                    "neutron-server-{release}",
-                    "neutron_wsgi:application",
-                ),
+                argv=gunicorn("neutron_wsgi:application", "neutron-server"),
                 api=True,
                 health_path="/",
             ),

@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-from lab.openstack.services.base import RELEASES, Context, Program, run, venv
+from lab.openstack.services.base import RELEASES, Context, Program, gunicorn, run, venv
 
 #: nova's SERVICE_VERSION per release (nova/objects/service.py) and the compute RPC API it maps to.
 SERVICE_VERSIONS: dict[str, int] = {"2025.2": 70, "2026.1": 72}
@@ -187,22 +187,7 @@ class Nova:
             Program(
                 workload="nova-api",
                 kind="Deployment",
-                argv=(
-                    "{bin}/gunicorn",
-                    "--chdir",
-                    "{etc}",
-                    "--bind",
-                    "127.0.0.1:{port}",
-                    "--workers",
-                    "1",
-                    "--timeout",
-                    "120",
-                    "--graceful-timeout",
-                    "3",
-                    "--name",
-                    "nova-api-{release}",
-                    "nova_api_wsgi:application",
-                ),
+                argv=gunicorn("nova_api_wsgi:application", "nova-api"),
                 api=True,
                 health_path="/",
                 env=env,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from lab.openstack.services.base import Context, Program, ServiceLab, run, venv
+from lab.openstack.services.base import Context, Program, ServiceLab, gunicorn, run, venv
 
 CONFIG = "placement.conf"
 
@@ -43,15 +43,7 @@ class Placement:
             f"connection = {ctx.db_url('placement')}\n"
             "max_pool_size = 2\n"
             "\n"
-            "[keystone_authtoken]\n"
-            f"www_authenticate_uri = {ctx.auth_url}\n"
-            f"auth_url = {ctx.auth_url}\n"
-            "auth_type = password\n"
-            "project_domain_name = Default\n"
-            "user_domain_name = Default\n"
-            "project_name = service\n"
-            f"username = {self.name}\n"
-            f"password = {ctx.service_password}\n"
+            f"{ctx.keystone_authtoken()}"
         )
         path.chmod(0o600)
 
@@ -63,15 +55,8 @@ class Placement:
             Program(
                 workload="placement-api",
                 kind="Deployment",
-                argv=(
-                    "{bin}/gunicorn",
-                    "--bind",
-                    "127.0.0.1:{port}",
-                    "--workers",
-                    "1",
-                    "--env",
-                    "OS_PLACEMENT_CONFIG_DIR={etc}",
-                    "placement.wsgi.api:application",
+                argv=gunicorn(
+                    "placement.wsgi.api:application", "placement-api", "--env", "OS_PLACEMENT_CONFIG_DIR={etc}"
                 ),
                 api=True,
                 health_path="/",  # the version document: 200 without a token
