@@ -63,7 +63,8 @@ def test_db_sync_while_2025_2_serves_then_2026_1_serves(
 
     cloud.serve("placement", NEW)
     assert served_releases(cloud, "placement") == {NEW}
-    assert set(providers(cloud)) == {"before-upgrade", "during-upgrade"}
+    # nova-compute's own provider (named by its host) comes and goes with its periodic report
+    assert set(providers(cloud)) - set(cloud.hosts) == {"before-upgrade", "during-upgrade"}
 
     # a database 2025.2 wrote has nothing to migrate: one round, exit 0
     migrated = phase(cloud, "placement", "online", NEW)

@@ -94,8 +94,12 @@ async def test_expand_fails_part_way_and_the_restore_runs_once_as_a_job(
     keystone_at: KeystoneAt,
     k8s_lab: KubeLab,
     job_executor: JobExecutor,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     lab = keystone_at(RELEASE_OLD)
+    # the recipe's status check with the target release runs on the worker, even for a plan whose
+    # database steps run as Jobs: this worker has keystone-status, as the plan's operator would give it
+    monkeypatch.setenv("STACKHOP_KEYSTONE_STATUS", lab.worker_env()["STACKHOP_KEYSTONE_STATUS"])
     token = issue_token(lab)
     ns = f"jobs-{uuid.uuid4().hex[:8]}"
     k8s_lab.kubectl_run("create", "namespace", ns)
