@@ -144,6 +144,13 @@ class KubeLab:
                 "cacheDir": str(self.workdir / "cache"),
                 "kubeAuditPolicy": str(self.audit_policy),
             },
+            # One scheduler and one controller manager: no lease to hold. With leader election on,
+            # each exits when it cannot renew its lease in time (an apiserver restart on a loaded
+            # machine), and nothing restarts it: pods stay unscheduled, rollouts never progress.
+            "componentsPatches": [
+                {"name": name, "extraArgs": [{"key": "leader-elect", "value": "false"}]}
+                for name in ("kube-scheduler", "kube-controller-manager")
+            ],
         }
         docs = [yaml.safe_dump(conf, sort_keys=False)]
         for f in ("base.yaml", "stackhop.yaml", "lab-served.yaml"):
