@@ -389,7 +389,7 @@ async def test_offline_rollback_restores_first_and_loses_nothing(
 
     assert report.outcome == "rolled-back", report.message
     (svc,) = report.services
-    assert [s.step for s in svc.steps][:4] == ["quiesce", "snapshot", "verify", "offline"]
+    assert [s.step for s in svc.steps][:5] == ["status", "quiesce", "snapshot", "verify", "offline"]
     rb = svc.rollback
     assert rb and rb.kind == "restore" and svc.snapshot and svc.restore
     assert rb.lost == (
