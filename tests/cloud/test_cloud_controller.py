@@ -235,7 +235,9 @@ def test_a_process_no_pod_stands_for_is_handed_over_to_a_ready_pod(
         eventually_sync(lambda: ctl._synced.is_set(), within=30, what="the controller's first list")
         assert "placement-api-2025.2" in cloud.pods  # no pod serves placement yet: it stays
         helm.install("placement", chart("placement"), values=[values("placement")], timeout="60s")
-        eventually_sync(lambda: "placement-api-2025.2" not in cloud.pods, within=30, what="the hand-over")
-        assert ctl.stopped[0] == "placement-api-2025.2" and len(ready(core, ns, selector)) == 2
+        # the controller records a stop once stop_pod returns, after the process left cloud.pods
+        eventually_sync(lambda: ctl.stopped[:1] == ["placement-api-2025.2"], within=30, what="the hand-over")
+        assert "placement-api-2025.2" not in cloud.pods
+        eventually_sync(lambda: len(ready(core, ns, selector)) == 2, within=60, what="both placement pods Ready")
         assert not procs.alive(own.pid)
         assert cloud.pods["glance-api-2025.2"].pid == other.pid and procs.alive(other.pid)

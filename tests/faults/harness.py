@@ -113,7 +113,21 @@ class CaseResult:
         done = [d for _, status, d in self.helm if status in ("deployed", "superseded")]
         # A SIGTERM as helm completes can leave the revision deployed under Helm's failure description
         # (two goroutines record it; activities/helm_release.py ours_by_label): its status says it ran.
-        return ["upgrade" if d.startswith(("stackhop ", "Upgrade ")) else d for d in done]
+        # The same race can instead leave it failed with the revision before it superseded: no
+        # revision is deployed, the retry upgrades again, and Helm, upgrading from the failed revision
+        # (it has nothing deployed to start from), marks it superseded. That attempt made no second
+        # change: an upgrade followed by another of the same change, or by any after Helm's failure
+        # description, counts once.
+        names = ["upgrade" if d.startswith(("stackhop ", "Upgrade ")) else d for d in done]
+        kept = []
+        for i, name in enumerate(names):
+            later = done[i + 1] if i + 1 < len(done) else ""
+            if name == "upgrade" and names[i + 1 : i + 2] == ["upgrade"]:
+                change = done[i].split(" ")[1] if done[i].startswith("stackhop ") else ""
+                if not change or later.startswith(f"stackhop {change} "):
+                    continue
+            kept.append(name)
+        return kept
 
     @property
     def duplicated(self) -> int:
