@@ -9,12 +9,20 @@ Every worker polls two task queues: the main one (STACKHOP_TASK_QUEUE: workflows
 activity) and its host queue (``<main>@<STACKHOP_WORKER_HOST>``, activities/locality.py) with the
 database activities only, so verify, inspect and restore can be sent to the host that holds a
 snapshot file.
+
+Sizing: one setting, STACKHOP_ACTIVITY_SLOTS (default 32), is each worker's
+``max_concurrent_activities``, and the thread pool the two share has exactly one thread per slot of
+both. A worker never accepts an activity it has no thread for, so no started activity waits in the
+executor's queue without heartbeating (and times out while nothing ran). The availability probes are
+long activities beside the steps: one per service upgrading at the time, each holding a slot and a
+thread for the whole of its service's upgrade (README, "Worker sizing").
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +42,8 @@ from workflows.service import ServiceUpgradeWorkflow
 from workflows.upgrade import UpgradeWorkflow
 
 TASK_QUEUE = locality.main_task_queue()
+ACTIVITY_SLOTS_ENV = "STACKHOP_ACTIVITY_SLOTS"
+DEFAULT_ACTIVITY_SLOTS = 32
 WORKFLOWS = (UpgradeWorkflow, ServiceUpgradeWorkflow, CanaryWorkflow)
 log = structlog.get_logger("stackhop.worker")
 
@@ -100,6 +110,20 @@ class StackhopWorker:
         await asyncio.gather(*(w.shutdown() for w in self.workers if w.is_running))
 
 
+def activity_slots() -> int:
+    """Activity slots of each worker (and threads of the executor, per worker): STACKHOP_ACTIVITY_SLOTS."""
+    raw = os.environ.get(ACTIVITY_SLOTS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_ACTIVITY_SLOTS
+    try:
+        slots = int(raw)
+    except ValueError:
+        slots = 0
+    if slots < 1:
+        raise ValueError(f"{ACTIVITY_SLOTS_ENV}={raw!r}: a whole number of activity slots, at least 1")
+    return slots
+
+
 def build_worker(
     client: Client,
     activities: Sequence[Callable[..., Any]] | None = None,
@@ -109,11 +133,19 @@ def build_worker(
     """The worker with every workflow and (by default) every activity of ``activities.catalog`` on
     ``task_queue``, plus the database activities among them on this host's queue. The host is
     STACKHOP_WORKER_HOST (default the hostname), read from the environment only: the activities
-    record the same value in their snapshots. ``options`` go to both temporalio Workers."""
+    record the same value in their snapshots. ``options`` go to both temporalio Workers; their
+    ``max_concurrent_activities`` (default: ``activity_slots()``) sizes the executor with it."""
     if activities is None:
         activities = all_activities()
-    executor = ThreadPoolExecutor(max_workers=16)
-    common: dict[str, Any] = {"graceful_shutdown_timeout": timedelta(seconds=30), **options}
+    slots = int(options.pop("max_concurrent_activities", None) or activity_slots())
+    on_host = [fn for fn in activities if activity_name(fn) in locality.HOST_ACTIVITY_NAMES]
+    # one thread for every slot of the workers that share the executor
+    executor = ThreadPoolExecutor(max_workers=slots * (2 if on_host else 1), thread_name_prefix="activity")
+    common: dict[str, Any] = {
+        "graceful_shutdown_timeout": timedelta(seconds=30),
+        "max_concurrent_activities": slots,
+        **options,
+    }
     main = Worker(
         client,
         task_queue=task_queue,
@@ -122,7 +154,6 @@ def build_worker(
         activity_executor=executor,
         **common,
     )
-    on_host = [fn for fn in activities if activity_name(fn) in locality.HOST_ACTIVITY_NAMES]
     if not on_host:
         return StackhopWorker(main, None, "")
     host_queue = locality.host_task_queue(task_queue, locality.worker_host())
@@ -160,6 +191,7 @@ async def run(profile: str | None = None, address: str | None = None, task_queue
         "worker started",
         task_queue=task_queue,
         host_queue=worker.host_queue,
+        activity_slots=worker.main.config().get("max_concurrent_activities"),
         namespace=client.namespace,
         activities=activity_names(activities),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from activities import database, db_inspect, helm, kube_rollout, kube_scale, migration, tempest, validation
+from activities import database, db_inspect, helm, kube_rollout, kube_scale, migration, probe, tempest, validation
 
 ACTIVITIES: list[Callable[..., Any]] = [
     # Kubernetes: images, rollouts, replicas
@@ -35,4 +35,6 @@ ACTIVITIES: list[Callable[..., Any]] = [
     # validation that decides
     validation.run_check,
     tempest.run_tempest,
+    # what the users of an API saw while its service upgraded (runs beside the steps)
+    probe.probe_availability,
 ]

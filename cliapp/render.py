@@ -16,7 +16,7 @@ from rich.text import Text
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
-from cliapp.reports import rollback_lines
+from cliapp.reports import AVAILABILITY_COLUMNS, availability_rows, rollback_lines
 from model import errors, io
 
 STATE_STYLE = {
@@ -142,7 +142,27 @@ def report_view(report: io.UpgradeReport | None, outcome: str, message: str) -> 
                 parts.append(Text(f"check {c.status}: {c.message}", style="red"))
         if svc.left_undone:
             parts.append(Text(f"rollback abandoned; left undone: {', '.join(svc.left_undone)}", style="red"))
+    if rows := availability_rows(report):
+        parts.append(availability_table(rows))
     return Group(*parts)
+
+
+def availability_table(rows: list[tuple[str, ...]]) -> Table:
+    """What the users of each API saw while its service upgraded (the probe's counters)."""
+    table = Table(title="API availability during the upgrade", title_justify="left")
+    for col in AVAILABILITY_COLUMNS:
+        table.add_column(col, justify="right" if col in ("requests", "errors", "longest outage", "outages") else "left")
+    for service, api, requests, errs, longest, outages, note in rows:
+        table.add_row(
+            service,
+            api,
+            requests,
+            Text(errs, style="red" if errs != "0" else ""),
+            Text(longest, style="red" if longest != "0.0s" else "green"),
+            outages,
+            Text(note, style="dim"),
+        )
+    return table
 
 
 def run_status_name(status: WorkflowExecutionStatus | None) -> str:

@@ -82,9 +82,42 @@ def summary_lines(report: io.UpgradeReport) -> list[str]:
             if t.failing_tests:
                 line += ": " + ", ".join(t.failing_tests[:5]) + (" …" if len(t.failing_tests) > 5 else "")
         lines.append(line)
+        if s.availability:
+            lines.append(f"    {availability_line(s.availability)}")
         if s.rollback and s.rollback.kind != "none":
             lines += [f"    {line}" for line in rollback_lines(s.rollback)]
     return lines
+
+
+AVAILABILITY_COLUMNS = ("service", "API", "requests", "errors", "longest outage", "outages", "note")
+
+
+def availability_rows(report: io.UpgradeReport) -> list[tuple[str, ...]]:
+    """Per probed service (activities/probe.py): the API, requests, errors, longest outage, outages
+    and a note; one row each, in the report's order (the Markdown, the terminal and the demo's table)."""
+    rows: list[tuple[str, ...]] = []
+    for s in report.services:
+        a = s.availability
+        if a is None:
+            continue
+        note = a.note
+        if a.attempts > 1:
+            note = f"{a.attempts} attempts (counters carried over)" + (f"; {note}" if note else "")
+        if a.errors and a.last_error:
+            note = (f"{note}; " if note else "") + f"last error: {a.last_error}"
+        rows.append(
+            (s.service, a.api, str(a.requests), str(a.errors), f"{a.longest_outage_s:.1f}s", str(a.outages), note)
+        )
+    return rows
+
+
+def availability_line(a: io.Availability) -> str:
+    """One line: what the users of the API saw."""
+    return (
+        f"availability: {a.api}: {a.requests} requests, {a.errors} errors, longest outage {a.longest_outage_s:.1f}s"
+        + (f" ({a.outages} outages)" if a.outages else "")
+        + (f"; {a.note}" if a.note else "")
+    )
 
 
 def rollback_lines(rb: io.RollbackReport) -> list[str]:
@@ -136,6 +169,17 @@ def render_markdown(report: io.UpgradeReport) -> str:
     ]
     if report.preflight:
         md += ["", "## Pre-flight", "", *_steps_table(report.preflight)]
+    if rows := availability_rows(report):
+        md += [
+            "",
+            "## API availability during the upgrade",
+            "",
+            "Each service's API called every second from its first changing step to its end (rollback included).",
+            "",
+            "| " + " | ".join(AVAILABILITY_COLUMNS) + " |",
+            "|---|---|---:|---:|---:|---:|---|",
+            *("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows),
+        ]
     for s in report.services:
         md += ["", f"## {s.service}: {s.outcome}", ""]
         if s.message:
@@ -276,6 +320,15 @@ def _properties(s: io.ServiceResult) -> list[tuple[str, str]]:
         if rb.loss_from or rb.loss_to:
             props.append(("rollback.data_loss_window", f"{rb.loss_from} → {rb.loss_to}"))
         props += [(f"rollback.table.{c.table}", c.change) for c in rb.table_changes]
+    if s.availability:
+        a = s.availability
+        props += [
+            ("availability.api", a.api),
+            ("availability.requests", str(a.requests)),
+            ("availability.errors", str(a.errors)),
+            ("availability.longest_outage_s", f"{a.longest_outage_s:.1f}"),
+            ("availability.outages", str(a.outages)),
+        ]
     if s.tempest:
         t = s.tempest
         props.append(("tempest", f"{t.status}: {t.passed} passed, {t.failed} failed, {t.skipped} skipped"))

@@ -36,6 +36,7 @@ TEMPEST_RUN = "tempest.run"
 HELM_STATUS = "helm.status"
 HELM_UPGRADE = "helm.upgrade"
 HELM_ROLLBACK = "helm.rollback"
+PROBE_AVAILABILITY = "probe.availability"
 
 
 # --- Kubernetes --------------------------------------------------------------------------------
@@ -364,6 +365,55 @@ class TempestResult(CheckResult):
     junit_path: str = ""
 
 
+# --- availability probe (activities/probe.py) ------------------------------------------------------
+# What the probe calls for each catalog service type, once a second, while the service upgrades.
+PROBE_APIS: Final[dict[str, str]] = {
+    "identity": "token issue",
+    "image": "image list",
+    "network": "network list",
+    "compute": "server list",
+    "placement": "resource providers",
+}
+
+
+class ProbeInput(Msg):
+    service: str
+    service_type: str  # a key of PROBE_APIS
+    cloud: str  # clouds.yaml entry (the plan's cloud.openstack.cloud), as checks.run uses it
+    interval_seconds: float = 1.0
+    # The probe returns its counters on its own after this long (its start-to-close bound is a
+    # minute more), so a service whose upgrade outlasts it still gets a result.
+    max_seconds: int = 6 * 3600
+
+
+class Availability(Msg):
+    """What the users of one service's API saw while it upgraded: every request of the probe, the
+    failed ones, and outages (runs of consecutive failed requests; an outage lasts from its first
+    failed request to the next successful one)."""
+
+    service: str
+    api: str  # what it calls, e.g. "token issue"
+    requests: int = 0
+    errors: int = 0
+    longest_outage_s: float = 0.0
+    outages: int = 0
+    last_error: str = ""
+    seconds: float = 0.0  # how long it probed
+    attempts: int = 1  # activity attempts: more than one when a worker restart or a timeout retried it
+    note: str = ""  # e.g. why the result is partial (the probe failed, its bound was reached)
+
+
+class ProbeState(Msg):
+    """The probe's heartbeat details: its counters and the outage in progress (epoch seconds, so
+    another worker's attempt carries them on). The UI shows them under the pending activity."""
+
+    counters: Availability
+    outage_since: float = 0.0  # start of the first failed request of the open outage; 0: none
+    started_at: float = 0.0  # the first attempt's start
+    last_at: float = 0.0  # the last request's start
+    kinds: dict[str, int] = Field(default_factory=dict)  # error type -> count
+
+
 # --- workflows ---------------------------------------------------------------------------------
 StepStatus = Literal["running", "done", "failed", "skipped", "compensated"]
 
@@ -466,6 +516,7 @@ class ServiceResult(Msg):
     rollback: RollbackReport | None = None  # set when a rollback ran (or found nothing to undo)
     left_undone: list[str] = Field(default_factory=list)  # compensations an abandoned rollback did not complete
     helm: list[HelmChange] = Field(default_factory=list)  # the release revisions this upgrade made, in order
+    availability: Availability | None = None  # the API probe's counters, from its first changing step to its end
 
 
 class UpgradeReport(Msg):

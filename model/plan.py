@@ -105,6 +105,12 @@ class Policy(Strict):
         default=300,
         description="How long verify/restore wait for the worker host that holds the snapshot file.",
     )
+    probe: bool = Field(
+        default=True,
+        description="Call each service's API every second from its first changing step to the end of its upgrade "
+        "(rollback included) and report requests, errors and the longest outage (activity probe.availability); "
+        "false: no probe.",
+    )
 
     @field_validator(
         "rollout_timeout", "step_timeout", "gate_timeout", "heartbeat_timeout", "snapshot_host_timeout", mode="before"

@@ -33,6 +33,11 @@ class Script:
         self.databases: list[str] = []  # the database of each snapshot, in order
         self.restored: list[str] = []  # the database of each restore, in order
         self.helm_values: list[dict[str, Any]] = []  # the set_values of each helm.upgrade, in order
+        # The availability probe (beside the steps, so not in ``calls``): "start <service>#<attempt> at
+        # <requests resumed>" and
+        # "stop <service>" in order; what it returns is its heartbeats as requests, plus ``probe_result``.
+        self.probes: list[str] = []
+        self.probe_result: dict[str, Any] = {}
 
     def key_started(self, key: str) -> threading.Event:
         return self.started.setdefault(key, threading.Event())
@@ -210,7 +215,30 @@ class Script:
             s._enter(io.TEMPEST_RUN)
             return s.answers.get(io.TEMPEST_RUN) or io.TempestResult(status="pass", passed=14)
 
+        @activity.defn(name=io.PROBE_AVAILABILITY, no_thread_cancel_exception=True)
+        def probe(inp: io.ProbeInput) -> io.Availability:
+            """As the real probe: heartbeats its state (one "request" a beat, resumed on a retry) until
+            cancelled, then returns it; a worker shutting down fails the attempt as temporary."""
+            info = activity.info()
+            resumed = [io.ProbeState.model_validate(d) for d in info.heartbeat_details]
+            api = io.PROBE_APIS[inp.service_type]
+            state = resumed[-1] if resumed else io.ProbeState(counters=io.Availability(service=inp.service, api=api))
+            with s.lock:
+                s.probes.append(f"start {inp.service}#{info.attempt} at {state.counters.requests}")
+            s.key_started(f"{io.PROBE_AVAILABILITY}:{inp.service}").set()
+            while not activity.is_cancelled():
+                if activity.is_worker_shutdown():
+                    raise errors.temporary(f"{inp.service} probe: the worker shuts down")
+                c = state.counters
+                state = state.model_copy(update={"counters": c.model_copy(update={"requests": c.requests + 1})})
+                activity.heartbeat(state.model_dump(mode="json"))
+                activity.wait_for_cancelled_sync(0.05)
+            with s.lock:
+                s.probes.append(f"stop {inp.service}")
+            return state.counters.model_copy(update={"attempts": info.attempt, **s.probe_result})
+
         return [
+            probe,
             read_images,
             set_images,
             wait_rollout,

@@ -11,8 +11,10 @@ commands (activities, timers, children, signals, updates, search attributes, in 
 still replay the histories it wrote. tests/workflows/test_replay.py replays the committed histories
 of every path (tests/histories/record.py lists them: success, each rollback kind, gate approve and
 timeout, pause/resume, abort, inconclusive check approved, failed step resumed, canary run, nova's
-recipe). The per-service recipes (model/recipes/) are the first change versioned with
-``workflow.patched("service-recipes")`` (workflows/service.py) instead of re-recording.
+recipe, the availability probe at a success and a rollback). The per-service recipes
+(model/recipes/) are the first change versioned with ``workflow.patched("service-recipes")``
+(workflows/service.py) instead of re-recording; the availability probe the second
+(``workflow.patched("availability-probe")``).
 
 * Before the first tagged release: a change that breaks replay re-records the histories
   (``.venv/bin/python -m tests.histories.record``) in the same commit, and the commit message says

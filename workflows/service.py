@@ -20,6 +20,13 @@ On failure before the contract, depending on the plan's ``policy.on_failure``:
 * fail: stop where it is.
 After the contract, any failure pauses for a forward fix whatever the policy.
 
+Availability: from the first step that changes something (not gate, status, snapshot, verify or
+check) to the end of the upgrade — success, rollback or failure — the ``probe.availability`` activity
+calls the service's API every second (activities/probe.py; the plan's ``policy.probe``); its counters
+go into ``ServiceResult.availability``. It is stopped by cancelling it and awaiting its handle
+(WAIT_CANCELLATION_COMPLETED): the probe returns its counters when cancelled. A run whose history
+started before the probe existed runs without it (the ``availability-probe`` patch).
+
 Interruptions: a compensation is never cancelled — an abort during a rollback waits for it, and a
 Temporal Cancel is an abort (workflows/interruptions.py). A rollback step that fails waits for the
 operator: resume retries it, ``abandon`` ends the service with the compensations left undone in its
@@ -35,16 +42,21 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from model import errors, io
+    from model.order import service_type
     from model.plan import Service
     from model.recipes import recipe_for, service_steps
     from workflows.adapters import Applied
     from workflows.decisions import GATE, Abandoned, Decision
     from workflows.interruptions import through_cancellation
+    from workflows.probe import start_probe, stop_probe
     from workflows.rollback import RollbackSteps
     from workflows.steps import Recorder, StepFailed
 
 
 RECIPES_PATCH = "service-recipes"
+PROBE_PATCH = "availability-probe"
+# The steps that change nothing the API serves from: the probe starts before the first other one.
+READ_ONLY_STEPS = frozenset({"gate", "status", "snapshot", "verify", "check"})
 
 
 def plan_steps(svc: Service, per_service: bool = True) -> list[str]:
@@ -82,6 +94,8 @@ class ServiceUpgradeWorkflow(RollbackSteps):
             service=self.svc.name, state="running", steps_total=len(plan_steps(self.svc))
         )
         self.before = Applied()
+        self.probe: workflow.ActivityHandle[io.Availability] | None = None
+        self.probe_decided = False
 
     # --- upgrade-wide control, forwarded by the parent ----------------------------------------------
     # Signals: the parent validated the operator's update already, and a workflow cannot send an
@@ -184,7 +198,7 @@ class ServiceUpgradeWorkflow(RollbackSteps):
     # --- the run ----------------------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: io.ServiceUpgradeInput) -> io.ServiceResult:
-        outcome, message = await through_cancellation(self._upgrade(), self._cancelled)
+        outcome, message = await through_cancellation(self._probed(), self._cancelled)
         self.result = self.result.model_copy(
             update={"outcome": outcome, "message": message, "steps": list(self.rec.records)}
         )
@@ -197,6 +211,13 @@ class ServiceUpgradeWorkflow(RollbackSteps):
         self._report(state=final.get(outcome, "failed"), step="", message=message)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.result
+
+    async def _probed(self) -> tuple[io.Outcome, str]:
+        """The upgrade, then the probe stopped and its counters kept: both inside the shielded work,
+        so a cancellation that comes while the probe stops cannot lose its result."""
+        ended = await self._upgrade()
+        await self._stop_probe()
+        return ended
 
     async def _upgrade(self) -> tuple[io.Outcome, str]:
         steps: dict[str, Callable[[], Awaitable[None]]] = {
@@ -233,6 +254,8 @@ class ServiceUpgradeWorkflow(RollbackSteps):
             await self._wait_unpaused()
             if self.abort_reason:
                 return await self._give_up(StepFailed(name, self.abort_reason, errors.ABORTED))
+            if name not in READ_ONLY_STEPS and not self.probe_decided:
+                self._start_probe()
             if name == ponr and not self._past_ponr:  # from here the old release cannot come back
                 self.progress = self.progress.model_copy(update={"past_point_of_no_return": True})
             while True:
@@ -250,6 +273,27 @@ class ServiceUpgradeWorkflow(RollbackSteps):
                         return await self._give_up(failure)
             self.progress = self.progress.model_copy(update={"steps_done": self.progress.steps_done + 1})
         return "succeeded", f"{self.svc.name} upgraded to {self.plan.release.to}"
+
+    # --- the availability probe (activities/probe.py) ------------------------------------------------
+    def _probe_input(self) -> io.ProbeInput | None:
+        st = service_type(self.svc)
+        if not self.plan.policy.probe or st not in io.PROBE_APIS:
+            return None
+        return io.ProbeInput(service=self.svc.name, service_type=st, cloud=self.plan.cloud.openstack.cloud)
+
+    def _start_probe(self) -> None:
+        """Before the first changing step, once (a run from before the probe existed: never)."""
+        self.probe_decided = True
+        inp = self._probe_input()
+        if inp is not None and workflow.patched(PROBE_PATCH):
+            self.probe = start_probe(inp)
+
+    async def _stop_probe(self) -> None:
+        """The probe's counters into the result (workflows/probe.py: it returns them when cancelled)."""
+        handle, self.probe = self.probe, None
+        inp = self._probe_input()
+        if handle is not None and inp is not None:
+            self.result = self.result.model_copy(update={"availability": await stop_probe(handle, inp)})
 
     async def _at_gate(self, gate: Callable[[], Awaitable[None]]) -> None:
         """The gate is a decision like the others (its id: <service>/gate#1)."""

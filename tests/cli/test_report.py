@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 import xml.etree.ElementTree as ET
@@ -22,7 +23,10 @@ SHA = "ab" * 32
 async def test_reports_of_a_succeeded_upgrade(client: Client, cli: Cli, write_plan: WritePlan, tmp_path: Path) -> None:
     plan, wf_id = write_plan()
     async with running(client, Script()) as tq:
-        assert (await cli("start", str(plan), "--wait", tq=tq)).exit_code == 0
+        started = await cli("start", str(plan), "--wait", tq=tq)
+    assert started.exit_code == 0
+    # `start --wait` (and the demo, which watches the same way) prints the availability table
+    assert "API availability during the upgrade" in started.stdout and "token issue" in started.stdout
     cloud = wf_id.split("/")[1]
 
     res = await cli("report", cloud)  # md by default, the cloud name alone is enough
@@ -37,6 +41,8 @@ async def test_reports_of_a_succeeded_upgrade(client: Client, cli: Cli, write_pl
     assert "status **pass**: 14 passed, 0 failed, 0 skipped" in md
     assert "| check | pass |" in md  # the stand-in checks carry no details
     assert "- Deployment/keystone-api (container keystone-api): `registry/keystone-api:old`" in md
+    assert "## API availability during the upgrade" in md
+    assert re.search(r"\| keystone \| token issue \| [1-9]\d* \| 0 \| 0\.0s \| 0 \|", md), md
 
     res = await cli("report", wf_id, "--format", "json")
     assert res.exit_code == 0
@@ -169,3 +175,49 @@ def test_junit_step_statuses_and_control_characters() -> None:
     assert "| 1 | roll | ↩ compensated | 0.0s | undone |" in md and "| 3 | contract | ⏭ skipped |" in md
     assert "| 2 | migrate | ❌ failed | 1.5s | boom \x1b[31m<&>\x00 \\| x y |" in md
     assert reports.exit_code(rep) == 1 and reports.exit_code(None) == 1
+
+
+def test_availability_table_of_each_probed_service() -> None:
+    """Requests, errors and the longest outage per service; a service without a probe has no row."""
+    report = io.UpgradeReport(
+        plan="p",
+        cloud="c",
+        release_from="2025.2",
+        release_to="2026.1",
+        outcome="succeeded",
+        services=[
+            io.ServiceResult(
+                service="keystone",
+                outcome="succeeded",
+                availability=io.Availability(
+                    service="keystone",
+                    api="token issue",
+                    requests=93,
+                    errors=4,
+                    longest_outage_s=3.04,
+                    outages=2,
+                    last_error="ConnectFailure: refused",
+                    attempts=2,
+                ),
+            ),
+            io.ServiceResult(service="glance", outcome="succeeded"),
+        ],
+    )
+    assert reports.availability_rows(report) == [
+        (
+            "keystone",
+            "token issue",
+            "93",
+            "4",
+            "3.0s",
+            "2",
+            "2 attempts (counters carried over); last error: ConnectFailure: refused",
+        )
+    ]
+    md = reports.render_markdown(report)
+    assert "| keystone | token issue | 93 | 4 | 3.0s | 2 | 2 attempts (counters carried over); last error:" in md
+    assert "| glance |" not in md
+    lines = reports.summary_lines(report)
+    assert "    availability: token issue: 93 requests, 4 errors, longest outage 3.0s (2 outages)" in lines
+    props = {p.get("name"): p.get("value") for p in ET.fromstring(reports.render_junit(report)).iter("property")}
+    assert props["availability.requests"] == "93" and props["availability.longest_outage_s"] == "3.0"

@@ -150,6 +150,10 @@ SCENARIOS = [
     # nova's recipe (model/recipes/nova.py): the target release's status check, three databases, the
     # unpin restart after the rollout, online data migrations called again until done
     Scenario("nova-success", [recipes.nova()], answers={"migration.db_sync:online": [recipes.MORE, recipes.DONE]}),
+    # the availability probe beside the steps (workflow.patched("availability-probe")): stopped at the
+    # end of a success and of a rollback
+    Scenario("probe-success"),
+    Scenario("probe-rollback", fail={"k8s.wait_rollout": errors.ROLLOUT_FAILED}),
 ]
 
 
