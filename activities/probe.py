@@ -25,8 +25,11 @@ a cancel request as completed (worker/_activity.py: only a raised CancelledError
 future through the cancel request (worker/_workflow_instance.py ``_await_temporal_operation``) and
 returns the value. tests/workflows/test_probe.py checks it end to end against the dev server. The
 probe also returns on its own after ``max_seconds`` (its start-to-close bound is a minute more), so
-a bound reached is a result with a note, not a failure. A worker that shuts down (drains) makes the
-attempt fail as temporary after a last heartbeat: the retry, on a live worker, resumes the counters.
+a bound reached is a result with a note, not a failure. Only the workflow's cancel (its cancellation
+details say ``cancel_requested``) makes it return: a worker that shuts down (draining, or cancelling
+its activities when its grace period ends) makes the attempt fail as temporary after a last
+heartbeat, and the retry, on a live worker, resumes the counters. (Returning then would hand the
+workflow a result while the service still upgrades, and end the probe for good.)
 """
 
 from __future__ import annotations
@@ -139,6 +142,24 @@ def _close(conn: Any) -> None:
         log.debug("probe_close_failed", error=str(exc))
 
 
+RETURN = "return"
+
+
+def stopping() -> str:
+    """ "" while the probe goes on; RETURN when the workflow cancelled it (it returns its counters);
+    else why this attempt ends without a result: the worker shuts down (draining, or cancelling its
+    activities at the end of its grace period), or cancelled it for another reason. Returning the
+    counters then would end the probe for good, while the service still upgrades."""
+    details = activity.cancellation_details()
+    if activity.is_cancelled() and details is not None and details.cancel_requested:
+        return RETURN
+    if activity.is_worker_shutdown():
+        return "the worker shuts down"
+    if activity.is_cancelled():
+        return f"cancelled by the worker ({details or 'heartbeat failed'})"
+    return ""
+
+
 class Heartbeats:
     """Heartbeats the probe's state every interval from a thread of its own, so that a slow call
     (a token issue, version discovery and the request after a reconnect, each up to
@@ -185,10 +206,13 @@ def probe_availability(inp: ProbeInput) -> Availability:
     next_at = time.monotonic()
     with Heartbeats(probe, inp.interval_seconds) as beats:
         try:
-            while not activity.is_cancelled():
-                if activity.is_worker_shutdown():  # draining: the next attempt, on a live worker, resumes
+            while True:
+                stop = stopping()
+                if stop == RETURN:
+                    break
+                if stop:  # the next attempt, on a live worker, resumes from the last heartbeat
                     beats.send()
-                    raise errors.temporary(f"{inp.service} probe: the worker shuts down; the next attempt resumes")
+                    raise errors.temporary(f"{inp.service} probe: {stop}; the next attempt resumes its counters")
                 if time.monotonic() >= deadline:
                     note = f"stopped at its bound ({inp.max_seconds}s) before the upgrade ended"
                     break

@@ -226,8 +226,11 @@ class Script:
             with s.lock:
                 s.probes.append(f"start {inp.service}#{info.attempt} at {state.counters.requests}")
             s.key_started(f"{io.PROBE_AVAILABILITY}:{inp.service}").set()
-            while not activity.is_cancelled():
-                if activity.is_worker_shutdown():
+            while True:
+                details = activity.cancellation_details()
+                if activity.is_cancelled() and details is not None and details.cancel_requested:
+                    break  # the workflow stops it: it returns its counters
+                if activity.is_worker_shutdown() or activity.is_cancelled():
                     raise errors.temporary(f"{inp.service} probe: the worker shuts down")
                 c = state.counters
                 state = state.model_copy(update={"counters": c.model_copy(update={"requests": c.requests + 1})})

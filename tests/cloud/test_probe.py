@@ -30,6 +30,7 @@ from tests.waiting import eventually
 from workflows.probe import start_probe, stop_probe
 
 OLD = "2025.2"
+ROUTING = 0.05  # seconds: stop_service's routes-file write, and serve's return after the pod is routed
 
 
 @workflow.defn(name="ProbeHarness")
@@ -119,7 +120,9 @@ async def test_a_stopped_api_shows_as_an_outage_of_its_length(client: Client, cl
     print(f"placement stopped for {window:.2f}s; probe: {a}")
     assert a.service == "placement" and a.api == "resource providers" and a.attempts == 1
     assert a.errors >= 5 and a.outages == 1 and a.last_error
-    assert abs(a.longest_outage_s - window) <= 1.0, (a.longest_outage_s, window)
+    # N ± 1 s: one interval either side; and ROUTING for the lab to take the pods out of and back into
+    # its routes inside the window the test measured (the probe cannot see the outage before that)
+    assert window - 1.0 - ROUTING <= a.longest_outage_s <= window + 1.0, (a.longest_outage_s, window)
     assert a.requests > a.errors
 
 
@@ -137,7 +140,10 @@ async def test_the_counters_survive_a_worker_restart(client: Client, cloud: Clou
         )
     async with probe_worker(client, tq):
         resumed = await eventually(
-            seen(handle, lambda attempt, _: attempt == 2), within=30, what="the second attempt's first heartbeat"
+            # the second attempt's own heartbeat (the first ones seen may still be the first attempt's)
+            seen(handle, lambda attempt, s: attempt == 2 and s.counters.attempts == 2),
+            within=30,
+            what="the second attempt's first heartbeat",
         )
         later = await eventually(
             seen(handle, lambda _, s: s.counters.requests >= resumed.counters.requests + 3),
