@@ -30,11 +30,12 @@ from temporalio.worker import Worker
 
 from activities import locality
 from workflows.canary import CanaryWorkflow
+from workflows.ledger import LedgerWorkflow
 from workflows.service import ServiceUpgradeWorkflow
 from workflows.upgrade import UpgradeWorkflow
 
 TASK_QUEUE = locality.main_task_queue()
-WORKFLOWS = (UpgradeWorkflow, ServiceUpgradeWorkflow, CanaryWorkflow)
+WORKFLOWS = (UpgradeWorkflow, ServiceUpgradeWorkflow, CanaryWorkflow, LedgerWorkflow)
 log = structlog.get_logger("stackhop.worker")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from activities import database, db_inspect, helm, kube_rollout, kube_scale, migration, tempest, validation
+from activities import database, db_inspect, helm, kube_rollout, kube_scale, ledger, migration, tempest, validation
 
 ACTIVITIES: list[Callable[..., Any]] = [
     # Kubernetes: images, rollouts, replicas
@@ -35,4 +35,8 @@ ACTIVITIES: list[Callable[..., Any]] = [
     # validation that decides
     validation.run_check,
     tempest.run_tempest,
+    # the cloud's upgrade ledger (workflows/ledger.py): record, read, and the cloud's own answer
+    ledger.record,
+    ledger.read,
+    ledger.check_cloud,
 ]

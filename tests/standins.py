@@ -15,6 +15,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import CancelledError
 
+from activities import ledger
 from model import errors, io
 
 
@@ -33,6 +34,11 @@ class Script:
         self.databases: list[str] = []  # the database of each snapshot, in order
         self.restored: list[str] = []  # the database of each restore, in order
         self.helm_values: list[dict[str, Any]] = []  # the set_values of each helm.upgrade, in order
+        # ledger.check_cloud: service -> what the cloud answers (default: online migrations done or
+        # not applicable, schema not told); ledger.record and ledger.read are the real activities
+        # (they only talk to Temporal). Their calls go to ``ledger_calls``, not ``calls``.
+        self.cloud: dict[str, io.ServiceCloudCheck] = {}
+        self.ledger_calls: list[str] = []
 
     def key_started(self, key: str) -> threading.Event:
         return self.started.setdefault(key, threading.Event())
@@ -210,7 +216,34 @@ class Script:
             s._enter(io.TEMPEST_RUN)
             return s.answers.get(io.TEMPEST_RUN) or io.TempestResult(status="pass", passed=14)
 
+        @standin(io.LEDGER_CHECK_CLOUD)
+        def check_cloud(inp: io.CloudCheckInput) -> io.CloudCheck:
+            with s.lock:
+                s.ledger_calls.append(io.LEDGER_CHECK_CLOUD)
+            return io.CloudCheck(
+                services=[
+                    s.cloud.get(svc.name)
+                    or io.ServiceCloudCheck(
+                        service=svc.name, online="done" if svc.name in ("nova", "placement") else "not-applicable"
+                    )
+                    for svc in inp.plan.services
+                ]
+            )
+
+        async def ledger_record(rec: io.LedgerRecord) -> io.LedgerAck:
+            with s.lock:
+                s.ledger_calls.append(io.LEDGER_RECORD)
+            return await ledger.record(rec)
+
+        async def ledger_read(inp: io.LedgerReadInput) -> io.LedgerRead:
+            with s.lock:
+                s.ledger_calls.append(io.LEDGER_READ)
+            return await ledger.read(inp)
+
         return [
+            activity.defn(name=io.LEDGER_RECORD)(ledger_record),
+            activity.defn(name=io.LEDGER_READ)(ledger_read),
+            check_cloud,
             read_images,
             set_images,
             wait_rollout,
