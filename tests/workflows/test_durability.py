@@ -70,19 +70,16 @@ async def test_killed_worker_is_replaced_without_repeating_steps(
         if line.startswith("done "):
             name = line.split()[1]
             assert done[name] == started[name], f"{name} ran again after the restart"
-    assert (
-        done
-        == Counter(
-            {
-                "k8s.read_images": 2,
-                "checks.run": 4,  # endpoint pre, status (target release), endpoint post, postcheck
-                "db.snapshot": 1,
-                "db.verify_snapshot": 1,
-                "migration.db_sync": 3,  # check, expand, contract
-                "k8s.set_images": 1,
-                "k8s.wait_rollout": 1,
-                "tempest.run": 1,
-                "ledger.check_cloud": 1,  # the pre-flight checks the cloud (record and read: not journaled)
-            }
-        )
+    assert done == Counter(
+        {
+            "k8s.read_images": 2,
+            "checks.run": 4,  # endpoint pre, status (target release), endpoint post, postcheck
+            "db.snapshot": 1,
+            "db.verify_snapshot": 1,
+            "migration.db_sync": 3,  # check, expand, contract
+            "k8s.set_images": 1,
+            "k8s.wait_rollout": 1,
+            "tempest.run": 1,
+            "ledger.check_cloud": 1,  # the pre-flight checks the cloud (record and read: not journaled)
+        }
     ), "every step completed exactly once"

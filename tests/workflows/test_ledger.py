@@ -12,6 +12,7 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 
+from cliapp import reports
 from model import errors, io
 from tests.standins import Script
 from tests.waiting import eventually
@@ -97,6 +98,8 @@ async def test_the_cloud_wins_when_it_says_the_migrations_are_done(client: Clien
         assert report.outcome == "succeeded"
         (said,) = [line for line in report.ledger if "the cloud wins" in line]
         assert said.startswith("placement: the ledger says online data migrations unfinished, the cloud says done")
+        assert f"- {said}" in reports.render_markdown(report).split("## Ledger")[1]
+        assert f"ledger: {said}" in reports.summary_lines(report)
         (preflight,) = [r for r in report.preflight if r.step == "preflight" and "ledger" in r.detail]
         assert preflight.status == "done" and "the cloud wins" in preflight.detail
         state = await ledger_state(client, cloud)
