@@ -10,11 +10,11 @@
 already runs for the recipes (model/recipes/): per service of the plan
 
 * online data migrations: the ``<service>-status upgrade check`` of the release the service runs
-  (the ledger's version, else the plan's target tag), through activities/validation.py. A check
-  whose details name ``online_data_migrations`` and does not say Success means rows are left for
-  them (placement: "Missing Root Provider IDs", "Incomplete Consumers"). A service whose status
-  check has no such check (nova: its status check does not look at them, and its only other tool
-  runs them) answers "unknown": the ledger's word stands;
+  (the ledger's version, else the plan's target tag), through activities/validation.py: the
+  results of the checks its recipe names (``online_checks``; placement: "Missing Root Provider
+  IDs", "Incomplete Consumers") — any but Success means rows are left for them. A service without
+  such checks (nova: its status check does not look at them, and its only other tool runs them)
+  answers "unknown" without running anything: the ledger's word stands;
 * the schema: the recipe's ``check`` phase (keystone ``db_sync --check``, glance ``db check``)
   through activities/migration.py with the plan's target release: contract-needed or
   migrate-needed means expanded and not contracted, up-to-date or expand-needed that it is not.
@@ -51,7 +51,7 @@ from model.io import (
     ServiceCloudCheck,
     ledger_workflow_id,
 )
-from model.plan import Service, UpgradePlan, UpgradeStatusCheck
+from model.plan import KubeTarget, Service, UpgradePlan, UpgradeStatusCheck
 from model.recipes import service_recipe
 
 log = structlog.get_logger(__name__)
@@ -60,7 +60,6 @@ LEDGER_WORKFLOW = "Ledger"
 #: schema check states that mean: expanded to the target, not contracted
 EXPANDED = frozenset({"migrate-needed", "contract-needed"})
 NOT_EXPANDED = frozenset({"up-to-date", "expand-needed"})
-ONLINE_TOOL = "online_data_migrations"
 
 
 @activity.defn(name=LEDGER_RECORD)
@@ -92,26 +91,25 @@ async def read(inp: LedgerReadInput) -> LedgerRead:
     return LedgerRead(found=True, state=state)
 
 
-def failing_online_checks(output: str) -> list[str]:
-    """The oslo.upgradecheck results whose details name the online data migrations and that did not
-    succeed, as "Check name: Result". Pure (the table is the tool's output)."""
-    text = re.sub(r"[|+\-=]{2,}|\|", " ", output)
-    blocks = re.split(r"\bCheck:\s*", text)[1:]
-    out = []
-    for block in blocks:
-        words = " ".join(block.split())
-        name, _, rest = words.partition(" Result: ")
-        result = rest.split(" ", 1)[0] if rest else ""
-        if ONLINE_TOOL in words and result and result != "Success":
-            out.append(f"{name.strip()}: {result}")
+def status_results(output: str) -> dict[str, str]:
+    """Check name -> result ("Success", "Warning", "Failure") from oslo.upgradecheck's table. Pure."""
+    text = " ".join(re.sub(r"[+=-]{3,}|\|", " ", output).split())
+    out = {}
+    for block in re.split(r"\bCheck: ", text)[1:]:
+        name, sep, rest = block.partition(" Result: ")
+        if sep:
+            out[name.strip()] = rest.split(" ", 1)[0]
     return out
 
 
 def online_state(svc: Service, version: str, cloud: str) -> tuple[OnlineState, str, list[str]]:
-    """(pending | done | unknown | not-applicable, detail, commands run) for one service."""
+    """(pending | done | unknown | not-applicable, detail, commands run) for one service: the
+    results of its status command's online-migration checks (its recipe's ``online_checks``)."""
     recipe = service_recipe(svc.name)
     if recipe is None or "online" not in recipe.commands:
         return "not-applicable", "", []
+    if not recipe.online_checks:
+        return "unknown", f"{svc.name} has no read-only check of its online data migrations", []
     check = UpgradeStatusCheck(kind="upgrade-status")
     inp = CheckInput(service=svc.name, cloud=cloud, check=check, stage="pre", version=version)
     try:
@@ -120,21 +118,19 @@ def online_state(svc: Service, version: str, cloud: str) -> tuple[OnlineState, s
     except Exception as e:  # the check cannot run here: it cannot tell
         return "unknown", f"its status check did not run: {getattr(e, 'message', None) or e}", []
     shown = " ".join(command)
-    output = str(res.details.get("output", ""))
-    code = res.details.get("exit_code")
-    if code not in (0, 1, 2):
-        return "unknown", f"`{shown}` exited {code}", [shown]
-    failing = failing_online_checks(output)
+    results = status_results(str(res.details.get("output", "")))
+    seen = {name: results[name] for name in recipe.online_checks if name in results}
+    if len(seen) < len(recipe.online_checks):
+        code = res.details.get("exit_code")
+        missing = ", ".join(n for n in recipe.online_checks if n not in seen)
+        return "unknown", f"`{shown}` (exit {code}) did not report {missing}", [shown]
+    failing = [f"{name}: {result}" for name, result in seen.items() if result != "Success"]
     if failing:
         return "pending", f"`{shown}`: {'; '.join(failing)}", [shown]
-    if ONLINE_TOOL not in " ".join(output.split()):
-        if code == 0:
-            return "unknown", f"`{shown}` has no check of the online data migrations", [shown]
-        return "unknown", f"`{shown}` exited {code} and names no online data migration check", [shown]
-    return "done", f"`{shown}`: its online-migration checks pass", [shown]
+    return "done", f"`{shown}`: {', '.join(seen)}: Success", [shown]
 
 
-def schema_state(svc: Service) -> tuple[str, bool | None, list[str], str]:
+def schema_state(svc: Service, target: KubeTarget) -> tuple[str, bool | None, list[str], str]:
     """(check state, expanded-not-contracted or None, commands run, detail) for one service."""
     recipe = service_recipe(svc.name)
     if recipe is None or "check" not in recipe.commands or svc.migration.mode != "expand-contract":
@@ -147,6 +143,7 @@ def schema_state(svc: Service) -> tuple[str, bool | None, list[str], str]:
         database=svc.database,
         version=w.tag if w else "",
         image=w.image if w else "",
+        target=target,
     )
     try:
         res = migration.db_sync(inp)
@@ -163,7 +160,7 @@ def schema_state(svc: Service) -> tuple[str, bool | None, list[str], str]:
 def check_service(plan: UpgradePlan, svc: Service, version: str) -> ServiceCloudCheck:
     started = time.monotonic()
     online, detail, ran = online_state(svc, version, plan.cloud.openstack.cloud)
-    schema, expanded, ran_schema, schema_detail = schema_state(svc)
+    schema, expanded, ran_schema, schema_detail = schema_state(svc, plan.cloud.kubernetes)
     recipe = service_recipe(svc.name)
     online_command = (
         " ".join([*recipe.tool, *recipe.commands["online"][0]]) if recipe and online != "not-applicable" else ""

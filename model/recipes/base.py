@@ -118,6 +118,9 @@ class ServiceRecipe:
     check_states: Mapping[int, str] = field(default_factory=dict)  # check exit code -> state
     # phases rerun while they exit 1 (online data migrations: 1 = a batch ran, maybe more to do)
     repeat_phases: frozenset[str] = frozenset()
+    # the checks of its status command that look at what the online data migrations fix (a result
+    # other than Success: they are unfinished); none: the cloud cannot be asked without running them
+    online_checks: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # what an operator must know (config the steps rely on, what is not covered)
 
     @property

@@ -53,6 +53,8 @@ RECIPE = ServiceRecipe(
         "migrate": ODM,  # the phase's old name for the online data migrations
     },
     repeat_phases=frozenset({"online", "migrate"}),
+    # placement-status: rows without a root provider id, allocations without a consumer record
+    online_checks=("Missing Root Provider IDs", "Incomplete Consumers"),
     downtime="offline: the API is stopped from the quiesce to the unquiesce (seconds: one db sync)",
     proven="run",
     notes=("online data migrations are the point of no return: rows they rewrite are not promised to the old release",),
