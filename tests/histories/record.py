@@ -66,12 +66,15 @@ class Scenario:
     answers: dict[str, Any] = field(default_factory=dict)  # Script.answers
     drive: Drive = to_the_end
     canary: bool = False
+    cloud: dict[str, io.ServiceCloudCheck] = field(default_factory=dict)  # Script.cloud (ledger.check_cloud)
+    ledger: bool = False  # record the cloud's Ledger workflow too (<scenario>--ledger.json)
 
     def script(self) -> Script:
         script = Script()
         script.fail.update(self.fail)
         script.fail_times.update(self.fail_times)
         script.answers.update({k: list(v) if isinstance(v, list) else v for k, v in self.answers.items()})
+        script.cloud.update(self.cloud)
         return script
 
 
@@ -150,6 +153,21 @@ SCENARIOS = [
     # nova's recipe (model/recipes/nova.py): the target release's status check, three databases, the
     # unpin restart after the rollout, online data migrations called again until done
     Scenario("nova-success", [recipes.nova()], answers={"migration.db_sync:online": [recipes.MORE, recipes.DONE]}),
+    # the ledger (workflows/ledger.py, patch "ledger"): the pre-flight reads it and checks the cloud,
+    # which disagrees (keystone's schema expanded, not contracted): the ledger is corrected, the
+    # upgrade runs, its end is recorded
+    Scenario(
+        "ledger-cloud-wins",
+        ledger=True,
+        cloud={
+            "keystone": io.ServiceCloudCheck(
+                service="keystone",
+                online="not-applicable",
+                schema_state="contract-needed",
+                expanded_not_contracted=True,
+            )
+        },
+    ),
 ]
 
 
@@ -159,6 +177,8 @@ async def record(client: Client, sc: Scenario) -> list[Path]:
     ids = {"upgrade": plan.workflow_id} | {
         s.name: io.service_workflow_id(plan.workflow_id, s.name) for s in plan.services
     }
+    if sc.ledger:
+        ids["ledger"] = io.ledger_workflow_id(plan.cloud.name)
     async with running(client, script) as tq:
         if sc.canary:
             ids["canary"] = f"canary/{uuid.uuid4().hex[:6]}"
