@@ -17,7 +17,8 @@ already runs for the recipes (model/recipes/): per service of the plan
   answers "unknown" without running anything: the ledger's word stands;
 * the schema: the recipe's ``check`` phase (keystone ``db_sync --check``, glance ``db check``)
   through activities/migration.py with the plan's target release: contract-needed or
-  migrate-needed means expanded and not contracted, up-to-date or expand-needed that it is not.
+  migrate-needed means expanded and not contracted, up-to-date or expand-needed that it is not
+  (a check without a contract-needed state, neutron's ``has_offline_migrations``, is reported only).
 
 A check that cannot run answers "unknown" with the reason, never fails the pre-flight by itself.
 """
@@ -150,6 +151,10 @@ def schema_state(svc: Service, target: KubeTarget) -> tuple[str, bool | None, li
     except Exception as e:
         return "unknown", None, [], f"schema check did not run: {getattr(e, 'message', None) or e}"
     shown = " ".join(res.command)
+    if "contract-needed" not in recipe.check_states.values():
+        # the check cannot say "expanded, not contracted" (neutron's answers whether offline
+        # migrations are pending, expanded or not): reported, not weighed
+        return res.state, None, [shown], ""
     if res.state in EXPANDED:
         return res.state, True, [shown], ""
     if res.state in NOT_EXPANDED:
