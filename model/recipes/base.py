@@ -139,6 +139,28 @@ def none_recipe(*steps: Step) -> Recipe:
     return Recipe("none", (GATE, *steps, SNAPSHOT, VERIFY, ROLL, ROLLOUT, VALIDATE), point_of_no_return=None)
 
 
+def sync_then_online_modes(*after_roll: Step) -> dict[Mode, Recipe]:
+    """The modes of a service whose schema has one additive ``db sync`` and no contract (placement,
+    nova, cinder): the sync stopped (offline) or while the old release serves (expand-contract), then
+    ``after_roll`` (nova's unpin restart) and the online data migrations, the point of no return."""
+    return {
+        "offline": Recipe(
+            "offline",
+            (
+                *(GATE, STATUS, QUIESCE, SNAPSHOT, VERIFY, OFFLINE, ROLL, ROLLOUT, UNQUIESCE),
+                *(*after_roll, VALIDATE, ONLINE, POSTCHECK),
+            ),
+            point_of_no_return="online",
+        ),
+        "expand-contract": Recipe(
+            "expand-contract",
+            (GATE, STATUS, SNAPSHOT, VERIFY, EXPAND, ROLL, ROLLOUT, *after_roll, VALIDATE, ONLINE, POSTCHECK),
+            point_of_no_return="online",
+        ),
+        "none": none_recipe(STATUS),
+    }
+
+
 # The recipes of a service that has none of its own (by migration mode): what every service ran
 # before the per-service recipes, and what any other service still runs.
 GENERIC: dict[Mode, Recipe] = {
