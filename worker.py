@@ -38,13 +38,14 @@ from temporalio.worker import Worker
 
 from activities import locality
 from workflows.canary import CanaryWorkflow
+from workflows.ledger import LedgerWorkflow
 from workflows.service import ServiceUpgradeWorkflow
 from workflows.upgrade import UpgradeWorkflow
 
 TASK_QUEUE = locality.main_task_queue()
 ACTIVITY_SLOTS_ENV = "STACKHOP_ACTIVITY_SLOTS"
 DEFAULT_ACTIVITY_SLOTS = 32
-WORKFLOWS = (UpgradeWorkflow, ServiceUpgradeWorkflow, CanaryWorkflow)
+WORKFLOWS = (UpgradeWorkflow, ServiceUpgradeWorkflow, CanaryWorkflow, LedgerWorkflow)
 log = structlog.get_logger("stackhop.worker")
 
 

@@ -11,7 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from activities import database, db_inspect, helm, kube_rollout, kube_scale, migration, probe, tempest, validation
+from activities import (
+    database,
+    db_inspect,
+    helm,
+    kube_rollout,
+    kube_scale,
+    ledger,
+    migration,
+    probe,
+    tempest,
+    validation,
+)
 
 ACTIVITIES: list[Callable[..., Any]] = [
     # Kubernetes: images, rollouts, replicas
@@ -37,4 +48,8 @@ ACTIVITIES: list[Callable[..., Any]] = [
     tempest.run_tempest,
     # what the users of an API saw while its service upgraded (runs beside the steps)
     probe.probe_availability,
+    # the cloud's upgrade ledger (workflows/ledger.py): record, read, and the cloud's own answer
+    ledger.record,
+    ledger.read,
+    ledger.check_cloud,
 ]

@@ -191,6 +191,63 @@ def _helm_section(plan: UpgradePlan) -> int:
     return missing
 
 
+# --- the cloud's upgrade ledger (workflows/ledger.py) --------------------------------------------
+def ledger_table(plan: UpgradePlan, state: Any) -> tuple[Table, list[str]]:
+    """What earlier upgrades left each service of the plan (and any other the ledger knows), and the
+    services whose unfinished online data migrations would make the pre-flight refuse."""
+    table = Table(title=f"Ledger of {state.cloud} ({state.records} record(s), run {state.runs})")
+    for col in ("service", "release", "online data migrations", "schema", "left by"):
+        table.add_column(col, overflow="fold")
+    names = [s.name for s in plan.services] + sorted(set(state.services) - {s.name for s in plan.services})
+    blocking = []
+    for name in names:
+        e = state.services.get(name)
+        if e is None:
+            table.add_row(name, "-", "-", "-", Text("nothing recorded", style="dim"))
+            continue
+        if e.online_pending:
+            online = Text(f"UNFINISHED: run `{e.online_command}`", style="red")
+            if name in {s.name for s in plan.services}:
+                blocking.append(name)
+        else:
+            online = Text("complete or none", style="green")
+        schema = (
+            Text(f"expanded, not contracted (`{e.contract_command}`)", style="yellow")
+            if e.expanded_not_contracted
+            else Text("-")
+        )
+        source = " (corrected by a pre-flight's cloud check)" if e.source == "cloud" else ""
+        left = f"{e.upgrade_id} {e.outcome} {e.recorded_at[:19]}{source}".strip()
+        table.add_row(name, f"{e.release or '?'} {e.version}".strip(), online, schema, left)
+    return table, blocking
+
+
+async def _ledger_section(plan: UpgradePlan) -> list[str]:
+    """Print the cloud's ledger (read-only: its ``state`` query); the plan's services that have
+    unfinished online data migrations. Temporal unreachable or no ledger: said, not a failure."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from cliapp.common import connect
+    from model.io import LedgerState, ledger_workflow_id
+
+    wid = ledger_workflow_id(plan.cloud.name)
+    try:
+        client = await connect(within=5)
+        state = await client.get_workflow_handle(wid).query("state", result_type=LedgerState)
+    except Fail as e:
+        say(f"ledger {wid}: not read ({e.message.splitlines()[0]})")
+        return []
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            say(f"ledger {wid}: none yet (no upgrade of {plan.cloud.name} recorded)")
+        else:
+            say(f"ledger {wid}: not read ({e.message})")
+        return []
+    table, blocking = ledger_table(plan, state)
+    out().print(table)
+    return blocking
+
+
 @app.command()
 def show(
     plan_file: PlanArg,
@@ -212,10 +269,12 @@ def show(
             for line in refused:
                 out().print(Text(f"REFUSED {line}", style="red"), soft_wrap=True)
             releases_missing = _helm_section(plan)
-            if missing or refused or releases_missing:
+            unfinished = await _ledger_section(plan)
+            if missing or refused or releases_missing or unfinished:
                 why = [f"{missing} workload(s) missing"] if missing else []
                 why += [f"{len(refused)} workload(s) owned by something the plan may not change"] if refused else []
                 why += [f"{releases_missing} Helm release(s) not found"] if releases_missing else []
+                why += [f"unfinished online data migrations ({', '.join(unfinished)})"] if unfinished else []
                 raise Fail(BAD_INPUT, f"{'; '.join(why)}: the upgrade's pre-flight would stop")
 
     run(body())

@@ -74,6 +74,7 @@ def summary_lines(report: io.UpgradeReport) -> list[str]:
     for r in report.preflight:
         if r.status == "failed":
             lines.append(f"pre-flight failed: {r.detail}")
+    lines += [f"ledger: {line}" for line in report.ledger if "the cloud wins" in line or line.startswith("recorded")]
     for s in report.services:
         line = f"  {s.service}: {s.outcome}" + (f" ({s.message})" if s.message else "")
         if s.tempest:
@@ -180,6 +181,8 @@ def render_markdown(report: io.UpgradeReport) -> str:
             "|---|---|---:|---:|---:|---:|---|",
             *("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows),
         ]
+    if report.ledger:  # what the ledger and the cloud said (the cloud wins), and what was recorded
+        md += ["", "## Ledger", "", *(f"- {_cell(line)}" for line in report.ledger)]
     for s in report.services:
         md += ["", f"## {s.service}: {s.outcome}", ""]
         if s.message:

@@ -206,11 +206,27 @@ class KubeCloud:
 
     def wait_ready(self, services: Sequence[str], nodes: Sequence[str], timeout: float = 600) -> None:
         def done() -> bool:
-            return not self.rolled_out(services, nodes) and (
-                "nova" not in services or sorted(self.compute_hosts()) == sorted(nodes)
+            return (
+                not self.rolled_out(services, nodes)
+                and not self.unhanded(services)
+                and ("nova" not in services or sorted(self.compute_hosts()) == sorted(nodes))
             )
 
-        wait(done, timeout, lambda: "; ".join(self.rolled_out(services, nodes)) or f"nova-compute on {nodes}")
+        def what() -> str:
+            left = self.rolled_out(services, nodes) + [
+                f"{p}: still the cloud's own process" for p in self.unhanded(services)
+            ]
+            return "; ".join(left) or f"nova-compute on {nodes}"
+
+        wait(done, timeout, what)
+
+    def unhanded(self, services: Sequence[str]) -> list[str]:
+        """The processes of ``services`` no pod stands for (the Keystone ``up`` starts before its chart
+        is installed): the controller stops each once a Ready pod serves its workload."""
+        core, _ = self._apis()
+        listed: list[Any] = core.list_namespaced_pod(self.namespace).items
+        pods = {p.metadata.name for p in listed}
+        return sorted(n for n, p in self.cloud().pods.items() if p.service in services and n not in pods)
 
     def compute_hosts(self) -> list[str]:
         """The hosts of the nova-compute services that are up (nova's service list, through the API)."""

@@ -79,8 +79,12 @@ INCONCLUSIVE: Final = "inconclusive"  # a check could not tell: the operator dec
 GATE_TIMEOUT: Final = "gate-timeout"  # a gate was not approved in time: nothing was changed
 ABORTED: Final = "aborted"  # the operator aborted the upgrade
 RESTORE_APPROVAL: Final = "restore-approval"  # a restore would lose writes: it waits for approval
+# the pre-flight refused: an earlier upgrade's online data migrations are unfinished (ledger or cloud)
+UNFINISHED_MIGRATIONS: Final = "unfinished-migrations"
 
-STEP_KINDS = frozenset({CANCELLED, TIMEOUT, CHECK_FAIL, INCONCLUSIVE, GATE_TIMEOUT, ABORTED, RESTORE_APPROVAL})
+STEP_KINDS = frozenset(
+    {CANCELLED, TIMEOUT, CHECK_FAIL, INCONCLUSIVE, GATE_TIMEOUT, ABORTED, RESTORE_APPROVAL, UNFINISHED_MIGRATIONS}
+)
 
 # --- 3. outcomes ---------------------------------------------------------------------------------
 UPGRADE_ROLLED_BACK: Final = "UpgradeRolledBack"

@@ -37,6 +37,9 @@ HELM_STATUS = "helm.status"
 HELM_UPGRADE = "helm.upgrade"
 HELM_ROLLBACK = "helm.rollback"
 PROBE_AVAILABILITY = "probe.availability"
+LEDGER_RECORD = "ledger.record"
+LEDGER_READ = "ledger.read"
+LEDGER_CHECK_CLOUD = "ledger.check_cloud"
 
 
 # --- Kubernetes --------------------------------------------------------------------------------
@@ -530,6 +533,9 @@ class UpgradeReport(Msg):
     ended_at: str = ""
     services: list[ServiceResult] = Field(default_factory=list)
     preflight: list[StepRecord] = Field(default_factory=list)
+    # what the pre-flight found in the ledger and the cloud (disagreements first: the cloud won), and
+    # what the end of the upgrade recorded there (workflows/ledger.py)
+    ledger: list[str] = Field(default_factory=list)
 
 
 class UpgradeStatus(Msg):
@@ -558,6 +564,109 @@ class CanaryResult(Msg):
     report: UpgradeReport | None = None
     reset: list[StepRecord] = Field(default_factory=list)  # what returned it to baseline
     message: str = ""
+
+
+# --- the upgrade ledger (workflows/ledger.py, activities/ledger.py) -----------------------------
+def ledger_workflow_id(cloud: str) -> str:
+    """The one Ledger workflow of a cloud: what each upgrade of it left pending."""
+    return f"ledger/{cloud}"
+
+
+class LedgerEntry(Msg):
+    """What the last upgrade that touched a service left: the release it reached and its debts."""
+
+    service: str
+    release: str = ""  # the release the service runs (reached, or back to after a rollback)
+    version: str = ""  # its tag (fills {version} in the worker's commands)
+    online_pending: bool = False  # online data migrations of ``release`` not yet complete
+    online_command: str = ""  # what finishes them (the recipe's command)
+    expanded_not_contracted: bool = False  # e.g. a rollback (previous images) after a complete expand
+    contract_command: str = ""  # what contracts it (the next upgrade to the release does it)
+    outcome: str = ""  # of that service's upgrade
+    upgrade_id: str = ""  # the upgrade workflow (id/run) that left this entry
+    run_id: str = ""
+    recorded_at: str = ""
+    source: Literal["upgrade", "cloud"] = "upgrade"  # cloud: a pre-flight's check of the cloud corrected it
+
+
+class LedgerRecord(Msg):
+    """One record: an upgrade's end (entries of the services it touched), or a pre-flight's
+    correction (the cloud disagreed: ``source`` cloud)."""
+
+    cloud: str
+    upgrade_id: str
+    run_id: str = ""
+    release_from: str = ""
+    release_to: str = ""
+    outcome: str = ""
+    entries: list[LedgerEntry] = Field(default_factory=list)
+    recorded_at: str = ""
+    source: Literal["upgrade", "cloud"] = "upgrade"
+
+
+class LedgerEvent(Msg):
+    """One line of the ledger's (small) history."""
+
+    upgrade_id: str
+    run_id: str = ""
+    outcome: str = ""
+    at: str = ""
+    summary: str = ""
+
+
+class LedgerState(Msg):
+    cloud: str
+    services: dict[str, LedgerEntry] = Field(default_factory=dict)
+    history: list[LedgerEvent] = Field(default_factory=list)  # newest last, at most LEDGER_HISTORY
+    records: int = 0  # recorded since the ledger began (every run)
+    runs: int = 1  # this run's number: continue-as-new starts the next
+
+    def pending(self) -> list[LedgerEntry]:
+        return [e for e in self.services.values() if e.online_pending or e.expanded_not_contracted]
+
+
+class LedgerInput(Msg):
+    cloud: str
+    state: LedgerState | None = None  # carried over by continue-as-new
+    records_per_run: int = 200  # continue-as-new after this many records (or when Temporal suggests it)
+
+
+class LedgerReadInput(Msg):
+    cloud: str
+
+
+class LedgerRead(Msg):
+    found: bool  # False: no ledger yet (no upgrade recorded on this cloud)
+    state: LedgerState
+
+
+class LedgerAck(Msg):
+    message: str = ""
+
+
+class CloudCheckInput(Msg):
+    """Ask the cloud what the ledger says: each service's online-migration check and schema check."""
+
+    plan: UpgradePlan
+    ledger: LedgerState | None = None  # the versions the services run now, where it knows them
+
+
+OnlineState = Literal["pending", "done", "unknown", "not-applicable"]
+
+
+class ServiceCloudCheck(Msg):
+    service: str
+    online: OnlineState = "not-applicable"
+    online_command: str = ""  # what finishes them
+    online_detail: str = ""  # what the check saw (the failing checks, or why it cannot tell)
+    schema_state: str = ""  # the schema check's state (up-to-date, expand-needed, contract-needed, ...); "": none
+    expanded_not_contracted: bool | None = None  # None: the check cannot tell
+    commands: list[str] = Field(default_factory=list)  # what ran
+    seconds: float = 0.0
+
+
+class CloudCheck(Msg):
+    services: list[ServiceCloudCheck] = Field(default_factory=list)
 
 
 # --- human control (updates) -------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import CancelledError
 
+from activities import ledger
 from model import errors, io
 
 
@@ -38,6 +39,11 @@ class Script:
         # "stop <service>" in order; what it returns is its heartbeats as requests, plus ``probe_result``.
         self.probes: list[str] = []
         self.probe_result: dict[str, Any] = {}
+        # ledger.check_cloud: service -> what the cloud answers (default: online migrations done or
+        # not applicable, schema not told); ledger.record and ledger.read are the real activities
+        # (they only talk to Temporal). Their calls go to ``ledger_calls``, not ``calls``.
+        self.cloud: dict[str, io.ServiceCloudCheck] = {}
+        self.ledger_calls: list[str] = []
 
     def key_started(self, key: str) -> threading.Event:
         return self.started.setdefault(key, threading.Event())
@@ -223,6 +229,7 @@ class Script:
             resumed = [io.ProbeState.model_validate(d) for d in info.heartbeat_details]
             api = io.PROBE_APIS[inp.service_type]
             state = resumed[-1] if resumed else io.ProbeState(counters=io.Availability(service=inp.service, api=api))
+            state = state.model_copy(update={"counters": state.counters.model_copy(update={"attempts": info.attempt})})
             with s.lock:
                 s.probes.append(f"start {inp.service}#{info.attempt} at {state.counters.requests}")
             s.key_started(f"{io.PROBE_AVAILABILITY}:{inp.service}").set()
@@ -240,8 +247,35 @@ class Script:
                 s.probes.append(f"stop {inp.service}")
             return state.counters.model_copy(update={"attempts": info.attempt, **s.probe_result})
 
+        @standin(io.LEDGER_CHECK_CLOUD)
+        def check_cloud(inp: io.CloudCheckInput) -> io.CloudCheck:
+            with s.lock:
+                s.ledger_calls.append(io.LEDGER_CHECK_CLOUD)
+            return io.CloudCheck(
+                services=[
+                    s.cloud.get(svc.name)
+                    or io.ServiceCloudCheck(
+                        service=svc.name, online="done" if svc.name in ("nova", "placement") else "not-applicable"
+                    )
+                    for svc in inp.plan.services
+                ]
+            )
+
+        async def ledger_record(rec: io.LedgerRecord) -> io.LedgerAck:
+            with s.lock:
+                s.ledger_calls.append(io.LEDGER_RECORD)
+            return await ledger.record(rec)
+
+        async def ledger_read(inp: io.LedgerReadInput) -> io.LedgerRead:
+            with s.lock:
+                s.ledger_calls.append(io.LEDGER_READ)
+            return await ledger.read(inp)
+
         return [
             probe,
+            activity.defn(name=io.LEDGER_RECORD)(ledger_record),
+            activity.defn(name=io.LEDGER_READ)(ledger_read),
+            check_cloud,
             read_images,
             set_images,
             wait_rollout,

@@ -26,7 +26,7 @@ def registered_name(fn: Callable[..., Any]) -> str:
     """The ``name=`` of the function's ``@activity.defn``, resolved in its module."""
     tree = ast.parse(inspect.getsource(fn).lstrip())
     (func,) = tree.body
-    assert isinstance(func, ast.FunctionDef)
+    assert isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef)  # async: the ledger's, which use the client
     for deco in func.decorator_list:
         if isinstance(deco, ast.Call) and ast.unparse(deco.func) == "activity.defn":
             (keyword,) = (k for k in deco.keywords if k.arg == "name")

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from model.plan import UpgradePlan
     from workflows.adapters import HelmAdapter, adapter_for
     from workflows.interruptions import through_cancellation
+    from workflows.ledger import LEDGER_PATCH, entries_from, reconcile
     from workflows.progress import render_details
     from workflows.service import ServiceUpgradeWorkflow, plan_steps
     from workflows.steps import Recorder, StepFailed
@@ -48,6 +49,7 @@ class UpgradeWorkflow:
         self.children: dict[str, workflow.ChildWorkflowHandle[ServiceUpgradeWorkflow, io.ServiceResult]] = {}
         self.outcome: io.Outcome | None = None
         self.message = ""
+        self.ledger_notes: list[str] = []  # what the pre-flight found in the ledger and the cloud
 
     # --- queries and updates ----------------------------------------------------------------------
     @workflow.query
@@ -174,6 +176,8 @@ class UpgradeWorkflow:
         if outcome == "succeeded":
             self._set_phase("upgrading")
             outcome, message, results = await self._services()
+        if results and workflow.patched(LEDGER_PATCH):
+            await self._record(preflight, outcome, results)
         self.outcome, self.message = outcome, message or f"{self.plan.cloud.name} upgraded to {self.plan.release.to}"
         self._set_phase("done")
         report = report.model_copy(
@@ -183,6 +187,7 @@ class UpgradeWorkflow:
                 "services": results,
                 "preflight": preflight.records,
                 "ended_at": workflow.now().isoformat(),
+                "ledger": self.ledger_notes,
             }
         )
         self._show()
@@ -242,6 +247,86 @@ class UpgradeWorkflow:
                 rec.finish(r, "failed", str(f))
                 raise
             rec.finish(r, "done", f"{svc.name}: workloads owned by: {'; '.join(owners)}")
+        if not self.abort_reason and workflow.patched(LEDGER_PATCH):
+            await self._ledger_preflight(rec)
+
+    async def _ledger_preflight(self, rec: Recorder) -> None:
+        """What the last upgrades left pending, from the ledger *and* the cloud (the cloud wins when
+        they disagree, and the report says so). Refused while online data migrations are unfinished."""
+        cloud = self.plan.cloud.name
+        r = rec.start("preflight", "ledger: what earlier upgrades left pending")
+        try:
+            read = await rec.call(
+                "preflight",
+                io.LEDGER_READ,
+                io.LedgerReadInput(cloud=cloud),
+                io.LedgerRead,
+                summary=f"pre-flight: the ledger of {cloud}",
+            )
+            ledger = read.state if read.found else None
+            checked = await rec.call(
+                "preflight",
+                io.LEDGER_CHECK_CLOUD,
+                io.CloudCheckInput(plan=self.plan, ledger=ledger),
+                io.CloudCheck,
+                summary=f"pre-flight: online migrations and schema of {', '.join(s.name for s in self.plan.services)}",
+            )
+        except StepFailed as f:
+            rec.finish(r, "failed", str(f))
+            raise
+        seen = reconcile(self.plan, ledger, checked)
+        self.ledger_notes = [*seen.disagreements, *seen.notes]
+        if seen.disagreements:
+            # the ledger learns what the cloud said (a failure to record does not stop the upgrade)
+            entries = [e for e in seen.entries.values() if e.source == "cloud"]
+            correction = io.LedgerRecord(
+                cloud=cloud,
+                upgrade_id=workflow.info().workflow_id,
+                run_id=workflow.info().run_id,
+                outcome="preflight",
+                entries=entries,
+                recorded_at=workflow.now().isoformat(),
+                source="cloud",
+            )
+            try:
+                await rec.call(
+                    "preflight",
+                    io.LEDGER_RECORD,
+                    correction,
+                    io.LedgerAck,
+                    summary=f"ledger of {cloud}: the cloud's word",
+                )
+            except StepFailed as f:
+                self.ledger_notes.append(f"the ledger was not corrected: {f}")
+        detail = "; ".join(self.ledger_notes) or "no service in the plan"
+        if seen.refusals:
+            why = "; ".join(seen.refusals)
+            rec.finish(r, "failed", f"{why} [{detail}]")
+            raise StepFailed("preflight", f"refused: {why}", errors.UNFINISHED_MIGRATIONS)
+        rec.finish(r, "done", f"ledger{' (none yet)' if ledger is None else ''}: {detail}")
+
+    async def _record(self, preflight: Recorder, outcome: io.Outcome, results: list[io.ServiceResult]) -> None:
+        """The ledger keeps what this upgrade left each service it touched (a failure to record is
+        reported, it does not change the upgrade's outcome: the next pre-flight checks the cloud)."""
+        info = workflow.info()
+        record = io.LedgerRecord(
+            cloud=self.plan.cloud.name,
+            upgrade_id=info.workflow_id,
+            run_id=info.run_id,
+            release_from=self.plan.release.from_,
+            release_to=self.plan.release.to,
+            outcome=outcome,
+            entries=entries_from(self.plan, results, info.workflow_id, info.run_id, workflow.now().isoformat()),
+            recorded_at=workflow.now().isoformat(),
+        )
+        rec = Recorder("(ledger)", self.plan.policy)
+        try:
+            await rec.call(
+                "ledger", io.LEDGER_RECORD, record, io.LedgerAck, summary=f"ledger of {self.plan.cloud.name}: record"
+            )
+            self.ledger_notes.append(f"recorded: {' / '.join(_debts(record)) or 'nothing left pending'}")
+        except StepFailed as f:
+            self.ledger_notes.append(f"not recorded in the ledger: {f}")
 
     async def _release_ready(self, rec: Recorder, adapter: HelmAdapter) -> None:
         """The release exists and its last revision is deployed (a pending one a killed worker left
@@ -335,3 +420,12 @@ class UpgradeWorkflow:
 
     def _show(self) -> None:
         workflow.set_current_details(render_details(self.plan, self.phase, self.waves, self.services, self.message))
+
+
+def _debts(record: io.LedgerRecord) -> list[str]:
+    return [
+        f"{e.service}: {what}"
+        for e in record.entries
+        for what in (["online data migrations unfinished"] if e.online_pending else [])
+        + (["expanded, not contracted"] if e.expanded_not_contracted else [])
+    ]

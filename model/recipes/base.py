@@ -118,6 +118,9 @@ class ServiceRecipe:
     check_states: Mapping[int, str] = field(default_factory=dict)  # check exit code -> state
     # phases rerun while they exit 1 (online data migrations: 1 = a batch ran, maybe more to do)
     repeat_phases: frozenset[str] = frozenset()
+    # the checks of its status command that look at what the online data migrations fix (a result
+    # other than Success: they are unfinished); none: the cloud cannot be asked without running them
+    online_checks: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # what an operator must know (config the steps rely on, what is not covered)
 
     @property
@@ -134,6 +137,28 @@ class ServiceRecipe:
 def none_recipe(*steps: Step) -> Recipe:
     """No schema change (an image update within a release): the steps before and after the roll."""
     return Recipe("none", (GATE, *steps, SNAPSHOT, VERIFY, ROLL, ROLLOUT, VALIDATE), point_of_no_return=None)
+
+
+def sync_then_online_modes(*after_roll: Step) -> dict[Mode, Recipe]:
+    """The modes of a service whose schema has one additive ``db sync`` and no contract (placement,
+    nova, cinder): the sync stopped (offline) or while the old release serves (expand-contract), then
+    ``after_roll`` (nova's unpin restart) and the online data migrations, the point of no return."""
+    return {
+        "offline": Recipe(
+            "offline",
+            (
+                *(GATE, STATUS, QUIESCE, SNAPSHOT, VERIFY, OFFLINE, ROLL, ROLLOUT, UNQUIESCE),
+                *(*after_roll, VALIDATE, ONLINE, POSTCHECK),
+            ),
+            point_of_no_return="online",
+        ),
+        "expand-contract": Recipe(
+            "expand-contract",
+            (GATE, STATUS, SNAPSHOT, VERIFY, EXPAND, ROLL, ROLLOUT, *after_roll, VALIDATE, ONLINE, POSTCHECK),
+            point_of_no_return="online",
+        ),
+        "none": none_recipe(STATUS),
+    }
 
 
 # The recipes of a service that has none of its own (by migration mode): what every service ran

@@ -2,42 +2,13 @@
 
 from __future__ import annotations
 
-from model.recipes.base import (
-    EXPAND,
-    GATE,
-    OFFLINE,
-    ONLINE,
-    POSTCHECK,
-    QUIESCE,
-    ROLL,
-    ROLLOUT,
-    SNAPSHOT,
-    STATUS,
-    UNQUIESCE,
-    VALIDATE,
-    VERIFY,
-    Recipe,
-    ServiceRecipe,
-    none_recipe,
-)
+from model.recipes.base import ServiceRecipe, sync_then_online_modes
 
 ODM = (("db", "online_data_migrations", "--max_count", "1000"),)
 
 RECIPE = ServiceRecipe(
     service="cinder",
-    modes={
-        "offline": Recipe(
-            "offline",
-            (GATE, STATUS, QUIESCE, SNAPSHOT, VERIFY, OFFLINE, ROLL, ROLLOUT, UNQUIESCE, VALIDATE, ONLINE, POSTCHECK),
-            point_of_no_return="online",
-        ),
-        "expand-contract": Recipe(
-            "expand-contract",
-            (GATE, STATUS, SNAPSHOT, VERIFY, EXPAND, ROLL, ROLLOUT, VALIDATE, ONLINE, POSTCHECK),
-            point_of_no_return="online",
-        ),
-        "none": none_recipe(STATUS),
-    },
+    modes=sync_then_online_modes(),
     mode_reason="not run against a real cinder: offline is the mode whose restore loses nothing",
     databases=("cinder",),
     workloads={

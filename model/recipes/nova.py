@@ -4,59 +4,15 @@ workload runs the new release; online data migrations, the point of no return.""
 
 from __future__ import annotations
 
-from model.recipes.base import (
-    EXPAND,
-    GATE,
-    OFFLINE,
-    ONLINE,
-    POSTCHECK,
-    QUIESCE,
-    ROLL,
-    ROLLOUT,
-    SNAPSHOT,
-    STATUS,
-    UNPIN,
-    UNQUIESCE,
-    VALIDATE,
-    VERIFY,
-    Recipe,
-    ServiceRecipe,
-    none_recipe,
-)
+from model.recipes.base import UNPIN, ServiceRecipe, sync_then_online_modes
 
 ODM = (("db", "online_data_migrations", "--max-count", "1000"),)
 
 RECIPE = ServiceRecipe(
     service="nova",
-    modes={
-        # "expand-contract" names the plan's mode: the schema changes while the old release serves.
-        # Nova's schema migrations are additive (its "expand" is the two syncs); it has no contract.
-        "expand-contract": Recipe(
-            "expand-contract",
-            (GATE, STATUS, SNAPSHOT, VERIFY, EXPAND, ROLL, ROLLOUT, UNPIN, VALIDATE, ONLINE, POSTCHECK),
-            point_of_no_return="online",
-        ),
-        "offline": Recipe(
-            "offline",
-            (
-                GATE,
-                STATUS,
-                QUIESCE,
-                SNAPSHOT,
-                VERIFY,
-                OFFLINE,
-                ROLL,
-                ROLLOUT,
-                UNQUIESCE,
-                UNPIN,
-                VALIDATE,
-                ONLINE,
-                POSTCHECK,
-            ),
-            point_of_no_return="online",
-        ),
-        "none": none_recipe(STATUS),
-    },
+    # "expand-contract" names the plan's mode: the schema changes while the old release serves. Nova's
+    # schema migrations are additive (its "expand" is the two syncs); it has no contract.
+    modes=sync_then_online_modes(UNPIN),
     mode_reason="nova supports rolling upgrades: its schema migrations are additive, the old services keep "
     "working on the synced schema and the computes stay pinned to the old RPC version until the unpin restart; "
     "the way back ends when the online data migrations start (not at a contract: nova has none)",

@@ -2,44 +2,15 @@
 
 from __future__ import annotations
 
-from model.recipes.base import (
-    EXPAND,
-    GATE,
-    OFFLINE,
-    ONLINE,
-    POSTCHECK,
-    QUIESCE,
-    ROLL,
-    ROLLOUT,
-    SNAPSHOT,
-    STATUS,
-    UNQUIESCE,
-    VALIDATE,
-    VERIFY,
-    Recipe,
-    ServiceRecipe,
-    none_recipe,
-)
+from model.recipes.base import ServiceRecipe, sync_then_online_modes
 
 ODM = (("db", "online_data_migrations", "--max-count", "1000"),)
 
 RECIPE = ServiceRecipe(
     service="placement",
-    modes={
-        "offline": Recipe(
-            "offline",
-            (GATE, STATUS, QUIESCE, SNAPSHOT, VERIFY, OFFLINE, ROLL, ROLLOUT, UNQUIESCE, VALIDATE, ONLINE, POSTCHECK),
-            point_of_no_return="online",
-        ),
-        # `db sync` while the old release serves: placement has no expand/contract split, so this is
-        # the operator's call that its migrations between the two releases are additive
-        "expand-contract": Recipe(
-            "expand-contract",
-            (GATE, STATUS, SNAPSHOT, VERIFY, EXPAND, ROLL, ROLLOUT, VALIDATE, ONLINE, POSTCHECK),
-            point_of_no_return="online",
-        ),
-        "none": none_recipe(STATUS),
-    },
+    # expand-contract runs `db sync` while the old release serves: placement has no expand/contract
+    # split, so that mode is the operator's call that its migrations between the releases are additive
+    modes=sync_then_online_modes(),
     mode_reason="placement has one schema command (`db sync`) and no expand/contract split: stopped for it, "
     "the snapshot holds every write and a failed sync is restored without losing any",
     databases=("placement",),
@@ -53,6 +24,8 @@ RECIPE = ServiceRecipe(
         "migrate": ODM,  # the phase's old name for the online data migrations
     },
     repeat_phases=frozenset({"online", "migrate"}),
+    # placement-status: rows without a root provider id, allocations without a consumer record
+    online_checks=("Missing Root Provider IDs", "Incomplete Consumers"),
     downtime="offline: the API is stopped from the quiesce to the unquiesce (seconds: one db sync)",
     proven="run",
     notes=("online data migrations are the point of no return: rows they rewrite are not promised to the old release",),

@@ -141,7 +141,8 @@ async def test_the_counters_survive_a_worker_restart(client: Client, cloud: Clou
     async with probe_worker(client, tq):
         resumed = await eventually(
             # the second attempt's own heartbeat (the first ones seen may still be the first attempt's)
-            seen(handle, lambda attempt, s: attempt == 2 and s.counters.attempts == 2),
+            # (or a later one: a worker shutting down may still have polled the next attempt, and failed it)
+            seen(handle, lambda attempt, s: attempt == s.counters.attempts >= 2),
             within=30,
             what="the second attempt's first heartbeat",
         )
@@ -155,5 +156,5 @@ async def test_the_counters_survive_a_worker_restart(client: Client, cloud: Clou
     print(f"before the restart: {before.counters}; resumed: {resumed.counters}; result: {a}")
     assert resumed.started_at == before.started_at, "the same probe's state, not a fresh one"
     assert resumed.counters.requests >= before.counters.requests
-    assert a.attempts == 2 and a.requests >= later.counters.requests
+    assert a.attempts >= 2 and a.requests >= later.counters.requests
     assert a.api == "token issue"

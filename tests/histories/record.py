@@ -66,12 +66,15 @@ class Scenario:
     answers: dict[str, Any] = field(default_factory=dict)  # Script.answers
     drive: Drive = to_the_end
     canary: bool = False
+    cloud: dict[str, io.ServiceCloudCheck] = field(default_factory=dict)  # Script.cloud (ledger.check_cloud)
+    ledger: bool = False  # record the cloud's Ledger workflow too (<scenario>--ledger.json)
 
     def script(self) -> Script:
         script = Script()
         script.fail.update(self.fail)
         script.fail_times.update(self.fail_times)
         script.answers.update({k: list(v) if isinstance(v, list) else v for k, v in self.answers.items()})
+        script.cloud.update(self.cloud)
         return script
 
 
@@ -154,6 +157,21 @@ SCENARIOS = [
     # end of a success and of a rollback
     Scenario("probe-success"),
     Scenario("probe-rollback", fail={"k8s.wait_rollout": errors.ROLLOUT_FAILED}),
+    # the ledger (workflows/ledger.py, patch "ledger"): the pre-flight reads it and checks the cloud,
+    # which disagrees (keystone's schema expanded, not contracted): the ledger is corrected, the
+    # upgrade runs, its end is recorded
+    Scenario(
+        "ledger-cloud-wins",
+        ledger=True,
+        cloud={
+            "keystone": io.ServiceCloudCheck(
+                service="keystone",
+                online="not-applicable",
+                schema_state="contract-needed",
+                expanded_not_contracted=True,
+            )
+        },
+    ),
 ]
 
 
@@ -163,6 +181,8 @@ async def record(client: Client, sc: Scenario) -> list[Path]:
     ids = {"upgrade": plan.workflow_id} | {
         s.name: io.service_workflow_id(plan.workflow_id, s.name) for s in plan.services
     }
+    if sc.ledger:
+        ids["ledger"] = io.ledger_workflow_id(plan.cloud.name)
     async with running(client, script) as tq:
         if sc.canary:
             ids["canary"] = f"canary/{uuid.uuid4().hex[:6]}"

@@ -80,5 +80,6 @@ async def test_killed_worker_is_replaced_without_repeating_steps(
             "k8s.set_images": 1,
             "k8s.wait_rollout": 1,
             "tempest.run": 1,
+            "ledger.check_cloud": 1,  # the pre-flight checks the cloud (record and read: not journaled)
         }
     ), "every step completed exactly once"

@@ -139,7 +139,10 @@ async def test_the_counters_survive_a_worker_restart(client: Client) -> None:
 
         async def counted(attempt: int, at_least: int) -> io.ProbeState | None:
             seen = await pending_probe(child)
-            return seen[1] if seen and seen[0] == attempt and seen[1].counters.requests >= at_least else None
+            # the attempt's own heartbeat: until it sends one, the details shown are the previous attempt's
+            # (a later attempt: a worker shutting down may still have polled the next one, and failed it)
+            ok = seen and seen[0] == seen[1].counters.attempts >= attempt and seen[1].counters.requests >= at_least
+            return seen[1] if seen and ok else None
 
         before = await eventually(
             lambda: counted(1, 5), within=20, what="the probe's heartbeats in the UI", ignore=(RPCError,)
@@ -159,7 +162,7 @@ async def test_the_counters_survive_a_worker_restart(client: Client) -> None:
         await update(handle, "resume", io.ResumeRequest())
         report = await handle.result()
     assert script.probes[0] == "start keystone#1 at 0"
-    (resumed_at,) = [int(p.rsplit(" ", 1)[1]) for p in script.probes if p.startswith("start keystone#2")]
-    assert resumed_at >= before.counters.requests, script.probes
+    resumed = [int(p.rsplit(" ", 1)[1]) for p in script.probes[1:] if p.startswith("start keystone#")]
+    assert resumed and min(resumed) >= before.counters.requests, script.probes
     a = report.services[0].availability
-    assert a is not None and a.attempts == 2 and a.requests > after.counters.requests
+    assert a is not None and a.attempts >= 2 and a.requests > after.counters.requests
