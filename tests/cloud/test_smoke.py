@@ -177,7 +177,7 @@ def test_tempest_smoke_passes_on_the_cloud_at_2025_2(tempest_env: CloudLab, serv
     assert result.status == "pass", (result.message, result.details)
     assert result.failed == 0 and result.passed > 0
     area = {"keystone": "identity", "glance": "image", "neutron": "network"}[service]
-    assert all(t.startswith(f"tempest.api.{area}.") for t in ran(result, {"passed", "skipped"}))
+    assert all(f"tempest.api.{area}." in t for t in ran(result, {"passed", "skipped"}))  # skips: "setUpClass (…)"
     print(f"tempest {service}: {result.passed} passed, {result.skipped} skipped in {seconds:.1f} s")
 
 
