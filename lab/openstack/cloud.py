@@ -34,7 +34,7 @@ from typing import Any, cast
 import structlog
 import yaml
 
-from lab.openstack import install, paths, procs
+from lab.openstack import install, paths, procs, tempest_ws
 from lab.openstack.mariadb import MariaDB
 from lab.openstack.proxy import write_routes
 from lab.openstack.rabbitmq import RabbitMQ
@@ -266,6 +266,10 @@ class CloudLab:
             conn.identity.update_user(user, password=ctx.service_password)
         role = conn.identity.find_role("admin")
         conn.identity.assign_project_role_to_user(project, user, role)
+        # keystonemiddleware 13 requires the `service` role on a service token (nova sends one with
+        # its calls to neutron, placement, glance: `service_token_roles_required` defaults to true)
+        service_role = conn.identity.find_role("service") or conn.identity.create_role(name="service")
+        conn.identity.assign_project_role_to_user(project, user, service_role)
         if svc.catalog is None:
             return
         kind, path = svc.catalog
@@ -557,6 +561,21 @@ class CloudLab:
         self.clouds_yaml.chmod(0o600)
         return self.clouds_yaml
 
+    @property
+    def tempest_workspace(self) -> Path:
+        return tempest_ws.workspace(self.base)
+
+    def write_tempest_workspace(self) -> Path:
+        """``<cloud>/tempest/ws`` for the services set up (their APIs must answer): tempest's image
+        and flavors ensured, tempest.conf (re)written; ``worker_env`` names it from then on."""
+        return tempest_ws.create_for_cloud(
+            self.base,
+            self.connect(),
+            auth_url=self.auth_url,
+            admin_password=self.admin_password,
+            services=self.services,
+        )
+
     def worker_env(self) -> dict[str, str]:
         """Environment for a stackhop worker acting on this cloud (activities read these)."""
         assert self.mariadb
@@ -565,6 +584,9 @@ class CloudLab:
             "STACKHOP_DB_DEFAULTS_FILE": str(self.mariadb.defaults_file),
             "STACKHOP_SNAPSHOT_DIR": str(self.base / "snapshots"),
         }
+        if (self.tempest_workspace / "etc" / "tempest.conf").is_file():  # write_tempest_workspace()
+            env["STACKHOP_TEMPEST_WORKSPACE"] = str(self.tempest_workspace)
+            env["STACKHOP_TEMPEST_COMMAND"] = str(tempest_ws.tempest_bin())
         for s in self.services:
             env[f"STACKHOP_{s.upper()}_MANAGE"] = f"{self.base / 'bin' / (s + '-manage')} {{version}}"
             env[f"STACKHOP_{s.upper()}_STATUS"] = f"{self.base / 'bin' / (s + '-status')} {{version}} upgrade check"

@@ -52,6 +52,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.argv = [sys.argv[0], "--config-file", os.path.join(HERE, "neutron.conf"),
             "--config-file", os.path.join(HERE, "ml2_conf.ini")]
 from neutron.wsgi.api import application  # noqa: E402,F401 - after the argv replacement
+# every model, as neutron-db-manage loads them, and their mappers configured: ``Port.port_forwardings``
+# (a backref the port-forwarding model adds, which GET /v2.0/ports reads) exists only then; without
+# an L3 plugin nothing else does it, and a fresh process answers GET /v2.0/ports with a 500
+from neutron.db.migration.models import head  # noqa: E402,F401
+from sqlalchemy import orm  # noqa: E402
+
+orm.configure_mappers()
 '''
 
 
