@@ -122,6 +122,7 @@ async def test_a_nova_rollout_that_never_gets_ready_rolls_back_its_images_only(
         report = await run_plan(client, demo, plan_copy(tmp_path, ["nova"], cloud="lab-cloud-nova"), monkeypatch)
     finally:
         await asyncio.to_thread(demo.set_crashing, False)
+    assert len(report.services) == 1, (report.outcome, report.message)
     (nova,) = report.services
     assert report.outcome == "rolled-back", (report.message, steps(nova))
     assert nova.outcome == "rolled-back", nova.message
