@@ -128,8 +128,9 @@ async def test_a_nova_rollout_that_never_gets_ready_rolls_back_its_images_only(
     assert nova.outcome == "rolled-back", nova.message
     assert nova.rollback is not None and nova.rollback.kind == "images", nova.rollback
     assert nova.restore is None
-    assert {"status", "snapshot", "verify", "expand", "roll"} <= done(nova), steps(nova)
-    assert not {"unpin", "online"} & done(nova), steps(nova)
+    assert {"status", "snapshot", "verify", "expand", "undo-roll"} <= done(nova), steps(nova)
+    assert {"roll:compensated", "rollout:failed"} <= set(steps(nova)), steps(nova)
+    assert not {"unpin", "online"} & {s.step for s in nova.steps}, steps(nova)
     assert [c.purpose for c in nova.helm] == ["roll", "rollback"], nova.helm
     history = demo.history("nova")
     assert history[-1]["status"] == "deployed" and history[-1]["chart"] == "nova-2025.2.0", history
