@@ -212,10 +212,26 @@ def demo(
             "(e.g. again after a rollback, on the schema its expand left)."
         ),
     ] = True,
+    cloud: Annotated[
+        str | None,
+        typer.Option(
+            help="full: the whole-cloud demo (keystone, placement, glance, neutron, nova as Helm releases on "
+            "the Kubernetes lab, examples/lab-cloud.yaml); --inject rollout then fails nova's rollout."
+        ),
+    ] = None,
 ) -> None:
     """The demo upgrade: Keystone 2025.2 → 2026.1 on the labs, with a verified snapshot, a real
     schema migration, a rollout, tempest deciding, and a rollback when something fails (needs a
-    source checkout)."""
+    source checkout). ``--cloud full``: the whole cloud, five services, 2025.2 → 2026.1."""
+    if cloud is not None:
+        if cloud != "full":
+            common.err().print(f"--cloud {cloud}: use full")
+            raise typer.Exit(BAD_INPUT)
+        if inject not in (None, "rollout"):
+            common.err().print(f"--inject {inject} with --cloud full: use rollout (nova's rollout never gets Ready)")
+            raise typer.Exit(BAD_INPUT)
+        cloud_demo = _lab_module("lab.cloud_demo", "demo")
+        raise typer.Exit(run(cloud_demo.cloud_demo(inject == "rollout", keep, port, ui_port, reset)))
     if inject not in (None, "migration", "rollout", "tempest"):
         common.err().print(f"--inject {inject}: use migration, rollout or tempest")
         raise typer.Exit(BAD_INPUT)

@@ -20,8 +20,9 @@ What a pod runs is read from the pod, as a kubelet reads it:
 - the host from ``spec.nodeName`` (nova-compute's ``host``).
 
 A program that exits makes its pod unready, its ``restartCount`` grows and it is started again after
-a back-off (CrashLoopBackOff), as a kubelet restarts a container. Releases in ``crashing`` are never
-started: their pods never become Ready (a crash-looping image; the rollout stalls).
+a back-off (CrashLoopBackOff), as a kubelet restarts a container. Releases in ``crashing`` (``2026.1``,
+or one service's: ``nova:2026.1``) are never started: their pods never become Ready (a crash-looping
+image; the rollout stalls).
 
 The controller watches the namespace's pods (a list, then a watch from its resourceVersion, relisted
 when the watch expires); between events it only looks at its own processes. Run it in a thread
@@ -280,7 +281,7 @@ class CloudController:
             proc = None
         if proc is None:
             release = release_of(pod.spec.containers[0].image, self.versions.get(service))
-            if release is None or release in self.crashing:
+            if release is None or release in self.crashing or f"{service}:{release}" in self.crashing:
                 self._report(pod, state, ready=False, waiting=None if release is None else "CrashLoopBackOff")
                 return  # this image never answers: the pod stays unready, the rollout stalls
             if time.monotonic() < state.retry_at:
@@ -375,7 +376,11 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--namespace", required=True)
     parser.add_argument("--context")
     parser.add_argument("--services", required=True, help="comma-separated: the cloud's services")
-    parser.add_argument("--crashing", default="", help="comma-separated releases whose pods never become ready")
+    parser.add_argument(
+        "--crashing",
+        default="",
+        help="comma-separated releases (2026.1) or service:release (nova:2026.1) whose pods never become ready",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     from lab.openstack.cloud import CloudLab, service_lab
 

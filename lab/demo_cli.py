@@ -86,12 +86,12 @@ async def demo(inject: Inject | None, keep: bool, port: int, ui_port: int, reset
             await stop_server(server)
 
 
-async def _upgrade(worker_exit: asyncio.Task[int], stop: asyncio.Event) -> int:
+async def _upgrade(worker_exit: asyncio.Task[int], stop: asyncio.Event, plan: Path = PLAN) -> int:
     """Start the plan and follow it; stop with the worker's log if the worker dies meanwhile (Ctrl-C
     reaches the worker too: it drains and exits, and the upgrade waits in Temporal for a worker)."""
     from cliapp.upgrades import start
 
-    upgrade = asyncio.create_task(start(PLAN, [], wait=True))
+    upgrade = asyncio.create_task(start(plan, [], wait=True))
     await asyncio.wait({upgrade, worker_exit}, return_when=asyncio.FIRST_COMPLETED)
     if upgrade.done():
         return upgrade.result()

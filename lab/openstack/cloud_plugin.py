@@ -4,15 +4,26 @@ One cloud per test session, in its own directory (``.lab/cloud-pytest``, a devel
 ``stackhop lab openstack up --services`` is never touched), in direct mode (no Kubernetes): every
 service at 2025.2. Its databases are dumped once after set-up; ``cloud_at`` puts them back and
 restarts every pod at 2025.2, so each recipe test starts from the same cloud.
+
+``k8s_cloud``: the same cloud on the session's Kubernetes lab (``KubeCloud``: every service the Helm
+release of its lab chart at 2025.2.0, the cloud controller playing the kubelet), one per session in
+``.lab/cloud-k8s-pytest``, shared by the modules that use it (tests/cloud/test_cloud_k8s.py, then
+test_cloud_upgrade.py); its start figures go to ``<cloud>/measurements.json`` (``measure``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from lab.cloud_k8s import KubeCloud
+from lab.k8s.cluster import KubeLab
+from lab.openstack import paths
 from lab.openstack.cloud import SERVICES, CloudLab
 
 
@@ -46,3 +57,26 @@ def cloud_at(cloud: CloudLab) -> Callable[..., CloudLab]:
         return cloud
 
     return reset
+
+
+def k8s_cloud_base() -> Path:
+    return paths.lab_dir().parent / "cloud-k8s-pytest"
+
+
+@pytest.fixture(scope="session")
+def k8s_cloud(k8s_lab: KubeLab) -> Iterator[KubeCloud]:
+    cloud = KubeCloud(k8s_lab, k8s_cloud_base())
+    cloud.down(purge=True)  # leftovers of an interrupted session
+    timings = cloud.up(SERVICES)
+    measure(cloud, up_s={k: round(v, 1) for k, v in timings.items()})
+    try:
+        yield cloud
+    finally:
+        cloud.down()
+
+
+def measure(cloud: KubeCloud, **figures: Any) -> None:
+    """Figures for the lab README, kept in <cloud>/measurements.json (start, memory, rolling update)."""
+    path = cloud.base / "measurements.json"
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    path.write_text(json.dumps({**known, **figures}, indent=2))

@@ -270,3 +270,19 @@ def test_nova_compute_runs_on_the_compute_nodes_with_the_served_by_label() -> No
     assert set(named(docs, "Service")) == {"nova-api"}
     osapi = named(docs, "Deployment")["nova-api-osapi"]["spec"]["template"]["spec"]["containers"][0]
     assert osapi["ports"] == [{"name": "api", "containerPort": 8774}]
+
+
+@pytest.mark.parametrize("version", list(RELEASE_OF))
+def test_nova_pod_annotations_reach_every_pod_template(version: str) -> None:
+    """The unpin restart under Helm (examples/lab-cloud.yaml: helm.restart_value pod.annotations.restart):
+    a new value of pod.annotations.restart changes every nova pod template, the DaemonSet's too, and
+    nothing else; unset, the templates carry only the config hash."""
+    plain = workloads(cloud("nova", version))
+    restarted = workloads(cloud("nova", version, "pod.annotations.restart=run-1/unpin"))
+    assert set(plain) == set(restarted) == WORKLOADS[("nova", "2025.2.0")]
+    for name, workload in restarted.items():
+        annotations = workload["spec"]["template"]["metadata"]["annotations"]
+        assert annotations == {**plain[name]["spec"]["template"]["metadata"]["annotations"], "restart": "run-1/unpin"}
+        assert set(plain[name]["spec"]["template"]["metadata"]["annotations"]) == {"configmap-etc-hash"}
+        workload["spec"]["template"]["metadata"]["annotations"].pop("restart")
+        assert workload == plain[name]

@@ -61,6 +61,15 @@ def test_examples_validate_with_their_order(offline_cli: Cli) -> None:
     )
 
 
+def test_the_whole_cloud_plan_runs_the_middle_wave_in_parallel(offline_cli: Cli) -> None:
+    res = offline_cli.run("plan", "validate", str(ROOT / "examples/lab-cloud.yaml"))
+    assert res.exit_code == 0, res.stderr
+    assert (
+        "lab-cloud-2026.1: cloud lab-cloud, 2025.2 → 2026.1, order: keystone → {placement, glance, neutron} → nova"
+        in res.stdout
+    )
+
+
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_bad_plan_names_file_line_field_and_fix(offline_cli: Cli, name: str) -> None:
     path = PLANS / name

@@ -1,6 +1,7 @@
 """The cloud lab on the Kubernetes lab: every service a Helm release, one process per Ready pod.
 
-One cloud per session (``k8s_cloud``): the session's Kubernetes lab (3 kwok nodes), the cloud core
+One cloud per session (``k8s_cloud``, lab/openstack/cloud_plugin.py, shared with
+test_cloud_upgrade.py, which runs after this module): the session's Kubernetes lab (3 kwok nodes), the cloud core
 in Kubernetes mode, the cloud controller as its detached process, and keystone, placement, glance,
 neutron and nova installed from their 2025.2.0 charts — what ``stackhop lab openstack up --services
 keystone,placement,glance,neutron,nova`` does. The tests then roll services through chart upgrades
@@ -9,22 +10,17 @@ while clients call them through the lab proxy.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from kubernetes import client, config
 
 from lab.cloud_k8s import SERVICES, KubeCloud, chart, values
-from lab.k8s.cluster import KubeLab
-from lab.openstack import paths
+from lab.openstack.cloud_plugin import measure
 from tests.waiting import eventually_sync
 
 # The charts' workloads at 2025.2.0 (Deployments; nova-compute a DaemonSet), as the pods name them.
@@ -56,29 +52,6 @@ def check_processes_follow_pods(cloud: KubeCloud, service: str, release: str) ->
         assert runs(workload, procs[name][0]) and procs[name][1] == release, (name, procs[name])
         workloads.add(workload)
     return workloads
-
-
-def cloud_base() -> Path:
-    return paths.lab_dir().parent / "cloud-k8s-pytest"
-
-
-@pytest.fixture(scope="session")
-def k8s_cloud(k8s_lab: KubeLab) -> Iterator[KubeCloud]:
-    cloud = KubeCloud(k8s_lab, cloud_base())
-    cloud.down(purge=True)  # leftovers of an interrupted session
-    timings = cloud.up(SERVICES)
-    measure(cloud, up_s={k: round(v, 1) for k, v in timings.items()})
-    try:
-        yield cloud
-    finally:
-        cloud.down()
-
-
-def measure(cloud: KubeCloud, **figures: Any) -> None:
-    """Figures for the lab README, kept in <cloud>/measurements.json (start, memory, rolling update)."""
-    path = cloud.base / "measurements.json"
-    known = json.loads(path.read_text()) if path.is_file() else {}
-    path.write_text(json.dumps({**known, **figures}, indent=2))
 
 
 def core_api(cloud: KubeCloud) -> client.CoreV1Api:

@@ -3,7 +3,8 @@
 layout of openstack-helm's own deployment-*.yaml templates, rendered only when .Values.manifests.<switch>:
 labels release_group/application/component (pod and selector), pod.replicas.<key>,
 pod.lifecycle.upgrades.deployments, extra pod labels pod.labels.<key> (the lab marks its pods for the
-lab controller with these), image images.tags.<image>, a configmap-etc-hash annotation of the
+lab controller with these), image images.tags.<image>, extra pod annotations pod.annotations (a new
+value of one replaces every pod, as `kubectl rollout restart` does), a configmap-etc-hash annotation of the
 chart's configmap-etc.yaml, and that Secret (<application>-etc) mounted at
 /etc/<application>/<application>.conf. "port" (optional) names the API's container port.
 
@@ -43,6 +44,9 @@ spec:
 {{- end }}
       annotations:
         configmap-etc-hash: {{ tuple "configmap-etc.yaml" $envAll | include "helm-toolkit.utils.hash" }}
+{{- with ($envAll.Values.pod.annotations | default dict) }}
+{{ toYaml . | indent 8 }}
+{{- end }}
     spec:
       containers:
         - name: {{ index . "name" }}

@@ -1,0 +1,249 @@
+"""`stackhop demo --cloud full`: the whole cloud upgraded by the engine, 2025.2 → 2026.1.
+
+The cloud lab on the Kubernetes lab (``KubeCloud``: keystone, placement, glance, neutron and nova, each
+the Helm release of its lab chart at 2025.2.0, one process per Ready pod) is brought up; the cloud is
+seeded (``seed``); a worker with the cloud's environment (``CloudDemo.worker_env``: clouds.yaml, the
+database defaults file, ``STACKHOP_<SVC>_MANAGE`` / ``_STATUS``, the kubeconfig with the plan's
+context, helm) runs ``examples/lab-cloud.yaml``: keystone, then placement, glance and neutron in
+parallel, then nova, each upgraded through its Helm release to chart 2026.1.0. The live progress view
+follows it; then the report, the after-checks (``after``) and what runs now.
+
+``--inject rollout``: nova's 2026.1 pods never become Ready (the cloud controller never starts them,
+as a crash-looping image): the first four services upgrade, nova's rollout after its expand (the
+syncs) times out, and nova rolls back by the phase rules with its previous images only (``helm
+rollback``: the expand completed and is additive, so no restore), still serving 2025.2.
+
+Lab code: ``cli.py`` loads it by name from a source checkout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.table import Table
+
+from lab.cloud_k8s import SERVICES, KubeCloud
+from lab.k8s.cluster import KubeLab
+from lab.k8s.versions import REPO_ROOT, helm_bin
+from lab.openstack import paths
+from model import io
+
+PLAN = REPO_ROOT / "examples" / "lab-cloud.yaml"
+WORKFLOW_ID = "upgrade/lab-cloud"
+CONTEXT = "lab"  # the plan's cloud.kubernetes.context
+# The injected nova failure: the cloud controller never starts nova's 2026.1 pods (lab/cloud_controller.py)
+NOVA_CRASHING = "nova:2026.1"
+INJECTED = "nova's 2026.1 pods never become Ready: the rollout after the expand fails, images-only rollback"
+
+
+def cloud_kube_lab() -> KubeLab:
+    """The cloud demo's own Kubernetes lab (never the keystone demo's: both have a release ``keystone``)."""
+    return KubeLab(name=os.environ.get("STACKHOP_CLOUD_CLUSTER", "stackhop-cloud"), nodes=2)
+
+
+def cloud_base() -> Path:
+    return paths.lab_dir().parent / "cloud-demo"
+
+
+@dataclass
+class CloudDemo:
+    """The cloud lab on Kubernetes as the whole-cloud plan targets it."""
+
+    kube_cloud: KubeCloud
+    context: str = CONTEXT
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The Kubernetes lab's kubeconfig with its context renamed to the plan's."""
+        path = self.kube_cloud.base / f"kubeconfig-{self.context}.yaml"
+        doc = yaml.safe_load(self.kube_cloud.kube.kubeconfig.read_text())
+        old = doc["current-context"]
+        for ctx in doc["contexts"]:
+            if ctx["name"] == old:
+                ctx["name"] = self.context
+        doc["current-context"] = self.context
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(doc))
+        path.chmod(0o600)
+        return path
+
+    def worker_env(self) -> dict[str, str]:
+        """What a worker acting on this cloud needs: the cloud's own (clouds.yaml, database defaults
+        file, snapshot dir, each service's manage and status commands), the kubeconfig, helm."""
+        return {
+            **self.kube_cloud.cloud().worker_env(),
+            "KUBECONFIG": str(self.kubeconfig),
+            "STACKHOP_HELM": str(helm_bin()),
+        }
+
+    def prepare(self, inject: bool = False, reset: bool = True) -> dict[str, float]:
+        """The whole cloud at 2025.2 (``reset``: from a fresh cloud dir, as every demo run starts);
+        with ``inject``, nova's 2026.1 pods never become Ready."""
+        if reset:
+            self.kube_cloud.down(purge=True)
+        return self.kube_cloud.up(SERVICES, crashing=(NOVA_CRASHING,) if inject else ())
+
+    def set_crashing(self, inject: bool) -> None:
+        """Restart the cloud controller with or without the injected nova failure (pods keep running)."""
+        self.kube_cloud.start_controller(SERVICES, (NOVA_CRASHING,) if inject else ())
+
+    # --- what an operator checks afterwards --------------------------------------------------------
+    def charts(self) -> dict[str, str]:
+        """The chart of each service's deployed Helm revision (``nova-2026.1.0``)."""
+        helm = self.kube_cloud.helm()
+        found = {}
+        for service in SERVICES:
+            deployed = [h for h in helm.history(service) if h["status"] == "deployed"]
+            found[service] = deployed[-1]["chart"] if deployed else "none deployed"
+        return found
+
+    def served(self) -> dict[str, set[str]]:
+        """The releases each service's pods run now (one entry each once a rollout is complete)."""
+        pods = self.kube_cloud.cloud().pods
+        found: dict[str, set[str]] = {s: set() for s in SERVICES}
+        for pod in pods.values():
+            if pod.service in found:
+                found[pod.service].add(pod.release)
+        return found
+
+    def history(self, service: str) -> list[dict[str, Any]]:
+        return self.kube_cloud.helm().history(service)
+
+
+# --- what the cloud holds before and after -------------------------------------------------------------
+# STUB until the `smoke` helper's lab.openstack.smoke lands (seed: an image, a network, servers without
+# ports; after: servers still on their hosts, the image's checksum): at merge these two become
+# `from lab.openstack.smoke import after, seed`. Every call of them is here and in the tests' fixture.
+def seed(conn: Any) -> dict[str, Any]:
+    """What the cloud holds before the upgrade (stub: the catalog's service types)."""
+    return {"services": sorted(s.type for s in conn.identity.services())}
+
+
+def after(conn: Any, seeded: dict[str, Any]) -> list[str]:
+    """What differs after the upgrade (stub: every catalog service still listed, each API answers)."""
+    problems = []
+    now = sorted(s.type for s in conn.identity.services())
+    if now != seeded["services"]:
+        problems.append(f"catalog services {seeded['services']} -> {now}")
+    calls: dict[str, Callable[[], object]] = {
+        "image list": lambda: list(conn.image.images()),
+        "network list": lambda: list(conn.network.networks()),
+        "server list": lambda: list(conn.compute.servers()),
+        "flavor list": lambda: list(conn.compute.flavors()),
+    }
+    for name, call in calls.items():
+        try:
+            call()
+        except Exception as e:  # every failure is a finding here, reported, not raised
+            problems.append(f"{name}: {type(e).__name__}: {e}")
+    return problems
+
+
+def seed_cloud(demo: CloudDemo) -> dict[str, Any]:
+    conn = demo.kube_cloud.cloud().connect()
+    try:
+        return seed(conn)
+    finally:
+        conn.close()
+
+
+def after_cloud(demo: CloudDemo, seeded: dict[str, Any]) -> list[str]:
+    conn = demo.kube_cloud.cloud().connect()
+    try:
+        return after(conn, seeded)
+    finally:
+        conn.close()
+
+
+# --- the demo ------------------------------------------------------------------------------------------
+async def cloud_demo(inject: bool, keep: bool, port: int, ui_port: int, reset: bool = True) -> int:
+    from cliapp.common import connect, out, say, settings
+    from cliapp.dev import port_open, start_server, stop_event, stop_server
+    from lab import demo_cli
+    from model.loading import load_plan
+
+    started = time.monotonic()
+    if "STACKHOP_LOG_LEVEL" not in os.environ:
+        from model.logs import configure
+
+        configure("WARNING")
+    stop = stop_event()
+    address = f"127.0.0.1:{port}"
+    ui = os.environ.get("STACKHOP_UI_URL") or f"http://127.0.0.1:{ui_port}"
+    server = None
+    if port_open(port):
+        say(f"reusing the Temporal server on {address}")
+    else:
+        server = await start_server(port, ui_port, REPO_ROOT / ".lab" / "demo-temporal.db", stop)
+    say(f"Temporal UI: {ui}/namespaces/default/workflows")
+    demo = CloudDemo(KubeCloud(cloud_kube_lab(), cloud_base()))
+    up = False
+    try:
+        with out().status("building or reusing the Kubernetes lab binaries and helm"):
+            from lab.k8s import build
+
+            await asyncio.to_thread(build.build_all)
+        with out().status(
+            "bringing the cloud up on Kubernetes: keystone, placement, glance, neutron, nova at 2025.2 (Helm releases)"
+        ):
+            timings = await asyncio.to_thread(demo.prepare, inject, reset)
+            up = True
+        say("cloud up in " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
+        seeded = await asyncio.to_thread(seed_cloud, demo)
+        say(f"seeded: {seeded}")
+        plan = load_plan(PLAN)
+        with settings.scoped(address=address, profile=None, task_queue=demo_cli.TASK_QUEUE, ui_url=ui):
+            client = await connect()
+            async with demo_cli._worker(client, demo.worker_env(), address) as worker_exit:
+                say(
+                    f"upgrading {plan.cloud.name}: {' → '.join(SERVICES)} {plan.release.from_} → {plan.release.to}"
+                    + (f", with an injected failure: {INJECTED}" if inject else "")
+                )
+                code = await demo_cli._upgrade(worker_exit, stop, PLAN)
+            report = await demo_cli._report(client, plan.workflow_id)
+        problems = await asyncio.to_thread(after_cloud, demo, seeded)
+        await asyncio.to_thread(aftermath, demo, report, problems)
+        say(f"cloud demo finished in {time.monotonic() - started:.0f}s (exit {code})")
+        return code
+    finally:
+        if keep:
+            say("--keep: the cloud, worker state and the Temporal server are left running")
+            if server:
+                say("press Ctrl-C to stop the Temporal server")
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stop.wait()
+        elif up:
+            with out().status("stopping the cloud and its Kubernetes lab"):
+                await asyncio.to_thread(demo.kube_cloud.down)
+                await asyncio.to_thread(demo.kube_cloud.kube.down)
+        if server and (not keep or stop.is_set()):
+            await stop_server(server)
+
+
+def aftermath(demo: CloudDemo, report: io.UpgradeReport | None, problems: list[str]) -> None:
+    """What an operator checks by hand after the upgrade: per service the chart deployed, the release
+    its pods run, the Helm revisions, the rollback; then the after-checks."""
+    from cliapp.common import out
+
+    table = Table(title="after the upgrade")
+    for column in ("service", "chart deployed", "pods run", "helm revisions", "outcome"):
+        table.add_column(column)
+    results = {s.service: s for s in report.services} if report else {}
+    charts, served = demo.charts(), demo.served()
+    for service in SERVICES:
+        revisions = "; ".join(f"{h['revision']} {h['chart']} {h['status']}" for h in demo.history(service))
+        svc = results.get(service)
+        outcome: str = svc.outcome if svc else "-"
+        if svc and svc.rollback:
+            outcome += f" (rollback: {svc.rollback.kind})"
+        table.add_row(service, charts[service], ", ".join(sorted(served[service])), revisions, outcome)
+    out().print(table)
+    out().print("after-checks: " + ("all passed" if not problems else "; ".join(problems)))

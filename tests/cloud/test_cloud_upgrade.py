@@ -1,0 +1,190 @@
+"""The whole-cloud plan (examples/lab-cloud.yaml) run by the engine on the cloud lab on Kubernetes.
+
+A real worker (every activity of the catalog, in this process, with the environment the cloud gives:
+``CloudDemo.worker_env``) on the session's Temporal dev server drives the session's ``k8s_cloud``:
+each service's Helm release is upgraded by the Helm adapter, the rollout waits cover every workload
+(nova-compute's DaemonSet too), the recipe steps run the cloud's manage and status commands.
+
+Order (this module runs after test_cloud_k8s.py, which leaves placement and neutron on their
+2026.1.0 charts, nova untouched): first nova alone with the injected failure (nova at 2025.2 before
+and after), then the whole cloud, after putting every release back on its 2025.2.0 chart (the
+schemas stay as those tests' syncs left them: additive, so 2025.2 serves on them and the engine
+finds them already synced).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from temporalio.client import Client
+
+import worker as stackhop_worker
+from lab.cloud_demo import PLAN, CloudDemo, after_cloud, seed_cloud
+from lab.cloud_k8s import SERVICES, KubeCloud, chart, values
+from lab.helm import CHARTS
+from lab.openstack.cloud_plugin import measure
+from model import io
+from model.loading import load_plan
+from tests.waiting import eventually_sync
+from workflows.upgrade import UpgradeWorkflow
+
+UPGRADE_TIMEOUT = 1500  # seconds: the whole cloud on 2 cores shared with the main test group
+
+
+@pytest.fixture(scope="module")
+def demo(k8s_cloud: KubeCloud) -> CloudDemo:
+    return CloudDemo(k8s_cloud)
+
+
+def plan_copy(tmp_path: Path, services: list[str] | None = None, cloud: str | None = None) -> Path:
+    """examples/lab-cloud.yaml, optionally with only ``services`` (their depends_on emptied) and its
+    own cloud name; the chart repository as an absolute path, so the copy lives anywhere."""
+    doc = yaml.safe_load(PLAN.read_text())
+    if services is not None:
+        doc["services"] = [s for s in doc["services"] if s["name"] in services]
+        for s in doc["services"]:
+            s["depends_on"] = [d for d in s["depends_on"] if d in services]
+    if cloud:
+        doc["cloud"]["name"] = cloud
+    for s in doc["services"]:
+        s["helm"]["repo"] = str(CHARTS)
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+async def run_plan(client: Client, demo: CloudDemo, path: Path, monkeypatch: pytest.MonkeyPatch) -> io.UpgradeReport:
+    """The plan through the Upgrade workflow with a real worker (every activity, this process, the
+    cloud's environment) on its own task queue; the report, however the upgrade ended."""
+    from cliapp.render import outcome_of
+
+    for key, value in demo.worker_env().items():
+        monkeypatch.setenv(key, value)
+    plan = load_plan(path)
+    tq = f"cloud-{uuid.uuid4().hex[:8]}"
+    async with stackhop_worker.build_worker(client, task_queue=tq):
+        handle = await client.start_workflow(
+            UpgradeWorkflow.run,
+            io.UpgradeInput(plan=plan, plan_file=str(path), requested_by="test"),
+            id=plan.workflow_id,
+            task_queue=tq,
+        )
+        _, report, message = await asyncio.wait_for(outcome_of(handle), UPGRADE_TIMEOUT)
+    assert report is not None, message
+    return report
+
+
+def steps(result: io.ServiceResult) -> list[str]:
+    return [f"{s.step}:{s.status}" for s in result.steps]
+
+
+def done(result: io.ServiceResult) -> set[str]:
+    return {s.step for s in result.steps if s.status == "done"}
+
+
+def serves(demo: CloudDemo, service: str, release: str) -> bool:
+    """Every pod of the service runs ``release``, and as many processes run as Ready pods."""
+    return demo.served()[service] == {release} and not demo.kube_cloud.rolled_out([service], demo.kube_cloud.nodes())
+
+
+def back_to_2025_2(demo: CloudDemo) -> list[str]:
+    """Every release not on its 2025.2.0 chart upgraded back to it (the operator's values reused);
+    returns the services that were not."""
+    helm, moved = demo.kube_cloud.helm(), []
+    for service, deployed in demo.charts().items():
+        if deployed != f"{service}-2025.2.0":
+            helm.upgrade(service, chart(service, "2025.2"), values=[values(service)], wait=False)
+            moved.append(service)
+    demo.kube_cloud.wait_ready(SERVICES, demo.kube_cloud.nodes(), timeout=600)
+    return moved
+
+
+async def test_a_nova_rollout_that_never_gets_ready_rolls_back_its_images_only(
+    client: Client, demo: CloudDemo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """nova alone; the cloud controller never starts nova's 2026.1 pods. The status check, the
+    snapshots of its three databases, their verification and the expand (api_db sync, db sync with
+    33.0.2) complete; the chart upgrade's new pods never become Ready, the rollout fails (nova-api-osapi's
+    ProgressDeadlineExceeded), and since the expand completed and is additive the rollback is a
+    ``helm rollback`` to the 2025.2.0 revision, no restore. nova serves 2025.2 again, every compute
+    up on its node."""
+    assert demo.charts()["nova"] == "nova-2025.2.0" and serves(demo, "nova", "2025.2")
+    nodes = demo.kube_cloud.nodes()
+    started = time.monotonic()
+    await asyncio.to_thread(demo.set_crashing, True)
+    try:
+        report = await run_plan(client, demo, plan_copy(tmp_path, ["nova"], cloud="lab-cloud-nova"), monkeypatch)
+    finally:
+        await asyncio.to_thread(demo.set_crashing, False)
+    assert len(report.services) == 1, (report.outcome, report.message)
+    (nova,) = report.services
+    assert report.outcome == "rolled-back", (report.message, steps(nova))
+    assert nova.outcome == "rolled-back", nova.message
+    assert nova.rollback is not None and nova.rollback.kind == "images", nova.rollback
+    assert nova.restore is None
+    assert {"status", "snapshot", "verify", "expand", "undo-roll"} <= done(nova), steps(nova)
+    assert {"roll:compensated", "rollout:failed"} <= set(steps(nova)), steps(nova)
+    assert not {"unpin", "online"} & {s.step for s in nova.steps}, steps(nova)
+    assert [c.purpose for c in nova.helm] == ["roll", "rollback"], nova.helm
+    history = demo.history("nova")
+    assert history[-1]["status"] == "deployed" and history[-1]["chart"] == "nova-2025.2.0", history
+    eventually_sync(lambda: serves(demo, "nova", "2025.2"), within=300, what="nova back at 2025.2")
+    eventually_sync(
+        lambda: sorted(demo.kube_cloud.compute_hosts()) == nodes, within=300, what="every compute up on its node"
+    )
+    assert after_cloud(demo, seed_cloud(demo)) == []  # every API answers
+    measure(demo.kube_cloud, nova_injected_rollback_s=round(time.monotonic() - started, 1))
+
+
+async def test_the_whole_cloud_reaches_2026_1_through_its_helm_releases(
+    client: Client, demo: CloudDemo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """keystone, then placement, glance and neutron in parallel, then nova, each through its Helm
+    release to chart 2026.1.0; every service succeeds and every pod runs 2026.1."""
+    await asyncio.to_thread(back_to_2025_2, demo)
+    seeded = await asyncio.to_thread(seed_cloud, demo)
+    started = time.monotonic()
+    report = await run_plan(client, demo, plan_copy(tmp_path), monkeypatch)
+    took = time.monotonic() - started
+    results = {s.service: s for s in report.services}
+    assert report.outcome == "succeeded" and set(results) == set(SERVICES), report.message
+    for service, result in results.items():
+        assert result.outcome == "succeeded", (service, result.message, steps(result))
+        assert "roll" in [c.purpose for c in result.helm], (service, result.helm)
+    assert [c.purpose for c in results["nova"].helm] == ["roll", "restart"], results["nova"].helm
+    assert {"status", "expand", "roll", "rollout", "unpin", "validate", "online"} <= done(results["nova"])
+    assert demo.charts() == {s: f"{s}-2026.1.0" for s in SERVICES}
+    nodes = demo.kube_cloud.nodes()
+    eventually_sync(lambda: all(serves(demo, s, "2026.1") for s in SERVICES), within=120, what="2026.1 everywhere")
+    assert sorted(demo.kube_cloud.compute_hosts()) == nodes
+    assert await asyncio.to_thread(after_cloud, demo, seeded) == []
+    waves = starts(report)
+    measure(demo.kube_cloud, whole_cloud_upgrade_s=round(took, 1), whole_cloud_service_s=waves)
+    # the middle wave ran in parallel: each of placement, glance and neutron started before the others ended
+    middle = [waves[s] for s in ("placement", "glance", "neutron")]
+    assert max(start for start, _ in middle) < min(end for _, end in middle), waves
+
+
+def starts(report: io.UpgradeReport) -> dict[str, Any]:
+    """(first step's start, last step's end) of each service, in seconds from the upgrade's start."""
+    from datetime import datetime
+
+    t0 = datetime.fromisoformat(report.started_at)
+    out: dict[str, Any] = {}
+    for s in report.services:
+        times = [
+            (datetime.fromisoformat(x.started_at), datetime.fromisoformat(x.ended_at))
+            for x in s.steps
+            if x.started_at and x.ended_at
+        ]
+        out[s.service] = (
+            round((min(a for a, _ in times) - t0).total_seconds(), 1),
+            round((max(b for _, b in times) - t0).total_seconds(), 1),
+        )
+    return out
