@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from lab.cloud_k8s import SERVICES, KubeCloud
 from lab.k8s.cluster import KubeLab
 from lab.k8s.versions import REPO_ROOT, helm_bin
 from lab.openstack import paths
+from lab.openstack.smoke import Seeded, after, seed
 from model import io
 
 PLAN = REPO_ROOT / "examples" / "lab-cloud.yaml"
@@ -89,7 +89,11 @@ class CloudDemo:
         with ``inject``, nova's 2026.1 pods never become Ready."""
         if reset:
             self.kube_cloud.down(purge=True)
-        return self.kube_cloud.up(SERVICES, crashing=(NOVA_CRASHING,) if inject else ())
+        timings = self.kube_cloud.up(SERVICES, crashing=(NOVA_CRASHING,) if inject else ())
+        started = time.monotonic()
+        self.kube_cloud.cloud().write_tempest_workspace()  # tempest's image, flavors and tempest.conf
+        timings["tempest workspace"] = time.monotonic() - started
+        return timings
 
     def set_crashing(self, inject: bool) -> None:
         """Restart the cloud controller with or without the injected nova failure (pods keep running)."""
@@ -119,35 +123,11 @@ class CloudDemo:
 
 
 # --- what the cloud holds before and after -------------------------------------------------------------
-# STUB until the `smoke` helper's lab.openstack.smoke lands (seed: an image, a network, servers without
-# ports; after: servers still on their hosts, the image's checksum): at merge these two become
-# `from lab.openstack.smoke import after, seed`. Every call of them is here and in the tests' fixture.
-def seed(conn: Any) -> dict[str, Any]:
-    """What the cloud holds before the upgrade (stub: the catalog's service types)."""
-    return {"services": sorted(s.type for s in conn.identity.services())}
+# lab/openstack/smoke.py: seed (an image, a network, servers without ports on every compute host) and
+# after (servers still ACTIVE on their hosts, the image downloads with the same checksum, the network).
 
 
-def after(conn: Any, seeded: dict[str, Any]) -> list[str]:
-    """What differs after the upgrade (stub: every catalog service still listed, each API answers)."""
-    problems = []
-    now = sorted(s.type for s in conn.identity.services())
-    if now != seeded["services"]:
-        problems.append(f"catalog services {seeded['services']} -> {now}")
-    calls: dict[str, Callable[[], object]] = {
-        "image list": lambda: list(conn.image.images()),
-        "network list": lambda: list(conn.network.networks()),
-        "server list": lambda: list(conn.compute.servers()),
-        "flavor list": lambda: list(conn.compute.flavors()),
-    }
-    for name, call in calls.items():
-        try:
-            call()
-        except Exception as e:  # every failure is a finding here, reported, not raised
-            problems.append(f"{name}: {type(e).__name__}: {e}")
-    return problems
-
-
-def seed_cloud(demo: CloudDemo) -> dict[str, Any]:
+def seed_cloud(demo: CloudDemo) -> Seeded:
     conn = demo.kube_cloud.cloud().connect()
     try:
         return seed(conn)
@@ -155,7 +135,7 @@ def seed_cloud(demo: CloudDemo) -> dict[str, Any]:
         conn.close()
 
 
-def after_cloud(demo: CloudDemo, seeded: dict[str, Any]) -> list[str]:
+def after_cloud(demo: CloudDemo, seeded: Seeded) -> list[str]:
     conn = demo.kube_cloud.cloud().connect()
     try:
         return after(conn, seeded)
@@ -198,7 +178,10 @@ async def cloud_demo(inject: bool, keep: bool, port: int, ui_port: int, reset: b
             up = True
         say("cloud up in " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
         seeded = await asyncio.to_thread(seed_cloud, demo)
-        say(f"seeded: {seeded}")
+        say(
+            f"seeded: image {seeded.image_name} (md5 {seeded.image_checksum}), network {seeded.network_name}, "
+            + ", ".join(f"server {v.name} on {v.host}" for v in seeded.servers)
+        )
         plan = load_plan(PLAN)
         with settings.scoped(address=address, profile=None, task_queue=demo_cli.TASK_QUEUE, ui_url=ui):
             client = await connect()
