@@ -146,24 +146,12 @@ def after_cloud(demo: CloudDemo, seeded: Seeded) -> list[str]:
 # --- the demo ------------------------------------------------------------------------------------------
 async def cloud_demo(inject: bool, keep: bool, port: int, ui_port: int, reset: bool = True) -> int:
     from cliapp.common import connect, out, say, settings
-    from cliapp.dev import port_open, start_server, stop_event, stop_server
+    from cliapp.dev import stop_server
     from lab import demo_cli
     from model.loading import load_plan
 
     started = time.monotonic()
-    if "STACKHOP_LOG_LEVEL" not in os.environ:
-        from model.logs import configure
-
-        configure("WARNING")
-    stop = stop_event()
-    address = f"127.0.0.1:{port}"
-    ui = os.environ.get("STACKHOP_UI_URL") or f"http://127.0.0.1:{ui_port}"
-    server = None
-    if port_open(port):
-        say(f"reusing the Temporal server on {address}")
-    else:
-        server = await start_server(port, ui_port, REPO_ROOT / ".lab" / "demo-temporal.db", stop)
-    say(f"Temporal UI: {ui}/namespaces/default/workflows")
+    stop, address, ui, server = await demo_cli.demo_server(port, ui_port)
     demo = CloudDemo(KubeCloud(cloud_kube_lab(), cloud_base()))
     up = False
     try:

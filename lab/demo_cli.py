@@ -42,19 +42,7 @@ WORKER_STOP_TIMEOUT = 40.0  # the worker's own graceful shutdown is 30 s
 
 async def demo(inject: Inject | None, keep: bool, port: int, ui_port: int, reset: bool = True) -> int:
     started = time.monotonic()
-    if "STACKHOP_LOG_LEVEL" not in os.environ:  # the progress view tells the story; logs only for trouble
-        from model.logs import configure
-
-        configure("WARNING")
-    stop = stop_event()
-    address = f"127.0.0.1:{port}"
-    ui = os.environ.get("STACKHOP_UI_URL") or f"http://127.0.0.1:{ui_port}"
-    server = None
-    if port_open(port):
-        say(f"reusing the Temporal server on {address}")
-    else:
-        server = await start_server(port, ui_port, ROOT / ".lab" / "demo-temporal.db", stop)
-    say(f"Temporal UI: {ui}/namespaces/default/workflows")
+    stop, address, ui, server = await demo_server(port, ui_port)
     lab = None
     try:
         lab = await asyncio.to_thread(_labs, inject, reset)
@@ -84,6 +72,26 @@ async def demo(inject: Inject | None, keep: bool, port: int, ui_port: int, reset
             await asyncio.to_thread(_down, lab)
         if server and (not keep or stop.is_set()):
             await stop_server(server)
+
+
+async def demo_server(port: int, ui_port: int) -> tuple[asyncio.Event, str, str, asyncio.subprocess.Process | None]:
+    """What both demos start with: quiet logs (the progress view tells the story; logs only for
+    trouble), the Ctrl-C event, and the Temporal dev server with its UI on ``port`` — reused when one
+    listens there (then the server returned is None and is not stopped at the end)."""
+    if "STACKHOP_LOG_LEVEL" not in os.environ:
+        from model.logs import configure
+
+        configure("WARNING")
+    stop = stop_event()
+    address = f"127.0.0.1:{port}"
+    ui = os.environ.get("STACKHOP_UI_URL") or f"http://127.0.0.1:{ui_port}"
+    server = None
+    if port_open(port):
+        say(f"reusing the Temporal server on {address}")
+    else:
+        server = await start_server(port, ui_port, ROOT / ".lab" / "demo-temporal.db", stop)
+    say(f"Temporal UI: {ui}/namespaces/default/workflows")
+    return stop, address, ui, server
 
 
 async def _upgrade(worker_exit: asyncio.Task[int], stop: asyncio.Event, plan: Path = PLAN) -> int:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import activity
+from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import CancelledError
 
 from activities import ledger
@@ -293,3 +295,13 @@ class Script:
             checks,
             tempest,
         ]
+
+
+async def pending_probe(handle: WorkflowHandle[Any, Any]) -> tuple[int, io.ProbeState] | None:
+    """The probe as the UI shows it under the pending activity: its attempt and heartbeat details."""
+    desc = await handle.describe()
+    for pa in desc.raw_description.pending_activities:
+        if pa.activity_type.name == io.PROBE_AVAILABILITY and pa.heartbeat_details.payloads:
+            (details,) = pydantic_data_converter.payload_converter.from_payloads(pa.heartbeat_details.payloads)
+            return pa.attempt, io.ProbeState.model_validate(details)
+    return None

@@ -19,13 +19,13 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.probe import probe_availability
 from lab.openstack.cloud import ADMIN_CLOUD, CloudLab
 from model import io
+from tests.standins import pending_probe
 from tests.waiting import eventually
 from workflows.probe import start_probe, stop_probe
 
@@ -66,19 +66,9 @@ async def probe_worker(client: Client, tq: str) -> AsyncIterator[None]:
             yield
 
 
-async def heartbeat(handle: WorkflowHandle[Any, Any]) -> tuple[int, io.ProbeState] | None:
-    """The probe's attempt and counters, as the UI shows them under the pending activity."""
-    desc = await handle.describe()
-    for pa in desc.raw_description.pending_activities:
-        if pa.activity_type.name == io.PROBE_AVAILABILITY and pa.heartbeat_details.payloads:
-            (details,) = pydantic_data_converter.payload_converter.from_payloads(pa.heartbeat_details.payloads)
-            return pa.attempt, io.ProbeState.model_validate(details)
-    return None
-
-
 def seen(handle: WorkflowHandle[Any, Any], ok: Callable[[int, io.ProbeState], bool]) -> Callable[[], Any]:
     async def check() -> io.ProbeState | None:
-        hb = await heartbeat(handle)
+        hb = await pending_probe(handle)
         return hb[1] if hb and ok(*hb) else None
 
     return check

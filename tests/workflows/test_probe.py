@@ -8,11 +8,10 @@ from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
 from model import errors, io
-from tests.standins import Script
+from tests.standins import Script, pending_probe
 from tests.waiting import eventually
 from tests.workflows.helpers import blocked, make_plan, outcome_of, running, service_handle, start, update
 
@@ -115,16 +114,6 @@ async def test_the_plan_turns_the_probe_off(client: Client) -> None:
     assert report.outcome == "succeeded"
     assert all(name != io.PROBE_AVAILABILITY for _, name in events)
     assert report.services[0].availability is None and script.probes == []
-
-
-async def pending_probe(handle: WorkflowHandle[Any, Any]) -> tuple[int, io.ProbeState] | None:
-    """The probe as the UI shows it under the pending activity: its attempt and heartbeat details."""
-    desc = await handle.describe()
-    for pa in desc.raw_description.pending_activities:
-        if pa.activity_type.name == io.PROBE_AVAILABILITY and pa.heartbeat_details.payloads:
-            (details,) = pydantic_data_converter.payload_converter.from_payloads(pa.heartbeat_details.payloads)
-            return pa.attempt, io.ProbeState.model_validate(details)
-    return None
 
 
 async def test_the_counters_survive_a_worker_restart(client: Client) -> None:
