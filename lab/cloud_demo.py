@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,12 @@ async def cloud_demo(inject: bool, keep: bool, port: int, ui_port: int, reset: b
                 )
                 code = await demo_cli._upgrade(worker_exit, stop, PLAN)
             report = await demo_cli._report(client, plan.workflow_id)
+            retried = await retried_activities(client, plan.workflow_id)
+        say(
+            "activity attempts: every activity ended on its first attempt"
+            if not retried
+            else "activities retried: " + ", ".join(f"{k} (attempt {n})" for k, n in sorted(retried.items()))
+        )
         problems = await asyncio.to_thread(after_cloud, demo, seeded)
         await asyncio.to_thread(aftermath, demo, report, problems)
         say(f"cloud demo finished in {time.monotonic() - started:.0f}s (exit {code})")
@@ -197,6 +204,24 @@ async def cloud_demo(inject: bool, keep: bool, port: int, ui_port: int, reset: b
                 await asyncio.to_thread(demo.kube_cloud.kube.down)
         if server and (not keep or stop.is_set()):
             await stop_server(server)
+
+
+async def retried_activities(client: Any, upgrade_id: str, services: Sequence[str] = SERVICES) -> dict[str, int]:
+    """Each activity of the upgrade and its services' workflows that took more than one attempt
+    (``<workflow>: <activity>`` -> the attempt it ended on), read from their histories: with the
+    worker's activity slots and threads matched none should, unless a failure was injected."""
+    retried: dict[str, int] = {}
+    for wf in [upgrade_id, *(io.service_workflow_id(upgrade_id, s) for s in services)]:
+        names: dict[int, str] = {}
+        async for event in client.get_workflow_handle(wf).fetch_history_events():
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                names[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
+            elif event.HasField("activity_task_started_event_attributes"):
+                started = event.activity_task_started_event_attributes
+                if started.attempt > 1:
+                    key = f"{wf}: {names.get(started.scheduled_event_id, '?')}"
+                    retried[key] = max(retried.get(key, 0), started.attempt)
+    return retried
 
 
 def aftermath(demo: CloudDemo, report: io.UpgradeReport | None, problems: list[str]) -> None:

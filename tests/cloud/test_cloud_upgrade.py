@@ -25,7 +25,7 @@ import yaml
 from temporalio.client import Client
 
 import worker as stackhop_worker
-from lab.cloud_demo import PLAN, CloudDemo, after_cloud, seed_cloud
+from lab.cloud_demo import PLAN, CloudDemo, after_cloud, retried_activities, seed_cloud
 from lab.cloud_k8s import SERVICES, KubeCloud, chart, values
 from lab.helm import CHARTS
 from lab.openstack.cloud_plugin import measure
@@ -160,7 +160,7 @@ async def test_the_whole_cloud_reaches_2026_1_through_its_helm_releases(
     await asyncio.to_thread(back_to_2025_2, demo)
     seeded = await asyncio.to_thread(seed_cloud, demo)
     started = time.monotonic()
-    report = await run_plan(client, demo, plan_copy(tmp_path), monkeypatch)
+    report = await run_plan(client, demo, plan_path := plan_copy(tmp_path), monkeypatch)
     took = time.monotonic() - started
     results = {s.service: s for s in report.services}
     assert report.outcome == "succeeded" and set(results) == set(SERVICES), report.message
@@ -174,6 +174,8 @@ async def test_the_whole_cloud_reaches_2026_1_through_its_helm_releases(
     eventually_sync(lambda: all(serves(demo, s, "2026.1") for s in SERVICES), within=120, what="2026.1 everywhere")
     assert sorted(demo.kube_cloud.compute_hosts()) == nodes
     assert await asyncio.to_thread(after_cloud, demo, seeded) == []
+    # worker sizing: the probes run beside the steps, and no activity needed a second attempt
+    assert await retried_activities(client, load_plan(plan_path).workflow_id) == {}
     waves = starts(report)
     measure(demo.kube_cloud, whole_cloud_upgrade_s=round(took, 1), whole_cloud_service_s=waves)
     # the middle wave ran in parallel: each of placement, glance and neutron started before the others ended
