@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from model.io_base import Msg as Msg
+from model.io_dataplane import NodeResult
 from model.ownership import Owner
 from model.plan import Check, Database, HelmRelease, KubeTarget, Migration, UpgradePlan, WorkloadKind
-
-
-class Msg(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
 
 # --- activity names ----------------------------------------------------------------------------
 K8S_READ_IMAGES = "k8s.read_images"
@@ -520,6 +517,7 @@ class ServiceResult(Msg):
     left_undone: list[str] = Field(default_factory=list)  # compensations an abandoned rollback did not complete
     helm: list[HelmChange] = Field(default_factory=list)  # the release revisions this upgrade made, in order
     availability: Availability | None = None  # the API probe's counters, from its first changing step to its end
+    data_plane: list[NodeResult] = Field(default_factory=list)  # every data plane node: release, servers moved, outcome
 
 
 class UpgradeReport(Msg):

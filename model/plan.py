@@ -7,13 +7,19 @@ Every model forbids unknown fields so a typo is an error, not a silently ignored
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from model.dataplane import DataPlane
+from model.plan_base import AT as AT
+from model.plan_base import FIX as FIX
+from model.plan_base import MAX_DURATION as MAX_DURATION
+from model.plan_base import DurationField as DurationField
+from model.plan_base import Strict as Strict
+from model.plan_base import parse_duration as parse_duration
 from model.releases import Release
 
 NAME_RE = r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$"
@@ -22,36 +28,6 @@ K8S_OBJECT_RE = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"  # a Secret or PVC nam
 # identifiers only, at most 64 characters, not all digits (MariaDB reads those as a number).
 SQL_NAME_RE = re.compile(r"[A-Za-z0-9_]{1,64}")
 SQL_NAME_ERROR = "sql_identifier"  # the error type model.loading gives its own fix
-# A refusal raised on a whole model that belongs to one of its fields: the context's "at" is that
-# field's path below the model and "fix" the fix (model.loading reports both).
-AT, FIX = "at", "fix"
-MAX_DURATION = 365 * 86400  # a year: anything longer is a typo, and timedelta arithmetic stays in range
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-def parse_duration(value: object) -> int:
-    """'10m', '90s', '1h30m' or a number of seconds -> seconds (int > 0)."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 10m or 1h30m")
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 10m or 1h30m")
-        seconds = int(value)
-    else:
-        m = re.fullmatch(r"\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*", str(value))
-        if not m or not any(m.groups()):
-            raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 10m or 1h30m")
-        h, mi, s = (int(g or 0) for g in m.groups())
-        seconds = h * 3600 + mi * 60 + s
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
-    return seconds
-
-
-DurationField = Annotated[int, Field(ge=1, le=MAX_DURATION)]
 
 
 def sql_identifier(value: str) -> str:
@@ -325,6 +301,11 @@ class Service(Strict):
     )
     checks: list[Check] = Field(default_factory=list)
     gate: Gate = Gate()
+    data_plane: DataPlane | None = Field(
+        default=None,
+        description="Its per-node workloads (nova-compute), upgraded node batch by node batch after the control "
+        "plane rolled out, each node drained first (model/dataplane.py).",
+    )
 
     @property
     def all_databases(self) -> list[Database]:

@@ -16,6 +16,7 @@ from model.recipes import cinder, glance, keystone, neutron, nova, placement
 from model.recipes.base import (
     CHECK,
     CONTRACT,
+    DATAPLANE,
     EXPAND,
     GATE,
     GENERIC,
@@ -88,6 +89,8 @@ def service_steps(svc: Service, per_service: bool = True) -> list[str]:
             continue
         if s in (VALIDATE, POSTCHECK) and not svc.checks:
             continue
+        if s is DATAPLANE and svc.data_plane is None:
+            continue
         out.append(s.name)
     return out
 
@@ -95,6 +98,7 @@ def service_steps(svc: Service, per_service: bool = True) -> list[str]:
 __all__ = [
     "CHECK",
     "CONTRACT",
+    "DATAPLANE",
     "EXPAND",
     "GATE",
     "GENERIC",

@@ -50,6 +50,9 @@ class Step:
     db: DbUse = "none"  # how it uses every database of the service
     reverts: str = ""  # the step whose effect this one reverses (unquiesce → quiesce)
     phase: str = ""  # the migration activity's phase it runs (its commands: ServiceRecipe.commands[phase])
+    # once it started, the way back is forward: what it changed cannot be undone by the rollback's means
+    # (the data plane: replaced nodes keep the new release, and the old control plane cannot drive them)
+    forward_only: bool = False
 
 
 GATE = Step("gate", True, True, "none")
@@ -82,6 +85,10 @@ UNPIN = Step("unpin", False, False, "images")
 # the step runs only when the check said so, else it is recorded as skipped.
 STOP_API = Step("stop-api", False, False, "scale")
 START_API = Step("start-api", False, False, "none", reverts="stop-api")
+# The data plane node batch by node batch (model/dataplane.py, workflows/dataplane.py), once the control
+# plane rolled out: only for a service whose plan has a data_plane block. A replaced node runs the new
+# release (nova: under the RPC pin) and stays there: from its start, failures are fixed forward.
+DATAPLANE = Step("dataplane", False, False, "none", forward_only=True)
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,13 @@ class ServiceRecipe:
     # other than Success: they are unfinished); none: the cloud cannot be asked without running them
     online_checks: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # what an operator must know (config the steps rely on, what is not covered)
+    # The data plane (model/dataplane.py): the service record of each of its nodes (nova-compute), the
+    # version that record carries per release (nova's SERVICE_VERSION: a replaced node is upgraded once
+    # its record reaches the target's), and the label selector of its per-node DaemonSets in
+    # openstack-helm (the per-node override DaemonSets carry the same labels).
+    data_plane_binary: str = ""
+    service_versions: Mapping[str, int] = field(default_factory=dict)
+    data_plane_selector: str = ""
 
     @property
     def mode(self) -> Mode:
@@ -136,7 +150,7 @@ class ServiceRecipe:
 
 def none_recipe(*steps: Step) -> Recipe:
     """No schema change (an image update within a release): the steps before and after the roll."""
-    return Recipe("none", (GATE, *steps, SNAPSHOT, VERIFY, ROLL, ROLLOUT, VALIDATE), point_of_no_return=None)
+    return Recipe("none", (GATE, *steps, SNAPSHOT, VERIFY, ROLL, ROLLOUT, DATAPLANE, VALIDATE), point_of_no_return=None)
 
 
 def sync_then_online_modes(*after_roll: Step) -> dict[Mode, Recipe]:
@@ -147,14 +161,27 @@ def sync_then_online_modes(*after_roll: Step) -> dict[Mode, Recipe]:
         "offline": Recipe(
             "offline",
             (
-                *(GATE, STATUS, QUIESCE, SNAPSHOT, VERIFY, OFFLINE, ROLL, ROLLOUT, UNQUIESCE),
+                *(GATE, STATUS, QUIESCE, SNAPSHOT, VERIFY, OFFLINE, ROLL, ROLLOUT, UNQUIESCE, DATAPLANE),
                 *(*after_roll, VALIDATE, ONLINE, POSTCHECK),
             ),
             point_of_no_return="online",
         ),
         "expand-contract": Recipe(
             "expand-contract",
-            (GATE, STATUS, SNAPSHOT, VERIFY, EXPAND, ROLL, ROLLOUT, *after_roll, VALIDATE, ONLINE, POSTCHECK),
+            (
+                GATE,
+                STATUS,
+                SNAPSHOT,
+                VERIFY,
+                EXPAND,
+                ROLL,
+                ROLLOUT,
+                DATAPLANE,
+                *after_roll,
+                VALIDATE,
+                ONLINE,
+                POSTCHECK,
+            ),
             point_of_no_return="online",
         ),
         "none": none_recipe(STATUS),
@@ -197,6 +224,9 @@ def decide(recipe: Recipe, completed: Collection[str], failed: str | None) -> Ro
     ponr = recipe.point_of_no_return
     if ponr is not None and (ponr in completed or failed == ponr):
         return Rollback("forward-fix", False, False, f"the {ponr} started: the old release cannot run; fix forward")
+    for s in recipe.steps:
+        if s.forward_only and (s.name in completed or failed == s.name):
+            return Rollback("forward-fix", False, False, f"the {s.name} started: it is not undone; fix forward")
     done = [s for s in recipe.steps if s.name in completed]
     reverted = {s.reverts for s in done if s.reverts}
     needs: dict[Undo, str] = {}

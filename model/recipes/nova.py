@@ -33,6 +33,10 @@ RECIPE = ServiceRecipe(
     repeat_phases=frozenset({"online", "migrate"}),
     downtime="none (rolling); offline: the API and conductor are stopped from the quiesce to the unquiesce",
     proven="run",
+    data_plane_binary="nova-compute",
+    # nova/objects/service.py SERVICE_VERSION of 32.2.1 and 33.0.2 (compute RPC 6.4 and 6.5)
+    service_versions={"2025.2": 70, "2026.1": 72},
+    data_plane_selector="application=nova,component=compute",
     notes=(
         "the deployment's nova.conf must set [upgrade_levels] compute=auto: it is the pin the unpin restart lifts",
         "nova_api, nova_cell0 and nova are snapshotted, verified and restored together: a restore of one alone "

@@ -213,7 +213,7 @@ def test_every_step_of_every_service_recipe_is_decided(name: str) -> None:
         for i, step in enumerate(names):
             choice = decide(recipe, set(names[:i]), step)
             started = recipe.steps[: i + 1]
-            if recipe.point_of_no_return in [s.name for s in started]:
+            if recipe.point_of_no_return in [s.name for s in started] or any(s.forward_only for s in started):
                 assert choice.kind == "forward-fix", (name, mode, step)
             elif any(s.undo == "restore" and (not s.old_serves_after or s.name == step) for s in started):
                 assert choice.kind == "restore", (name, mode, step)
@@ -233,6 +233,9 @@ BEFORE = ("status", "snapshot", "verify")
         ((*BEFORE, "expand"), "roll", "images"),  # the old release serves on the synced schema
         ((*BEFORE, "expand", "roll", "rollout"), "unpin", "images"),
         ((*BEFORE, "expand", "roll", "rollout", "unpin"), "validate", "images"),
+        # a data plane (the plan's data_plane): replaced nodes keep the new release, fixed forward
+        ((*BEFORE, "expand", "roll", "rollout"), "dataplane", "forward-fix"),
+        ((*BEFORE, "expand", "roll", "rollout", "dataplane", "unpin"), "validate", "forward-fix"),
         ((*BEFORE, "expand", "roll", "rollout", "unpin", "validate"), "online", "forward-fix"),
         ((*BEFORE, "expand", "roll", "rollout", "unpin", "validate", "online"), "postcheck", "forward-fix"),
     ],
