@@ -13,6 +13,8 @@ from typing import Any
 
 from activities import (
     database,
+    dataplane,
+    dataplane_node,
     db_inspect,
     helm,
     kube_rollout,
@@ -52,4 +54,12 @@ ACTIVITIES: list[Callable[..., Any]] = [
     ledger.record,
     ledger.read,
     ledger.check_cloud,
+    # the data plane, node batch by node batch (workflows/dataplane*.py)
+    dataplane.inventory,
+    dataplane.capacity,
+    dataplane_node.disable,
+    dataplane_node.drain,
+    dataplane.replace,
+    dataplane_node.enable,
+    dataplane_node.verify,
 ]

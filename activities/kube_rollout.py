@@ -278,6 +278,7 @@ def wait_one(
                     name=ref.name,
                     namespace=target.namespace,
                 )
+            refuse_on_delete(ref, ev.obj, target.namespace)
             try:
                 message, done = rollout_status(ref.kind, ev.obj)
             except RolloutError as exc:
@@ -309,6 +310,22 @@ def wait_one(
         namespace=target.namespace,
         timeout_seconds=timeout,
     )
+
+
+def refuse_on_delete(ref: WorkloadRef, obj: dict[str, Any], namespace: str) -> None:
+    """An OnDelete DaemonSet never replaces a pod by itself: waiting for its rollout would wait for
+    nothing until the timeout. Its nodes are replaced one by one by the service's data plane step."""
+    strategy = ((obj.get("spec") or {}).get("updateStrategy") or {}).get("type")
+    if ref.kind == "DaemonSet" and strategy == "OnDelete":
+        raise errors.permanent(
+            errors.PLAN_INVALID,
+            f"DaemonSet {ref.name!r} in namespace {namespace!r} has updateStrategy OnDelete: its pods are replaced "
+            "only when deleted, so its rollout never finishes by itself; fix: give the service a `data_plane` block "
+            "naming it (its nodes are then replaced one by one, drained first) instead of waiting for its rollout",
+            kind=ref.kind,
+            name=ref.name,
+            namespace=namespace,
+        )
 
 
 def _check_images(ref: WorkloadRef, obj: dict[str, Any], expect: dict[str, str]) -> None:

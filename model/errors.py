@@ -49,6 +49,8 @@ MIGRATION_FAILED: Final = "MigrationFailed"
 CHECK_FAILED: Final = "CheckFailed"  # a validation check answered "fail"
 WORKLOAD_OWNED: Final = "WorkloadOwned"  # Helm, GitOps or an operator owns it: change what the owner reads
 HELM_FAILED: Final = "HelmFailed"  # a helm command failed (chart not found, render error, ...)
+# a node's servers could not all be moved away (a migration failed, a server cannot migrate, time ran out)
+DRAIN_FAILED: Final = "DrainFailed"
 # --- 1. activity errors: temporary ---------------------------------------------------------------
 UNAVAILABLE: Final = "Unavailable"  # API/DB unreachable, 5xx, timeouts, conflicts
 DB_IN_USE: Final = "DatabaseInUse"  # a session of the service still uses the database: restore waits
@@ -66,6 +68,7 @@ PERMANENT = frozenset(
         CHECK_FAILED,
         WORKLOAD_OWNED,
         HELM_FAILED,
+        DRAIN_FAILED,
     }
 )
 

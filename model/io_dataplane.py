@@ -18,7 +18,7 @@ from pydantic import Field
 
 from model.dataplane import Drain
 from model.io_base import Msg
-from model.plan import KubeTarget, UpgradePlan
+from model.plan import Database, KubeTarget, UpgradePlan
 
 DATAPLANE_INVENTORY = "dataplane.inventory"
 DATAPLANE_CAPACITY = "dataplane.capacity"
@@ -37,6 +37,9 @@ class InventoryInput(Msg):
     selector: str = ""  # and/or by label selector (DataPlane.selector)
     images: list[str] = Field(default_factory=list)  # the target images: a pod running them is upgraded
     binary: str = "nova-compute"  # the service record of a node (recipe: ServiceRecipe.data_plane_binary)
+    # the cell database (nova's `nova`), where services.version is (nova's API does not show it);
+    # None: service_version stays 0
+    database: Database | None = None
 
 
 class DataPlaneNode(Msg):
@@ -129,6 +132,7 @@ class ReplaceInput(Msg):
     binary: str = "nova-compute"
     service_version: int = 0  # the target release's (ServiceRecipe.service_versions): the record must reach it
     timeout_seconds: int = 900
+    database: Database | None = None  # the cell database: required when service_version is set
 
 
 class ReplaceResult(Msg):
