@@ -86,7 +86,8 @@ class Api:
             raise errors.temporary(f"{what}: HTTP {code}: {text}", status=code)
         if code in (401, 403):
             raise errors.permanent(
-                errors.PLAN_INVALID, f"{what}: HTTP {code}: the cloud entry {self.cloud!r} needs the admin role: {text}"
+                errors.PLAN_INVALID,
+                f"{what}: HTTP {code} (refused: {self.cloud!r} needs the admin role, or a quota): {text}",
             )
         raise errors.permanent(errors.PLAN_INVALID, f"{what}: HTTP {code}: {text}", status=code)
 
