@@ -7,19 +7,27 @@ and a server scheduled onto a node. Each activity's time goes to ``<cloud>/datap
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from kubernetes import client
 from temporalio.exceptions import ApplicationError
 
 from activities import dataplane, dataplane_node
 from activities.dataplane_nova import Api
+from activities.kube_client import SMP, api_client, call
+from lab.cloud_k8s import KubeCloud
+from lab.k8s.pytest_plugin import kube_context
 from lab.openstack import smoke
 from lab.openstack.cloud import ADMIN_CLOUD, CloudLab
+from lab.openstack.cloud_plugin import measure
+from lab.openstack.services import nova as nova_lab
 from model import errors
-from model.io_dataplane import CapacityInput, NodeInput
+from model.io_dataplane import CapacityInput, InventoryInput, NodeInput, ReplaceInput
+from model.plan import Database, KubeTarget
 from tests.waiting import eventually_sync
 
 UPGRADE = "upgrade/lab-cloud/dp-test"
@@ -178,3 +186,81 @@ def test_verify_schedules_a_server_onto_the_node(lab: Any) -> None:
     assert ei.value.type == errors.CHECK_FAILED and f"no server can be scheduled onto {hosts[-1]}" in ei.value.message
     with Api(ADMIN_CLOUD) as nova:
         assert not [s for s in nova.servers(hosts[-1]) if s["name"].startswith("stackhop-verify")]
+
+
+# --- on Kubernetes: the DaemonSets, their pods per node, and one node's pod replaced ----------------
+SELECTOR = "application=nova,component=compute"
+
+
+def patch_daemonset(target: KubeTarget, name: str, body: dict[str, Any]) -> None:
+    with api_client(target) as api:
+        call(client.AppsV1Api(api).patch_namespaced_daemon_set, name, target.namespace, body, _content_type=SMP)
+
+
+def test_inventory_and_replace_one_node_on_kubernetes(k8s_cloud: KubeCloud) -> None:
+    """Release-agnostic (the session's cloud may be at either release): the new image is the one the
+    nodes run now under another tag of the same release, so nova's record stays at that release's
+    version; the DaemonSet is put back as it was."""
+    lab = k8s_cloud.cloud()
+    assert lab.mariadb
+    os.environ["OS_CLIENT_CONFIG_FILE"] = str(lab.clouds_yaml)
+    target = KubeTarget(context=kube_context(k8s_cloud.kube), namespace=k8s_cloud.namespace)
+    target = target.model_copy(update={"kubeconfig": str(k8s_cloud.kube.kubeconfig)})
+    db = Database(name="nova", defaults_file=str(lab.mariadb.defaults_file))
+    inp = InventoryInput(target=target, cloud=ADMIN_CLOUD, service="nova", selector=SELECTOR, database=db)
+    inv = timed("inventory", dataplane.inventory, inp)
+    assert inv.daemonsets and len(inv.nodes) == len(k8s_cloud.nodes())
+    node = inv.nodes[0]
+    old = node.images[0]
+    release = next(r for r in nova_lab.SERVICE_VERSIONS if old.rpartition(":")[2].startswith(r))
+    new = f"{old.rpartition(':')[0]}:{release}-dp-test"
+    with Api(ADMIN_CLOUD) as nova:
+        services = nova.compute_services("nova-compute")
+    for n in inv.nodes:
+        assert n.service_version == nova_lab.SERVICE_VERSIONS[release] and n.service_up and n.pods
+        assert n.zone == services[n.node]["zone"] and n.labels.get("kubernetes.io/hostname") == n.node
+    (ds,) = node.daemonsets
+    with api_client(target) as api:
+        before = call(client.AppsV1Api(api).read_namespaced_daemon_set, ds, target.namespace)
+    was = before["spec"]["updateStrategy"]
+    container = before["spec"]["template"]["spec"]["containers"][0]["name"]
+    if was["type"] == "RollingUpdate":
+        assert any(f"DaemonSet {ds!r} has updateStrategy RollingUpdate" in r and "OnDelete" in r for r in inv.refusals)
+    patch_daemonset(
+        target,
+        ds,
+        {
+            "spec": {
+                "updateStrategy": {"type": "OnDelete", "rollingUpdate": None},
+                "template": {"spec": {"containers": [{"name": container, "image": new}]}},
+            }
+        },
+    )
+    version = nova_lab.SERVICE_VERSIONS[release]
+    rep = ReplaceInput(
+        target=target,
+        cloud=ADMIN_CLOUD,
+        node=node.node,
+        daemonsets=[ds],
+        images=[new],
+        service_version=version,
+        database=db,
+        timeout_seconds=300,
+    )
+    try:
+        upgraded = timed("inventory", dataplane.inventory, inp.model_copy(update={"images": [new]}))
+        assert not upgraded.refusals and not any(n.upgraded for n in upgraded.nodes)
+        done = timed("replace", dataplane.replace, rep)
+        assert done.deleted == node.pods and not done.already and done.images == [new]
+        assert done.service_version == version and done.pods and done.pods != node.pods
+        again = timed("replace", dataplane.replace, rep)
+        assert again.already and again.deleted == [] and again.pods == done.pods
+        after = dataplane.inventory(inp.model_copy(update={"images": [new]}))
+        assert [n.node for n in after.nodes if n.upgraded] == [node.node]
+    finally:  # back as it was: the old image on that node, then the strategy
+        patch_daemonset(
+            target, ds, {"spec": {"template": {"spec": {"containers": [{"name": container, "image": old}]}}}}
+        )
+        dataplane.replace(rep.model_copy(update={"images": [old]}))
+        patch_daemonset(target, ds, {"spec": {"updateStrategy": was}})
+        measure(k8s_cloud, dataplane_s={k: TIMES[k] for k in ("inventory", "replace") if k in TIMES})

@@ -23,7 +23,7 @@ V1, V2 = "registry.lab/nova:1", "registry.lab/nova:2"
 
 def ondelete(name: str, image: str) -> dict[str, object]:
     ds = workload("DaemonSet", name, image)
-    ds["spec"]["updateStrategy"] = {"type": "OnDelete"}  # type: ignore[index]
+    ds["spec"]["updateStrategy"] = {"type": "OnDelete"}
     return ds
 
 
