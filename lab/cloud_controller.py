@@ -21,8 +21,16 @@ What a pod runs is read from the pod, as a kubelet reads it:
 
 A program that exits makes its pod unready, its ``restartCount`` grows and it is started again after
 a back-off (CrashLoopBackOff), as a kubelet restarts a container. Releases in ``crashing`` (``2026.1``,
-or one service's: ``nova:2026.1``) are never started: their pods never become Ready (a crash-looping
-image; the rollout stalls).
+or one service's: ``nova:2026.1``, or one service's on one node: ``nova@<node>:2026.1``) are never
+started: their pods never become Ready (a crash-looping image; the rollout stalls, or that node's new
+pod stays unready while the other nodes' start).
+
+When a pod the controller has seen is deleted (the kubelet's "the pod is going"), ``on_deleted(pod,
+process)`` runs before its process is stopped. The lab's detached controller records there, for a
+nova-compute pod, which servers nova places on its node at that moment (``replacement_recorder``: one
+JSON line per replacement in ``<cloud>/replacements.jsonl``, ``{at, pod, node, release, servers}``): the
+proof that a drained node was empty when its compute was replaced — the fake virt driver forgets its
+servers on a restart, so the servers' state afterwards proves nothing.
 
 The controller watches the namespace's pods (a list, then a watch from its resourceVersion, relisted
 when the watch expires); between events it only looks at its own processes. Run it in a thread
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import queue
 import re
@@ -57,6 +66,7 @@ from lab.openstack.services.base import RELEASES
 log = structlog.get_logger(__name__)
 
 SELECTOR = f"{LABEL}=controller"
+REPLACEMENTS = "replacements.jsonl"  # in the cloud's directory: one line per nova-compute pod replaced
 BACKOFF_MAX = 30.0  # seconds between two restarts of a crash-looping program, at most (kubelet: 300)
 
 
@@ -120,6 +130,8 @@ class CloudController:
     # the workloads a service's release runs (its programs); None: a pod's workload is taken as it is
     programs: Callable[[str, str], Sequence[str]] | None = None
     tick: float = 0.2  # how often the controller looks at its processes (not at the apiserver)
+    # called with (pod, its process) when a pod it has seen is deleted, before the process is stopped
+    on_deleted: Callable[[str, Any], None] | None = None
 
     def __post_init__(self) -> None:
         api = config.new_client_from_config(config_file=str(self.kubeconfig), context=self.context)
@@ -223,6 +235,11 @@ class CloudController:
         live = {n: p for n, p in pods.items() if p.metadata.deletion_timestamp is None}
         for name, proc in list(self.cloud.pods.items()):
             if name not in live and self._stale(name, proc, live):
+                if name in self._seen and self.on_deleted is not None:
+                    try:
+                        self.on_deleted(name, proc)
+                    except Exception as e:  # a record that fails never keeps a deleted pod running
+                        log.warning("cloud controller: on_deleted failed", pod=name, error=repr(e))
                 self._stop_pod(name)  # deleted or terminating: out of the proxy, then stopped
         for name in [n for n in self._containers if n not in live]:
             del self._containers[name]
@@ -281,7 +298,7 @@ class CloudController:
             proc = None
         if proc is None:
             release = release_of(pod.spec.containers[0].image, self.versions.get(service))
-            if release is None or release in self.crashing or f"{service}:{release}" in self.crashing:
+            if release is None or self.crashes(service, pod.spec.node_name or "", release):
                 self._report(pod, state, ready=False, waiting=None if release is None else "CrashLoopBackOff")
                 return  # this image never answers: the pod stays unready, the rollout stalls
             if time.monotonic() < state.retry_at:
@@ -293,6 +310,10 @@ class CloudController:
             self.started.append((name, release))
         ready = self.cloud.pod_ready(name) if proc is None or not is_ready(pod) else True
         self._report(pod, state, ready=ready)
+
+    def crashes(self, service: str, node: str, release: str) -> bool:
+        """Whether a pod of ``service`` at ``release`` on ``node`` is never started (``crashing``)."""
+        return bool({release, f"{service}:{release}", f"{service}@{node}:{release}"} & self.crashing)
 
     def _stop_pod(self, name: str) -> None:
         log.info("cloud controller: stopping", pod=name)
@@ -368,6 +389,47 @@ def now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+# --- what a replaced nova-compute pod left on its node ---------------------------------------------
+class ServersOn(Protocol):
+    def servers_on(self, host: str) -> list[str]: ...
+
+
+def replacement_recorder(cloud: ServersOn, path: Path) -> Callable[[str, Any], None]:
+    """``on_deleted`` for the lab: for a nova-compute pod, one JSON line appended to ``path`` —
+    ``{"at", "pod", "node", "release", "servers"}``, the servers nova places on the pod's node (the
+    cell database's instances with host = the node) at the moment the pod's process is to stop."""
+
+    def record(pod: str, proc: Any) -> None:
+        if getattr(proc, "workload", "") != "nova-compute":
+            return
+        node = str(getattr(proc, "host", ""))
+        entry = {
+            "at": now(),
+            "pod": pod,
+            "node": node,
+            "release": getattr(proc, "release", ""),
+            "servers": cloud.servers_on(node),
+        }
+        with open(path, "a") as out:
+            out.write(json.dumps(entry) + "\n")
+        log.info("cloud controller: compute replaced", pod=pod, node=node, servers=len(entry["servers"]))
+
+    return record
+
+
+def read_replacements(path: Path) -> list[dict[str, Any]]:
+    """The records ``replacement_recorder`` wrote, oldest first ([] when none)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def node_crashing(node: str, release: str = "2026.1", service: str = "nova") -> str:
+    """The ``crashing`` entry that keeps one node's pods of ``service`` at ``release`` from ever
+    starting (``nova@<node>:2026.1``): that node's new compute pod never becomes Ready."""
+    return f"{service}@{node}:{release}"
+
+
 # --- the lab's detached process -------------------------------------------------------------------
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.cloud_controller", description=__doc__.split("\n")[0])
@@ -379,7 +441,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument(
         "--crashing",
         default="",
-        help="comma-separated releases (2026.1) or service:release (nova:2026.1) whose pods never become ready",
+        help="comma-separated releases (2026.1), service:release (nova:2026.1) or service@node:release"
+        " (nova@lab-node-1:2026.1) whose pods never become ready",
     )
     args = parser.parse_args(list(argv) if argv is not None else None)
     from lab.openstack.cloud import CloudLab, service_lab
@@ -395,6 +458,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         crashing=frozenset(r for r in args.crashing.split(",") if r),
         versions={s: dict(service_lab(s).versions) for s in services},
         programs=lambda service, release: [p.workload for p in service_lab(service).programs(release)],
+        on_deleted=replacement_recorder(cloud, args.cloud / REPLACEMENTS),
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -30,7 +30,8 @@ from typing import Any
 import yaml
 from rich.table import Table
 
-from lab.cloud_k8s import SERVICES, KubeCloud
+from lab.cloud_controller import node_crashing
+from lab.cloud_k8s import COMPUTE_NODES, SERVICES, KubeCloud
 from lab.k8s.cluster import KubeLab
 from lab.k8s.versions import REPO_ROOT, helm_bin
 from lab.openstack import paths
@@ -47,7 +48,7 @@ INJECTED = "nova's 2026.1 pods never become Ready: the rollout after the expand 
 
 def cloud_kube_lab() -> KubeLab:
     """The cloud demo's own Kubernetes lab (never the keystone demo's: both have a release ``keystone``)."""
-    return KubeLab(name=os.environ.get("STACKHOP_CLOUD_CLUSTER", "stackhop-cloud"), nodes=2)
+    return KubeLab(name=os.environ.get("STACKHOP_CLOUD_CLUSTER", "stackhop-cloud"), nodes=COMPUTE_NODES)
 
 
 def cloud_base() -> Path:
@@ -85,20 +86,23 @@ class CloudDemo:
             "STACKHOP_HELM": str(helm_bin()),
         }
 
-    def prepare(self, inject: bool = False, reset: bool = True) -> dict[str, float]:
+    def prepare(self, inject: bool = False, reset: bool = True, crash_node: str | None = None) -> dict[str, float]:
         """The whole cloud at 2025.2 (``reset``: from a fresh cloud dir, as every demo run starts);
-        with ``inject``, nova's 2026.1 pods never become Ready."""
+        with ``inject``, nova's 2026.1 pods never become Ready; with ``crash_node``, only that node's
+        nova-compute at 2026.1 never does (``crashing``)."""
         if reset:
             self.kube_cloud.down(purge=True)
-        timings = self.kube_cloud.up(SERVICES, crashing=(NOVA_CRASHING,) if inject else ())
+        timings = self.kube_cloud.up(SERVICES, crashing=crashing(inject, crash_node))
         started = time.monotonic()
         self.kube_cloud.cloud().write_tempest_workspace()  # tempest's image, flavors and tempest.conf
         timings["tempest workspace"] = time.monotonic() - started
         return timings
 
-    def set_crashing(self, inject: bool) -> None:
-        """Restart the cloud controller with or without the injected nova failure (pods keep running)."""
-        self.kube_cloud.start_controller(SERVICES, (NOVA_CRASHING,) if inject else ())
+    def set_crashing(self, inject: bool, node: str | None = None) -> None:
+        """Restart the cloud controller with or without the injected nova failure (pods keep running):
+        ``inject``, every nova pod at 2026.1 never becomes Ready; ``node`` (``--inject node``), only that
+        node's nova-compute at 2026.1 never does (the others upgrade)."""
+        self.kube_cloud.start_controller(SERVICES, crashing(inject, node))
 
     # --- what an operator checks afterwards --------------------------------------------------------
     def charts(self) -> dict[str, str]:
@@ -121,6 +125,14 @@ class CloudDemo:
 
     def history(self, service: str) -> list[dict[str, Any]]:
         return self.kube_cloud.helm().history(service)
+
+
+def crashing(inject: bool, node: str | None = None) -> tuple[str, ...]:
+    """The cloud controller's ``crashing`` for an injected failure: one node's nova-compute at 2026.1
+    (``nova@<node>:2026.1``) when ``node`` is given, else every nova pod at 2026.1 when ``inject``."""
+    if node:
+        return (node_crashing(node, "2026.1"),)
+    return (NOVA_CRASHING,) if inject else ()
 
 
 # --- what the cloud holds before and after -------------------------------------------------------------

@@ -2,17 +2,31 @@
 
 ``KubeCloud.up(services)``:
 
-1. the Kubernetes lab (kwok; the demo's ``stackhop-demo`` by default) with its nodes labelled as an
-   openstack-helm cluster labels them (``openstack-control-plane``, ``openstack-compute-node``);
+1. the Kubernetes lab (kwok; the demo's ``stackhop-demo`` by default) scaled to ``COMPUTE_NODES`` (4)
+   nodes, labelled as an openstack-helm cluster labels them (``openstack-control-plane``,
+   ``openstack-compute-node``) and with their availability zone (``topology.kubernetes.io/zone``:
+   az-1, az-2 alternating in node order; ``zones()``);
 2. the cloud core in Kubernetes mode (``CloudLab.up(..., direct=False)``): MariaDB, RabbitMQ,
    Keystone, the proxy, and per service its databases, Keystone records, config and bootstrap — but
    no service process: those are the pods';
 3. the cloud controller (lab/cloud_controller.py) as a detached process, its pid in ``kube.json``
    beside the cloud's state;
 4. ``helm install <service> lab/charts/<service>-2025.2.0 -f examples/lab-cloud-values/<service>.yaml``
-   for each service (no ``--wait``: the pods become Ready only as the controller serves them);
+   for each service (no ``--wait``: the pods become Ready only as the controller serves them); nova
+   also with ``<cloud>/nova-overrides.yaml``: helm-toolkit's per-node override naming one node
+   (``override_node()``, the last), so nova-compute is two OnDelete DaemonSets —
+   ``nova-compute-default-<hash>`` on every other node and ``nova-compute-<node>-<hash>`` pinned to
+   that one. The override is part of the release's user values, so ``helm upgrade
+   --reset-then-reuse-values`` (the engine's, and ``Helm.upgrade``'s) keeps it;
 5. wait until every Deployment is available, nova-compute runs on every node and nova's service list
-   shows one ``nova-compute`` per node (``host`` = the node's name), up.
+   shows one ``nova-compute`` per node (``host`` = the node's name), up; then a nova host aggregate per
+   zone holding its nodes (``CloudLab.ensure_zones``).
+
+nova-compute's DaemonSets are OnDelete: a chart upgrade changes their template and leaves the pods.
+``replace_stale_computes()`` deletes the compute pods whose image differs from their DaemonSet's
+template (what the data plane step does node by node); ``wait_ready`` does it by default, so a lab
+helper that puts nova back on a chart gets its computes back too. ``replacements()``: what the
+controller recorded on each nova-compute pod's replacement (the servers on its node at that moment).
 
 ``down()`` stops the controller, uninstalls the releases and takes the cloud core down; the
 Kubernetes lab keeps running (``stackhop lab k8s down`` stops it).
@@ -30,15 +44,18 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from lab.cloud_controller import REPLACEMENTS, read_replacements
 from lab.controller import LABEL
 from lab.helm import CHARTS, Helm
 from lab.k8s.cluster import KubeLab
 from lab.k8s.versions import REPO_ROOT
 from lab.openstack import procs
 from lab.openstack.cloud import CloudLab
+from lab.openstack.services.nova import ZONE_LABEL, ZONES
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +64,16 @@ CHART_VERSION = {"2025.2": "2025.2.0", "2026.1": "2026.1.0"}  # release -> the l
 VALUES = REPO_ROOT / "examples" / "lab-cloud-values"
 NODE_LABELS = ("openstack-control-plane=enabled", "openstack-compute-node=enabled")
 NAMESPACE = "openstack"
+COMPUTE_NODES = 4  # the cloud's Kubernetes nodes, each a nova-compute host
+COMPUTE_SELECTOR = "application=nova,component=compute"  # every nova-compute DaemonSet (and pod)
+#: what the per-node override changes for its node (rendered into that DaemonSet's own nova.conf
+#: Secret; the lab's processes read the cloud's config, so it marks the node group and nothing else)
+OVERRIDE_CONF: dict[str, Any] = {"nova": {"DEFAULT": {"cpu_allocation_ratio": 2.0}}}
+
+
+def compute_override(node: str) -> dict[str, Any]:
+    """nova's values for helm-toolkit's per-node override of nova-compute on ``node``."""
+    return {"conf": {"overrides": {"nova_compute": {"hosts": [{"name": node, "conf": OVERRIDE_CONF}]}}}}
 
 
 def chart(service: str, release: str = "2025.2") -> Path:
@@ -64,6 +91,7 @@ class KubeCloud:
     kube: KubeLab
     base: Path
     namespace: str = NAMESPACE
+    node_count: int = COMPUTE_NODES
 
     @property
     def state_file(self) -> Path:
@@ -106,8 +134,13 @@ class KubeCloud:
         timings: dict[str, float] = {}
         t0 = t = time.monotonic()
         self.kube.up()
+        if len(self.nodes()) < self.node_count:
+            self.kube.nodes = self.node_count
+            self.kube.scale_nodes(self.node_count)
         nodes = self.nodes()
         self.kube.kubectl_run("label", "nodes", "--all", "--overwrite", *NODE_LABELS)
+        for i, node in enumerate(nodes):
+            self.kube.kubectl_run("label", "node", node, "--overwrite", f"{ZONE_LABEL}={ZONES[i % len(ZONES)]}")
         timings["kubernetes"] = time.monotonic() - t
         t = time.monotonic()
         self.cloud().up(services, release="2025.2", hosts=tuple(nodes), direct=False)
@@ -123,10 +156,12 @@ class KubeCloud:
         helm = self.helm()
         for service in services:
             if not helm.history(service):
-                helm.install(service, chart(service), values=[values(service)], wait=False)
+                helm.install(service, chart(service), values=self.values_files(service, nodes), wait=False)
         self._save(services=list(services), nodes=nodes, namespace=self.namespace, kube=self.kube.name)
         self.wait_ready(services, nodes, timeout=timeout)
         procs.reap()  # the cloud's own Keystone, started here, handed over to its pod and stopped by the controller
+        if "nova" in services:
+            self.cloud().ensure_zones(self.zones())
         timings["pods ready"] = time.monotonic() - t
         timings["total"] = time.monotonic() - t0
         self._save(started=timings)
@@ -137,8 +172,34 @@ class KubeCloud:
         listed: list[Any] = core.list_node().items
         return sorted(n.metadata.name for n in listed)
 
+    def zones(self) -> dict[str, str]:
+        """node -> its availability zone (the node label ``topology.kubernetes.io/zone``)."""
+        core, _ = self._apis()
+        listed: list[Any] = core.list_node().items
+        return {n.metadata.name: (n.metadata.labels or {}).get(ZONE_LABEL, "") for n in listed}
+
+    def override_node(self, nodes: Sequence[str] | None = None) -> str:
+        """The node whose nova-compute runs from helm-toolkit's per-node override DaemonSet: the last."""
+        return sorted(nodes if nodes is not None else self.nodes())[-1]
+
+    def values_files(self, service: str, nodes: Sequence[str] | None = None) -> list[Path]:
+        """The operator's values of a service's release; nova's also name its per-node override."""
+        files = [values(service)]
+        if service == "nova":
+            override = self.base / "nova-overrides.yaml"
+            doc = compute_override(self.override_node(nodes))
+            override.write_text(
+                "# helm-toolkit's per-node override of nova-compute (written by KubeCloud.up: the node is\n"
+                "# known only then): one DaemonSet pinned to this node, nova-compute-default on the others\n"
+                + yaml.safe_dump(doc, sort_keys=False)
+            )
+            files.append(override)
+        return files
+
     def start_controller(self, services: Sequence[str], crashing: Iterable[str] = ()) -> int:
-        """The cloud controller as a detached process (a running one is replaced)."""
+        """The cloud controller as a detached process (a running one is replaced). ``crashing``:
+        releases (``2026.1``), a service's (``nova:2026.1``) or a service's on one node
+        (``nova@<node>:2026.1``, ``lab.cloud_controller.node_crashing``) whose pods never start."""
         self.stop_controller()
         argv = [
             sys.executable,
@@ -204,8 +265,15 @@ class KubeCloud:
             missing.append(f"nova-compute: {computes} ready pods for {len(nodes)} nodes")
         return missing
 
-    def wait_ready(self, services: Sequence[str], nodes: Sequence[str], timeout: float = 600) -> None:
+    def wait_ready(
+        self, services: Sequence[str], nodes: Sequence[str], timeout: float = 600, replace_stale: bool = True
+    ) -> None:
+        """Until every workload of ``services`` is rolled out on ``nodes``; with ``replace_stale`` the
+        nova-compute pods an OnDelete DaemonSet left behind a template change are deleted (replaced)."""
+
         def done() -> bool:
+            if replace_stale and "nova" in services:
+                self.replace_stale_computes()
             return (
                 not self.rolled_out(services, nodes)
                 and not self.unhanded(services)
@@ -219,6 +287,46 @@ class KubeCloud:
             return "; ".join(left) or f"nova-compute on {nodes}"
 
         wait(done, timeout, what)
+
+    def compute_daemonsets(self) -> list[Any]:
+        """nova's nova-compute DaemonSets (the default one and each per-node override)."""
+        _, apps = self._apis()
+        listed: list[Any] = apps.list_namespaced_daemon_set(self.namespace, label_selector=COMPUTE_SELECTOR).items
+        return sorted(listed, key=lambda d: d.metadata.name)
+
+    def stale_computes(self) -> dict[str, str]:
+        """pod -> node of every nova-compute pod whose image differs from its DaemonSet's template
+        (an OnDelete DaemonSet's pods after a chart upgrade), not yet being deleted."""
+        core, _ = self._apis()
+        images = {d.metadata.uid: [c.image for c in d.spec.template.spec.containers] for d in self.compute_daemonsets()}
+        listed: list[Any] = core.list_namespaced_pod(self.namespace, label_selector=COMPUTE_SELECTOR).items
+        stale = {}
+        for pod in listed:
+            owner = next((o.uid for o in pod.metadata.owner_references or [] if o.kind == "DaemonSet"), None)
+            current = [c.image for c in pod.spec.containers]
+            if pod.metadata.deletion_timestamp is None and owner in images and current != images[owner]:
+                stale[pod.metadata.name] = pod.spec.node_name or ""
+        return stale
+
+    def replace_stale_computes(self) -> list[str]:
+        """Delete the stale nova-compute pods (``stale_computes``): their DaemonSets start new ones from
+        the current template, as an operator does node by node with OnDelete. The pods deleted."""
+        core, _ = self._apis()
+        stale = self.stale_computes()
+        for pod in stale:
+            try:
+                core.delete_namespaced_pod(pod, self.namespace)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+        if stale:
+            log.info("kube cloud: stale compute pods deleted", pods=sorted(stale))
+        return sorted(stale)
+
+    def replacements(self) -> list[dict[str, Any]]:
+        """What the controller recorded each time it stopped a deleted nova-compute pod's process:
+        ``{at, pod, node, release, servers}`` (the servers nova placed on the node then), oldest first."""
+        return read_replacements(self.base / REPLACEMENTS)
 
     def unhanded(self, services: Sequence[str]) -> list[str]:
         """The processes of ``services`` no pod stands for (the Keystone ``up`` starts before its chart

@@ -209,6 +209,8 @@ class CloudLab:
                     self.serve("keystone", release)
             if direct:
                 self._timed(f"{name}_serve", lambda name=name: self.serve(name, self.served(name) or release))
+        if direct and "nova" in wanted:
+            self._timed("zones", self.ensure_zones)  # every compute is mapped once nova is served
         self.timings["total"] = time.monotonic() - started
         log.info("cloud_lab_up", services=wanted, **{k: round(v, 1) for k, v in self.timings.items()})
         return self.timings
@@ -429,6 +431,33 @@ class CloudLab:
         """Every pod of the service stopped: what scaling its workloads to 0 does (quiesced)."""
         for pod in list(self.pods_of(service)):
             self.stop_pod(pod)
+
+    # --- nova's computes -------------------------------------------------------------------------
+    def zones(self) -> dict[str, str]:
+        """host -> availability zone of every compute host (alternating az-1, az-2 in host order)."""
+        from lab.openstack.services import nova
+
+        return nova.zones(self.hosts)
+
+    def ensure_zones(self, placement: dict[str, str] | None = None) -> dict[str, list[str]]:
+        """A nova host aggregate per availability zone (``availability_zone`` metadata) holding its
+        hosts (default: ``zones()``); idempotent. The hosts' computes must be mapped. Zone -> hosts."""
+        from lab.openstack.services import nova
+
+        conn = self.connect()
+        try:
+            return nova.ensure_zones(conn, placement if placement is not None else self.zones())
+        finally:
+            conn.close()
+
+    def servers_on(self, host: str) -> list[str]:
+        """The uuids of the servers nova places on ``host`` now (cell1's ``instances``: host = it, not
+        deleted), read from the database: what a compute's replacement would find on its node."""
+        assert self.mariadb
+        rows = self.mariadb.sql(
+            f"SELECT uuid FROM instances WHERE deleted = 0 AND host = '{host}' ORDER BY created_at", database="nova"
+        )
+        return [r.strip() for r in rows.splitlines() if r.strip()]
 
     def manage(self, service: str, release: str, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         """The service's manage tool of ``release`` (output captured, exit code not checked)."""

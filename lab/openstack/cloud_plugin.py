@@ -2,7 +2,9 @@
 
 One cloud per test session, in its own directory (``.lab/cloud-pytest``, a developer's
 ``stackhop lab openstack up --services`` is never touched), in direct mode (no Kubernetes): every
-service at 2025.2. Its databases are dumped once after set-up; ``cloud_at`` puts them back and
+service at 2025.2, nova-compute on two hosts (``DIRECT_HOSTS``: servers can be live- and
+cold-migrated between them; each its own availability zone, az-1 and az-2). Its databases are dumped
+once after set-up; ``cloud_at`` puts them back and
 restarts every pod at 2025.2, so each recipe test starts from the same cloud.
 
 ``k8s_cloud``: the same cloud on the session's Kubernetes lab (``KubeCloud``: every service the Helm
@@ -26,6 +28,9 @@ from lab.k8s.cluster import KubeLab
 from lab.openstack import paths
 from lab.openstack.cloud import SERVICES, CloudLab
 
+#: the direct cloud's compute hosts: two, so a server has somewhere to move (az-1 and az-2, one each)
+DIRECT_HOSTS = ("lab-node-0", "lab-node-1")
+
 
 @pytest.fixture(scope="session")
 def cloud() -> Iterator[CloudLab]:
@@ -34,7 +39,7 @@ def cloud() -> Iterator[CloudLab]:
     lab = CloudLab(base=base)
     services = os.environ.get("STACKHOP_CLOUD_SERVICES", ",".join(SERVICES)).split(",")
     try:
-        lab.up(services)
+        lab.up(services, hosts=DIRECT_HOSTS)
         lab.save_baseline()
         previous = os.environ.get("OS_CLIENT_CONFIG_FILE")
         os.environ["OS_CLIENT_CONFIG_FILE"] = str(lab.clouds_yaml)

@@ -15,16 +15,17 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client, config
 
-from lab.cloud_controller import CloudController, release_of, workload_of
-from lab.cloud_k8s import NODE_LABELS, chart, values
+from lab.cloud_controller import CloudController, node_crashing, release_of, workload_of
+from lab.cloud_k8s import COMPUTE_SELECTOR, NODE_LABELS, KubeCloud, chart, compute_override, values
 from lab.helm import Helm
 from lab.k8s.cluster import KubeLab
 from lab.openstack import procs
@@ -98,7 +99,12 @@ def stand_in(k8s_lab: KubeLab, kube_target: KubeTarget, tmp_path: Path) -> Itera
         cloud.down()
 
 
-def controller(kube_target: KubeTarget, cloud: ProcessCloud, crashing: frozenset[str] = frozenset()) -> CloudController:
+def controller(
+    kube_target: KubeTarget,
+    cloud: ProcessCloud,
+    crashing: frozenset[str] = frozenset(),
+    on_deleted: Callable[[str, Any], None] | None = None,
+) -> CloudController:
     assert kube_target.kubeconfig
     return CloudController(
         cloud,
@@ -107,6 +113,7 @@ def controller(kube_target: KubeTarget, cloud: ProcessCloud, crashing: frozenset
         ["placement", "nova"],
         context=kube_target.context,
         crashing=crashing,
+        on_deleted=on_deleted,
     )
 
 
@@ -153,21 +160,81 @@ def test_a_chart_upgrade_rolls_the_processes_one_surge_pod_at_a_time(
         assert [r for _, r in ctl.started] == ["2025.2", "2025.2", "2026.1", "2026.1"]
 
 
-def test_nova_compute_runs_per_node_with_host_the_node(
-    stand_in: tuple[ProcessCloud, Helm, Any], kube_target: KubeTarget, k8s_lab: KubeLab
+def test_nova_compute_per_node_from_ondelete_daemonsets_replaced_by_deletion_and_one_node_crashing(
+    stand_in: tuple[ProcessCloud, Helm, Any], kube_target: KubeTarget, k8s_lab: KubeLab, tmp_path: Path
 ) -> None:
+    """nova's chart with the lab's values and one per-node override: a nova-compute on every node, host
+    = the node, from two OnDelete DaemonSets (default, and the override pinned to its node), both with
+    nova's data plane labels. A chart upgrade (values reused) leaves the computes at 2025.2; a deleted
+    compute pod is handed to ``on_deleted`` while its process still runs, then replaced at 2026.1 —
+    except on the node ``nova@<node>:2026.1`` names, whose new pod never starts."""
     cloud, helm, core = stand_in
-    nodes = {n.metadata.name for n in core.list_node().items}
-    with controller(kube_target, cloud):
-        helm.install("nova", chart("nova"), values=[values("nova")], timeout="60s")
-        computes = [p for p in cloud.of("nova").values() if p.workload == "nova-compute"]
-        assert sorted(p.host for p in computes) == sorted(nodes)
-        assert {p.workload for p in cloud.of("nova").values()} == {
-            "nova-api-osapi",
-            "nova-conductor",
-            "nova-scheduler",
-            "nova-compute",
-        }
+    ns = kube_target.namespace
+    nodes = sorted(n.metadata.name for n in core.list_node().items)
+    assert len(nodes) >= 3
+    pinned, crashing, replaced = nodes[-1], nodes[0], nodes[1]
+    override = tmp_path / "override.yaml"
+    override.write_text(yaml.safe_dump(compute_override(pinned)))
+    deleted: list[tuple[str, str, bool]] = []  # (pod, node, its process still running when told)
+
+    def computes() -> dict[str, tuple[str, str]]:
+        """node -> (pod, release) of every compute process."""
+        return {p.host: (n, p.release) for n, p in cloud.of("nova").items() if p.workload == "nova-compute"}
+
+    def told(pod: str, proc: Any) -> None:
+        deleted.append((pod, proc.host, pod in cloud.pods and procs.alive(proc.pid)))
+
+    kube_cloud = KubeCloud(k8s_lab, tmp_path, namespace=ns)
+    with controller(kube_target, cloud, frozenset({node_crashing(crashing)}), on_deleted=told):
+        helm.install("nova", chart("nova"), values=[values("nova"), override], timeout="60s")
+        eventually_sync(lambda: sorted(computes()) == nodes, within=60, what="a compute on every node")
+        assert {r for _, r in computes().values()} == {"2025.2"}
+        daemonsets = kube_cloud.compute_daemonsets()
+        names = [d.metadata.name for d in daemonsets]
+        (default,) = [n for n in names if n.startswith("nova-compute-default-")]
+        (pinned_ds,) = [n for n in names if n.startswith(f"nova-compute-{pinned}-")]
+        assert len(names) == 2, names
+        assert {d.spec.update_strategy.type for d in daemonsets} == {"OnDelete"}
+        assert all(
+            {"application": "nova", "component": "compute"}.items() <= d.metadata.labels.items() for d in daemonsets
+        )
+        pods = core.list_namespaced_pod(ns, label_selector=COMPUTE_SELECTOR).items
+        owner = {p.spec.node_name: p.metadata.owner_references[0].name for p in pods}
+        assert owner[pinned] == pinned_ds and {owner[n] for n in nodes if n != pinned} == {default}
+
+        helm.upgrade("nova", chart("nova", "2026.1"), values=[values("nova")], wait=False)
+        eventually_sync(lambda: len(kube_cloud.stale_computes()) == len(nodes), within=60, what="templates changed")
+        assert len(kube_cloud.compute_daemonsets()) == 2  # the override survived --reset-then-reuse-values
+        assert {r for _, r in computes().values()} == {"2025.2"}  # OnDelete: the pods stay
+        before = computes()
+        for node in (crashing, replaced):
+            core.delete_namespaced_pod(before[node][0], ns)
+        eventually_sync(lambda: computes().get(replaced, ("", ""))[1] == "2026.1", within=60, what="replaced")
+
+        def crash_looping() -> list[str]:
+            listed = core.list_namespaced_pod(ns, label_selector=COMPUTE_SELECTOR).items
+            return [
+                p.metadata.name
+                for p in listed
+                if p.spec.node_name == crashing
+                and any(
+                    s.state.waiting and s.state.waiting.reason == "CrashLoopBackOff"
+                    for s in p.status.container_statuses or []
+                )
+            ]
+
+        eventually_sync(crash_looping, within=60, what="the crashing node's new pod in CrashLoopBackOff")
+        assert crashing not in computes()  # never started
+        assert sorted(deleted) == sorted((before[n][0], n, True) for n in (crashing, replaced))
+        assert sorted(kube_cloud.stale_computes().values()) == [n for n in nodes if n not in (crashing, replaced)]
+        assert sorted(kube_cloud.replace_stale_computes()) == sorted(
+            before[n][0] for n in nodes if n not in (crashing, replaced)
+        )
+        eventually_sync(
+            lambda: {n: r for n, (_, r) in computes().items()} == {n: "2026.1" for n in nodes if n != crashing},
+            within=60,
+            what="every other node at 2026.1",
+        )
 
 
 def test_a_program_that_exits_makes_its_pod_unready_and_is_restarted(

@@ -1,7 +1,8 @@
 """The cloud lab on the Kubernetes lab: every service a Helm release, one process per Ready pod.
 
 One cloud per session (``k8s_cloud``, lab/openstack/cloud_plugin.py, shared with
-test_cloud_upgrade.py, which runs after this module): the session's Kubernetes lab (3 kwok nodes), the cloud core
+test_cloud_upgrade.py, which runs after this module): the session's Kubernetes lab (scaled to 4 kwok nodes
+in two availability zones), the cloud core
 in Kubernetes mode, the cloud controller as its detached process, and keystone, placement, glance,
 neutron and nova installed from their 2025.2.0 charts — what ``stackhop lab openstack up --services
 keystone,placement,glance,neutron,nova`` does. The tests then roll services through chart upgrades
@@ -19,7 +20,8 @@ from typing import Any
 
 from kubernetes import client, config
 
-from lab.cloud_k8s import SERVICES, KubeCloud, chart, values
+from lab.cloud_k8s import COMPUTE_NODES, COMPUTE_SELECTOR, SERVICES, KubeCloud, chart, values
+from lab.openstack import smoke
 from lab.openstack.cloud_plugin import measure
 from tests.waiting import eventually_sync
 
@@ -115,8 +117,24 @@ def served(cloud: KubeCloud, service: str) -> dict[str, tuple[str, str]]:
 
 def test_the_whole_cloud_runs_one_process_per_ready_pod_and_nova_compute_per_node(k8s_cloud: KubeCloud) -> None:
     nodes = k8s_cloud.nodes()
-    assert len(nodes) == 3
+    assert len(nodes) == COMPUTE_NODES
     assert k8s_cloud.rolled_out(SERVICES, nodes) == []
+    # two zones, alternating in node order; a nova host aggregate per zone holding its nodes
+    zones = k8s_cloud.zones()
+    assert [zones[n] for n in nodes] == ["az-1", "az-2", "az-1", "az-2"]
+    conn = k8s_cloud.cloud().connect()
+    try:
+        aggregates = {a.name: (a.availability_zone, sorted(a.hosts or [])) for a in conn.compute.aggregates()}
+    finally:
+        conn.close()
+    assert aggregates == {z: (z, sorted(n for n in nodes if zones[n] == z)) for z in ("az-1", "az-2")}
+    # nova-compute: the default OnDelete DaemonSet, and the per-node override's pinned to its node
+    daemonsets = {d.metadata.name: d for d in k8s_cloud.compute_daemonsets()}
+    pinned = k8s_cloud.override_node()
+    (default,) = [n for n in daemonsets if n.startswith("nova-compute-default-")]
+    (override,) = [n for n in daemonsets if n.startswith(f"nova-compute-{pinned}-")]
+    assert len(daemonsets) == 2 and {d.spec.update_strategy.type for d in daemonsets.values()} == {"OnDelete"}
+    assert (daemonsets[default].status.number_ready, daemonsets[override].status.number_ready) == (COMPUTE_NODES - 1, 1)
     for service in SERVICES:
         assert check_processes_follow_pods(k8s_cloud, service, "2025.2") == WORKLOADS[service]
     # nova's own service list: one nova-compute per lab node, host = the node's name, up
@@ -180,3 +198,32 @@ def test_neutron_chart_upgrade_rolls_its_three_workloads(k8s_cloud: KubeCloud) -
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         assert response.status == 200
+
+
+def test_a_deleted_compute_pod_is_recorded_with_the_servers_on_its_node(k8s_cloud: KubeCloud) -> None:
+    """The controller, stopping a deleted nova-compute pod's process, records the servers nova places on
+    the pod's node at that moment (``KubeCloud.replacements``); the DaemonSet's new pod serves the node."""
+    nodes = k8s_cloud.nodes()
+    node = nodes[0]
+    conn = k8s_cloud.cloud().connect()
+    seeded = smoke.seed(conn)  # one server per compute host
+    try:
+        (server,) = [s.id for s in seeded.servers if s.host == node]
+        listed: list[Any] = (
+            core_api(k8s_cloud).list_namespaced_pod(k8s_cloud.namespace, label_selector=COMPUTE_SELECTOR).items
+        )
+        (pod,) = [p.metadata.name for p in listed if p.spec.node_name == node]
+        known = len(k8s_cloud.replacements())
+        core_api(k8s_cloud).delete_namespaced_pod(pod, k8s_cloud.namespace)
+        (record,) = eventually_sync(lambda: k8s_cloud.replacements()[known:], within=60, what="the replacement record")
+        assert {k: record[k] for k in ("pod", "node", "release", "servers")} == {
+            "pod": pod,
+            "node": node,
+            "release": "2025.2",
+            "servers": [server],
+        }
+        k8s_cloud.wait_ready(["nova"], nodes, timeout=300)
+        assert pod not in ready_pods(k8s_cloud, "nova")
+    finally:
+        smoke.remove(conn, seeded)
+        conn.close()

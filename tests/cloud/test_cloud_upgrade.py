@@ -105,13 +105,14 @@ def serves(demo: CloudDemo, service: str, release: str) -> bool:
 
 def back_to_2025_2(demo: CloudDemo) -> list[str]:
     """Every release not on its 2025.2.0 chart upgraded back to it (the operator's values reused);
-    returns the services that were not."""
+    returns the services that were not. nova-compute's DaemonSets are OnDelete: ``wait_ready`` deletes
+    the compute pods whose image is not their DaemonSet's (``KubeCloud.replace_stale_computes``)."""
     helm, moved = demo.kube_cloud.helm(), []
     for service, deployed in demo.charts().items():
         if deployed != f"{service}-2025.2.0":
             helm.upgrade(service, chart(service, "2025.2"), values=[values(service)], wait=False)
             moved.append(service)
-    demo.kube_cloud.wait_ready(SERVICES, demo.kube_cloud.nodes(), timeout=600)
+    demo.kube_cloud.wait_ready(SERVICES, demo.kube_cloud.nodes(), timeout=600, replace_stale=True)
     return moved
 
 

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from lab.openstack.services.base import RELEASES, Context, Program, gunicorn, run, venv
 
@@ -76,20 +77,83 @@ sys.modules["nova.virt.lab_fake"] = lab_fake
 sys.exit(main())
 '''
 
+#: What each lab compute's fake hypervisor reports (nova's FakeDriver claims 1000 vCPUs, 800 GB of
+#: RAM and 600 TB of disk, so nothing ever fails to fit): small enough that a capacity check can refuse
+#: a batch — a flavor of FAKE_MEMORY_MB / 2 fits once per host. The seed (one 1 vCPU / 64 MiB / 1 GiB
+#: server per host) and tempest's flavors (64 and 128 MiB) use a fraction of it.
+FAKE_VCPUS = 4
+FAKE_MEMORY_MB = 8192
+FAKE_LOCAL_GB = 40
+#: placement's inventory of a compute: (total - reserved) x ratio (set explicitly, nova's initial_* defaults)
+CPU_ALLOCATION_RATIO = 4.0  # 16 VCPU per host
+RAM_ALLOCATION_RATIO = 1.0  # 8192 - 512 = 7680 MEMORY_MB per host
+DISK_ALLOCATION_RATIO = 1.0  # 40 DISK_GB per host
+RESERVED_HOST_MEMORY_MB = 512
+#: how long the fake driver's live migration "copies" before it completes (FakeLiveMigrateDriver: 5 s);
+#: within it ``live_migration_force_complete`` ends it at once and ``live_migration_abort`` cancels it
+LIVE_MIGRATION_SECONDS = 1.0
+#: the availability zones of the lab's computes: host i is in ZONES[i % 2] (a nova host aggregate per
+#: zone with ``availability_zone`` metadata; on Kubernetes also the node label ZONE_LABEL)
+ZONES = ("az-1", "az-2")
+ZONE_LABEL = "topology.kubernetes.io/zone"
+
 # nova's FakeDriver names its node uuid after a per-process sentinel and writes no compute_id file,
 # so a restarted compute (every upgrade restarts it) refuses to start: "No local node identity
 # found, but this is not our first startup on this host". FakeDriverWithoutFakeNodes keeps a stable
-# identity (state_path/compute_id); FakeLiveMigrateDriver adds what live migration needs. The
-# uptime answers an RPC the tests use to make nova-api call a compute (FakeDriver raises there).
+# identity (state_path/compute_id); FakeLiveMigrateDriver adds what live migration needs (the source
+# forgets the server after the move, force-complete and abort). The uptime answers an RPC the tests
+# use to make nova-api call a compute (FakeDriver raises there).
 LAB_FAKE_DRIVER = (
-    '"""The lab\'s virt driver (generated): fake, restartable, live-migratable."""\n'
+    '"""The lab\'s virt driver (generated): fake, restartable, live-migratable, small."""\n'
+    "import time\n\n"
     "from nova.virt import fake\n\n"
-    f"UPTIME = {FAKE_UPTIME!r}\n\n\n"
+    f"UPTIME = {FAKE_UPTIME!r}\n"
+    f"LIVE_MIGRATION_SECONDS = {LIVE_MIGRATION_SECONDS!r}\n\n\n"
     "class LabFakeDriver(fake.FakeDriverWithoutFakeNodes, fake.FakeLiveMigrateDriver):\n"
+    f"    vcpus = {FAKE_VCPUS}\n"
+    f"    memory_mb = {FAKE_MEMORY_MB}\n"
+    f"    local_gb = {FAKE_LOCAL_GB}\n\n"
     "    def get_host_uptime(self):\n"
     '        """What GET /os-hypervisors/{id}/uptime shows (nova-api asks the compute over RPC)."""\n'
-    "        return UPTIME\n"
+    "        return UPTIME\n\n"
+    "    def live_migration(self, context, instance, dest, post_method, recover_method,\n"
+    "                       block_migration=False, migrate_data=None):\n"
+    '        """FakeLiveMigrateDriver\'s, with a shorter copy (LIVE_MIGRATION_SECONDS instead of 5 s)."""\n'
+    "        self._abort_migration = False\n"
+    "        self._migrating = True\n"
+    "        deadline = time.monotonic() + LIVE_MIGRATION_SECONDS\n"
+    "        while self._migrating and time.monotonic() < deadline:\n"
+    "            time.sleep(0.1)\n"
+    "        if self._abort_migration:\n"
+    "            recover_method(context, instance, dest, migrate_data, migration_status='cancelled')\n"
+    "        else:\n"
+    "            post_method(context, instance, dest, block_migration, migrate_data)\n"
 )
+
+
+def zones(hosts: Sequence[str]) -> dict[str, str]:
+    """host -> availability zone, alternating in the hosts' order (az-1, az-2, az-1, ...)."""
+    return {host: ZONES[i % len(ZONES)] for i, host in enumerate(hosts)}
+
+
+def ensure_zones(conn: Any, placement: Mapping[str, str]) -> dict[str, list[str]]:
+    """A host aggregate per zone (named after it, metadata ``availability_zone``) holding exactly the
+    hosts ``placement`` puts in it (host -> zone); idempotent. The hosts must be mapped computes
+    (nova refuses an unknown host). Returns zone -> its hosts."""
+    wanted: dict[str, list[str]] = {}
+    for host, zone in placement.items():
+        wanted.setdefault(zone, []).append(host)
+    existing = {a.name: a for a in conn.compute.aggregates()}
+    for zone, hosts in sorted(wanted.items()):
+        aggregate = existing.get(zone) or conn.compute.create_aggregate(name=zone, availability_zone=zone)
+        if (aggregate.availability_zone or "") != zone:
+            conn.compute.set_aggregate_metadata(aggregate, {"availability_zone": zone})
+        have = set(aggregate.hosts or [])
+        for host in sorted(have - set(hosts)):
+            aggregate = conn.compute.remove_host_from_aggregate(aggregate, host)
+        for host in sorted(set(hosts) - have):
+            aggregate = conn.compute.add_host_to_aggregate(aggregate, host)
+    return {zone: sorted(hosts) for zone, hosts in wanted.items()}
 
 
 class Nova:
@@ -268,6 +332,11 @@ def _config(ctx: Context, host: str | None) -> str:
         "osapi_compute_workers = 1\n"
         "metadata_workers = 1\n"
         "debug = false\n"
+        # the fake hypervisor's inventory in placement (see FAKE_VCPUS): explicit, not nova's initial_*
+        f"cpu_allocation_ratio = {CPU_ALLOCATION_RATIO}\n"
+        f"ram_allocation_ratio = {RAM_ALLOCATION_RATIO}\n"
+        f"disk_allocation_ratio = {DISK_ALLOCATION_RATIO}\n"
+        f"reserved_host_memory_mb = {RESERVED_HOST_MEMORY_MB}\n"
         # long periodic intervals: 2 cores for the whole cloud
         "report_interval = 10\n"
         f"service_down_time = {SERVICE_DOWN_TIME}\n"
