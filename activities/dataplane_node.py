@@ -26,7 +26,7 @@ import structlog
 from temporalio import activity
 
 from activities.dataplane import choose
-from activities.dataplane_nova import COLD_DONE, LIVE_DONE, MIGRATION_FAILED, Api
+from activities.dataplane_nova import COLD_DONE, LIVE_DONE, MIGRATION_FAILED, UNREACHABLE, Api
 from activities.kube_watch import heartbeat, sleep
 from model import errors
 from model.io_dataplane import (
@@ -44,6 +44,7 @@ from model.io_dataplane import (
 log = structlog.get_logger(__name__)
 POLL_SECONDS = 2.0
 BINARY = "nova-compute"
+MIGRATING_TASKS = frozenset({"migrating", "resize_prep", "resize_migrating", "resize_migrated", "resize_finish"})
 
 
 def reason_of(upgrade_id: str) -> str:
@@ -182,7 +183,10 @@ def drain(inp: NodeInput) -> DrainResult:
             on_node = nova.servers(inp.node)
             for server in on_node:
                 sid = server["id"]
-                moving = server.get("OS-EXT-STS:task_state") or server.get("status") in ("MIGRATING", "RESIZE")
+                task = server.get("OS-EXT-STS:task_state") or ""
+                moving = task in MIGRATING_TASKS or server.get("status") in ("MIGRATING", "RESIZE")
+                if task and not moving and sid not in moves:
+                    continue  # another task in progress (rebooting, ...): started once it is over
                 if sid in moves or moving:
                     if sid not in moves:  # moving by someone else's hand (or an attempt that did not record it)
                         moves[sid] = MovedServer(
@@ -232,7 +236,12 @@ def _smallest_flavor(nova: Api) -> dict[str, Any]:
 
 
 def _image(nova: Api) -> str:
-    images = list(nova.conn.image.images(status="active"))
+    from openstack import exceptions as sdk_exc
+
+    try:
+        images = list(nova.conn.image.images(status="active"))
+    except (sdk_exc.SDKException, *UNREACHABLE) as exc:  # glance answering badly or not at all: try again
+        raise errors.temporary(f"listing the active images of {nova.cloud}: {exc}") from None
     if not images:
         raise errors.permanent(errors.PLAN_INVALID, "verify needs an active image: the cloud has none")
     return str(min(images, key=lambda i: int(i.size or 0)).id)
