@@ -7,7 +7,6 @@ and a server scheduled onto a node. Each activity's time goes to ``<cloud>/datap
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -59,13 +58,13 @@ def lab(cloud: CloudLab) -> Iterator[tuple[CloudLab, list[str], smoke.Seeded]]:
     try:
         yield cloud, sorted(cloud.hosts), seeded
     finally:
+        (cloud.base / "dataplane-times.json").write_text(json.dumps(TIMES, indent=1))
         with Api(ADMIN_CLOUD) as nova:
             for svc in nova.compute_services("nova-compute").values():
                 if svc.get("status") == "disabled":
                     nova.set_service(svc["id"], disabled=False)
         smoke.remove(conn, seeded)
         conn.close()
-        (cloud.base / "dataplane-times.json").write_text(json.dumps(TIMES, indent=1))
 
 
 def boot(nova: Api, name: str, host: str, flavor: str, image: str) -> str:
@@ -204,13 +203,13 @@ def patch_daemonset(target: KubeTarget, name: str, body: dict[str, Any]) -> None
         call(client.AppsV1Api(api).patch_namespaced_daemon_set, name, target.namespace, body, _content_type=SMP)
 
 
-def test_inventory_and_replace_one_node_on_kubernetes(k8s_cloud: KubeCloud) -> None:
+def test_inventory_and_replace_one_node_on_kubernetes(k8s_cloud: KubeCloud, monkeypatch: pytest.MonkeyPatch) -> None:
     """Release-agnostic (the session's cloud may be at either release): the new image is the one the
     nodes run now under another tag of the same release, so nova's record stays at that release's
     version; the DaemonSet is put back as it was."""
     lab = k8s_cloud.cloud()
     assert lab.mariadb
-    os.environ["OS_CLIENT_CONFIG_FILE"] = str(lab.clouds_yaml)
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(lab.clouds_yaml))  # the direct cloud's is back afterwards
     target = KubeTarget(context=kube_context(k8s_cloud.kube), namespace=k8s_cloud.namespace)
     target = target.model_copy(update={"kubeconfig": str(k8s_cloud.kube.kubeconfig)})
     db = Database(name="nova", defaults_file=str(lab.mariadb.defaults_file))
