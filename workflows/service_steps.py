@@ -100,6 +100,8 @@ class ServiceSteps(Decisions):
     @property
     def _past_what(self) -> str:
         ponr = recipe_for(self.svc, self.per_service).point_of_no_return or "contract"
+        if not self._past_ponr and any(r.step == "dataplane" for r in self.rec.records):
+            return "the data plane upgrade started: it is not undone"
         return "past the contract" if ponr == "contract" else f"past the point of no return ({ponr})"
 
     def _pinned(self, snap: io.Snapshot) -> dict[str, Any]:
