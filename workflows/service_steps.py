@@ -386,7 +386,8 @@ class ServiceSteps(Decisions):
         (details travel with the next workflow task completion); nor is a search attribute upserted
         per step, which would cost an event each: the step is in the details and the query."""
         self.progress = self.progress.model_copy(update={**changes, "seq": self.progress.seq + 1})
+        batch = f"\n\ndata plane: {self.progress.batch}" if self.progress.batch else ""
         workflow.set_current_details(
             f"**{self.progress.service}** — {self.progress.state} {self.progress.step}"
-            f" ({self.progress.steps_done}/{self.progress.steps_total})\n\n{self.progress.message}"
+            f" ({self.progress.steps_done}/{self.progress.steps_total})\n\n{self.progress.message}{batch}"
         )

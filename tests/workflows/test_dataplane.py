@@ -144,6 +144,23 @@ async def test_approve_between_batches_and_pause(client: Client) -> None:
     assert all(n.outcome == "upgraded" for n in report.services[0].data_plane)
 
 
+async def test_abort_at_a_batch_approval_starts_no_batch_and_rolls_nothing_back(client: Client) -> None:
+    script = DataPlaneScript()
+    plan = make_plan(approve=True)
+    async with running(client, script) as tq:
+        handle = await start(client, plan, tq)
+        await wait_for(client, handle, lambda st: st.services[0].decision == "nova/batch#2")
+        await update(handle, "abort", io.AbortRequest(reason="the canary looks wrong"))
+        kind, report = await outcome_of(handle)
+    assert kind == errors.UPGRADE_FAILED
+    (svc,) = report.services
+    assert "the canary looks wrong" in svc.message and "nothing rolled back" in svc.message
+    assert node_calls(script, "node-1") == NODE_STEPS
+    assert not any(c.startswith("dataplane.capacity:node-2") for c in script.calls)
+    assert not {"k8s.undo_images", "k8s.restart", "db.restore"} & set(script.calls) and svc.rollback is None
+    assert [n.outcome for n in svc.data_plane] == ["upgraded", "skipped", "skipped", "skipped"]
+
+
 async def test_the_upgrades_pause_holds_the_next_batch(client: Client) -> None:
     script = DataPlaneScript()
     release = blocked(script, "dataplane.verify:node-1")
