@@ -2,16 +2,18 @@
 nodes, batch by batch, each batch a ``DataPlaneBatch`` child workflow (workflows/dataplane.py).
 
 1. ``dataplane.inventory`` finds the nodes (the plan's DaemonSets by name and/or selector; neither
-   given: the recipe's ``data_plane_selector``). Its refusals (e.g. a RollingUpdate DaemonSet) stop
-   the step, nothing touched. Nodes already upgraded are reported and skipped.
+   given — which the plan's validation refuses today — the recipe's ``data_plane_selector``). Its
+   refusals (e.g. a RollingUpdate DaemonSet) stop the step, nothing touched. Nodes already upgraded
+   are reported and skipped.
 2. ``plan_batches`` (model/dataplane.py) orders the rest: the canary first, then the batches.
 3. Before each batch: the upgrade's pause holds it; with ``approve``, each batch after the first waits
    for the decision ``<service>/batch#<n>`` (n: the batch's number, ``stackhop approve nova/batch#2``).
 4. One child per batch, in order; its result lists its nodes. The failed nodes are fenced (their
-   service disabled) and left out of the later batches (``avoid``). Once ``too_many_failed`` the step
-   starts no further batch and fails: the DATAPLANE step is forward-only, so the service ends failed
-   with nothing rolled back (model/recipes/base.py ``decide``). Below the threshold the service goes
-   on, the fenced nodes listed in its report.
+   service disabled) and left out of the later batches (``avoid``). Once ``too_many_failed`` (more
+   than ``max_failed``, or any failed canary node) the step starts no further batch and fails: the
+   DATAPLANE step is forward-only, so the service ends failed with nothing rolled back
+   (model/recipes/base.py ``decide``). Below the threshold the service goes on, the fenced nodes
+   listed in its report.
 
 ``ServiceResult.data_plane`` lists every node (upgraded, failed and fenced, skipped: already upgraded,
 refused, or not started) and is kept up to date as batches end. Deterministic code only.
@@ -125,23 +127,28 @@ class DataPlaneStep(ServiceSteps):
                 )
         self._nodes_report(nodes)
         fenced: list[str] = []
+        canary_failed = 0
         for i, names in enumerate(batches, 1):
             batch = Batch(self.svc.name, i, len(batches), [by_name[n] for n in names])
             await self._before_batch(batch, dp)
             if self.abort_reason:
                 raise StepFailed(STEP, f"{self.abort_reason} (before batch {i}: {batch.summary})", errors.ABORTED)
-            result = await self._batch(batch, fenced, canary=i == 1 and dp.canary > 0)
+            canary_run = i == 1 and dp.canary > 0
+            result = await self._batch(batch, fenced, canary=canary_run)
             for r in result.nodes:
                 nodes[r.node] = r
             self._nodes_report(nodes)
             if result.refused:
                 raise StepFailed(STEP, result.refused, errors.DATA_PLANE_REFUSED)
             fenced += [r.node for r in result.nodes if r.fenced]
-            if too_many_failed(dp, len(fenced), total):
+            if canary_run:
+                canary_failed = sum(1 for r in result.nodes if r.fenced)
+            if too_many_failed(dp, len(fenced), total, canary_failed=canary_failed):
+                why = "the canary failed" if canary_failed else f"max_failed {dp.max_failed}"
                 raise StepFailed(
                     STEP,
-                    f"{len(fenced)} of {total} nodes failed (max_failed {dp.max_failed}): no further batch is"
-                    f" started; fenced: {', '.join(fenced)}; the upgraded nodes stay upgraded — fix forward",
+                    f"{len(fenced)} of {total} nodes failed ({why}): no further batch is started;"
+                    f" fenced: {', '.join(fenced)}; the upgraded nodes stay upgraded — fix forward",
                     errors.DATA_PLANE_FAILED,
                 )
         upgraded = sum(1 for r in nodes.values() if r.outcome == "upgraded")

@@ -177,6 +177,7 @@ SCENARIOS = [
             recipes.nova(
                 data_plane={
                     "workloads": ["nova-compute"],
+                    "order": "name",
                     "batch_size": 2,
                     "max_per_zone": 1,
                     "drain": "live",

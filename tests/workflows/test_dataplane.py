@@ -36,7 +36,14 @@ NODE_STEPS = ["dataplane.disable", "dataplane.drain", "dataplane.replace", "data
 
 
 def make_plan(**data_plane: Any) -> Any:
-    rules = {"workloads": ["nova-compute"], "batch_size": 2, "max_per_zone": 1, "drain": "live", **data_plane}
+    rules = {
+        "workloads": ["nova-compute"],
+        "order": "name",
+        "batch_size": 2,
+        "max_per_zone": 1,
+        "drain": "live",
+        **data_plane,
+    }
     return _make_plan([nova(data_plane=rules)])
 
 
@@ -265,6 +272,19 @@ async def test_threshold_passed_stops_the_batches_without_rollback(client: Clien
     assert "data plane: 2 of 4 nodes upgraded; fenced: node-3" in "\n".join(reports.summary_lines(report))
 
 
+async def test_a_failed_canary_stops_whatever_max_failed_says(client: Client) -> None:
+    script = DataPlaneScript()
+    script.fail["dataplane.replace:node-1"] = errors.ROLLOUT_FAILED
+    plan = make_plan(max_failed=2)
+    async with running(client, script) as tq:
+        kind, report = await outcome_of(await start(client, plan, tq))
+    assert kind == errors.UPGRADE_FAILED
+    (svc,) = report.services
+    assert "1 of 4 nodes failed (the canary failed)" in svc.message
+    assert node_calls(script, "node-1") == ["dataplane.disable", "dataplane.drain", "dataplane.replace"]
+    assert not any(c.startswith("dataplane.capacity:node-2") for c in script.calls)
+
+
 async def test_rollback_before_the_data_plane_waits_without_it(client: Client) -> None:
     script = DataPlaneScript()
     script.fail["k8s.wait_rollout"] = errors.ROLLOUT_FAILED
@@ -277,14 +297,15 @@ async def test_rollback_before_the_data_plane_waits_without_it(client: Client) -
     assert script.waits == [["nova-api", "nova-conductor"]] * 2  # the rollout's, the undo's
 
 
-async def test_inventory_refusal_and_the_recipe_selector(client: Client) -> None:
+async def test_inventory_refusal_stops_before_any_node(client: Client) -> None:
     script = DataPlaneScript()
     script.refusals = ["DaemonSet nova-compute rolls every node at once (fix: updateStrategy: OnDelete)"]
-    plan = _make_plan([nova(data_plane={"drain": "live"})])
+    selector = "application=nova,component=compute"
+    plan = _make_plan([nova(data_plane={"selector": selector, "drain": "live"})])
     async with running(client, script) as tq:
         kind, report = await outcome_of(await start(client, plan, tq))
     assert kind == errors.UPGRADE_FAILED
     assert "fix: updateStrategy: OnDelete" in report.services[0].message
     (inv,) = script.inputs["dataplane.inventory"]
-    assert isinstance(inv, InventoryInput) and inv.selector == "application=nova,component=compute"
+    assert isinstance(inv, InventoryInput) and (inv.daemonsets, inv.selector) == ([], selector)
     assert [c for c in script.calls if c.startswith("dataplane.")] == ["dataplane.inventory"]
