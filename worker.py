@@ -38,6 +38,7 @@ from temporalio.worker import Worker
 
 from activities import locality
 from workflows.canary import CanaryWorkflow
+from workflows.dataplane import DataPlaneBatchWorkflow
 from workflows.ledger import LedgerWorkflow
 from workflows.service import ServiceUpgradeWorkflow
 from workflows.upgrade import UpgradeWorkflow
@@ -45,7 +46,7 @@ from workflows.upgrade import UpgradeWorkflow
 TASK_QUEUE = locality.main_task_queue()
 ACTIVITY_SLOTS_ENV = "STACKHOP_ACTIVITY_SLOTS"
 DEFAULT_ACTIVITY_SLOTS = 32
-WORKFLOWS = (UpgradeWorkflow, ServiceUpgradeWorkflow, CanaryWorkflow, LedgerWorkflow)
+WORKFLOWS = (UpgradeWorkflow, ServiceUpgradeWorkflow, DataPlaneBatchWorkflow, CanaryWorkflow, LedgerWorkflow)
 log = structlog.get_logger("stackhop.worker")
 
 

@@ -411,7 +411,8 @@ def undo_images(inp: UndoImagesInput) -> RolloutResult:
                 patch_images(kinds, inp.target, kind, name, wanted, change="", record=False)
             except Exception as exc:
                 reraise(exc, describe(kind, name, inp.target.namespace))
-            refs.append(WorkloadRef(kind=kind, name=name, container=next(iter(wanted))))
+            if name not in inp.no_wait:  # a data plane DaemonSet: restored, its nodes replaced one by one
+                refs.append(WorkloadRef(kind=kind, name=name, container=next(iter(wanted))))
     return wait_all(inp.target, refs, inp.timeout_seconds)
 
 

@@ -99,6 +99,22 @@ def services_table(plan: UpgradePlan) -> Table:
     return table
 
 
+def data_plane_table(plan: UpgradePlan) -> Table | None:
+    """The data plane rules of each service that has a ``data_plane`` block (model/dataplane.py),
+    one rule a line; None when no service has one."""
+    services = [s for s in plan.services if s.data_plane is not None]
+    if not services:
+        return None
+    table = Table()
+    for col in ("service", "data plane: node batches after the control plane"):
+        table.add_column(col, overflow="fold")
+    for s in services:
+        assert s.data_plane is not None
+        table.add_row(s.name, Text("\n".join(s.data_plane.describe(s.name))))
+        table.add_section()
+    return table
+
+
 def live_table(plan: UpgradePlan, rows: list[Any]) -> tuple[Table, int]:
     table = Table()
     for col in ("service", "workload", "current image", "", "target image", "state", "owner"):
@@ -259,6 +275,9 @@ def show(
         plan = load_or_fail(plan_file)
         say(summary(plan))
         out().print(services_table(plan))
+        rules = data_plane_table(plan)
+        if rules is not None:
+            out().print(rules)
         if live:
             rows = await _preview(plan)
             table, missing = live_table(plan, rows)

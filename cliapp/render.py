@@ -16,7 +16,7 @@ from rich.text import Text
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
-from cliapp.reports import AVAILABILITY_COLUMNS, availability_rows, rollback_lines
+from cliapp.reports import AVAILABILITY_COLUMNS, DATA_PLANE_COLUMNS, availability_rows, data_plane_rows, rollback_lines
 from model import errors, io
 
 STATE_STYLE = {
@@ -77,6 +77,8 @@ def status_view(wf_id: str, st: io.UpgradeStatus) -> Group:
     if st.message:
         parts.append(Text(st.message))
     for p in st.services:
+        if p.batch and p.state not in ("succeeded", "failed", "rolled-back", "aborted"):
+            parts.append(Text(f"→ {p.service} data plane: {p.batch}", style="cyan"))
         if p.decision:
             parts.append(Text(f"→ {p.service} waits for {p.decision}: {answers(wf_id, p)}", style="yellow"))
     return Group(*parts)
@@ -126,6 +128,8 @@ def report_view(report: io.UpgradeReport | None, outcome: str, message: str) -> 
                 r.step, Text(r.status, style=STEP_STYLE.get(r.status, "")), f"{r.seconds:.1f}", Text(r.detail)
             )
         parts.append(steps)
+        if rows := data_plane_rows(svc):
+            parts.append(data_plane_table(svc.service, rows))
         if svc.snapshot:
             s = svc.snapshot
             parts.append(Text(f"snapshot: {s.location} sha256 {s.sha256} ({s.size_bytes} bytes)"))
@@ -145,6 +149,17 @@ def report_view(report: io.UpgradeReport | None, outcome: str, message: str) -> 
     if rows := availability_rows(report):
         parts.append(availability_table(rows))
     return Group(*parts)
+
+
+def data_plane_table(service: str, rows: list[tuple[str, ...]]) -> Table:
+    """Every data plane node of a service: the release its pods run, servers moved, outcome."""
+    table = Table(title=f"{service} data plane", title_justify="left", show_edge=False)
+    for col in DATA_PLANE_COLUMNS:
+        table.add_column(col, justify="right" if col in ("batch", "servers moved", "seconds") else "left")
+    for node, batch, zone, release, moved, secs, outcome, message in rows:
+        style = "green" if outcome == "upgraded" else "red" if outcome.startswith("failed") else "dim"
+        table.add_row(node, batch, zone, release, moved, secs, Text(outcome, style=style), Text(message))
+    return table
 
 
 def availability_table(rows: list[tuple[str, ...]]) -> Table:

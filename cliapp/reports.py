@@ -85,6 +85,13 @@ def summary_lines(report: io.UpgradeReport) -> list[str]:
         lines.append(line)
         if s.availability:
             lines.append(f"    {availability_line(s.availability)}")
+        if s.data_plane:
+            up = sum(1 for n in s.data_plane if n.outcome == "upgraded")
+            fenced = [n.node for n in s.data_plane if n.fenced]
+            lines.append(
+                f"    data plane: {up} of {len(s.data_plane)} nodes upgraded"
+                + (f"; fenced: {', '.join(fenced)}" if fenced else "")
+            )
         if s.rollback and s.rollback.kind != "none":
             lines += [f"    {line}" for line in rollback_lines(s.rollback)]
     return lines
@@ -108,6 +115,32 @@ def availability_rows(report: io.UpgradeReport) -> list[tuple[str, ...]]:
             note = (f"{note}; " if note else "") + f"last error: {a.last_error}"
         rows.append(
             (s.service, a.api, str(a.requests), str(a.errors), f"{a.longest_outage_s:.1f}s", str(a.outages), note)
+        )
+    return rows
+
+
+DATA_PLANE_COLUMNS = ("node", "batch", "zone", "release", "servers moved", "seconds", "outcome", "message")
+
+
+def data_plane_rows(s: io.ServiceResult) -> list[tuple[str, ...]]:
+    """One row per data plane node of a service (ServiceResult.data_plane), in batch order: where its
+    pods ended (before → after), the servers moved off it, how long it took, and how it ended (a
+    failed node says it is fenced: its service disabled, left out of the later batches)."""
+    rows: list[tuple[str, ...]] = []
+    for n in sorted(s.data_plane, key=lambda n: (n.batch, n.node)):
+        release = n.release_after if n.release_before == n.release_after else f"{n.release_before} → {n.release_after}"
+        outcome = f"{n.outcome}, fenced" if n.fenced else n.outcome
+        rows.append(
+            (
+                n.node,
+                str(n.batch) if n.batch else "-",
+                n.zone or "-",
+                release or "-",
+                str(n.servers_moved),
+                f"{n.seconds:.1f}",
+                outcome,
+                n.message,
+            )
         )
     return rows
 
@@ -188,6 +221,15 @@ def render_markdown(report: io.UpgradeReport) -> str:
         if s.message:
             md += [_cell(s.message), ""]
         md += ["### Steps", "", *_steps_table(s.steps)] if s.steps else ["No steps ran."]
+        if rows := data_plane_rows(s):
+            md += [
+                "",
+                "### Data plane",
+                "",
+                "| " + " | ".join(DATA_PLANE_COLUMNS) + " |",
+                "|---|---:|---|---|---:|---:|---|---|",
+                *("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows),
+            ]
         if s.snapshot:
             snap = s.snapshot
             md += [

@@ -19,7 +19,6 @@ Lab code: ``cli.py`` loads it by name from a source checkout.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -159,7 +158,6 @@ def after_cloud(demo: CloudDemo, seeded: Seeded) -> list[str]:
 # --- the demo ------------------------------------------------------------------------------------------
 async def cloud_demo(inject: bool, keep: bool, port: int, ui_port: int, reset: bool = True) -> int:
     from cliapp.common import connect, out, say, settings
-    from cliapp.dev import stop_server
     from lab import demo_cli
     from model.loading import load_plan
 
@@ -204,18 +202,15 @@ async def cloud_demo(inject: bool, keep: bool, port: int, ui_port: int, reset: b
         say(f"cloud demo finished in {time.monotonic() - started:.0f}s (exit {code})")
         return code
     finally:
-        if keep:
-            say("--keep: the cloud, worker state and the Temporal server are left running")
-            if server:
-                say("press Ctrl-C to stop the Temporal server")
-                with contextlib.suppress(asyncio.CancelledError):
-                    await stop.wait()
-        elif up:
+
+        def down() -> None:
             with out().status("stopping the cloud and its Kubernetes lab"):
-                await asyncio.to_thread(demo.kube_cloud.down)
-                await asyncio.to_thread(demo.kube_cloud.kube.down)
-        if server and (not keep or stop.is_set()):
-            await stop_server(server)
+                demo.kube_cloud.down()
+                demo.kube_cloud.kube.down()
+
+        await demo_cli.demo_end(
+            keep, stop, server, down if up else None, "the cloud, worker state and the Temporal server are left running"
+        )
 
 
 async def retried_activities(client: Any, upgrade_id: str, services: Sequence[str] = SERVICES) -> dict[str, int]:

@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from rich.table import Table
@@ -62,16 +62,30 @@ async def demo(inject: Inject | None, keep: bool, port: int, ui_port: int, reset
     finally:
         if lab:
             lab.close()
-        if keep:
-            say("--keep: labs, worker state and the Temporal server are left running")
-            if server:
-                say("press Ctrl-C to stop the Temporal server")
-                with contextlib.suppress(asyncio.CancelledError):
-                    await stop.wait()
-        elif lab:
-            await asyncio.to_thread(_down, lab)
-        if server and (not keep or stop.is_set()):
-            await stop_server(server)
+        down = (lambda: _down(lab)) if lab else None
+        await demo_end(keep, stop, server, down, "labs, worker state and the Temporal server are left running")
+
+
+async def demo_end(
+    keep: bool,
+    stop: asyncio.Event,
+    server: asyncio.subprocess.Process | None,
+    down: Callable[[], None] | None,
+    kept: str,
+) -> None:
+    """How both demos end: ``--keep`` leaves what ``kept`` says running (and waits for Ctrl-C to stop
+    the Temporal server this demo started); otherwise ``down`` (None: nothing came up) tears the labs
+    down, then the server goes."""
+    if keep:
+        say(f"--keep: {kept}")
+        if server:
+            say("press Ctrl-C to stop the Temporal server")
+            with contextlib.suppress(asyncio.CancelledError):
+                await stop.wait()
+    elif down is not None:
+        await asyncio.to_thread(down)
+    if server and (not keep or stop.is_set()):
+        await stop_server(server)
 
 
 async def demo_server(port: int, ui_port: int) -> tuple[asyncio.Event, str, str, asyncio.subprocess.Process | None]:

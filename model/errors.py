@@ -84,9 +84,24 @@ ABORTED: Final = "aborted"  # the operator aborted the upgrade
 RESTORE_APPROVAL: Final = "restore-approval"  # a restore would lose writes: it waits for approval
 # the pre-flight refused: an earlier upgrade's online data migrations are unfinished (ledger or cloud)
 UNFINISHED_MIGRATIONS: Final = "unfinished-migrations"
+# the data plane (workflows/dataplane*.py): a batch refused by the capacity check (nothing of it was
+# touched); more nodes failed than the plan's max_failed (no further batch started)
+DATA_PLANE_REFUSED: Final = "data-plane-refused"
+DATA_PLANE_FAILED: Final = "data-plane-failed"
 
 STEP_KINDS = frozenset(
-    {CANCELLED, TIMEOUT, CHECK_FAIL, INCONCLUSIVE, GATE_TIMEOUT, ABORTED, RESTORE_APPROVAL, UNFINISHED_MIGRATIONS}
+    {
+        CANCELLED,
+        TIMEOUT,
+        CHECK_FAIL,
+        INCONCLUSIVE,
+        GATE_TIMEOUT,
+        ABORTED,
+        RESTORE_APPROVAL,
+        UNFINISHED_MIGRATIONS,
+        DATA_PLANE_REFUSED,
+        DATA_PLANE_FAILED,
+    }
 )
 
 # --- 3. outcomes ---------------------------------------------------------------------------------

@@ -98,6 +98,9 @@ class UndoImagesInput(Msg):
     target: KubeTarget
     previous: list[WorkloadImage]
     timeout_seconds: int = 600
+    # restored but not waited for: a service's data plane DaemonSets (OnDelete: they never roll by
+    # themselves; their nodes are replaced one by one by the dataplane step)
+    no_wait: list[str] = Field(default_factory=list)
 
 
 class ScaleInput(Msg):
@@ -463,6 +466,7 @@ class ServiceProgress(Msg):
     past_point_of_no_return: bool = False
     message: str = ""
     seq: int = 0  # grows with every change: of two views of one service, the higher is newer
+    batch: str = ""  # the data plane batch running or next (nova batch 2/3: node-a, node-b (az-1)), if any
 
 
 Outcome = Literal["succeeded", "rolled-back", "failed", "aborted"]

@@ -165,6 +165,8 @@ def _pydantic_problems(err: ValidationError) -> list[Problem]:
             fix = f"use one of {ctx['expected_tags']}"
         if AT in ctx and FIX in ctx:  # a model's own rule, placed at the field it is about
             path, fix = f"{path}.{ctx[AT]}" if path else str(ctx[AT]), str(ctx[FIX])
+        elif FIX in ctx:  # a field's own rule, with its own fix
+            fix = str(ctx[FIX])
         problems.append(Problem(path, msg, fix))
     return problems
 
@@ -213,6 +215,7 @@ def _semantic_problems(plan: UpgradePlan) -> list[Problem]:
                 )
             )
         problems += _recipe_problems(i, s)
+        problems += _data_plane_problems(i, s, plan.release.to)
     gates = [s.gate_name for s in plan.services if s.gate_name]
     for g in {g for g in gates if gates.count(g) > 1}:
         problems.append(Problem("services[].gate.name", f"gate {g!r} is used twice", "give each gate its own name"))
@@ -278,6 +281,49 @@ def _recipe_problems(i: int, s: Service) -> list[Problem]:
             )
         )
     return problems
+
+
+def _data_plane_problems(i: int, s: Service, to: str) -> list[Problem]:
+    """A data plane needs a recipe that has one (the service record of its nodes, the version that
+    record reaches at ``to``) and a mode whose recipe runs the dataplane step."""
+    if s.data_plane is None:
+        return []
+    at = f"services[{i}].data_plane"
+    recipe = recipes.service_recipe(s.name)
+    with_one = [
+        r.service
+        for r in recipes.RECIPES_BY_SERVICE.values()
+        if r.data_plane_binary and any(recipes.DATAPLANE in m.steps for m in r.modes.values())
+    ]
+    if recipe is None or not recipe.data_plane_binary:
+        return [
+            Problem(
+                at,
+                f"{s.name} has no recipe with a data plane (model/recipes/): stackhop cannot drain or replace its "
+                "nodes",
+                f"remove data_plane from {s.name}; services whose recipe has one: {', '.join(with_one) or 'none'}",
+            )
+        ]
+    if recipes.DATAPLANE not in recipes.recipe_for(s).steps:
+        modes = [m for m, r in recipe.modes.items() if recipes.DATAPLANE in r.steps]
+        return [
+            Problem(
+                f"services[{i}].migration.mode",
+                f"{s.name}'s {s.migration.mode} recipe has no dataplane step",
+                f"use one of {', '.join(modes)}, or remove data_plane",
+            )
+        ]
+    if to not in recipe.service_versions:
+        known = ", ".join(recipe.service_versions) or "none"
+        return [
+            Problem(
+                at,
+                f"{s.name}'s recipe knows no service version of {to} (it knows {known}): an upgraded node's "
+                f"{recipe.data_plane_binary} record could not be checked",
+                f"upgrade to a release the recipe knows, or add {to}'s SERVICE_VERSION to model/recipes/{s.name}.py",
+            )
+        ]
+    return []
 
 
 # A plan is a few hundred YAML nodes; aliases can make a small file expand to billions ("billion

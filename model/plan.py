@@ -413,6 +413,64 @@ class Service(Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _data_plane_daemonsets(self) -> Service:
+        """The data plane's DaemonSets are the service's own (their images are the target the nodes
+        are upgraded to), each saying ``quiesce: false``: a DaemonSet is never scaled, its pods are
+        replaced node by node. With a selector only, the service lists at least one DaemonSet."""
+        dp = self.data_plane
+        if dp is None:
+            return self
+        daemonsets = [(j, w) for j, w in enumerate(self.workloads) if w.kind == "DaemonSet"]
+        listed = ", ".join(w.name for _, w in daemonsets) or "none yet"
+        chosen: list[tuple[int, Workload]] = []
+        for k, name in enumerate(dp.workloads):
+            found = [(j, w) for j, w in daemonsets if w.name == name]
+            if not found:
+                other = next((w for w in self.workloads if w.name == name), None)
+                raise PydanticCustomError(
+                    "dataplane_not_a_daemonset",
+                    "{name} is a {kind} of {service}, not a DaemonSet: the data plane is its per-node DaemonSets"
+                    if other is not None
+                    else "{name} is not a workload of {service}",
+                    {
+                        "name": name,
+                        "kind": other.kind if other is not None else "",
+                        "service": self.name,
+                        AT: f"data_plane.workloads[{k}]",
+                        FIX: f"name a DaemonSet of {self.name}'s workloads ({listed}), or add it there: "
+                        "{kind: DaemonSet, name: ..., container: ..., image: <target>, quiesce: false}",
+                    },
+                )
+            chosen += found
+        if not dp.workloads:
+            if not daemonsets:
+                raise PydanticCustomError(
+                    "dataplane_no_daemonset",
+                    "{service} lists no DaemonSet in workloads: the data plane's nodes are upgraded to its image",
+                    {
+                        "service": self.name,
+                        AT: "data_plane.selector",
+                        FIX: f"add the data plane's DaemonSet to {self.name}'s workloads: {{kind: DaemonSet, name: "
+                        "nova-compute, container: nova-compute, image: <target>, quiesce: false}",
+                    },
+                )
+            chosen = daemonsets
+        for j, w in chosen:
+            if w.quiesce is not False:
+                raise PydanticCustomError(
+                    "dataplane_quiesce_unset",
+                    "DaemonSet {name} is in the data plane of {service} and does not say quiesce: false",
+                    {
+                        "name": w.name,
+                        "service": self.name,
+                        AT: f"workloads[{j}].quiesce",
+                        FIX: f"set quiesce: false on DaemonSet {w.name}: a DaemonSet is never scaled, the data plane "
+                        "replaces its pods node by node",
+                    },
+                )
+        return self
+
     @property
     def quiesce_set(self) -> list[Workload]:
         """The workloads scaled to 0 when the service is quiesced (never a DaemonSet: model.loading

@@ -1,8 +1,9 @@
 """Every field of the plan schema, dropped, mistyped and nulled; then random YAML.
 
 The field paths come from `stackhop plan schema` (UpgradePlan's JSON schema, $refs resolved), walked
-alongside three valid plans that between them set every field (the two examples and
-tests/plans/every-field.yaml; a test checks that no schema path is left out). For each field:
+alongside four valid plans that between them set every field (the two examples,
+tests/plans/every-field.yaml and tests/plans/data-plane.yaml; a test checks that no schema path is
+left out). For each field:
 
 * **drop** (object fields; a list item is not a field): refused where the schema requires it,
   loaded where it is optional;
@@ -14,7 +15,9 @@ so dropping or nulling ``services[i].database`` (or ``databases``) there is refu
 ``services[i].migration.mode``; a service whose recipe was never run (cinder) must accept it, so
 dropping ``migration.unproven_recipe: accept`` is refused at that field;
 a DaemonSet of a service that may be quiesced must say ``quiesce: false``, so dropping or nulling
-that field is refused at the field.
+that field is refused at the field, and so must a DaemonSet of the data plane; a data plane names
+its DaemonSets (``workloads`` or ``selector``: dropping the last is refused at ``workloads``) and
+drains a disruptive change (dropping ``drain: live`` is refused at ``drain``).
 A refusal must name the mutated path or its parent. Most cases run in-process through the loader, a
 sample through `stackhop plan validate` (exit 2, FILE:LINE: path). Every case runs under a liveness
 deadline (tests/liveness.py), so a loader that never returns fails instead of hanging the suite.
@@ -47,6 +50,7 @@ VALID_PLANS = (
     ROOT / "examples" / "lab-keystone.yaml",
     ROOT / "examples" / "multi-service.yaml",
     ROOT / "tests" / "plans" / "every-field.yaml",
+    ROOT / "tests" / "plans" / "data-plane.yaml",
 )
 DOCS = {plan: yaml.load(plan.read_text(), Loader=yaml.CSafeLoader) for plan in VALID_PLANS}
 SCHEMA: dict[str, Any] = UpgradePlan.model_json_schema(by_alias=True)
@@ -244,8 +248,15 @@ class Mutation:
         if f.generic == "services[].migration.unproven_recipe" and recipe and recipe.proven != "run":
             return {f.path}  # a recipe never run is refused unless the plan accepts it
         may_quiesce = (named and mode != "none") or mode == "offline"
-        if f.generic == "services[].workloads[].quiesce" and may_quiesce:
+        data_plane = service.get("data_plane") or {}
+        if f.generic == "services[].workloads[].quiesce" and (may_quiesce or data_plane):
             return {f.path} if service["workloads"][f.loc[3]]["kind"] == "DaemonSet" else None
+        if f.generic.startswith("services[].data_plane.") and not (
+            data_plane.get("workloads") or data_plane.get("selector")
+        ):
+            return {f"services[{f.loc[1]}].data_plane.workloads"}  # it names no DaemonSet
+        if f.generic == "services[].data_plane.drain" and data_plane.get("disruptive"):
+            return {f.path}  # drain: none (the default) under a disruptive change
         helm = f"services[{f.loc[1]}].helm" if service.get("helm") else ""
         if f.generic.startswith("services[].helm.replica_values") and may_quiesce:
             return {f"{helm}.replica_values"}  # a quiesce needs each workload's replicas value path
@@ -320,6 +331,7 @@ CLI_SAMPLE = [
     ("services[].checks[].regex", WRONG),
     ("release.to", DROP),
     ("services[].database.name", NULL),
+    ("services[].data_plane.drain", DROP),
 ]
 
 

@@ -17,6 +17,10 @@ read before anything changes), ``apply`` (the roll), ``wait`` (until it rolled o
 undo of the roll), ``quiesce`` / ``unquiesce`` (replicas to 0 and back, registered before the
 scale-down so a quiesce that failed half-way is still undone), ``restart`` (every pod replaced on the
 images it runs, as `kubectl rollout restart` does: nova's unpin), waited for until rolled out.
+
+A service's data plane DaemonSets (``data_plane.workloads``) are rolled and reverted with the others
+but never in a rollout wait (after the roll, the restart's, the rollback's): an OnDelete DaemonSet
+never rolls by itself; the dataplane step (workflows/dataplane_step.py) replaces its pods node by node.
 """
 
 from __future__ import annotations
@@ -87,6 +91,20 @@ class _Common:
         ]
 
     @property
+    def data_plane(self) -> list[str]:
+        """The service's data plane DaemonSets by name: rolled with the others, never waited for (an
+        OnDelete DaemonSet does not roll by itself; the dataplane step replaces its pods node by node).
+        Those its selector finds are not in ``workloads`` at all."""
+        return list(self.svc.data_plane.workloads) if self.svc.data_plane is not None else []
+
+    def waited(self) -> list[io.WorkloadRef]:
+        """The workloads a rollout wait watches: all but the data plane's."""
+        return [r for r in self.refs() if r.name not in self.data_plane]
+
+    def waited_targets(self) -> list[io.WorkloadImage]:
+        return [t for t in self.targets() if t.name not in self.data_plane]
+
+    @property
     def tag(self) -> str:
         return self.svc.workloads[0].tag
 
@@ -128,7 +146,7 @@ class ObjectsAdapter(_Common):
         t = self.policy.rollout_timeout
         return Call(
             io.K8S_WAIT_ROLLOUT,
-            io.WaitRolloutInput(target=self.target, workloads=self.refs(), timeout_seconds=t),
+            io.WaitRolloutInput(target=self.target, workloads=self.waited(), timeout_seconds=t),
             io.RolloutResult,
             f"wait for {self.svc.name} rollout",
             step_timeout=t,
@@ -140,7 +158,7 @@ class ObjectsAdapter(_Common):
         t = self.policy.rollout_timeout
         return Call(
             io.K8S_UNDO_IMAGES,
-            io.UndoImagesInput(target=self.target, previous=before.images, timeout_seconds=t),
+            io.UndoImagesInput(target=self.target, previous=before.images, timeout_seconds=t, no_wait=self.data_plane),
             io.RolloutResult,
             f"restore previous images of {self.svc.name}",
             step_timeout=t,
@@ -228,10 +246,10 @@ class HelmAdapter(_Common):
         """Until the workloads rolled out; with ``target_images``, showing the plan's images (the
         release's values reached the objects: a wrong value path is caught here, not by a user)."""
         t = self.policy.rollout_timeout
-        expect = self.targets() if target_images else []
+        expect = self.waited_targets() if target_images else []
         return Call(
             io.K8S_WAIT_ROLLOUT,
-            io.WaitRolloutInput(target=self.target, workloads=self.refs(), timeout_seconds=t, expect=expect),
+            io.WaitRolloutInput(target=self.target, workloads=self.waited(), timeout_seconds=t, expect=expect),
             io.RolloutResult,
             f"wait for {self.svc.name} rollout (release {self.helm.release})",
             step_timeout=t,
@@ -247,7 +265,7 @@ class HelmAdapter(_Common):
                 to_revision=to,
                 after_revision=after,
                 wait=wait,
-                workloads=self.refs() if wait != "none" else [],
+                workloads=self.waited() if wait != "none" else [],
                 timeout_seconds=t,
             ),
             io.HelmChange,
@@ -311,7 +329,7 @@ class HelmAdapter(_Common):
                     set_values={path: change_id},
                     change_id=change_id,
                     wait="rollout",
-                    workloads=self.refs(),
+                    workloads=self.waited(),
                     timeout_seconds=t,
                 ),
                 io.HelmChange,

@@ -9,7 +9,8 @@ never accept a later one (a stale ``approve`` is refused: the id no longer waits
 
 Which commands answer a decision depends on its kind and on when it is asked:
 
-* a gate, an inconclusive check, a restore approval (:data:`APPROVABLE`): approve;
+* a gate, an inconclusive check, a restore approval, the next data plane batch (:data:`APPROVABLE`):
+  approve (a batch's decision is numbered by the batch, ``nova/batch#2``, not by how many were asked);
 * a failed forward step: resume retries it, abort rolls back (approving it is refused: a failure
   is not accepted by a person, it is fixed and retried, or undone);
 * during a rollback: resume retries the failed compensation, abandon ends the rollback with a report
@@ -33,7 +34,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.steps import StepFailed
 
 GATE = "gate"  # the kind of a gate's decision (the other kinds are those of StepFailed)
-APPROVABLE = frozenset({GATE, errors.INCONCLUSIVE, errors.RESTORE_APPROVAL})
+# the kind of a data plane batch's approval (``nova/batch#2``: its n is the batch's number)
+BATCH = "batch"
+APPROVABLE = frozenset({GATE, BATCH, errors.INCONCLUSIVE, errors.RESTORE_APPROVAL})
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class Decision:
     def answers(self) -> list[io.Answer]:
         if self.during_rollback:
             return [io.APPROVE, io.ABANDON] if self.kind in APPROVABLE else [io.RESUME, io.ABANDON]
-        if self.kind == GATE:
+        if self.kind in (GATE, BATCH):
             return [io.APPROVE, io.ABORT]
         return [io.APPROVE, io.RESUME, io.ABORT] if self.kind in APPROVABLE else [io.RESUME, io.ABORT]
 
@@ -120,9 +123,10 @@ class Decisions:
             raise Abandoned(asked.id)
         return answer
 
-    def _open(self, step: str, kind: str, message: str | None = None) -> Decision:
-        """A new decision about ``step``: its id, shown with the commands that answer it."""
-        n = self.asked.get(step, 0) + 1
+    def _open(self, step: str, kind: str, message: str | None = None, n: int | None = None) -> Decision:
+        """A new decision about ``step``: its id, shown with the commands that answer it. ``n``: the
+        number the id carries when something else counts it (a data plane batch's)."""
+        n = n if n is not None else self.asked.get(step, 0) + 1
         self.asked[step] = n
         asked = Decision(io.decision_id(self.svc.name, step, n), step, kind, self.rolling_back)
         self.asking = asked
@@ -136,9 +140,12 @@ class Decisions:
 
     def _hints(self, asked: Decision) -> str:
         what = {
-            io.APPROVE: f"approve {asked.id} " + ("opens it" if asked.kind == GATE else "accepts it"),
+            io.APPROVE: f"approve {asked.id} "
+            + {GATE: "opens it", BATCH: "starts the batch"}.get(asked.kind, "accepts it"),
             io.RESUME: "resume retries it",
-            io.ABORT: "abort rolls back" if not (self._past_ponr or asked.kind == GATE) else "abort stops here",
+            io.ABORT: "abort rolls back"
+            if not (self._past_ponr or asked.kind in (GATE, BATCH))
+            else "abort stops here",
             io.ABANDON: "abandon --reason ends the rollback, leaving the rest undone",
         }
         return ", ".join(what[a] for a in asked.answers)

@@ -2,7 +2,10 @@
 
 Steps: the service's recipe (model/recipes/<service>.py; the generic one of its migration mode for
 a service without one), e.g. gate → status → snapshot → verify → (check → expand → migrate | quiesce
-→ offline) → roll → rollout → (unquiesce) → (unpin) → validate → (contract | online) → postcheck.
+→ offline) → roll → rollout → (unquiesce) → (dataplane) → (unpin) → validate → (contract | online) →
+postcheck. The dataplane step (workflows/dataplane_step.py) runs only for a service whose plan has a
+``data_plane`` block: its nodes batch by batch, each batch a DataPlaneBatch child workflow; once it
+started, a failure is fixed forward (nothing is rolled back).
 Validation runs *before* the point of no return (a contract; nova's online data migrations) so that a
 failing tempest run still has a safe way back: after it the old release cannot run on the schema and
 restoring the snapshot would lose data written since.
@@ -46,7 +49,8 @@ with workflow.unsafe.imports_passed_through():
     from model.plan import Service
     from model.recipes import recipe_for, service_steps
     from workflows.adapters import Applied
-    from workflows.decisions import GATE, Abandoned, Decision
+    from workflows.dataplane_step import DataPlaneStep
+    from workflows.decisions import BATCH, GATE, Abandoned, Decision
     from workflows.interruptions import through_cancellation
     from workflows.probe import start_probe, stop_probe
     from workflows.rollback import RollbackSteps
@@ -67,7 +71,7 @@ def plan_steps(svc: Service, per_service: bool = True) -> list[str]:
 
 
 @workflow.defn(name="ServiceUpgrade")
-class ServiceUpgradeWorkflow(RollbackSteps):
+class ServiceUpgradeWorkflow(RollbackSteps, DataPlaneStep):
     """One service's upgrade. Its progress is read with the ``status`` query (the CLI reads it
     directly, by id): nothing is signalled to the parent, so a progress change writes no event.
     What each step does, and what undoes it, is in workflows/service_steps.py."""
@@ -151,6 +155,8 @@ class ServiceUpgradeWorkflow(RollbackSteps):
             return io.ControlAck(message=f"gate {self.svc.gate_name} approved ({asked.id})")
         if asked.kind == errors.INCONCLUSIVE:
             return io.ControlAck(message=f"{asked.id}: the inconclusive check is accepted")
+        if asked.kind == BATCH:
+            return io.ControlAck(message=f"{asked.id} approved: {self.progress.batch or 'the batch'} starts")
         return io.ControlAck(message=f"{asked.id} approved")
 
     @approve.validator
@@ -232,6 +238,7 @@ class ServiceUpgradeWorkflow(RollbackSteps):
             "offline": self._offline,
             "roll": self._roll,
             "rollout": self._rollout,
+            "dataplane": self._dataplane,
             "unquiesce": self._unquiesce,
             "validate": self._validate,
             "unpin": self._unpin,

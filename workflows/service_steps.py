@@ -100,6 +100,8 @@ class ServiceSteps(Decisions):
     @property
     def _past_what(self) -> str:
         ponr = recipe_for(self.svc, self.per_service).point_of_no_return or "contract"
+        if not self._past_ponr and any(r.step == "dataplane" for r in self.rec.records):
+            return "the data plane upgrade started: it is not undone"
         return "past the contract" if ponr == "contract" else f"past the point of no return ({ponr})"
 
     def _pinned(self, snap: io.Snapshot) -> dict[str, Any]:
@@ -384,7 +386,8 @@ class ServiceSteps(Decisions):
         (details travel with the next workflow task completion); nor is a search attribute upserted
         per step, which would cost an event each: the step is in the details and the query."""
         self.progress = self.progress.model_copy(update={**changes, "seq": self.progress.seq + 1})
+        batch = f"\n\ndata plane: {self.progress.batch}" if self.progress.batch else ""
         workflow.set_current_details(
             f"**{self.progress.service}** — {self.progress.state} {self.progress.step}"
-            f" ({self.progress.steps_done}/{self.progress.steps_total})\n\n{self.progress.message}"
+            f" ({self.progress.steps_done}/{self.progress.steps_total})\n\n{self.progress.message}{batch}"
         )

@@ -32,6 +32,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from model import errors, io
 from model.plan import UpgradePlan
 from tests.conftest import start_dev_server
+from tests.dataplane_standins import DataPlaneScript
 from tests.standins import Script
 from tests.workflows import test_helm_adapter as helm_adapter
 from tests.workflows import test_recipes as recipes
@@ -68,14 +69,29 @@ class Scenario:
     canary: bool = False
     cloud: dict[str, io.ServiceCloudCheck] = field(default_factory=dict)  # Script.cloud (ledger.check_cloud)
     ledger: bool = False  # record the cloud's Ledger workflow too (<scenario>--ledger.json)
+    # data plane batches of the first service (DataPlaneScript): <scenario>--batch-<n>.json each
+    batches: int = 0
 
     def script(self) -> Script:
-        script = Script()
+        script = DataPlaneScript() if self.batches else Script()
         script.fail.update(self.fail)
         script.fail_times.update(self.fail_times)
         script.answers.update({k: list(v) if isinstance(v, list) else v for k, v in self.answers.items()})
         script.cloud.update(self.cloud)
         return script
+
+
+def waiting_for_id(decision: str) -> Callable[[io.UpgradeStatus], bool]:
+    return lambda st: st.services[0].decision == decision
+
+
+async def approve_batches(client: Client, plan: UpgradePlan, handle: WorkflowHandle[Any, Any], script: Script) -> None:
+    """Each data plane batch after the canary approved (nova/batch#2, nova/batch#3)."""
+    for n in (2, 3):
+        decision = f"nova/batch#{n}"
+        await wait_for(client, handle, waiting_for_id(decision))
+        await update(service_handle(client, plan, "nova"), "approve", io.ApproveRequest(gate=decision))
+    await to_the_end(client, plan, handle, script)
 
 
 async def approve_gate(client: Client, plan: UpgradePlan, handle: WorkflowHandle[Any, Any], script: Script) -> None:
@@ -153,6 +169,27 @@ SCENARIOS = [
     # nova's recipe (model/recipes/nova.py): the target release's status check, three databases, the
     # unpin restart after the rollout, online data migrations called again until done
     Scenario("nova-success", [recipes.nova()], answers={"migration.db_sync:online": [recipes.MORE, recipes.DONE]}),
+    # nova's data plane (workflows/dataplane*.py): three batches, each a DataPlaneBatch child, the
+    # later two approved; node-2's drain fails: it is fenced, the service goes on (max_failed 1)
+    Scenario(
+        "nova-dataplane",
+        [
+            recipes.nova(
+                data_plane={
+                    "workloads": ["nova-compute"],
+                    "order": "name",
+                    "batch_size": 2,
+                    "max_per_zone": 1,
+                    "drain": "live",
+                    "approve": True,
+                    "max_failed": 1,
+                }
+            )
+        ],
+        fail={"dataplane.drain:node-2": errors.ROLLOUT_FAILED},
+        drive=approve_batches,
+        batches=3,
+    ),
     # the availability probe beside the steps (workflow.patched("availability-probe")): stopped at the
     # end of a success and of a rollback
     Scenario("probe-success"),
@@ -183,6 +220,8 @@ async def record(client: Client, sc: Scenario) -> list[Path]:
     }
     if sc.ledger:
         ids["ledger"] = io.ledger_workflow_id(plan.cloud.name)
+    for n in range(1, sc.batches + 1):
+        ids[f"batch-{n}"] = f"{io.service_workflow_id(plan.workflow_id, plan.services[0].name)}/batch-{n}"
     async with running(client, script) as tq:
         if sc.canary:
             ids["canary"] = f"canary/{uuid.uuid4().hex[:6]}"
