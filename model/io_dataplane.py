@@ -18,7 +18,7 @@ from pydantic import Field
 
 from model.dataplane import Drain
 from model.io_base import Msg
-from model.plan import Database, KubeTarget, UpgradePlan
+from model.plan import Database, KubeTarget, Service, UpgradePlan
 
 DATAPLANE_INVENTORY = "dataplane.inventory"
 DATAPLANE_CAPACITY = "dataplane.capacity"
@@ -40,6 +40,14 @@ class InventoryInput(Msg):
     # the cell database (nova's `nova`), where services.version is (nova's API does not show it);
     # None: service_version stays 0
     database: Database | None = None
+
+
+def cell_database(svc: Service) -> Database | None:
+    """The database whose ``services`` table holds the data plane's service records: the one named
+    after the service (nova's cell database ``nova``), else the last of its databases (the recipe's
+    order: nova_api, nova_cell0, nova); None without databases."""
+    dbs = svc.all_databases
+    return next((d for d in dbs if d.name == svc.name), dbs[-1] if dbs else None)
 
 
 class DataPlaneNode(Msg):

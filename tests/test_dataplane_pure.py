@@ -12,6 +12,8 @@ from activities.dataplane import choose, is_new, size_key
 from activities.dataplane_kube import repository, runs_targets
 from activities.dataplane_nova import parse_versions, versions_script
 from activities.dbtools import parse_markers
+from model.io_dataplane import cell_database
+from model.plan import Service
 
 
 def answer(free: dict[str, int], need: dict[str, int]) -> dict[str, Any]:
@@ -74,3 +76,18 @@ def test_service_versions_from_the_cell_database(tmp_path: Path) -> None:
     assert parse_markers(ran.stdout) == {"versions": "node-a:70,node-b:72"}
     args = (tmp_path / "args").read_text()
     assert "--defaults-file=/etc/my.cnf -N -B nova -e" in args and "`binary` = 'nova-compute'" in args
+
+
+WORKLOAD = {"kind": "Deployment", "name": "api", "container": "api", "image": "reg/api:1"}
+
+
+def test_the_cell_database_is_the_one_named_after_the_service() -> None:
+    def svc(name: str, dbs: list[str]) -> Service:
+        names: dict[str, object] = {"databases": [{"name": d} for d in dbs]} if dbs else {}
+        return Service.model_validate({"name": name, **names, "workloads": [WORKLOAD], "migration": {"mode": "none"}})
+
+    cell = cell_database(svc("nova", ["nova_api", "nova", "nova_cell0"]))
+    assert cell is not None and cell.name == "nova"
+    last = cell_database(svc("compute", ["compute_api", "compute_cell1"]))
+    assert last is not None and last.name == "compute_cell1"
+    assert cell_database(svc("nova", [])) is None

@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         ReplaceResult,
         ServiceState,
         VerifyNodeResult,
+        cell_database,
     )
     from model.plan import Service, UpgradePlan
     from model.recipes import service_recipe
@@ -198,6 +199,7 @@ class DataPlaneBatchWorkflow:
                     binary=self._binary,
                     service_version=version,
                     timeout_seconds=rules.node_timeout,
+                    database=cell_database(self.svc),
                 ),
                 ReplaceResult,
                 f"replace {', '.join(node.daemonsets) or self._binary} on {n} ({inp.release_to}"

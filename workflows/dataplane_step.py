@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         InventoryInput,
         InventoryResult,
         NodeResult,
+        cell_database,
     )
     from model.recipes import service_recipe
     from workflows.dataplane import Batch, DataPlaneBatchWorkflow, data_plane_binary, data_plane_images
@@ -69,6 +70,7 @@ class DataPlaneStep(ServiceSteps):
             selector=selector,
             images=data_plane_images(self.svc),
             binary=data_plane_binary(self.svc),
+            database=cell_database(self.svc),
         )
 
     async def _dataplane(self) -> None:
