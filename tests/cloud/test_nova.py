@@ -296,7 +296,8 @@ def test_snapshot_verify_restore_all_three_databases_together(
     service = next(s for s in conn.compute.services() if s.binary == "nova-compute")
     conn.compute.disable_service(service)
     sql(cloud, "INSERT INTO tags (resource_id, tag) VALUES ('after-snapshot', 'x')", "nova_cell0")
-    assert sql(cloud, "SELECT disabled FROM services WHERE `binary` = 'nova-compute'", "nova") == "1"
+    disabled = f"SELECT disabled FROM services WHERE `binary` = 'nova-compute' AND host = '{service.host}'"
+    assert sql(cloud, disabled, "nova") == "1"
 
     cloud.stop_service("nova")  # the workflow quiesces the service before a restore
     for db in DATABASES:
