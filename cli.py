@@ -216,7 +216,8 @@ def demo(
         str | None,
         typer.Option(
             help="full: the whole-cloud demo (keystone, placement, glance, neutron, nova as Helm releases on "
-            "the Kubernetes lab, examples/lab-cloud.yaml); --inject rollout then fails nova's rollout."
+            "the Kubernetes lab, examples/lab-cloud.yaml); --inject rollout then fails nova's rollout, --inject node "
+            "one compute node."
         ),
     ] = None,
 ) -> None:
@@ -227,11 +228,14 @@ def demo(
         if cloud != "full":
             common.err().print(f"--cloud {cloud}: use full")
             raise typer.Exit(BAD_INPUT)
-        if inject not in (None, "rollout"):
-            common.err().print(f"--inject {inject} with --cloud full: use rollout (nova's rollout never gets Ready)")
+        if inject not in (None, "rollout", "node"):
+            common.err().print(
+                f"--inject {inject} with --cloud full: use rollout (nova's rollout never gets Ready) or node "
+                "(one compute node's new pod never gets Ready)"
+            )
             raise typer.Exit(BAD_INPUT)
         cloud_demo = _lab_module("lab.cloud_demo", "demo")
-        raise typer.Exit(run(cloud_demo.cloud_demo(inject == "rollout", keep, port, ui_port, reset)))
+        raise typer.Exit(run(cloud_demo.cloud_demo(inject, keep, port, ui_port, reset)))
     if inject not in (None, "migration", "rollout", "tempest"):
         common.err().print(f"--inject {inject}: use migration, rollout or tempest")
         raise typer.Exit(BAD_INPUT)

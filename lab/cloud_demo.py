@@ -36,13 +36,19 @@ from lab.k8s.versions import REPO_ROOT, helm_bin
 from lab.openstack import paths
 from lab.openstack.smoke import Seeded, after, seed
 from model import io
+from model.dataplane import plan_batches
+from model.loading import load_plan
 
 PLAN = REPO_ROOT / "examples" / "lab-cloud.yaml"
 WORKFLOW_ID = "upgrade/lab-cloud"
 CONTEXT = "lab"  # the plan's cloud.kubernetes.context
 # The injected nova failure: the cloud controller never starts nova's 2026.1 pods (lab/cloud_controller.py)
 NOVA_CRASHING = "nova:2026.1"
-INJECTED = "nova's 2026.1 pods never become Ready: the rollout after the expand fails, images-only rollback"
+INJECTED = {
+    "rollout": "nova's 2026.1 pods never become Ready: the rollout after the expand fails, images-only rollback",
+    "node": "the nova-compute of {node} (batch 2) never becomes Ready at 2026.1: the node is fenced and, past "
+    "the plan's max_failed, the data plane stops (already upgraded nodes stay upgraded)",
+}
 
 
 def cloud_kube_lab() -> KubeLab:
@@ -147,19 +153,39 @@ def seed_cloud(demo: CloudDemo) -> Seeded:
         conn.close()
 
 
-def after_cloud(demo: CloudDemo, seeded: Seeded) -> list[str]:
+def after_cloud(demo: CloudDemo, seeded: Seeded, report: io.UpgradeReport | None = None) -> list[str]:
+    """The after-checks; a server the report says the data plane's drain moved is checked on its new host."""
     conn = demo.kube_cloud.cloud().connect()
     try:
-        return after(conn, seeded)
+        return after(conn, seeded, moved_servers(report))
     finally:
         conn.close()
 
 
+def moved_servers(report: io.UpgradeReport | None) -> dict[str, str]:
+    """Server id -> the host the upgrade last moved it to (every service's data plane, in order)."""
+    moved: dict[str, str] = {}
+    for svc in report.services if report else []:
+        for node in svc.data_plane:
+            for m in node.moved:
+                moved[m.server] = m.dest
+    return moved
+
+
+def inject_node(demo: CloudDemo) -> str:
+    """The node ``--inject node`` fails: the first of the plan's second nova batch (after the canary)."""
+    rules = load_plan(PLAN).service("nova").data_plane
+    assert rules is not None, "examples/lab-cloud.yaml gives nova a data_plane"
+    zones = demo.kube_cloud.zones()
+    return plan_batches(rules, [(n, zones.get(n, ""), {}) for n in demo.kube_cloud.nodes()])[1][0]
+
+
 # --- the demo ------------------------------------------------------------------------------------------
-async def cloud_demo(inject: bool, keep: bool, port: int, ui_port: int, reset: bool = True) -> int:
+async def cloud_demo(inject: str | None, keep: bool, port: int, ui_port: int, reset: bool = True) -> int:
+    """``inject``: None, ``rollout`` (nova's control plane never gets Ready) or ``node`` (one compute
+    node's new pod never does)."""
     from cliapp.common import connect, out, say, settings
     from lab import demo_cli
-    from model.loading import load_plan
 
     started = time.monotonic()
     stop, address, ui, server = await demo_cli.demo_server(port, ui_port)
@@ -173,9 +199,14 @@ async def cloud_demo(inject: bool, keep: bool, port: int, ui_port: int, reset: b
         with out().status(
             "bringing the cloud up on Kubernetes: keystone, placement, glance, neutron, nova at 2025.2 (Helm releases)"
         ):
-            timings = await asyncio.to_thread(demo.prepare, inject, reset)
+            timings = await asyncio.to_thread(demo.prepare, inject == "rollout", reset)
             up = True
         say("cloud up in " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
+        injected = INJECTED.get(inject or "", "")
+        if inject == "node":
+            node = inject_node(demo)
+            await asyncio.to_thread(demo.set_crashing, False, node)
+            injected = injected.format(node=node)
         seeded = await asyncio.to_thread(seed_cloud, demo)
         say(
             f"seeded: image {seeded.image_name} (md5 {seeded.image_checksum}), network {seeded.network_name}, "
@@ -187,7 +218,7 @@ async def cloud_demo(inject: bool, keep: bool, port: int, ui_port: int, reset: b
             async with demo_cli._worker(client, demo.worker_env(), address) as worker_exit:
                 say(
                     f"upgrading {plan.cloud.name}: {' → '.join(SERVICES)} {plan.release.from_} → {plan.release.to}"
-                    + (f", with an injected failure: {INJECTED}" if inject else "")
+                    + (f", with an injected failure: {injected}" if injected else "")
                 )
                 code = await demo_cli._upgrade(worker_exit, stop, PLAN)
             report = await demo_cli._report(client, plan.workflow_id)
@@ -197,8 +228,9 @@ async def cloud_demo(inject: bool, keep: bool, port: int, ui_port: int, reset: b
             if not retried
             else "activities retried: " + ", ".join(f"{k} (attempt {n})" for k, n in sorted(retried.items()))
         )
-        problems = await asyncio.to_thread(after_cloud, demo, seeded)
+        problems = await asyncio.to_thread(after_cloud, demo, seeded, report)
         await asyncio.to_thread(aftermath, demo, report, problems)
+        await asyncio.to_thread(data_plane_evidence, demo, report)
         say(f"cloud demo finished in {time.monotonic() - started:.0f}s (exit {code})")
         return code
     finally:
@@ -218,7 +250,11 @@ async def retried_activities(client: Any, upgrade_id: str, services: Sequence[st
     (``<workflow>: <activity>`` -> the attempt it ended on), read from their histories: with the
     worker's activity slots and threads matched none should, unless a failure was injected."""
     retried: dict[str, int] = {}
-    for wf in [upgrade_id, *(io.service_workflow_id(upgrade_id, s) for s in services)]:
+    workflows = [upgrade_id]
+    for service in services:
+        workflows.append(wf := io.service_workflow_id(upgrade_id, service))
+        workflows.extend(await batch_workflows(client, wf))
+    for wf in workflows:
         names: dict[int, str] = {}
         async for event in client.get_workflow_handle(wf).fetch_history_events():
             if event.HasField("activity_task_scheduled_event_attributes"):
@@ -229,6 +265,64 @@ async def retried_activities(client: Any, upgrade_id: str, services: Sequence[st
                     key = f"{wf}: {names.get(started.scheduled_event_id, '?')}"
                     retried[key] = max(retried.get(key, 0), started.attempt)
     return retried
+
+
+async def batch_workflows(client: Any, service_workflow: str) -> list[str]:
+    """The ids of a service's DataPlaneBatch workflows (``<service workflow>/batch-<n>``), in order
+    (described one by one: the visibility store lags behind a workflow's start)."""
+    from temporalio.service import RPCError
+
+    found: list[str] = []
+    while True:
+        wf = f"{service_workflow}/batch-{len(found) + 1}"
+        try:
+            await client.get_workflow_handle(wf).describe()
+        except RPCError:
+            return found
+        found.append(wf)
+
+
+def data_plane_evidence(demo: CloudDemo, report: io.UpgradeReport | None) -> None:
+    """What proves the drain, read outside the engine: for each nova-compute pod the cloud controller
+    replaced, the servers nova placed on its node at that moment (lab/cloud_controller.py); for each
+    server the upgrade moved, its migration record as nova's os-migrations lists it."""
+    from cliapp.common import out
+
+    nova = next((s for s in report.services if s.service == "nova"), None) if report else None
+    if nova is None or not nova.data_plane:
+        return
+    table = Table(title="nova-compute pods replaced: servers on the node at that moment")
+    for column in ("at", "node", "pod", "release", "servers on the node"):
+        table.add_column(column)
+    for r in demo.kube_cloud.replacements():
+        table.add_row(
+            r["at"],
+            r["node"],
+            r["pod"],
+            r["release"],
+            str(len(r["servers"])) + (f" {r['servers']}" if r["servers"] else ""),
+        )
+    out().print(table)
+    conn = demo.kube_cloud.cloud().connect()
+    try:
+        records = {(m.server_id, m.id): m for m in conn.compute.migrations()}
+    finally:
+        conn.close()
+    table = Table(title="servers moved by the drain, with nova's migration records")
+    for column in ("server", "from", "to", "kind", "migration", "status (os-migrations)"):
+        table.add_column(column)
+    for node in nova.data_plane:
+        for m in node.moved:
+            record = records.get((m.server, m.migration_id))
+            table.add_row(
+                m.name or m.server,
+                m.source,
+                m.dest,
+                m.kind,
+                str(m.migration_id),
+                record.status if record else "no record",
+            )
+    out().print(table)
 
 
 def aftermath(demo: CloudDemo, report: io.UpgradeReport | None, problems: list[str]) -> None:

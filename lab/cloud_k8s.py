@@ -344,7 +344,7 @@ class KubeCloud:
         conn = self.cloud().connect()
         try:
             return [
-                {"host": s.host, "state": s.state, "status": s.status}
+                {"host": s.host, "state": s.state, "status": s.status, "disabled_reason": s.disabled_reason or ""}
                 for s in conn.compute.services(binary="nova-compute")
             ]
         finally:

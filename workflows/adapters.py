@@ -94,8 +94,14 @@ class _Common:
     def data_plane(self) -> list[str]:
         """The service's data plane DaemonSets by name: rolled with the others, never waited for (an
         OnDelete DaemonSet does not roll by itself; the dataplane step replaces its pods node by node).
-        Those its selector finds are not in ``workloads`` at all."""
-        return list(self.svc.data_plane.workloads) if self.svc.data_plane is not None else []
+        With a selector only, every DaemonSet of ``workloads`` is the data plane's (the plan lists one
+        for the image its nodes reach; helm-toolkit's per-node overrides are found by the selector)."""
+        dp = self.svc.data_plane
+        if dp is None:
+            return []
+        if dp.workloads:
+            return list(dp.workloads)
+        return [w.name for w in self.svc.workloads if w.kind == "DaemonSet"]
 
     def waited(self) -> list[io.WorkloadRef]:
         """The workloads a rollout wait watches: all but the data plane's."""

@@ -7,11 +7,13 @@
 * a **network** without subnet or port;
 * a **flavor** (``stackhop.seed``: 1 vCPU, 64 MiB, 1 GiB disk) when none of that name exists;
 * **servers**, ``per_host`` on every enabled nova-compute host (``availability_zone="nova:<host>"``
-  puts each on its host), each with ``networks: "none"`` (compute microversion 2.37 or later: the
+  puts each on its host and pins it to no zone: the data plane's drain may move it to any zone),
+  each with ``networks: "none"`` (compute microversion 2.37 or later: the
   lab's neutron binds no port), waited for until ACTIVE; the host each runs on is recorded.
 
-``after(conn, seeded)`` lists the problems (empty: all is well): every seeded server still exists,
-is ACTIVE and runs on the host it was seeded on (``OS-EXT-SRV-ATTR:host``); the image is active
+``after(conn, seeded, moved)`` lists the problems (empty: all is well): every seeded server still
+exists, is ACTIVE and runs on the host it was seeded on (``OS-EXT-SRV-ATTR:host``), or on the host
+the upgrade's drain moved it to (``moved``: server id -> host, from the report); the image is active
 and its data, downloaded again, has the recorded size, md5 and sha512, and glance still reports
 the recorded checksum; the network still exists.
 
@@ -25,6 +27,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,12 +187,17 @@ def seed(conn: Any, *, per_host: int = 1, timeout: float = 180) -> Seeded:
     )
 
 
-def after(conn: Any, seeded: Seeded) -> list[str]:
-    """What is wrong with the seeded resources now (empty: nothing)."""
-    return [*_server_problems(conn, seeded), *_image_problems(conn, seeded), *_network_problems(conn, seeded)]
+def after(conn: Any, seeded: Seeded, moved: Mapping[str, str] | None = None) -> list[str]:
+    """What is wrong with the seeded resources now (empty: nothing); ``moved``: the servers the
+    upgrade migrated (id -> the host it moved each to)."""
+    return [
+        *_server_problems(conn, seeded, moved or {}),
+        *_image_problems(conn, seeded),
+        *_network_problems(conn, seeded),
+    ]
 
 
-def _server_problems(conn: Any, seeded: Seeded) -> list[str]:
+def _server_problems(conn: Any, seeded: Seeded, moved: Mapping[str, str]) -> list[str]:
     problems = []
     for want in seeded.servers:
         server = conn.compute.find_server(want.id, ignore_missing=True)
@@ -199,7 +207,9 @@ def _server_problems(conn: Any, seeded: Seeded) -> list[str]:
         server = conn.compute.get_server(want.id)  # find_server may answer from a listing
         if server.status != "ACTIVE":
             problems.append(f"server {want.name} ({want.id}) is {server.status}, not ACTIVE")
-        if server.compute_host != want.host:
+        if want.id in moved and server.compute_host != moved[want.id]:
+            problems.append(f"server {want.name} ({want.id}) runs on {server.compute_host}, moved to {moved[want.id]}")
+        elif want.id not in moved and server.compute_host != want.host:
             problems.append(f"server {want.name} ({want.id}) runs on {server.compute_host}, seeded on {want.host}")
     return problems
 

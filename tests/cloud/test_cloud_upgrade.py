@@ -3,11 +3,13 @@
 A real worker (every activity of the catalog, in this process, with the environment the cloud gives:
 ``CloudDemo.worker_env``) on the session's Temporal dev server drives the session's ``k8s_cloud``:
 each service's Helm release is upgraded by the Helm adapter, the rollout waits cover every workload
-(nova-compute's DaemonSet too), the recipe steps run the cloud's manage and status commands.
+but nova-compute's OnDelete DaemonSets (nova's data plane: replaced node batch by node batch), the
+recipe steps run the cloud's manage and status commands.
 
 Order (this module runs after test_cloud_k8s.py, which leaves placement and neutron on their
-2026.1.0 charts, nova untouched): first nova alone with the injected failure (nova at 2025.2 before
-and after), then the whole cloud, after putting every release back on its 2025.2.0 chart (the
+2026.1.0 charts, nova untouched): nova alone with the injected rollout failure (nova at 2025.2 before
+and after); nova alone with one compute node failing (the data plane stops at max_failed); then the
+whole cloud, after putting every release back on its 2025.2.0 chart and its computes on 2025.2 (the
 schemas stay as those tests' syncs left them: additive, so 2025.2 serves on them and the engine
 finds them already synced).
 """
@@ -17,21 +19,32 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 import worker as stackhop_worker
-from lab.cloud_demo import PLAN, CloudDemo, after_cloud, retried_activities, seed_cloud
+from lab.cloud_demo import (
+    PLAN,
+    CloudDemo,
+    after_cloud,
+    batch_workflows,
+    inject_node,
+    moved_servers,
+    retried_activities,
+    seed_cloud,
+)
 from lab.cloud_k8s import SERVICES, KubeCloud, chart, values
 from lab.helm import CHARTS
 from lab.openstack.cloud_plugin import measure
 from model import io
+from model.io_dataplane import NodeResult
 from model.loading import load_plan
-from tests.waiting import eventually_sync
+from tests.waiting import eventually, eventually_sync
 from workflows.upgrade import UpgradeWorkflow
 
 UPGRADE_TIMEOUT = 1500  # seconds: the whole cloud on 2 cores shared with the main test group
@@ -49,10 +62,14 @@ def demo(k8s_cloud: KubeCloud) -> CloudDemo:
 TEMPEST_IN_TESTS = {"glance", "nova"}
 
 
-def plan_copy(tmp_path: Path, services: list[str] | None = None, cloud: str | None = None) -> Path:
-    """examples/lab-cloud.yaml, optionally with only ``services`` (their depends_on emptied) and its
-    own cloud name; the chart repository as an absolute path, so the copy lives anywhere."""
+def plan_copy(tmp_path: Path, services: list[str] | None = None, cloud: str | None = None, **data_plane: Any) -> Path:
+    """examples/lab-cloud.yaml, optionally with only ``services`` (their depends_on emptied), its own
+    cloud name and nova's ``data_plane`` rules changed; the chart repository as an absolute path, so
+    the copy lives anywhere."""
     doc = yaml.safe_load(PLAN.read_text())
+    for s in doc["services"]:
+        if s["name"] == "nova":
+            s["data_plane"].update(data_plane)
     if services is not None:
         doc["services"] = [s for s in doc["services"] if s["name"] in services]
         for s in doc["services"]:
@@ -69,9 +86,12 @@ def plan_copy(tmp_path: Path, services: list[str] | None = None, cloud: str | No
     return path
 
 
-async def run_plan(client: Client, demo: CloudDemo, path: Path, monkeypatch: pytest.MonkeyPatch) -> io.UpgradeReport:
+async def run_plan(
+    client: Client, demo: CloudDemo, path: Path, monkeypatch: pytest.MonkeyPatch, approve: Sequence[str] = ()
+) -> io.UpgradeReport:
     """The plan through the Upgrade workflow with a real worker (every activity, this process, the
-    cloud's environment) on its own task queue; the report, however the upgrade ended."""
+    cloud's environment) on its own task queue; the report, however the upgrade ended. ``approve``:
+    the decisions answered, in order, each once the upgrade waits for it (as `stackhop approve`)."""
     from cliapp.render import outcome_of
 
     for key, value in demo.worker_env().items():
@@ -85,9 +105,27 @@ async def run_plan(client: Client, demo: CloudDemo, path: Path, monkeypatch: pyt
             id=plan.workflow_id,
             task_queue=tq,
         )
+        approver = asyncio.create_task(approve_each(client, handle, approve))
         _, report, message = await asyncio.wait_for(outcome_of(handle), UPGRADE_TIMEOUT)
+        await approver  # every decision it was given was asked for and answered
     assert report is not None, message
     return report
+
+
+async def approve_each(client: Client, handle: WorkflowHandle[Any, Any], decisions: Sequence[str]) -> None:
+    """Approve each decision once the upgrade's status shows it waiting, through the CLI's routing."""
+    from cliapp.control import route
+    from cliapp.progress import read_status
+
+    for decision in decisions:
+
+        async def asked(decision: str = decision) -> bool:
+            st = await read_status(client, handle)
+            return any(p.decision == decision for p in st.services)
+
+        await eventually(asked, within=UPGRADE_TIMEOUT, what=f"the upgrade waits for {decision}")
+        (target,) = await route(client, handle, "approve", io.ApproveRequest(gate=decision))
+        await target.execute_update("approve", io.ApproveRequest(gate=decision, by="test"))
 
 
 def steps(result: io.ServiceResult) -> list[str]:
@@ -153,6 +191,57 @@ async def test_a_nova_rollout_that_never_gets_ready_rolls_back_its_images_only(
     measure(demo.kube_cloud, nova_injected_rollback_s=round(time.monotonic() - started, 1))
 
 
+async def test_a_compute_node_that_never_gets_ready_is_fenced_and_the_data_plane_stops_at_max_failed(
+    client: Client, demo: CloudDemo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """nova alone, ``max_failed: 0``; the nova-compute of the second batch's node never gets Ready at
+    2026.1 (``--inject node``). The control plane rolls, the canary node is drained and upgraded; the
+    failed node's replace times out and it is fenced (its compute service stays disabled, the reason
+    names the upgrade); one failure is past the threshold, so the last batch never starts (its nodes'
+    pods are never replaced) and nova ends failed with no rollback: replaced nodes stay on 2026.1 under
+    the RPC pin, the way back is forward."""
+    await asyncio.to_thread(back_to_2025_2, demo)
+    node = inject_node(demo)
+    since = now_iso()
+    await asyncio.to_thread(demo.set_crashing, False, node)
+    try:
+        plan = plan_copy(tmp_path, ["nova"], cloud="lab-cloud-nova-dp", node_timeout="2m")
+        report = await run_plan(client, demo, plan, monkeypatch)
+        disabled = {s["host"]: s for s in demo.kube_cloud.compute_services() if s.get("status") == "disabled"}
+    finally:
+        await asyncio.to_thread(demo.set_crashing, False)
+        await asyncio.to_thread(enable_computes, demo)
+    (nova,) = report.services
+    assert nova.outcome == "failed" and nova.rollback is None, (nova.message, steps(nova))
+    assert "fix forward" in nova.message, nova.message
+    assert [c.purpose for c in nova.helm] == ["roll"], nova.helm
+    assert not {"unpin", "validate", "online"} & {s.step for s in nova.steps}, steps(nova)
+    by_batch: dict[int, list[NodeResult]] = {}
+    for n in nova.data_plane:
+        by_batch.setdefault(n.batch, []).append(n)
+    assert sorted(by_batch) == [1, 2, 3] and len(by_batch[1]) == 1, nova.data_plane
+    assert all(n.outcome == "upgraded" and n.release_after == "2026.1" for n in by_batch[1]), by_batch[1]
+    (failed,) = by_batch[2]
+    assert failed.node == node and failed.outcome == "failed" and failed.fenced, failed
+    assert all(n.outcome == "skipped" for n in by_batch[3]), by_batch[3]
+    assert list(disabled) == [node] and "stackhop" in disabled[node].get("disabled_reason", ""), disabled
+    assert len(await batch_workflows(client, io.service_workflow_id(load_plan(plan).workflow_id, "nova"))) == 2
+    replaced = [r for r in demo.kube_cloud.replacements() if r["at"] >= since]
+    assert sorted(r["node"] for r in replaced) == sorted([by_batch[1][0].node, node]), replaced
+    assert all(r["servers"] == [] for r in replaced), replaced
+
+
+def enable_computes(demo: CloudDemo) -> None:
+    """Every disabled nova-compute service enabled again (the operator's forward fix of a fenced node)."""
+    conn = demo.kube_cloud.cloud().connect()
+    try:
+        for svc in conn.compute.services(binary="nova-compute"):
+            if svc.status == "disabled":
+                conn.compute.enable_service(svc)
+    finally:
+        conn.close()
+
+
 async def test_the_whole_cloud_reaches_2026_1_through_its_helm_releases(
     client: Client, demo: CloudDemo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -160,8 +249,10 @@ async def test_the_whole_cloud_reaches_2026_1_through_its_helm_releases(
     release to chart 2026.1.0; every service succeeds and every pod runs 2026.1."""
     await asyncio.to_thread(back_to_2025_2, demo)
     seeded = await asyncio.to_thread(seed_cloud, demo)
-    started = time.monotonic()
-    report = await run_plan(client, demo, plan_path := plan_copy(tmp_path), monkeypatch)
+    started, since = time.monotonic(), now_iso()
+    # the computes: a canary node, then zone by zone, each batch after the canary approved by the operator
+    plan_path = plan_copy(tmp_path, approve=True)
+    report = await run_plan(client, demo, plan_path, monkeypatch, approve=["nova/batch#2", "nova/batch#3"])
     took = time.monotonic() - started
     results = {s.service: s for s in report.services}
     assert report.outcome == "succeeded" and set(results) == set(SERVICES), report.message
@@ -174,7 +265,8 @@ async def test_the_whole_cloud_reaches_2026_1_through_its_helm_releases(
     nodes = demo.kube_cloud.nodes()
     eventually_sync(lambda: all(serves(demo, s, "2026.1") for s in SERVICES), within=120, what="2026.1 everywhere")
     assert sorted(demo.kube_cloud.compute_hosts()) == nodes
-    assert await asyncio.to_thread(after_cloud, demo, seeded) == []
+    assert await asyncio.to_thread(after_cloud, demo, seeded, report) == []
+    await data_plane_drained(client, demo, report, results["nova"], since, load_plan(plan_path).workflow_id)
     # worker sizing: the probes run beside the steps, and no activity needed a second attempt
     assert await retried_activities(client, load_plan(plan_path).workflow_id) == {}
     waves = starts(report)
@@ -182,6 +274,46 @@ async def test_the_whole_cloud_reaches_2026_1_through_its_helm_releases(
     # the middle wave ran in parallel: each of placement, glance and neutron started before the others ended
     middle = [waves[s] for s in ("placement", "glance", "neutron")]
     assert max(start for start, _ in middle) < min(end for _, end in middle), waves
+
+
+async def data_plane_drained(
+    client: Client, demo: CloudDemo, report: io.UpgradeReport, nova: io.ServiceResult, since: str, upgrade_id: str
+) -> None:
+    """Every compute node upgraded, canary first, one DataPlaneBatch workflow per batch; no server on a
+    node when its pod was replaced (the cloud controller's record, taken as it stopped the old pod);
+    every server of the seed moved with a completed live-migration record in nova."""
+    nodes = {n.node: n for n in nova.data_plane}
+    assert sorted(nodes) == demo.kube_cloud.nodes(), nova.data_plane
+    assert all(n.outcome == "upgraded" and n.release_after == "2026.1" for n in nodes.values()), nova.data_plane
+    batches = sorted({n.batch for n in nodes.values()})
+    assert batches == [1, 2, 3] and [n.batch for n in nodes.values()].count(1) == 1, nova.data_plane
+    assert len(await batch_workflows(client, io.service_workflow_id(upgrade_id, "nova"))) == 3
+    replaced = [r for r in demo.kube_cloud.replacements() if r["at"] >= since]
+    assert sorted({r["node"] for r in replaced}) == sorted(nodes), replaced
+    assert all(r["servers"] == [] for r in replaced), replaced
+    moved = [m for n in nodes.values() for m in n.moved]
+    assert moved and all(m.kind == "live" and m.status == "completed" for m in moved), moved
+    assert set(moved_servers(report)) >= {s.id for s in seeded_servers(demo)}, moved
+    conn = demo.kube_cloud.cloud().connect()
+    try:
+        records = {m.id: m for m in conn.compute.migrations()}
+    finally:
+        conn.close()
+    assert all(records[m.migration_id].status == "completed" for m in moved), moved
+
+
+def seeded_servers(demo: CloudDemo) -> list[Any]:
+    conn = demo.kube_cloud.cloud().connect()
+    try:
+        return [s for s in conn.compute.servers(all_projects=True) if s.name.startswith("stackhop-seed-")]
+    finally:
+        conn.close()
+
+
+def now_iso() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat()
 
 
 def starts(report: io.UpgradeReport) -> dict[str, Any]:
