@@ -12,17 +12,14 @@ its resourceVersion through apiserver restarts as activities/kube_watch.py does 
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from kubernetes.watch.watch import iter_resp_lines
 
-from activities.kube_client import call, is_transient, status_reason
-from activities.kube_watch import check_cancelled, sleep, watch_window
+from activities.kube_client import call
+from activities.kube_watch import follow_all
 from model.plan import KubeTarget
 
 ONDELETE_FIX = "set `pod.lifecycle.upgrades.daemonsets.pod_replacement_strategy: OnDelete` in the release's values"
@@ -121,78 +118,12 @@ def watch_node_pods(
     api: client.ApiClient, namespace: str, node: str, *, deadline: float
 ) -> Iterator[tuple[str, dict[str, dict[str, Any]]]]:
     """Yield ("object" | "tick" | "unreachable: <why>", the node's pods by name) now and after every
-    change until ``deadline``: one list, then watches from its resourceVersion (re-listed on 410;
-    transient failures retried with backoff, as kube_watch.follow)."""
+    change until ``deadline``: kube_watch.follow_all on ``spec.nodeName`` (one list, then watches from
+    its resourceVersion, re-listed on 410, transient failures retried with backoff)."""
     core = client.CoreV1Api(api)
-    list_fn: Callable[..., Any] = core.list_namespaced_pod
-    selector = f"spec.nodeName={node}"
-    pods: dict[str, dict[str, Any]] = {}
-    rv: str | None = None
-    backoff = 0.2
-    while time.monotonic() < deadline:
-        check_cancelled()
-        try:
-            if rv is None:
-                lst = call(list_fn, namespace, field_selector=selector)
-                rv = lst["metadata"]["resourceVersion"]
-                pods = {p["metadata"]["name"]: p for p in lst.get("items") or []}
-                yield "object", pods
-            window = int(max(1, min(watch_window(), deadline - time.monotonic() + 1)))
-            resp = list_fn(
-                namespace,
-                field_selector=selector,
-                resource_version=rv,
-                watch=True,
-                allow_watch_bookmarks=True,
-                timeout_seconds=window,
-                _preload_content=False,
-                _request_timeout=(5, window + 10),
-            )
-            try:
-                if not 200 <= resp.status <= 299:
-                    raise ApiException(http_resp=resp)
-                for line in iter_resp_lines(resp):
-                    if not line or not line.strip():
-                        continue
-                    ev = json.loads(line)
-                    obj = ev.get("object") or {}
-                    if ev.get("type") == "ERROR":
-                        if obj.get("code") == 410:
-                            rv = None
-                            break
-                        raise ApiException(status=obj.get("code"), reason=obj.get("message"))
-                    rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
-                    if ev.get("type") == "BOOKMARK":
-                        continue
-                    name = obj["metadata"]["name"]
-                    if ev.get("type") == "DELETED":
-                        pods.pop(name, None)
-                    else:
-                        pods[name] = obj
-                    yield "object", pods
-                    check_cancelled()
-                    if time.monotonic() >= deadline:
-                        return
-            finally:
-                resp.close()
-                resp.release_conn()
-            backoff = 0.2
-            yield "tick", pods
-        except ApiException as exc:
-            if exc.status == 410:
-                rv = None
-                continue
-            if not is_transient(exc):
-                raise
-            yield f"unreachable: API error {exc.status}: {status_reason(exc)}", pods
-            sleep(min(backoff, max(0.0, deadline - time.monotonic())))
-            backoff = min(backoff * 2, 2.0)
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            yield f"unreachable: {type(exc).__name__}: {exc}", pods
-            sleep(min(backoff, max(0.0, deadline - time.monotonic())))
-            backoff = min(backoff * 2, 2.0)
+    for event in follow_all(core.list_namespaced_pod, namespace, f"spec.nodeName={node}", deadline=deadline):
+        kind = f"unreachable: {event.error}" if event.kind == "unreachable" else event.kind
+        yield kind, event.items
 
 
 def delete_pod(api: client.ApiClient, namespace: str, name: str, uid: str) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -35,11 +35,13 @@ AUTH_GRACE = 30.0
 
 @dataclass
 class Event:
-    """What ``follow`` yields: the object's current state, an idle tick, or an outage notice."""
+    """What ``follow`` and ``follow_all`` yield: a change (the object's current state; ``items``: every
+    object the selector finds, by name), an idle tick, or an outage notice."""
 
     kind: str  # "object" | "tick" | "unreachable"
     obj: dict[str, Any] | None = None
     error: str = ""
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def in_activity() -> bool:
@@ -77,13 +79,23 @@ def sleep(seconds: float) -> None:
 
 def follow(list_fn: Callable[..., Any], namespace: str, name: str, *, deadline: float) -> Iterator[Event]:
     """Yield the named object (None when absent) now and after every change until ``deadline``
+    (time.monotonic()), with a "tick" at least every WATCH_WINDOW seconds (``follow_all`` by name)."""
+    for event in follow_all(list_fn, namespace, f"metadata.name={name}", deadline=deadline):
+        if event.kind == "object":
+            event.obj = next(iter(event.items.values()), None)
+        yield event
+
+
+def follow_all(list_fn: Callable[..., Any], namespace: str, selector: str, *, deadline: float) -> Iterator[Event]:
+    """Yield every object the field ``selector`` finds (``Event.items``, by name; ``obj``: the one
+    that changed, None when deleted) now and after every change until ``deadline``
     (time.monotonic()), with a "tick" at least every WATCH_WINDOW seconds.
 
     Transient failures (apiserver down or restarting, 5xx, 429; 401/403 within AUTH_GRACE of an
     outage or of the start) never end the iteration: they yield "unreachable" and retry with backoff; permanent ones
     (403...) raise ApiException.
     """
-    selector = f"metadata.name={name}"
+    items: dict[str, dict[str, Any]] = {}
     rv: str | None = None
     backoff = 0.2
     outage: float | None = None  # time.monotonic() of the last unreachable answer
@@ -94,8 +106,8 @@ def follow(list_fn: Callable[..., Any], namespace: str, name: str, *, deadline: 
             if rv is None:
                 lst = call(list_fn, namespace, field_selector=selector)
                 rv = lst["metadata"]["resourceVersion"]
-                items = lst.get("items") or []
-                yield Event("object", items[0] if items else None)
+                items = {o["metadata"]["name"]: o for o in lst.get("items") or []}
+                yield Event("object", next(iter(items.values()), None), items=dict(items))
             window = int(max(1, min(watch_window(), deadline - time.monotonic() + 1)))
             resp = list_fn(
                 namespace,
@@ -122,7 +134,13 @@ def follow(list_fn: Callable[..., Any], namespace: str, name: str, *, deadline: 
                         raise ApiException(status=obj.get("code"), reason=obj.get("message"))
                     rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
                     if ev.get("type") != "BOOKMARK":
-                        yield Event("object", None if ev.get("type") == "DELETED" else obj)
+                        name = obj["metadata"]["name"]
+                        if ev.get("type") == "DELETED":
+                            items.pop(name, None)
+                            yield Event("object", None, items=dict(items))
+                        else:
+                            items[name] = obj
+                            yield Event("object", obj, items=dict(items))
                     check_cancelled()
                     if time.monotonic() >= deadline:
                         return
@@ -130,7 +148,7 @@ def follow(list_fn: Callable[..., Any], namespace: str, name: str, *, deadline: 
                 resp.close()
                 resp.release_conn()
             backoff = 0.2
-            yield Event("tick")
+            yield Event("tick", items=dict(items))
         except ApiException as exc:
             if exc.status == 410:
                 rv = None
@@ -140,7 +158,7 @@ def follow(list_fn: Callable[..., Any], namespace: str, name: str, *, deadline: 
             if not (is_transient(exc) or starting):
                 raise
             outage = outage if starting else time.monotonic()
-            yield Event("unreachable", error=f"API error {exc.status}: {status_reason(exc)}")
+            yield Event("unreachable", error=f"API error {exc.status}: {status_reason(exc)}", items=dict(items))
             sleep(min(backoff, max(0.0, deadline - time.monotonic())))
             backoff = min(backoff * 2, MAX_BACKOFF)
         except CancelledError:
@@ -149,6 +167,6 @@ def follow(list_fn: Callable[..., Any], namespace: str, name: str, *, deadline: 
             if not is_transient(exc):
                 raise
             outage = time.monotonic()
-            yield Event("unreachable", error=f"{type(exc).__name__}: {exc}")
+            yield Event("unreachable", error=f"{type(exc).__name__}: {exc}", items=dict(items))
             sleep(min(backoff, max(0.0, deadline - time.monotonic())))
             backoff = min(backoff * 2, MAX_BACKOFF)

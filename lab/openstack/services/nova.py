@@ -285,7 +285,9 @@ class Nova:
 
     def service_up(self, ctx: Context, binary: str, host: str, version: int) -> bool:
         rows = ctx.mariadb.sql(
-            "SELECT COUNT(*) FROM services WHERE deleted = 0 AND disabled = 0"
+            # disabled or not: a disabled service that reports is ready (disabling is the scheduler's
+            # business: stackhop disables a compute before its pod is replaced, and waits for the new one)
+            "SELECT COUNT(*) FROM services WHERE deleted = 0"
             f" AND `binary` = '{binary}' AND host = '{host}' AND version >= {int(version)}"
             " AND COALESCE(last_seen_up, updated_at, created_at)"
             f" > UTC_TIMESTAMP() - INTERVAL {SERVICE_DOWN_TIME} SECOND",
