@@ -142,16 +142,38 @@ def serves(demo: CloudDemo, service: str, release: str) -> bool:
 
 
 def back_to_2025_2(demo: CloudDemo) -> list[str]:
-    """Every release not on its 2025.2.0 chart upgraded back to it (the operator's values reused);
-    returns the services that were not. nova-compute's DaemonSets are OnDelete: ``wait_ready`` deletes
-    the compute pods whose image is not their DaemonSet's (``KubeCloud.replace_stale_computes``)."""
+    """Every release not on its 2025.2.0 chart back on it: rolled back to its install (the operator's
+    values; a release the engine upgraded carries the plan's image values), else upgraded to it with
+    the operator's values; returns the services that were not. nova-compute's DaemonSets are OnDelete:
+    ``wait_ready`` deletes the compute pods whose image is not their DaemonSet's
+    (``KubeCloud.replace_stale_computes``)."""
     helm, moved = demo.kube_cloud.helm(), []
     for service, deployed in demo.charts().items():
         if deployed != f"{service}-2025.2.0":
-            helm.upgrade(service, chart(service, "2025.2"), values=[values(service)], wait=False)
+            first = helm.history(service)[0]
+            if service == "nova":
+                forget_nova_2026_1(demo)
+            if first["chart"] == f"{service}-2025.2.0":
+                # a release the engine upgraded carries its image values: back to the install's revision
+                helm.run("rollback", service, str(first["revision"]))
+            else:
+                helm.upgrade(service, chart(service, "2025.2"), values=[values(service)], wait=False)
             moved.append(service)
     demo.kube_cloud.wait_ready(SERVICES, demo.kube_cloud.nodes(), timeout=600, replace_stale=True)
     return moved
+
+
+def forget_nova_2026_1(demo: CloudDemo) -> None:
+    """The lab's reset of nova's service records to 2025.2's version: once a 2026.1 service reported,
+    nova refuses to start an older one ("This service is older (v70) than the minimum (v72) version of
+    the rest of the deployment"), which is nova's own guard against a downgrade; a lab that goes back
+    to 2025.2 for the next test says its services never ran 2026.1."""
+    from lab.openstack.services.nova import SERVICE_VERSIONS
+
+    mariadb = demo.kube_cloud.cloud().mariadb
+    assert mariadb is not None
+    old = SERVICE_VERSIONS["2025.2"]
+    mariadb.sql(f"UPDATE services SET version = {old} WHERE version > {old}", "nova")
 
 
 async def test_a_nova_rollout_that_never_gets_ready_rolls_back_its_images_only(
