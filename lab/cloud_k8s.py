@@ -230,7 +230,8 @@ class KubeCloud:
     # --- readiness -----------------------------------------------------------------------------
     def rolled_out(self, services: Sequence[str], nodes: Sequence[str]) -> list[str]:
         """What is not yet rolled out (empty: every Deployment of the services available with all its
-        replicas updated, and each nova-compute DaemonSet ready on every node it selects)."""
+        replicas updated, and each nova-compute DaemonSet ready on every node it selects, its pods on
+        its template's images)."""
         _, apps = self._apis()
         missing: list[str] = []
         deployments: list[Any] = apps.list_namespaced_deployment(self.namespace).items
@@ -255,14 +256,23 @@ class KubeCloud:
                 continue
             s = ds.status
             computes += s.number_ready or 0
+            # OnDelete: a template change replaces no pod (a restart annotation never will); its pods
+            # are current when they run the template's images (stale_computes, below)
+            updated = (
+                s.number_ready
+                if (ds.spec.update_strategy and ds.spec.update_strategy.type) == "OnDelete"
+                else (s.updated_number_scheduled or 0)
+            )
             if (s.observed_generation or 0) < ds.metadata.generation or not (
-                s.desired_number_scheduled == s.number_ready == (s.updated_number_scheduled or 0)
+                s.desired_number_scheduled == s.number_ready == updated
             ):
                 missing.append(
                     f"DaemonSet {ds.metadata.name}: {s.number_ready or 0}/{s.desired_number_scheduled} ready"
                 )
         if "nova" in services and computes != len(nodes):
             missing.append(f"nova-compute: {computes} ready pods for {len(nodes)} nodes")
+        if "nova" in services and (stale := self.stale_computes()):
+            missing.append(f"nova-compute pods on an image their DaemonSet no longer has: {sorted(stale)}")
         return missing
 
     def wait_ready(
