@@ -472,6 +472,18 @@ class Service(Strict):
         return self
 
     @property
+    def data_plane_workloads(self) -> list[Workload]:
+        """The workloads of ``workloads`` that are the data plane's: those ``data_plane.workloads``
+        names, else (a selector only) every DaemonSet listed — the plan lists one for the image its
+        nodes reach; the selector finds the per-node overrides, which are not listed at all."""
+        dp = self.data_plane
+        if dp is None:
+            return []
+        if dp.workloads:
+            return [w for w in self.workloads if w.name in dp.workloads]
+        return [w for w in self.workloads if w.kind == "DaemonSet"]
+
+    @property
     def quiesce_set(self) -> list[Workload]:
         """The workloads scaled to 0 when the service is quiesced (never a DaemonSet: model.loading
         refuses a plan that puts one in the set of a service that may need quiescing)."""

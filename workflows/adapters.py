@@ -94,14 +94,8 @@ class _Common:
     def data_plane(self) -> list[str]:
         """The service's data plane DaemonSets by name: rolled with the others, never waited for (an
         OnDelete DaemonSet does not roll by itself; the dataplane step replaces its pods node by node).
-        With a selector only, every DaemonSet of ``workloads`` is the data plane's (the plan lists one
-        for the image its nodes reach; helm-toolkit's per-node overrides are found by the selector)."""
-        dp = self.svc.data_plane
-        if dp is None:
-            return []
-        if dp.workloads:
-            return list(dp.workloads)
-        return [w.name for w in self.svc.workloads if w.kind == "DaemonSet"]
+        Which they are: ``Service.data_plane_workloads``."""
+        return [w.name for w in self.svc.data_plane_workloads]
 
     def waited(self) -> list[io.WorkloadRef]:
         """The workloads a rollout wait watches: all but the data plane's."""

@@ -94,11 +94,9 @@ class Batch:
 
 
 def data_plane_images(svc: Service) -> list[str]:
-    """The images the data plane runs at the target release: those of its DaemonSets named in the
-    plan's workloads (a data plane found by selector only: every image of the service)."""
-    dp = svc.data_plane
-    named = [w.image for w in svc.workloads if dp is not None and w.name in dp.workloads]
-    return list(dict.fromkeys(named or [w.image for w in svc.workloads]))
+    """The images the data plane runs at the target release: those of its workloads in the plan
+    (``Service.data_plane_workloads``)."""
+    return list(dict.fromkeys(w.image for w in svc.data_plane_workloads))
 
 
 def data_plane_binary(svc: Service) -> str:
