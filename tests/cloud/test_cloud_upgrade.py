@@ -28,6 +28,7 @@ import yaml
 from temporalio.client import Client, WorkflowHandle
 
 import worker as stackhop_worker
+from lab.cloud_controller import now
 from lab.cloud_demo import (
     PLAN,
     CloudDemo,
@@ -224,7 +225,7 @@ async def test_a_compute_node_that_never_gets_ready_is_fenced_and_the_data_plane
     the RPC pin, the way back is forward."""
     await asyncio.to_thread(back_to_2025_2, demo)
     node = inject_node(demo)
-    since = now_iso()
+    since = now()
     await asyncio.to_thread(demo.set_crashing, False, node)
     try:
         plan = plan_copy(tmp_path, ["nova"], cloud="lab-cloud-nova-dp", node_timeout="2m")
@@ -271,7 +272,7 @@ async def test_the_whole_cloud_reaches_2026_1_through_its_helm_releases(
     release to chart 2026.1.0; every service succeeds and every pod runs 2026.1."""
     await asyncio.to_thread(back_to_2025_2, demo)
     seeded = await asyncio.to_thread(seed_cloud, demo)
-    started, since = time.monotonic(), now_iso()
+    started, since = time.monotonic(), now()
     # the computes: a canary node, then zone by zone, each batch after the canary approved by the operator
     plan_path = plan_copy(tmp_path, approve=True)
     report = await run_plan(client, demo, plan_path, monkeypatch, approve=["nova/batch#2", "nova/batch#3"])
@@ -330,12 +331,6 @@ def seeded_servers(demo: CloudDemo) -> list[Any]:
         return [s for s in conn.compute.servers(all_projects=True) if s.name.startswith("stackhop-seed-")]
     finally:
         conn.close()
-
-
-def now_iso() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).isoformat()
 
 
 def starts(report: io.UpgradeReport) -> dict[str, Any]:
