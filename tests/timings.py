@@ -1,8 +1,8 @@
 """The timing table every test session ends with: where the time of `make test` went.
 
 `make test` records its set-up phases and static checks in the file named by ``STACKHOP_TIMINGS``
-(see .ci/timed); this plugin prints them beside the slowest tests (set-up + call + teardown, so a
-session fixture that starts a lab shows on the first test that uses it). It prints in pytest's
+(see .ci/timed); this plugin prints them beside the time of each test directory and the slowest tests (set-up + call +
+teardown, so a session fixture that starts a lab shows on the first test that uses it). It prints in pytest's
 terminal summary, before pytest's own closing line, so CI still reads that line.
 """
 
@@ -47,6 +47,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         tr.write_line(f"{'set-up and checks in all':<{width}}  {sum(s for _, s, _ in phases):8.1f} s")
     if tests:
         tr.write_line(f"{'tests in all (' + str(len(tests)) + ')':<{width}}  {sum(_durations.values()):8.1f} s")
+        by_dir: dict[str, float] = defaultdict(float)
+        for nodeid, seconds in tests:
+            by_dir[nodeid.split("::")[0].rsplit("/", 1)[0]] += seconds
+        tr.write_line("tests by directory: " + ", ".join(f"{d} {s:.0f} s" for d, s in sorted(by_dir.items())))
         tr.write_line(f"slowest {min(SLOWEST, len(tests))} tests (set-up + call + teardown):")
         for nodeid, seconds in tests[:SLOWEST]:
             tr.write_line(f"  {nodeid:<{width - 2}}  {seconds:8.1f} s")

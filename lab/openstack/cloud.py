@@ -94,6 +94,9 @@ class CloudLab:
     mariadb: MariaDB | None = None
     rabbit: RabbitMQ | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # service -> time.monotonic() when this process last changed its routes (a pod in or out): the
+    # moment its API went away or came back for a client of the proxy (not persisted)
+    routed_at: dict[str, float] = field(default_factory=dict)
 
     # --- persistence ---------------------------------------------------------------------------
     @property
@@ -378,12 +381,14 @@ class CloudLab:
         if not proc.routed:
             proc.routed = True
             self._write_routes()
+            self.routed_at[proc.service] = time.monotonic()
             self.save()
         return True
 
     def _unroute(self, pod: str) -> None:
         self.pods[pod].routed = False
         self._write_routes()
+        self.routed_at[self.pods[pod].service] = time.monotonic()
         self.save()
 
     def stop_pod(self, pod: str) -> None:

@@ -14,12 +14,13 @@ import asyncio
 import contextlib
 import os
 import signal
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from temporalio import activity
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -66,15 +67,18 @@ class _Inbound(ActivityInboundInterceptor):
         super().__init__(next)
         self.root = root
 
-    async def _moment(self, step: str, when: When) -> None:
+    async def _moment(self, step: str, when: When, resume: int | None = None) -> None:
         """Log the moment; die at once when it is a kill point (the log line first, on disk); when
-        it is a hold, wait until the harness releases it."""
+        it is a hold, wait until the harness releases it. ``resume``: a frozen helm, let go (SIGCONT)
+        just before the kill, so the SIGTERM it gets when this process dies finds it running."""
         events = read_events(self.root.events)
         kill = any(due(p, step, when, events) for p in self.root.points)
         holds = [h for h in self.root.holds if due(h, step, when, events)]
         append_event(
             self.root.events, Event(step, when, os.getpid(), activity.info().attempt, killed=kill, at=time.time())
         )
+        if resume is not None:
+            os.kill(resume, signal.SIGCONT)
         if kill:
             os.kill(os.getpid(), signal.SIGKILL)
         for hold in holds:
@@ -105,35 +109,82 @@ class _Inbound(ActivityInboundInterceptor):
 
     async def _during(self, step: str, inp: io.HelmUpgradeInput | io.HelmRollbackInput) -> None:
         """The ``during`` moment: this worker's helm command runs and the release's latest revision
-        is pending (helm is half-way through its operation); the worker dies there, helm with it."""
+        is pending (helm is half-way through its operation); the worker dies there, helm with it.
+
+        helm keeps a revision pending only while it applies the manifests (a fraction of a second),
+        so polling can miss it: a watch of the release's records sees the pending one as helm writes
+        it, and helm is frozen (SIGSTOP) at once; if the record is still pending then, this is the
+        moment, else helm goes on and the watch waits for the next one."""
         release, namespace = inp.helm.release, inp.helm.namespace or inp.target.namespace
-        api = config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
-        core = client.CoreV1Api(api)
-
-        def pending() -> bool:
-            if not _helm_child():
-                return False
-            found = core.list_namespaced_secret(namespace, label_selector=f"owner=helm,name={release}").items
-            labels = [(s.metadata.labels if s.metadata else None) or {} for s in found]
-            return any(lab.get("status", "").startswith("pending-") for lab in labels)
-
+        stop = threading.Event()
         try:
-            with contextlib.suppress(NotYet):
-                await eventually(lambda: asyncio.to_thread(pending), within=HOLD_LIMIT, what="helm half-way")
-                await self._moment(step, "during")
+            helm = await asyncio.to_thread(_freeze_helm_while_pending, release, namespace, stop)
         finally:
-            api.close()
+            stop.set()  # a cancelled task leaves its thread: it ends at its next event or timeout
+        if helm is not None:
+            await self._moment(step, "during", resume=helm)
 
 
-def _helm_child() -> bool:
-    """Is a helm process a child of this worker now?"""
+def _freeze_helm_while_pending(release: str, namespace: str, stop: threading.Event) -> int | None:
+    """The pid of this worker's helm child, frozen while the release's newest record is pending;
+    None when ``stop`` is set or HOLD_LIMIT passes first."""
+    selector = f"owner=helm,name={release}"
+    api = config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
+    core = client.CoreV1Api(api)
+
+    def pending(secret: Any) -> bool:
+        return str(((secret.metadata and secret.metadata.labels) or {}).get("status", "")).startswith("pending-")
+
+    def freeze() -> int | None:
+        """Freeze helm; keep it frozen if the release is still pending, else let it go on."""
+        pid = _helm_child()
+        if pid is None:
+            return None
+        os.kill(pid, signal.SIGSTOP)
+        if any(pending(s) for s in core.list_namespaced_secret(namespace, label_selector=selector).items):
+            return pid
+        os.kill(pid, signal.SIGCONT)
+        return None
+
+    deadline = time.monotonic() + HOLD_LIMIT
+    try:
+        listed = core.list_namespaced_secret(namespace, label_selector=selector)
+        if any(pending(s) for s in listed.items) and (pid := freeze()):
+            return pid
+        version = listed.metadata.resource_version if listed.metadata else None
+        while not stop.is_set() and time.monotonic() < deadline:
+            w = watch.Watch()
+            for event in w.stream(
+                core.list_namespaced_secret,
+                namespace,
+                label_selector=selector,
+                resource_version=version,
+                timeout_seconds=2,  # how late ``stop`` is seen when nothing happens
+            ):
+                if stop.is_set():
+                    w.stop()
+                    break
+                if event["type"] not in ("ADDED", "MODIFIED", "DELETED"):
+                    version = None  # an ERROR (e.g. an expired version): watch afresh, from every record
+                    break
+                version = event["object"].metadata.resource_version
+                if event["type"] != "DELETED" and pending(event["object"]) and (pid := freeze()):
+                    w.stop()
+                    return pid
+        return None
+    finally:
+        api.close()
+
+
+def _helm_child() -> int | None:
+    """The pid of a helm process that is a child of this worker now."""
     me = str(os.getpid())
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError):
             fields = stat.read_text().rsplit(")", 1)
             if fields[0].endswith("(helm") and fields[1].split()[1] == me:
-                return True
-    return False
+                return int(stat.parent.name)
+    return None
 
 
 def warm_up() -> None:
