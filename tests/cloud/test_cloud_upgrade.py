@@ -228,7 +228,7 @@ async def test_a_compute_node_that_never_gets_ready_is_fenced_and_the_data_plane
     since = now()
     await asyncio.to_thread(demo.set_crashing, False, node)
     try:
-        plan = plan_copy(tmp_path, ["nova"], cloud="lab-cloud-nova-dp", node_timeout="2m")
+        plan = plan_copy(tmp_path, ["nova"], cloud="lab-cloud-nova-dp", node_timeout="1m")
         report = await run_plan(client, demo, plan, monkeypatch)
         disabled = {s["host"]: s for s in demo.kube_cloud.compute_services() if s.get("status") == "disabled"}
     finally:
