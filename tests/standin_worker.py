@@ -18,7 +18,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 import worker as stackhop_worker
-from tests.standins import Script
+from tests.standins import QUICK_HEARTBEATS, Script
 
 
 async def main(address: str, task_queue: str, journal: str, block: str | None) -> None:
@@ -27,7 +27,7 @@ async def main(address: str, task_queue: str, journal: str, block: str | None) -
     if block:
         script.block[block] = threading.Event()
     client = await Client.connect(address, data_converter=pydantic_data_converter)
-    async with stackhop_worker.build_worker(client, script.activities(), task_queue=task_queue):
+    async with stackhop_worker.build_worker(client, script.activities(), task_queue=task_queue, **QUICK_HEARTBEATS):
         print("ready", flush=True)
         await asyncio.Event().wait()
 

@@ -19,7 +19,7 @@ from cliapp.progress import read_status
 from model import io
 from model.loading import parse_plan
 from model.plan import UpgradePlan
-from tests.standins import Script
+from tests.standins import QUICK_HEARTBEATS, Script
 from tests.waiting import eventually
 from workflows.upgrade import UpgradeWorkflow
 
@@ -67,7 +67,7 @@ def make_plan(services: list[dict[str, Any]] | None = None, **policy: Any) -> Up
 async def running(client: Client, script: Script, task_queue: str | None = None) -> AsyncIterator[str]:
     tq = task_queue or f"tq-{uuid.uuid4().hex[:8]}"
     try:
-        async with stackhop_worker.build_worker(client, script.activities(), task_queue=tq):
+        async with stackhop_worker.build_worker(client, script.activities(), task_queue=tq, **QUICK_HEARTBEATS):
             yield tq
     finally:  # never leave a stand-in blocked: the worker would wait for it on shutdown
         for ev in script.block.values():
