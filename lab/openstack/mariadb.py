@@ -75,6 +75,10 @@ class MariaDB:
             "innodb_buffer_pool_size=128M\n"
             "innodb_log_file_size=48M\n"
             "innodb_flush_log_at_trx_commit=2\n"
+            # a lab: no fsync of data files, no doublewrite (the OS keeps what a killed server wrote;
+            # only a host crash could lose it). Loading nova's three baseline dumps: 10.8 s -> 8.3 s
+            "innodb_flush_method=nosync\n"
+            "innodb_doublewrite=0\n"
             "character-set-server=utf8mb4\n"
             "collation-server=utf8mb4_general_ci\n"
             "max_connections=200\n"
