@@ -14,11 +14,11 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import CancelledError
 
 from activities import ledger
 from model import errors, io
+from model.codec import data_converter
 
 
 class Script:
@@ -302,6 +302,6 @@ async def pending_probe(handle: WorkflowHandle[Any, Any]) -> tuple[int, io.Probe
     desc = await handle.describe()
     for pa in desc.raw_description.pending_activities:
         if pa.activity_type.name == io.PROBE_AVAILABILITY and pa.heartbeat_details.payloads:
-            (details,) = pydantic_data_converter.payload_converter.from_payloads(pa.heartbeat_details.payloads)
+            (details,) = await data_converter().decode(pa.heartbeat_details.payloads)  # encrypted in history
             return pa.attempt, io.ProbeState.model_validate(details)
     return None
