@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from temporalio.api.common.v1 import Payload
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import (
     DataConverter,
     DefaultFailureConverter,
@@ -179,6 +178,8 @@ def data_converter(keys: Keys | None = None, *, from_env: bool = True) -> DataCo
     and worker of stackhop uses this one. ``keys`` default to the environment's (``load_keys``).
     Without keys, failures keep their message in clear as before (nothing would hide it), and the
     codec still decodes nothing but refuses encrypted payloads with a clear error."""
+    from temporalio.contrib.pydantic import pydantic_data_converter  # here: the CLI imports CodecError early
+
     if keys is None and from_env:
         keys = load_keys()
     return dataclasses.replace(

@@ -160,3 +160,14 @@ async def test_codec_server_as_the_ui_calls_it() -> None:
                 assert resp.status == 403 and "prod" in await resp.text()
     finally:
         await runner.cleanup()
+
+
+def test_codec_server_command_needs_keys() -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    res = CliRunner().invoke(app, ["codec-server"], env={KEYS_ENV: None, KEYS_FILE_ENV: None})
+    assert res.exit_code == 2 and f"set {KEYS_FILE_ENV}" in res.stderr, res.output
+    res = CliRunner().invoke(app, ["codec-server"], env={KEYS_ENV: "k1:short", KEYS_FILE_ENV: None})
+    assert res.exit_code == 2 and "not valid base64" in res.stderr, res.output
