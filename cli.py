@@ -174,6 +174,32 @@ def dev(
     raise typer.Exit(run(devmod.dev(port, ui_port, db_file)))
 
 
+@app.command("codec-server")
+def codec_server(
+    host: Annotated[str, typer.Option(help="Address to listen on (keep it loopback unless a proxy fronts it).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8081,
+    ui_origin: Annotated[
+        list[str] | None,
+        typer.Option("--ui-origin", help="Origin of the Temporal UI (repeatable); default the local dev UI's."),
+    ] = None,
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option("--namespace", help="Namespace served (repeatable); default the Temporal profile's."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="STACKHOP_CODEC_TOKEN", help="Require Authorization: Bearer TOKEN.", show_default=False),
+    ] = None,
+) -> None:
+    """Serve the Temporal UI's remote codec endpoint (POST /encode, /decode) with the workers' keys
+    (STACKHOP_CODEC_KEYS_FILE or STACKHOP_CODEC_KEYS), until Ctrl-C."""
+    from cliapp import codec_server as codec_mod
+
+    raise typer.Exit(run(codec_mod.command(host, port, ui_origin or [], namespace or [], token)))
+
+
 # The lab (`stackhop demo`, `stackhop lab ...`) lives in a source checkout, not in the installed
 # package. Its modules are looked up by name, with importlib, when one of these commands runs:
 # the product has no import statement of `lab` (import-linter checks that: "product modules never

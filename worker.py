@@ -32,11 +32,11 @@ from typing import Any
 import structlog
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 from temporalio.worker import Worker
 
 from activities import locality
+from model.codec import CodecError, data_converter
 from workflows.canary import CanaryWorkflow
 from workflows.dataplane import DataPlaneBatchWorkflow
 from workflows.ledger import LedgerWorkflow
@@ -55,13 +55,16 @@ class Unreachable(Exception):
 
 
 async def connect(profile: str | None = None, address: str | None = None) -> Client:
-    """A client for the configured Temporal, with the pydantic converter both sides need."""
+    """A client for the configured Temporal, with the converter both sides need: pydantic, and the
+    payload encryption of ``model.codec`` (keys from STACKHOP_CODEC_KEYS[_FILE]; CodecError if
+    they are malformed)."""
+    converter = data_converter()
     config: dict[str, Any] = dict(ClientConfig.load_client_connect_config(profile=profile))
     if address:
         config["target_host"] = address
     config.setdefault("target_host", "localhost:7233")
     try:
-        return await Client.connect(**config, data_converter=pydantic_data_converter)
+        return await Client.connect(**config, data_converter=converter)
     except RuntimeError as e:  # the core SDK reports connection failures as RuntimeError
         raise Unreachable(f"cannot reach Temporal at {config['target_host']}: {e}") from None
 
@@ -214,6 +217,9 @@ def main() -> None:
     except Unreachable as e:
         log.error("cannot start", error=str(e))
         code = 3
+    except CodecError as e:
+        log.error("cannot start: payload encryption keys", error=str(e))
+        code = 2
     exit_process(code)
 
 

@@ -23,6 +23,8 @@ from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
 from temporalio.service import RPCError, RPCStatusCode
 
+from model.codec import CodecError
+
 OK, FAILED, BAD_INPUT, UNREACHABLE = 0, 1, 2, 3
 DEFAULT_TASK_QUEUE = "stackhop"
 DEFAULT_UI = "http://127.0.0.1:8233"
@@ -133,6 +135,8 @@ async def connect(within: float = 20) -> Client:
         return await asyncio.wait_for(worker.connect(settings.profile, settings.address), within)
     except TimeoutError:
         raise Fail(UNREACHABLE, unreachable_message(f"no answer within {within:.0f}s")) from None
+    except CodecError as e:
+        raise Fail(BAD_INPUT, f"payload encryption: {e}") from None
     except worker.Unreachable as e:
         found = re.search(r'message: "([^"]+)"', str(e))
         raise Fail(UNREACHABLE, unreachable_message(found.group(1) if found else str(e)[-160:])) from None
@@ -186,6 +190,8 @@ def run(coro: Coroutine[Any, Any, T], wf_id: str | None = None) -> T:
             return await coro
         except RPCError as e:
             raise rpc_failure(e, wf_id) from None
+        except CodecError as e:  # a payload this process cannot decrypt (key missing or wrong)
+            raise Fail(BAD_INPUT, f"payload encryption: {e}") from None
 
     try:
         return asyncio.run(guarded())

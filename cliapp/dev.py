@@ -5,6 +5,11 @@ to this interpreter) on 127.0.0.1 with the stackhop search attributes registered
 this process. The server runs in our process group and is told to die with us (PR_SET_PDEATHSIG),
 so neither Ctrl-C nor a killed CLI leaves it behind. If the port already answers, only the worker
 runs: a second `stackhop dev` just adds a worker.
+
+Payloads are encrypted here as in production: with the configured keys (STACKHOP_CODEC_KEYS[_FILE]),
+or else a key file generated once (0600) beside the server's state, which this process then uses.
+A codec server on a free loopback port serves those keys to the UI, started with
+``--ui-codec-endpoint`` so the UI shows the upgrades decrypted.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import shutil
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from cliapp.common import BAD_INPUT, OK, UNREACHABLE, Fail, connect, say, settings
@@ -36,6 +42,46 @@ def temporal_binary() -> str:
 def default_db_file() -> Path:
     lab = Path(os.environ.get("STACKHOP_LAB_DIR") or Path(__file__).resolve().parent.parent / ".lab")
     return lab / "temporal-dev.db"
+
+
+def codec_keys(state_dir: Path) -> str:
+    """Where this process's payload keys come from: the configured ones, or (none configured) the key
+    file ``state_dir/codec-keys``, created once with a new key and then set as this process's
+    STACKHOP_CODEC_KEYS_FILE (so its worker, its CLI calls and its worker subprocesses share it)."""
+    from model.codec import KEYS_FILE_ENV, CodecError, load_keys, write_key_file
+
+    try:
+        keys = load_keys()
+    except CodecError as e:
+        raise Fail(BAD_INPUT, f"payload encryption: {e}") from None
+    if keys is not None:
+        return keys.source
+    path = state_dir / "codec-keys"
+    if not path.exists():
+        write_key_file(path, "dev-1")
+    os.environ[KEYS_FILE_ENV] = str(path)
+    return f"{KEYS_FILE_ENV}={path}"
+
+
+@contextlib.asynccontextmanager
+async def codec_endpoint(state_dir: Path, ui_port: int) -> AsyncIterator[str]:
+    """Payload encryption on (``codec_keys``) and the codec server for the UI on ``ui_port`` running
+    on a free 127.0.0.1 port until the block ends; yields the endpoint's URL."""
+    from cliapp import codec_server
+    from model.codec import KEYS_FILE_ENV, load_keys
+
+    source = codec_keys(state_dir)
+    keys = load_keys()
+    assert keys is not None  # codec_keys configured them
+    config = codec_server.CodecServerConfig(keys, codec_server.ui_origins(ui_port))
+    runner, url = await codec_server.start(config, "127.0.0.1", 0)
+    try:
+        say(f"payloads encrypted (keys: {source}); the UI decodes them through the codec server {url}")
+        if source.startswith(f"{KEYS_FILE_ENV}="):
+            say(f"other stackhop commands need the same keys: export {source}")
+        yield url
+    finally:
+        await runner.cleanup()
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -142,6 +188,8 @@ async def dev(port: int, ui_port: int, db_file: Path | None) -> int:
     stop = stop_event()
     settings.address = f"127.0.0.1:{port}"
     settings.profile = None
+    state_dir = (db_file or default_db_file()).parent
+    codec_keys(state_dir)  # before the first client: it encrypts with them
     if port_open(port):
         try:
             client = await connect(within=5)
@@ -152,20 +200,24 @@ async def dev(port: int, ui_port: int, db_file: Path | None) -> int:
         say(f"a Temporal server already answers on 127.0.0.1:{port}: using it and running only the worker")
         ui = os.environ.get("STACKHOP_UI_URL", f"http://127.0.0.1:{port + 1000}")
         say(f"UI (if it is a dev server): {ui}/namespaces/{client.namespace}/workflows")
-        await _serve_worker(stop)
+        async with codec_endpoint(state_dir, ui_port) as codec:
+            say(f"to read payloads there, set the UI's codec server (Settings) to {codec}")
+            await _serve_worker(stop)
         return OK
-    server = await start_server(port, ui_port, db_file, stop)
-    try:
-        await _serve_worker(stop)
-    finally:
-        await stop_server(server)
+    async with codec_endpoint(state_dir, ui_port) as codec:
+        server = await start_server(port, ui_port, db_file, stop, codec)
+        try:
+            await _serve_worker(stop)
+        finally:
+            await stop_server(server)
     return OK
 
 
 async def start_server(
-    port: int, ui_port: int, db_file: Path | None, stop: asyncio.Event
+    port: int, ui_port: int, db_file: Path | None, stop: asyncio.Event, codec_url: str | None = None
 ) -> asyncio.subprocess.Process:
-    """Start the pinned dev server with its UI on 127.0.0.1 and wait until it answers."""
+    """Start the pinned dev server with its UI on 127.0.0.1 (decoding payloads through
+    ``codec_url`` when given) and wait until it answers."""
     from model import visibility
 
     db = db_file or default_db_file()
@@ -188,6 +240,7 @@ async def start_server(
         "--log-level",
         "warn",
         *visibility.dev_server_flags(),
+        *(["--ui-codec-endpoint", codec_url] if codec_url else []),
     ]
     with log.open("ab") as log_fh:
         server = await asyncio.create_subprocess_exec(

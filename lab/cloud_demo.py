@@ -188,7 +188,7 @@ async def cloud_demo(inject: str | None, keep: bool, port: int, ui_port: int, re
     from lab import demo_cli
 
     started = time.monotonic()
-    stop, address, ui, server = await demo_cli.demo_server(port, ui_port)
+    stop, address, ui, server, codec = await demo_cli.demo_server(port, ui_port)
     demo = CloudDemo(KubeCloud(cloud_kube_lab(), cloud_base()))
     up = False
     try:
@@ -241,7 +241,12 @@ async def cloud_demo(inject: str | None, keep: bool, port: int, ui_port: int, re
                 demo.kube_cloud.kube.down()
 
         await demo_cli.demo_end(
-            keep, stop, server, down if up else None, "the cloud, worker state and the Temporal server are left running"
+            keep,
+            stop,
+            server,
+            down if up else None,
+            "the cloud, worker state and the Temporal server are left running",
+            codec,
         )
 
 

@@ -9,7 +9,9 @@ matches the snapshot table by table. ``--inject`` makes one step fail for real.
 Lab code, not product code: ``cli.py`` loads this module by name from a source checkout. Nothing
 here changes this process's environment or the CLI's global settings for good: the worker runs as
 a subprocess that gets the labs' environment (``DemoLab.worker_env``) as its own, and the demo's
-server address, task queue and UI link are a scoped override of the settings.
+server address, task queue and UI link are a scoped override of the settings. One exception: with
+no payload keys configured the demo encrypts with the key file it keeps in .lab/ and sets
+STACKHOP_CODEC_KEYS_FILE to it, for itself and its worker (``cliapp.dev.codec_keys``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from rich.table import Table
 from temporalio.client import Client
 
 from cliapp.common import FAILED, Fail, connect, out, say, settings
-from cliapp.dev import die_with_parent, port_open, start_server, stop_event, stop_server
+from cliapp.dev import codec_endpoint, die_with_parent, port_open, start_server, stop_event, stop_server
 from lab.demo import RELEASE, DemoLab, Inject
 from lab.openstack import paths
 from model import io
@@ -42,7 +44,7 @@ WORKER_STOP_TIMEOUT = 40.0  # the worker's own graceful shutdown is 30 s
 
 async def demo(inject: Inject | None, keep: bool, port: int, ui_port: int, reset: bool = True) -> int:
     started = time.monotonic()
-    stop, address, ui, server = await demo_server(port, ui_port)
+    stop, address, ui, server, codec = await demo_server(port, ui_port)
     lab = None
     try:
         lab = await asyncio.to_thread(_labs, inject, reset)
@@ -63,7 +65,7 @@ async def demo(inject: Inject | None, keep: bool, port: int, ui_port: int, reset
         if lab:
             lab.close()
         down = (lambda: _down(lab)) if lab else None
-        await demo_end(keep, stop, server, down, "labs, worker state and the Temporal server are left running")
+        await demo_end(keep, stop, server, down, "labs, worker state and the Temporal server are left running", codec)
 
 
 async def demo_end(
@@ -72,10 +74,11 @@ async def demo_end(
     server: asyncio.subprocess.Process | None,
     down: Callable[[], None] | None,
     kept: str,
+    codec: contextlib.AsyncExitStack | None = None,
 ) -> None:
     """How both demos end: ``--keep`` leaves what ``kept`` says running (and waits for Ctrl-C to stop
     the Temporal server this demo started); otherwise ``down`` (None: nothing came up) tears the labs
-    down, then the server goes."""
+    down, then the server goes, then the codec server."""
     if keep:
         say(f"--keep: {kept}")
         if server:
@@ -86,11 +89,17 @@ async def demo_end(
         await asyncio.to_thread(down)
     if server and (not keep or stop.is_set()):
         await stop_server(server)
+    if codec is not None:
+        await codec.aclose()
 
 
-async def demo_server(port: int, ui_port: int) -> tuple[asyncio.Event, str, str, asyncio.subprocess.Process | None]:
+async def demo_server(
+    port: int, ui_port: int
+) -> tuple[asyncio.Event, str, str, asyncio.subprocess.Process | None, contextlib.AsyncExitStack]:
     """What both demos start with: quiet logs (the progress view tells the story; logs only for
-    trouble), the Ctrl-C event, and the Temporal dev server with its UI on ``port`` — reused when one
+    trouble), the Ctrl-C event, payload encryption with the codec server for the UI (the configured
+    keys, or a key file kept in .lab/: ``cliapp.dev.codec_endpoint``; the stack returned stops the
+    codec server), and the Temporal dev server with its UI on ``port`` wired to it — reused when one
     listens there (then the server returned is None and is not stopped at the end)."""
     if "STACKHOP_LOG_LEVEL" not in os.environ:
         from model.logs import configure
@@ -100,12 +109,18 @@ async def demo_server(port: int, ui_port: int) -> tuple[asyncio.Event, str, str,
     address = f"127.0.0.1:{port}"
     ui = os.environ.get("STACKHOP_UI_URL") or f"http://127.0.0.1:{ui_port}"
     server = None
-    if port_open(port):
-        say(f"reusing the Temporal server on {address}")
-    else:
-        server = await start_server(port, ui_port, ROOT / ".lab" / "demo-temporal.db", stop)
+    codec = contextlib.AsyncExitStack()
+    codec_url = await codec.enter_async_context(codec_endpoint(ROOT / ".lab", ui_port))
+    try:
+        if port_open(port):
+            say(f"reusing the Temporal server on {address}")
+        else:
+            server = await start_server(port, ui_port, ROOT / ".lab" / "demo-temporal.db", stop, codec_url)
+    except BaseException:
+        await codec.aclose()
+        raise
     say(f"Temporal UI: {ui}/namespaces/default/workflows")
-    return stop, address, ui, server
+    return stop, address, ui, server, codec
 
 
 async def _upgrade(worker_exit: asyncio.Task[int], stop: asyncio.Event, plan: Path = PLAN) -> int:

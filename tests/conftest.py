@@ -11,12 +11,17 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from model import visibility
+from model.codec import KEYS_ENV, KEYS_FILE_ENV, data_converter, new_key_line
 
 ROOT = Path(__file__).resolve().parent.parent
+# The whole suite runs with payload encryption on, as a deployment should: one key for the session,
+# in the environment, so the in-process clients and workers and every subprocess (CLI, workers,
+# the demo) share it. tests/plaintext.py checks histories hold no secret in clear.
+if not (os.environ.get(KEYS_ENV) or os.environ.get(KEYS_FILE_ENV)):
+    os.environ[KEYS_ENV] = new_key_line("test-session").strip()
 # The labs: a Kubernetes control plane with kwok, and MariaDB + Keystone + tempest (session-wide).
 pytest_plugins = ["lab.k8s.pytest_plugin", "lab.openstack.pytest_plugin", "lab.openstack.cloud_plugin", "tests.timings"]
 
@@ -47,12 +52,13 @@ def temporal_binary() -> str:
     return path
 
 
-async def start_dev_server(*, search_attributes: bool = True) -> WorkflowEnvironment:
-    """A fresh Temporal dev server (the pinned binary) with the pydantic converter and, by default,
-    stackhop's search attributes registered; the caller shuts it down."""
+async def start_dev_server(*, search_attributes: bool = True, encrypted: bool = True) -> WorkflowEnvironment:
+    """A fresh Temporal dev server (the pinned binary) with stackhop's converter (pydantic, payloads
+    encrypted with the session's key unless ``encrypted`` is False) and, by default, stackhop's
+    search attributes registered; the caller shuts it down."""
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter() if encrypted else data_converter(None, from_env=False),
         search_attributes=visibility.ALL if search_attributes else (),
         dev_server_log_level="error",
     )

@@ -15,9 +15,9 @@ import threading
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 import worker as stackhop_worker
+from model.codec import data_converter
 from tests.standins import QUICK_HEARTBEATS, Script
 
 
@@ -26,7 +26,7 @@ async def main(address: str, task_queue: str, journal: str, block: str | None) -
     script.journal = Path(journal)
     if block:
         script.block[block] = threading.Event()
-    client = await Client.connect(address, data_converter=pydantic_data_converter)
+    client = await Client.connect(address, data_converter=data_converter())
     async with stackhop_worker.build_worker(client, script.activities(), task_queue=task_queue, **QUICK_HEARTBEATS):
         print("ready", flush=True)
         await asyncio.Event().wait()

@@ -15,11 +15,11 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import CancelledError
 
 from activities import ledger
 from model import errors, io
+from model.codec import data_converter
 
 # Worker options for stand-in workers: heartbeats reach the server at once. temporalio throttles them
 # to 0.8 x the heartbeat timeout (4 s for the probe's 5 s), and a cancel reaches an activity only with
@@ -308,6 +308,6 @@ async def pending_probe(handle: WorkflowHandle[Any, Any]) -> tuple[int, io.Probe
     desc = await handle.describe()
     for pa in desc.raw_description.pending_activities:
         if pa.activity_type.name == io.PROBE_AVAILABILITY and pa.heartbeat_details.payloads:
-            (details,) = pydantic_data_converter.payload_converter.from_payloads(pa.heartbeat_details.payloads)
+            (details,) = await data_converter().decode(pa.heartbeat_details.payloads)  # encrypted in history
             return pa.attempt, io.ProbeState.model_validate(details)
     return None

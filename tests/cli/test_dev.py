@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import queue
 import signal
@@ -21,7 +22,10 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from model.codec import KEYS_ENV, KEYS_FILE_ENV
 from tests.waiting import eventually
+
+KEY_ENVS = (KEYS_ENV, KEYS_FILE_ENV)
 
 STACKHOP = str(Path(sys.executable).parent / "stackhop")
 
@@ -52,6 +56,28 @@ def http_status(url: str) -> int:
         return status
 
 
+def ui_codec_endpoint(ui: str) -> str:
+    """The codec endpoint the dev server's UI was started with, as the UI's own settings API says."""
+    with urllib.request.urlopen(f"{ui}/api/v1/settings", timeout=10) as r:
+        endpoint: str = json.load(r)["Codec"]["Endpoint"]
+        return endpoint
+
+
+def preflight(endpoint: str, origin: str) -> dict[str, str]:
+    """The CORS preflight a browser sends before the UI's POST /decode; the answer's headers."""
+    request = urllib.request.Request(
+        f"{endpoint}/decode",
+        method="OPTIONS",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-namespace",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return dict(r.headers)
+
+
 def temporal_child(pid: int) -> int:
     """The one child of ``pid`` that runs the Temporal server."""
     (server,) = [p for p in children(pid) if "temporal" in Path(f"/proc/{p}/cmdline").read_text()]
@@ -73,8 +99,10 @@ def children(pid: int) -> list[int]:
 class Dev:
     """A `stackhop dev` process in its own session, its stdout read line by line."""
 
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, without: tuple[str, ...] = ()):
         env = {**os.environ, "STACKHOP_TASK_QUEUE": f"dev-{uuid.uuid4().hex[:8]}", "STACKHOP_LOG_LEVEL": "WARNING"}
+        for name in without:
+            env.pop(name, None)
         self.proc = subprocess.Popen(
             [STACKHOP, "dev", *args],
             stdout=subprocess.PIPE,
@@ -141,10 +169,18 @@ class Dev:
 @pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C", "SIGKILL"])
 async def test_dev_starts_server_and_worker_and_leaves_nothing_behind(tmp_path: Path, how: str) -> None:
     port, ui_port = free_port(), free_port()
-    dev = Dev("--port", str(port), "--ui-port", str(ui_port), "--db-file", str(tmp_path / "dev.db"))
+    # no payload keys configured: dev generates a key file beside its state and serves it to the UI
+    dev = Dev("--port", str(port), "--ui-port", str(ui_port), "--db-file", str(tmp_path / "dev.db"), without=KEY_ENVS)
     try:
+        encrypted = await asyncio.to_thread(dev.wait_for, "payloads encrypted")
+        codec = encrypted.split()[-1]
+        assert f"{KEYS_FILE_ENV}={tmp_path / 'codec-keys'}" in encrypted
+        assert (tmp_path / "codec-keys").stat().st_mode & 0o777 == 0o600
         ui = await asyncio.to_thread(dev.wait_for, "UI: ")
         assert ui.strip() == f"UI: http://127.0.0.1:{ui_port}/namespaces/default/workflows"
+        assert await asyncio.to_thread(ui_codec_endpoint, f"http://127.0.0.1:{ui_port}") == codec
+        allowed = await asyncio.to_thread(preflight, codec, f"http://127.0.0.1:{ui_port}")
+        assert allowed["Access-Control-Allow-Origin"] == f"http://127.0.0.1:{ui_port}"
         await asyncio.to_thread(dev.wait_for, "worker running on task queue dev-")
         client = await Client.connect(f"127.0.0.1:{port}")
         assert client.namespace == "default"
@@ -164,6 +200,7 @@ async def test_dev_starts_server_and_worker_and_leaves_nothing_behind(tmp_path: 
             assert any("Temporal dev server stopped" in line for line in dev.out), dev.out
         await eventually(lambda: not alive(server), within=20, what=f"server {server} gone after stackhop dev ({how})")
         assert not listening(port) and not listening(ui_port)
+        assert not listening(int(codec.rsplit(":", 1)[1]))
     finally:
         dev.stop_now()
 

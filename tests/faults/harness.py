@@ -21,13 +21,13 @@ from typing import Literal
 import yaml
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from cliapp.dev import die_with_parent
 from lab.demo import RELEASE, DemoLab, Deploy, Inject
 from model import io, visibility
+from model.codec import data_converter
 from model.loading import parse_plan
 from model.plan import UpgradePlan
 from tests.conftest import ROOT, temporal_binary
@@ -182,7 +182,7 @@ class TemporalServer:
     async def start(self) -> None:
         self.env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=temporal_binary(),
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter(),
             search_attributes=visibility.ALL,
             dev_server_log_level="error",
             port=self.port,

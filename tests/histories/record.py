@@ -8,7 +8,8 @@ path adds its histories beside the committed ones); without, every scenario is.
 One scenario per path a running upgrade can be on: it drives an upgrade with the stand-in
 activities (and the operator's commands, where the path needs them) to its end, then writes the
 history of every workflow it ran — ``<scenario>--upgrade.json``, ``<scenario>--<service>.json``,
-``<scenario>--canary.json`` — beside this file.
+``<scenario>--canary.json`` — beside this file. Payloads are recorded plain (no codec keys): the
+replay test reads them with the encrypting converter, which passes plain payloads through.
 
 When to run it is the versioning policy in workflows/__init__.py: before the first tagged release,
 in the same commit as a change that breaks replay (and that commit says so); after it, never for
@@ -246,7 +247,7 @@ async def main(names: list[str]) -> None:
     if unknown:
         raise SystemExit(f"no scenario {', '.join(sorted(unknown))}; known: {', '.join(sc.name for sc in SCENARIOS)}")
     chosen = [sc for sc in SCENARIOS if sc.name in names] if names else SCENARIOS
-    env = await start_dev_server()
+    env = await start_dev_server(encrypted=False)  # committed histories are plain: anyone replays them
     try:
         for sc in chosen:
             for old in HERE.glob(f"{sc.name}--*.json"):

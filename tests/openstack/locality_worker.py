@@ -13,13 +13,13 @@ import asyncio
 import sys
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 import worker as stackhop_worker
+from model.codec import data_converter
 
 
 async def main(address: str, task_queue: str) -> None:
-    client = await Client.connect(address, data_converter=pydantic_data_converter)
+    client = await Client.connect(address, data_converter=data_converter())
     async with stackhop_worker.build_worker(client, task_queue=task_queue) as running:
         print("ready", running.host_queue, flush=True)
         await asyncio.Event().wait()
