@@ -246,6 +246,15 @@ class KubeLab:
     def _pid(self, component: str) -> int:
         return int((self.cluster_dir / "pids" / f"{component}.pid").read_text().strip())
 
+    def _is_apiserver(self, pid: int) -> bool:
+        """Whether ``pid`` is this cluster's kube-apiserver: its command line names the program and
+        this cluster's directory (its flags point at the cluster's certificates)."""
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            return False
+        return bool(argv) and Path(argv[0]).name == "kube-apiserver" and any(str(self.cluster_dir) in a for a in argv)
+
     def restart_apiserver(self, downtime: float = 3.0, timeout: float = 120, graceful: bool = False) -> None:
         """Stop kube-apiserver, keep it down for ``downtime`` s, and start it again."""
         self.stop_apiserver(graceful=graceful)
@@ -259,6 +268,9 @@ class KubeLab:
         SIGKILL after 5 s (its graceful shutdown can linger with open watches).
         """
         pid = self._pid("kube-apiserver")
+        if not self._is_apiserver(pid):  # kwokctl's pid file outlived its process (a reboot): not ours
+            (self.cluster_dir / "pids" / "kube-apiserver.pid").unlink(missing_ok=True)
+            return
         os.kill(pid, signal.SIGTERM if graceful else signal.SIGKILL)
         if not _wait_gone(pid, 5):
             os.kill(pid, signal.SIGKILL)
