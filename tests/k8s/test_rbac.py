@@ -19,9 +19,11 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from typer.testing import CliRunner
 
 from activities.kube import scale, wait_rollout
 from activities.kube_client import api_client, call
+from cli import app
 from cliapp.rbac import HELM_RULES, manifests
 from lab.k8s.cluster import KubeLab
 from model.io import ScaleInput, WaitRolloutInput
@@ -196,3 +198,34 @@ def test_the_generated_helm_role_is_deploys() -> None:
     docs = list(yaml.safe_load_all((KUSTOMIZE / "rbac-helm.yaml").read_text()))
     role = next(d for d in docs if d["kind"] == "Role")
     assert role["rules"] == HELM_RULES
+
+
+def test_deploy_rbac_for_a_helm_cloud_with_a_data_plane(tmp_path: Path) -> None:
+    """The command on the whole-cloud example: every service a Helm release (Helm's Role, no Jobs
+    policy: the charts run their own Jobs), nova's data plane (its DaemonSets by name, pods, and the
+    one cluster-wide right, list nodes); a bad --service-account is refused before anything."""
+    out = tmp_path / "rbac.yaml"
+    example = Path(__file__).resolve().parents[2] / "examples" / "lab-cloud.yaml"
+    done = CliRunner().invoke(app, ["deploy", "rbac", str(example), "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out.read_text())}
+    assert set(docs) == {
+        ("Role", "stackhop-worker"),
+        ("RoleBinding", "stackhop-worker"),
+        ("Role", "stackhop-worker-helm"),
+        ("RoleBinding", "stackhop-worker-helm"),
+        ("ClusterRole", "stackhop-worker-nodes"),
+        ("ClusterRoleBinding", "stackhop-worker-nodes"),
+    }
+    assert docs["ClusterRole", "stackhop-worker-nodes"]["rules"] == [
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]}
+    ]
+    rules = docs["Role", "stackhop-worker"]["rules"]
+    assert {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete", "list", "watch"]} in rules
+    # by name where RBAC can; the data plane's selector (every DaemonSet labelled nova compute) lists all
+    assert {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "list", "watch"]} | {
+        "resourceNames": ["nova-compute-default-a1339678"]
+    } in rules
+    assert {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["list"]} in rules
+    bad = CliRunner().invoke(app, ["deploy", "rbac", str(example), "--service-account", "worker"])
+    assert bad.exit_code == 2 and "NAMESPACE/NAME" in bad.output
