@@ -7,6 +7,7 @@ reboot, must not be signalled; a pid the lab started is stopped; files holding p
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.k8s.cluster import KubeLab
 from lab.openstack import paths, procs, tempest_ws
 from lab.openstack.cloud import CloudLab, PodProc
 from lab.openstack.keystone import Keystone
@@ -95,3 +97,29 @@ def test_lab_secrets_are_written_0600(tmp_path: Path) -> None:
     assert "secret" in conf.read_text()
     paths.write_private(tmp_path / "x", "y")
     assert mode(tmp_path / "x") == 0o600
+
+
+def test_kwokctl_pid_files_naming_another_process_are_dropped(
+    stranger: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    """kwokctl signals the pids of its pid files on `delete`: a file whose pid is now another
+    process (a reboot) is dropped first; one that still names the cluster's component stays."""
+    lab = KubeLab(name="procs", workdir=tmp_path)
+    pids = lab.cluster_dir / "pids"
+    (lab.cluster_dir / "bin").mkdir(parents=True)
+    pids.mkdir()
+    sleep = lab.cluster_dir / "bin" / "etcd"  # a stand-in for the cluster's etcd binary
+    sleep.symlink_to(shutil.which("sleep") or "/bin/sleep")
+    etcd = subprocess.Popen([str(sleep), "300", f"--data-dir={lab.cluster_dir}/etcd"])
+    try:
+        (pids / "kube-apiserver.pid").write_text(f"{stranger.pid}\n")
+        lab.stop_apiserver()  # the fault injection's SIGKILL: not for a process that is not the apiserver
+        assert not (pids / "kube-apiserver.pid").exists()
+        (pids / "etcd.pid").write_text(f"{etcd.pid}\n")
+        (pids / "kube-apiserver.pid").write_text(f"{stranger.pid}\n")
+        assert lab.drop_stale_pids() == ["kube-apiserver"]
+        assert [f.name for f in pids.iterdir()] == ["etcd.pid"]
+        assert stranger.poll() is None and etcd.poll() is None
+    finally:
+        etcd.kill()
+        etcd.wait()
