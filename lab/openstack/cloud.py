@@ -315,6 +315,7 @@ class CloudLab:
             [sys.executable, "-m", "lab.openstack.proxy", str(self.routes_file)],
             self.base / "proxy.log",
             cwd=paths.REPO_ROOT,
+            program="lab.openstack.proxy",
         )
         procs.wait_for(self._proxy_listens, 30, "lab proxy", pid=self.proxy_pid, log=self.base / "proxy.log")
         self.save()
@@ -365,7 +366,9 @@ class CloudLab:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "a") as out:
             out.write(f"\n===== {pod}: {service} {workload} {release} on {host}, port {port} =====\n")
-        pid = procs.start_detached(argv, log_path, env=env, cwd=ctx.base)
+        # the service's name stays in the command line even when the program retitles itself
+        # (gunicorn: "gunicorn: master [nova-api-2026.1]"; oslo.service workers)
+        pid = procs.start_detached(argv, log_path, env=env, cwd=ctx.base, program=service)
         proc = PodProc(service, workload, release, host, port, pid, program.api)
         self.pods[pod] = proc
         self.save()

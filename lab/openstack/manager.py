@@ -51,7 +51,7 @@ class OpenStackLab:
         if lab.state_file.exists():
             state = json.loads(lab.state_file.read_text())
             mariadb = {**state["mariadb"], "pid": procs.adopt(state["mariadb"].get("pid"), "mariadbd")}
-            keystone = {**state["keystone"], "pid": procs.adopt(state["keystone"].get("pid"), "gunicorn")}
+            keystone = {**state["keystone"], "pid": procs.adopt(state["keystone"].get("pid"), "keystone")}
             lab.mariadb = MariaDB(base=lab.base / "mariadb", **mariadb)
             lab.keystone = Keystone(base=lab.base / "keystone", **keystone)
             lab.bootstrapped = state.get("bootstrapped", False)
