@@ -22,12 +22,14 @@ from lab.openstack.cloud import CloudLab, PodProc
 from lab.openstack.keystone import Keystone
 from lab.openstack.manager import OpenStackLab
 from lab.openstack.mariadb import MariaDB
+from tests.waiting import eventually_sync
 
 
 @pytest.fixture
 def stranger() -> Iterator[subprocess.Popen[bytes]]:
     """A process the lab did not start (its pid is what a stale state file may name)."""
     proc = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    eventually_sync(lambda: procs.cmdline(proc.pid), within=10, what="sleep's exec")
     yield proc
     proc.kill()
     proc.wait()
@@ -110,8 +112,9 @@ def test_kwokctl_pid_files_naming_another_process_are_dropped(
     pids.mkdir()
     sleep = lab.cluster_dir / "bin" / "etcd"  # a stand-in for the cluster's etcd binary
     sleep.symlink_to(shutil.which("sleep") or "/bin/sleep")
-    etcd = subprocess.Popen([str(sleep), "300", f"--data-dir={lab.cluster_dir}/etcd"])
+    etcd = subprocess.Popen([str(sleep), "300"])  # its path names the cluster's directory
     try:
+        eventually_sync(lambda: procs.cmdline(etcd.pid), within=10, what="the stand-in's exec")
         (pids / "kube-apiserver.pid").write_text(f"{stranger.pid}\n")
         lab.stop_apiserver()  # the fault injection's SIGKILL: not for a process that is not the apiserver
         assert not (pids / "kube-apiserver.pid").exists()

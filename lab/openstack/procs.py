@@ -115,6 +115,11 @@ def start_detached(
             start_new_session=True,
         )
     _children[proc.pid] = proc
+    # Popen returns once the exec began; the new command line shows a moment later. Publish the
+    # pid only then, so whoever checks it against its program (another process) sees it.
+    deadline = time.monotonic() + 2
+    while not cmdline(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
     start = start_time(proc.pid)
     if start is not None:  # None: it ended already (its Popen says so to `alive`)
         _known[proc.pid] = Identity(start, program or Path(argv[0]).name)
