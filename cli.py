@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cliapp import canary, common, plans, reporting
+from cliapp import canary, common, deploy, plans, reporting
 from cliapp.common import BAD_INPUT, run, workflow_id
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app = typer.Typer(
 )
 app.add_typer(plans.app, name="plan")
 app.add_typer(canary.app, name="canary")
+app.add_typer(deploy.app, name="deploy")
 app.command("report")(reporting.command)
 
 Id = Annotated[str, typer.Argument(metavar="ID", help="Workflow id, e.g. upgrade/lab (or just the cloud name).")]

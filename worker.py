@@ -51,22 +51,57 @@ log = structlog.get_logger("stackhop.worker")
 
 
 class Unreachable(Exception):
-    """Temporal could not be reached (the CLI exits 3)."""
+    """Temporal could not be reached (the CLI exits 3); ``hint``: what in the TLS or API key
+    settings to check, when the error says it was them."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message + (f" ({hint})" if hint else ""))
+        self.hint = hint
 
 
-async def connect(profile: str | None = None, address: str | None = None) -> Client:
-    """A client for the configured Temporal, with the converter both sides need: pydantic, and the
-    payload encryption of ``model.codec`` (keys from STACKHOP_CODEC_KEYS[_FILE]; CodecError if
-    they are malformed)."""
-    converter = data_converter()
+def client_config(profile: str | None = None, address: str | None = None) -> dict[str, Any]:
+    """The keyword arguments of ``Client.connect`` from Temporal's environment configuration: the
+    profile (TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE's TOML) and the TEMPORAL_* variables, among them
+    TLS (TEMPORAL_TLS, TEMPORAL_TLS_SERVER_NAME, TEMPORAL_TLS_SERVER_CA_CERT_PATH,
+    TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH, or the *_DATA forms) and the API
+    key (TEMPORAL_API_KEY, which turns TLS on). ``address`` (--address) overrides only the host."""
     config: dict[str, Any] = dict(ClientConfig.load_client_connect_config(profile=profile))
     if address:
         config["target_host"] = address
     config.setdefault("target_host", "localhost:7233")
+    return config
+
+
+AUTH_HINTS = (  # what the core SDK's connection errors mean for the operator's settings
+    (
+        ("Unauthenticated", "PermissionDenied"),
+        "Temporal refused the credentials: check the API key (TEMPORAL_API_KEY or the profile's api_key) "
+        "and the client certificate",
+    ),
+    (
+        ("InvalidCertificate", "UnknownIssuer", "NotValidForName", "CertNotValidForName"),
+        "the server's certificate is not trusted: check TEMPORAL_TLS_SERVER_CA_CERT_PATH and TEMPORAL_TLS_SERVER_NAME",
+    ),
+    (
+        ("close_notify", "HandshakeFailure", "CertificateRequired", "broken pipe"),
+        "the server closed the TLS connection: it may require a client certificate "
+        "(TEMPORAL_TLS_CLIENT_CERT_PATH/KEY_PATH) or TLS (TEMPORAL_TLS)",
+    ),
+)
+
+
+async def connect(profile: str | None = None, address: str | None = None) -> Client:
+    """A client for the configured Temporal: the one place the worker, the CLI and the codec server
+    connect (TLS and API keys as client_config says), with the converter both sides need: pydantic,
+    and the payload encryption of ``model.codec`` (keys from STACKHOP_CODEC_KEYS[_FILE]; CodecError
+    if they are malformed)."""
+    converter = data_converter()
+    config = client_config(profile, address)
     try:
         return await Client.connect(**config, data_converter=converter)
     except RuntimeError as e:  # the core SDK reports connection failures as RuntimeError
-        raise Unreachable(f"cannot reach Temporal at {config['target_host']}: {e}") from None
+        hint = next((h for words, h in AUTH_HINTS if any(w in str(e) for w in words)), "")
+        raise Unreachable(f"cannot reach Temporal at {config['target_host']}: {e}", hint) from None
 
 
 class StackhopWorker:

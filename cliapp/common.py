@@ -139,7 +139,8 @@ async def connect(within: float = 20) -> Client:
         raise Fail(BAD_INPUT, f"payload encryption: {e}") from None
     except worker.Unreachable as e:
         found = re.search(r'message: "([^"]+)"', str(e))
-        raise Fail(UNREACHABLE, unreachable_message(found.group(1) if found else str(e)[-160:])) from None
+        detail = found.group(1) if found else str(e)[-160:]
+        raise Fail(UNREACHABLE, unreachable_message(f"{detail}; {e.hint}" if e.hint else detail)) from None
 
 
 def workflow_id(ref: str) -> str:

@@ -78,8 +78,7 @@ class CloudDemo:
                 ctx["name"] = self.context
         doc["current-context"] = self.context
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(doc))
-        path.chmod(0o600)
+        paths.write_private(path, yaml.safe_dump(doc))
         return path
 
     def worker_env(self) -> dict[str, str]:

@@ -217,14 +217,14 @@ class KubeCloud:
             ",".join(crashing),
         ]
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-        pid = procs.start_detached(argv, self.controller_log, env=env, cwd=REPO_ROOT)
-        self._save(controller_pid=pid)
+        pid = procs.start_detached(argv, self.controller_log, env=env, cwd=REPO_ROOT, program="lab.cloud_controller")
+        self._save(controller_pid=procs.record(pid))
         return pid
 
     def stop_controller(self) -> None:
-        pid = self.state().get("controller_pid")
-        if pid:
-            procs.stop(int(pid))
+        saved = self.state().get("controller_pid")
+        if saved:
+            procs.stop(procs.adopt(saved, "lab.cloud_controller"))
             self._save(controller_pid=None)
 
     # --- readiness -----------------------------------------------------------------------------
@@ -392,8 +392,9 @@ class KubeCloud:
         kwok), the cloud controller, and the cloud's parts as ``CloudLab.memory`` counts them
         (MariaDB, RabbitMQ, the proxy, each pod's process group); ``total`` is their sum."""
         kube = [int(f.read_text().strip()) for f in (self.kube.cluster_dir / "pids").glob("*.pid")]
-        parts = {"kubernetes": rss_mib(p for p in kube if procs.alive(p))}
-        controller = int(self.state().get("controller_pid") or 0)
+        # kwokctl's own pid files (read, never signalled here): a pid that names no process is skipped
+        parts = {"kubernetes": rss_mib(p for p in kube if procs.start_time(p) is not None)}
+        controller = procs.adopt(self.state().get("controller_pid"), "lab.cloud_controller") or 0
         parts["controller"] = rss_mib([controller]) - rss_mib(p.pid or 0 for p in self.cloud().pods.values())
         cloud = self.cloud().memory()
         parts.update({f"cloud {k}" if k != "total" else "cloud": v for k, v in cloud.items()})

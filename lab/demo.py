@@ -26,6 +26,7 @@ from lab.controller import LABEL, KeystoneFollower, wait_until
 from lab.helm import KEYSTONE_OLD, LAB_VALUES, Helm, keystone_chart
 from lab.k8s.cluster import KubeLab
 from lab.k8s.versions import helm_bin
+from lab.openstack import paths
 from lab.openstack.manager import ADMIN_CLOUD, OpenStackLab
 
 log = structlog.get_logger(__name__)
@@ -61,8 +62,7 @@ class DemoLab:
             if ctx["name"] == old:
                 ctx["name"] = self.context
         doc["current-context"] = self.context
-        path.write_text(yaml.safe_dump(doc))
-        path.chmod(0o600)
+        paths.write_private(path, yaml.safe_dump(doc))
         return path
 
     def worker_env(self) -> dict[str, str]:

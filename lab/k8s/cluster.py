@@ -227,6 +227,7 @@ class KubeLab:
             return
         if not self.config_file.exists():
             self.write_config(0)
+        self.drop_stale_pids()  # kwokctl kills what its pid files name
         self.kwokctl("delete", "cluster", "--name", self.name, timeout=120, check=False)
         self.stamp_file.unlink(missing_ok=True)
         self.config_file.unlink(missing_ok=True)
@@ -246,6 +247,31 @@ class KubeLab:
     def _pid(self, component: str) -> int:
         return int((self.cluster_dir / "pids" / f"{component}.pid").read_text().strip())
 
+    def _is_component(self, component: str, pid: int) -> bool:
+        """Whether ``pid`` is this cluster's ``component`` (etcd, kube-apiserver, ...): kwokctl starts
+        each from the cluster's own bin directory, with flags pointing into the cluster directory."""
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            return False
+        return Path(argv[0]).name == component and any(str(self.cluster_dir) in a for a in argv)
+
+    def drop_stale_pids(self) -> list[str]:
+        """Remove kwokctl's pid files that no longer name the component they were written for (a
+        reboot or a crash: the pid may now be anyone's). kwokctl signals the pids in these files
+        on ``delete`` and takes a live one for "running" on ``start``: without this, a reused pid
+        could get an unrelated process killed. Returns the components whose file was dropped."""
+        dropped = []
+        for f in sorted((self.cluster_dir / "pids").glob("*.pid")):
+            try:
+                pid = int(f.read_text().strip())
+            except (OSError, ValueError):
+                pid = 0
+            if not pid or not self._is_component(f.stem, pid):
+                f.unlink(missing_ok=True)
+                dropped.append(f.stem)
+        return dropped
+
     def restart_apiserver(self, downtime: float = 3.0, timeout: float = 120, graceful: bool = False) -> None:
         """Stop kube-apiserver, keep it down for ``downtime`` s, and start it again."""
         self.stop_apiserver(graceful=graceful)
@@ -259,6 +285,9 @@ class KubeLab:
         SIGKILL after 5 s (its graceful shutdown can linger with open watches).
         """
         pid = self._pid("kube-apiserver")
+        if not self._is_component("kube-apiserver", pid):  # the pid file outlived its process: not ours
+            (self.cluster_dir / "pids" / "kube-apiserver.pid").unlink(missing_ok=True)
+            return
         os.kill(pid, signal.SIGTERM if graceful else signal.SIGKILL)
         if not _wait_gone(pid, 5):
             os.kill(pid, signal.SIGKILL)
@@ -272,6 +301,7 @@ class KubeLab:
         """Start what is not running and wait until the apiserver is ready: ``kwokctl start cluster``
         starts only components whose pid is not running, so etcd and kwok are left alone; the
         controller manager and scheduler, which exit on losing their leader lease, come back."""
+        self.drop_stale_pids()
         self.kwokctl("start", "cluster", "--name", self.name, "--wait=2m", timeout=timeout)
         deadline = time.monotonic() + timeout
         while not self.healthy():

@@ -79,6 +79,12 @@ class PodProc:
     routed: bool = False
 
 
+def _pods(saved: dict[str, dict[str, Any]]) -> dict[str, PodProc]:
+    """The pods of a state file, each pid adopted only while it is still that pod's process (older
+    state files: a bare pid whose command line names the service)."""
+    return {name: PodProc(**{**p, "pid": procs.adopt(p.get("pid"), p["service"])}) for name, p in saved.items()}
+
+
 @dataclass
 class CloudLab:
     base: Path = field(default_factory=cloud_dir)
@@ -108,36 +114,37 @@ class CloudLab:
         lab = cls(base=base or cloud_dir())
         if lab.state_file.exists():
             state = json.loads(lab.state_file.read_text())
-            for key in ("services", "release", "hosts", "direct", "admin_password", "passwords", "listen", "proxy_pid"):
+            for key in ("services", "release", "hosts", "direct", "admin_password", "passwords", "listen"):
                 setattr(lab, key, state[key])
-            lab.pods = {name: PodProc(**p) for name, p in state["pods"].items()}
+            lab.proxy_pid = procs.adopt(state["proxy_pid"], "lab.openstack.proxy")
+            lab.pods = _pods(state["pods"])
             if state.get("mariadb"):
-                lab.mariadb = MariaDB(base=lab.base / "mariadb", **state["mariadb"])
+                mariadb = {**state["mariadb"], "pid": procs.adopt(state["mariadb"].get("pid"), "mariadbd")}
+                lab.mariadb = MariaDB(base=lab.base / "mariadb", **mariadb)
             if state.get("rabbit"):
-                lab.rabbit = RabbitMQ(base=lab.base / "rabbitmq", **state["rabbit"])
+                rabbit = {**state["rabbit"], "pid": procs.adopt(state["rabbit"].get("pid"), "rabbit")}
+                lab.rabbit = RabbitMQ(base=lab.base / "rabbitmq", **rabbit)
         return lab
 
     def reload(self) -> None:
         """Re-read the pods another process (the controller) may have changed."""
         if self.state_file.exists():
-            self.pods = {n: PodProc(**p) for n, p in json.loads(self.state_file.read_text())["pods"].items()}
+            self.pods = _pods(json.loads(self.state_file.read_text())["pods"])
 
     def save(self) -> None:
         state: dict[str, Any] = {
             key: getattr(self, key)
-            for key in ("services", "release", "hosts", "direct", "admin_password", "passwords", "listen", "proxy_pid")
+            for key in ("services", "release", "hosts", "direct", "admin_password", "passwords", "listen")
         }
-        state["pods"] = {name: asdict(p) for name, p in self.pods.items()}
+        state["proxy_pid"] = procs.record(self.proxy_pid)
+        state["pods"] = {name: {**asdict(p), "pid": procs.record(p.pid)} for name, p in self.pods.items()}
         if self.mariadb:
             state["mariadb"] = {"port": self.mariadb.port, "admin_password": self.mariadb.admin_password}
-            state["mariadb"]["pid"] = self.mariadb.pid
+            state["mariadb"]["pid"] = procs.record(self.mariadb.pid)
         if self.rabbit:
-            state["rabbit"] = {k: getattr(self.rabbit, k) for k in ("port", "dist_port", "password", "pid")}
-        self.base.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        tmp.chmod(0o600)
-        os.replace(tmp, self.state_file)
+            state["rabbit"] = {k: getattr(self.rabbit, k) for k in ("port", "dist_port", "password")}
+            state["rabbit"]["pid"] = procs.record(self.rabbit.pid)
+        paths.write_private(self.state_file, json.dumps(state, indent=1))
 
     # --- what services see ---------------------------------------------------------------------
     @property
@@ -308,6 +315,7 @@ class CloudLab:
             [sys.executable, "-m", "lab.openstack.proxy", str(self.routes_file)],
             self.base / "proxy.log",
             cwd=paths.REPO_ROOT,
+            program="lab.openstack.proxy",
         )
         procs.wait_for(self._proxy_listens, 30, "lab proxy", pid=self.proxy_pid, log=self.base / "proxy.log")
         self.save()
@@ -358,7 +366,9 @@ class CloudLab:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "a") as out:
             out.write(f"\n===== {pod}: {service} {workload} {release} on {host}, port {port} =====\n")
-        pid = procs.start_detached(argv, log_path, env=env, cwd=ctx.base)
+        # the service's name stays in the command line even when the program retitles itself
+        # (gunicorn: "gunicorn: master [nova-api-2026.1]"; oslo.service workers)
+        pid = procs.start_detached(argv, log_path, env=env, cwd=ctx.base, program=service)
         proc = PodProc(service, workload, release, host, port, pid, program.api)
         self.pods[pod] = proc
         self.save()
@@ -591,8 +601,7 @@ class CloudLab:
             "project_domain_name": "Default",
         }
         clouds = {"clouds": {ADMIN_CLOUD: {"auth": auth, "region_name": "RegionOne", "identity_api_version": 3}}}
-        self.clouds_yaml.write_text(yaml.safe_dump(clouds, sort_keys=False))
-        self.clouds_yaml.chmod(0o600)
+        paths.write_private(self.clouds_yaml, yaml.safe_dump(clouds, sort_keys=False))
         return self.clouds_yaml
 
     @property

@@ -200,6 +200,7 @@ class Keystone:
             ],
             self.log_path,
             env=env,
+            program="keystone",  # also in gunicorn's retitled command line: "gunicorn: master [keystone-...]"
         )
         self.release = release
         seconds = procs.wait_for(self.ready, timeout, f"keystone {release}", pid=self.pid, log=self.log_path)

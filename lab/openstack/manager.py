@@ -50,8 +50,10 @@ class OpenStackLab:
         lab = cls(base=base or paths.lab_dir())
         if lab.state_file.exists():
             state = json.loads(lab.state_file.read_text())
-            lab.mariadb = MariaDB(base=lab.base / "mariadb", **state["mariadb"])
-            lab.keystone = Keystone(base=lab.base / "keystone", **state["keystone"])
+            mariadb = {**state["mariadb"], "pid": procs.adopt(state["mariadb"].get("pid"), "mariadbd")}
+            keystone = {**state["keystone"], "pid": procs.adopt(state["keystone"].get("pid"), "keystone")}
+            lab.mariadb = MariaDB(base=lab.base / "mariadb", **mariadb)
+            lab.keystone = Keystone(base=lab.base / "keystone", **keystone)
             lab.bootstrapped = state.get("bootstrapped", False)
         return lab
 
@@ -61,21 +63,19 @@ class OpenStackLab:
             "mariadb": {
                 "port": self.mariadb.port,
                 "admin_password": self.mariadb.admin_password,
-                "pid": self.mariadb.pid,
+                "pid": procs.record(self.mariadb.pid),
             },
             "keystone": {
                 "port": self.keystone.port,
                 "db_port": self.keystone.db_port,
                 "db_password": self.keystone.db_password,
                 "admin_password": self.keystone.admin_password,
-                "pid": self.keystone.pid,
+                "pid": procs.record(self.keystone.pid),
                 "release": self.keystone.release,
             },
             "bootstrapped": self.bootstrapped,
         }
-        self.base.mkdir(parents=True, exist_ok=True)
-        self.state_file.write_text(json.dumps(state, indent=2))
-        self.state_file.chmod(0o600)
+        paths.write_private(self.state_file, json.dumps(state, indent=2))
 
     # --- lifecycle -----------------------------------------------------------------------------
     def up(self, release: str | None = None) -> dict[str, float]:
@@ -224,8 +224,7 @@ class OpenStackLab:
                 SYSTEM_CLOUD: {"auth": {**auth, "system_scope": "all"}, **common},
             }
         }
-        self.clouds_yaml.write_text(yaml.safe_dump(clouds, sort_keys=False))
-        self.clouds_yaml.chmod(0o600)
+        paths.write_private(self.clouds_yaml, yaml.safe_dump(clouds, sort_keys=False))
         return self.clouds_yaml
 
     def worker_env(self) -> dict[str, str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import structlog
 
-from lab.openstack import procs
+from lab.openstack import paths, procs
 from lab.openstack.install import find_tool
 
 log = structlog.get_logger(__name__)
@@ -62,7 +62,8 @@ class MariaDB:
 
     def _write_server_cnf(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
-        self.server_cnf.write_text(
+        paths.write_private(
+            self.server_cnf,
             "[mariadbd]\n"
             f"datadir={self.datadir}\n"
             f"socket={self.socket}\n"
@@ -81,14 +82,14 @@ class MariaDB:
             "innodb_doublewrite=0\n"
             "character-set-server=utf8mb4\n"
             "collation-server=utf8mb4_general_ci\n"
-            "max_connections=200\n"
+            "max_connections=200\n",
         )
 
     def _write_client_cnf(self) -> None:
-        self.defaults_file.write_text(
-            f"[client]\nhost=127.0.0.1\nport={self.port}\nuser={ADMIN_USER}\npassword={self.admin_password}\n"
+        paths.write_private(
+            self.defaults_file,
+            f"[client]\nhost=127.0.0.1\nport={self.port}\nuser={ADMIN_USER}\npassword={self.admin_password}\n",
         )
-        self.defaults_file.chmod(0o600)
 
     def initialise(self) -> None:
         """Create a fresh data dir (1 s) unless one exists already."""

@@ -60,6 +60,19 @@ def tempest_venv() -> Path:
     return venv_dir(f"tempest-{TEMPEST_VERSION}")
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (0600 from its creation: never readable by others, not
+    even for a moment) and replace ``path`` atomically. Lab secrets (passwords in state files,
+    option files, clouds.yaml, tempest.conf) go through here."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(tmp, 0o600)  # an existing tmp file keeps its mode through O_CREAT
+    os.replace(tmp, path)
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1 (the kernel picks it; a small race is acceptable in a lab)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -94,7 +94,10 @@ class RabbitMQ:
             "disk_free_limit.absolute = 50MB\n"
         )
         (self.base / "enabled_plugins").write_text("[].\n")
-        self.pid = procs.start_detached([str(SBIN / "rabbitmq-server")], self.log_path, env=self.env())
+        # the script execs the Erlang VM: its command line keeps "rabbit", not the script's name
+        self.pid = procs.start_detached(
+            [str(SBIN / "rabbitmq-server")], self.log_path, env=self.env(), program="rabbit"
+        )
         seconds = procs.wait_for(self._answers, timeout, "rabbitmq", pid=self.pid, log=self.log_path)
         users = self.ctl("list_users", "--quiet").stdout
         if self.user not in users.split():

@@ -157,8 +157,10 @@ def create(base: Path, *, auth_url: str, admin_password: str, cloud: CloudResour
             check=True,
             capture_output=True,
         )
-    (ws / "etc" / "tempest.conf").write_text(
-        render_conf(auth_url=auth_url, admin_password=admin_password, log_dir=ws / "logs", cloud=cloud)
+    # it holds the admin password: readable by the lab's user only
+    paths.write_private(
+        ws / "etc" / "tempest.conf",
+        render_conf(auth_url=auth_url, admin_password=admin_password, log_dir=ws / "logs", cloud=cloud),
     )
     return ws
 

@@ -3,6 +3,7 @@ and the activities themselves running with nothing but the worker's service acco
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,6 +103,31 @@ def test_the_worker_is_one_host_with_its_snapshots_on_a_volume() -> None:
     claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in pod["volumes"]}
     pvc = yaml.safe_load((KUSTOMIZE / "pvc.yaml").read_text())
     assert claims["snapshots"] == pvc["metadata"]["name"] and pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
+def test_temporal_tls_and_api_key_come_from_secrets(deployed: KubeLab, tmp_path: Path) -> None:
+    """The built worker Deployment points Temporal's TLS variables (tests/test_temporal_tls.py runs
+    them through a TLS proxy) into the mounted Secret, and the API key component takes the key from
+    a Secret too: no credential is written in the manifests."""
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    base = os.path.relpath(KUSTOMIZE, overlay)  # kustomize takes relative paths only
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump({"resources": [base], "components": [f"{base}/components/temporal-api-key"]})
+    )
+    built = list(yaml.safe_load_all(deployed.kubectl_run("kustomize", str(overlay)).stdout))
+    pod = next(d for d in built if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    secret = next(v for v in pod["volumes"] if v["name"] == "temporal-tls")["secret"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "temporal-tls")
+    assert secret["secretName"] == "stackhop-temporal-tls" and mount["readOnly"]
+    paths = {env[f"TEMPORAL_TLS_{k}_PATH"]["value"] for k in ("SERVER_CA_CERT", "CLIENT_CERT", "CLIENT_KEY")}
+    assert paths == {f"{mount['mountPath']}/{key}" for key in ("ca.crt", "tls.crt", "tls.key")}
+    assert env["TEMPORAL_TLS"]["value"] == "true"
+    assert env["TEMPORAL_API_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "stackhop-temporal-api-key", "key": "api-key"}
+    }
 
 
 def can_i(lab: KubeLab, verb: str, resource: str, ns: str = "openstack") -> bool:
