@@ -17,7 +17,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import CancelledError
 
-from activities import ledger
+from activities import admission, ledger
 from model import errors, io
 
 
@@ -274,6 +274,7 @@ class Script:
             return await ledger.read(inp)
 
         return [
+            admission.admit,  # the real one: it only reads the plan and the worker's configuration
             probe,
             activity.defn(name=io.LEDGER_RECORD)(ledger_record),
             activity.defn(name=io.LEDGER_READ)(ledger_read),

@@ -59,6 +59,9 @@ with workflow.unsafe.imports_passed_through():
 
 RECIPES_PATCH = "service-recipes"
 PROBE_PATCH = "availability-probe"
+# The worker re-validates the plan before any step (activities/admission.py): the Upgrade workflow
+# first thing; a service workflow only when started on its own (a child's plan was admitted by its parent).
+ADMIT_PATCH = "plan-admit"
 # The steps that change nothing the API serves from: the probe starts before the first other one.
 READ_ONLY_STEPS = frozenset({"gate", "status", "snapshot", "verify", "check"})
 
@@ -248,6 +251,17 @@ class ServiceUpgradeWorkflow(RollbackSteps, DataPlaneStep):
             "start-api": self._start_api,
             "postcheck": self._postcheck,
         }
+        if workflow.info().parent is None and workflow.patched(ADMIT_PATCH):
+            try:
+                await self.rec.call(
+                    "preflight",
+                    io.PLAN_ADMIT,
+                    io.AdmitInput(plan=self.plan),
+                    io.Admitted,
+                    summary="pre-flight: the worker re-validates the plan",
+                )
+            except StepFailed as f:
+                return "failed", f"pre-flight: {f} (nothing was changed)"
         # Decided once, before the first step: a history without the marker replays the generic recipe.
         if plan_steps(self.svc) != plan_steps(self.svc, per_service=False):
             self.per_service = workflow.patched(RECIPES_PATCH)
