@@ -130,16 +130,17 @@ def _key_value(m: re.Match[str]) -> str:
 
 
 def redact_value(value: Any) -> Any:
-    """Every string inside ``value`` redacted: str, lists, tuples, dict values (a value under a
-    secret key masked whole) and pydantic models (copied, field by field); other values unchanged."""
+    """Every string inside ``value`` redacted: str, lists, tuples, dict values and pydantic models
+    (copied, field by field); other values unchanged. A dict key is not a hint here: results map
+    table names to checksums, and keystone's tables include ``password`` and ``credential``."""
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, list):
         return [redact_value(v) for v in value]
     if isinstance(value, tuple):
         return tuple(redact_value(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _masked(k, v) for k, v in value.items()}
+    if isinstance(value, dict):  # by value only: keys are data here (keystone has tables "password", "credential")
+        return {k: redact_value(v) for k, v in value.items()}
     fields = getattr(type(value), "model_fields", None)
     if fields is not None and hasattr(value, "model_copy"):
         update = {}
@@ -153,6 +154,7 @@ def redact_value(value: Any) -> Any:
 
 
 def _masked(key: Any, value: Any) -> Any:
+    """A log field: masked whole when its name says secret, else redacted by value."""
     if isinstance(key, str) and isinstance(value, str) and value and is_secret_key(key):
         return MASK
     return redact_value(value)

@@ -106,9 +106,19 @@ def test_the_boundary_redacts_results_errors_and_log_fields() -> None:
     assert isinstance(out, ApplicationError)
     assert out.type == errors.MIGRATION_FAILED and out.non_retryable
     assert DB_PASSWORD not in out.message and PASSWORD not in str(out.details)
-    result = io.CheckResult(status="fail", message=f"token={PASSWORD}", details={"password": PASSWORD, "n": 3})
+    result = io.CheckResult(status="fail", message=f"token={PASSWORD}", details={"output": f"pwd={PASSWORD}", "n": 3})
     cleaned = redact.redact_value(result)
     assert PASSWORD not in cleaned.model_dump_json() and cleaned.details["n"] == 3
+    # a result's keys are data: keystone's tables "password" and "credential" keep their checksums
+    snap = io.Snapshot(
+        service="keystone",
+        database="keystone",
+        location="/s/k.sql",
+        sha256="ab" * 32,
+        size_bytes=1,
+        table_checksums={"password": "123456789", "credential": "42"},
+    )
+    assert redact.redact_value(snap) is snap
     event = redact.redact_event(None, "info", {"event": "x", "db_password": PASSWORD, "tail": f"passwd={PASSWORD}"})
     assert PASSWORD not in str(event)
 
