@@ -125,6 +125,9 @@ def command_allowed(command: list[str]) -> bool:
     first = command[0]
     if first in builtin_commands():
         return True
+    # `..` resolved first: fnmatch's * crosses "/", so /opt/venvs/*/bin/x would match /opt/venvs/../../tmp/bin/x
+    if "/" in first:
+        first = os.path.normpath(first)
     return any(fnmatch.fnmatchcase(first, pattern) for pattern in allowed_commands())
 
 

@@ -1,20 +1,23 @@
 """The redaction filter (model/redact.py) on real output of the tools the worker runs, and at the
 worker's boundary (activities/boundary.py). Every output here is produced live (each tool answers
 in well under a second without a server): MariaDB's client echoing its option file, helm rendering
-a lab chart with a password and a database URL, a Fernet token of the kind Keystone issues."""
+a lab chart with a password and a database URL, a Fernet token of the kind Keystone issues.
+Beside it, the worker's rules that need no Temporal: snapshot retention and the command allow-list
+(the admission itself: tests/workflows/test_admission.py)."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
+import pytest
 from cryptography.fernet import Fernet
 from temporalio.exceptions import ApplicationError
 
 from activities import retention
 from activities.boundary import redacted_error
 from lab.k8s.versions import helm_bin
-from model import errors, io, redact
+from model import errors, io, redact, trust
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "Sup3r-S3cret-Pw"  # not a word of any output: a leak is found by value
@@ -158,3 +161,12 @@ def test_the_snapshot_script_writes_a_private_file() -> None:
     script = snapshot_script(db="keystone", path="/srv/s/k.sql", defaults_file="/etc/my.cnf")
     assert script.index("umask 077") < script.index("mariadb-dump")
     assert 'chmod 600 "$OUT"' in script
+
+
+def test_allowed_commands_are_matched_after_dot_dot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The allow-list's patterns cannot be left through ``..`` (fnmatch's * matches "/")."""
+    monkeypatch.setenv(trust.ALLOWED_COMMANDS_ENV, "/opt/venvs/*/bin/keystone-manage")
+    assert trust.command_allowed(["/opt/venvs/keystone-{version}/bin/keystone-manage", "db_sync"])
+    assert trust.command_allowed(["keystone-manage"])  # the recipe's own tool, on the worker's PATH
+    assert not trust.command_allowed(["/opt/venvs/../../tmp/x/bin/keystone-manage"])
+    assert not trust.command_allowed(["bash", "-c", "keystone-manage"])

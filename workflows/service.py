@@ -54,14 +54,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.interruptions import through_cancellation
     from workflows.probe import start_probe, stop_probe
     from workflows.rollback import RollbackSteps
-    from workflows.steps import Recorder, StepFailed
+    from workflows.steps import ADMIT_PATCH, Recorder, StepFailed
 
 
 RECIPES_PATCH = "service-recipes"
 PROBE_PATCH = "availability-probe"
-# The worker re-validates the plan before any step (activities/admission.py): the Upgrade workflow
-# first thing; a service workflow only when started on its own (a child's plan was admitted by its parent).
-ADMIT_PATCH = "plan-admit"
 # The steps that change nothing the API serves from: the probe starts before the first other one.
 READ_ONLY_STEPS = frozenset({"gate", "status", "snapshot", "verify", "check"})
 

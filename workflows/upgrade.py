@@ -29,8 +29,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.interruptions import through_cancellation
     from workflows.ledger import LEDGER_PATCH, entries_from, reconcile
     from workflows.progress import render_details
-    from workflows.service import ADMIT_PATCH, ServiceUpgradeWorkflow, plan_steps
-    from workflows.steps import Recorder, StepFailed
+    from workflows.service import ServiceUpgradeWorkflow, plan_steps
+    from workflows.steps import ADMIT_PATCH, Recorder, StepFailed
 
 
 @workflow.defn(name="Upgrade")

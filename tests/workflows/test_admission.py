@@ -4,6 +4,7 @@ before any step; nothing else ran (the stand-ins record every call, the history 
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from model.plan import UpgradePlan
 from tests.standins import Script
 from tests.workflows.helpers import make_plan, outcome_of, running, service, service_handle, start
 from workflows.service import ServiceUpgradeWorkflow
+
+DATA_PLANE_PLAN = Path(__file__).resolve().parent.parent / "plans" / "data-plane.yaml"
 
 
 def hostile(tmp_path: Path) -> list[tuple[UpgradePlan, str, str]]:
@@ -139,3 +142,31 @@ async def test_a_service_workflow_started_on_its_own_is_admitted_too(
         )
     assert result.outcome == "failed" and field in result.message and "nothing was changed" in result.message
     assert script.calls == [] and result.steps == []
+
+
+async def test_a_data_plane_batch_started_on_its_own_is_admitted_too(client: Client) -> None:
+    """The data plane's batch workflow takes the whole plan too: started on its own, it admits it
+    first, and a refused one touches no node."""
+    from model.io_dataplane import BatchInput, DataPlaneNode
+    from model.loading import load_plan
+    from workflows.dataplane import DataPlaneBatchWorkflow
+
+    plan = load_plan(DATA_PLANE_PLAN)
+    (i, nova) = next((i, s) for i, s in enumerate(plan.services) if s.data_plane is not None)
+    hostile_nova = nova.model_copy(
+        update={"migration": nova.migration.model_copy(update={"command": ["/bin/sh", "-c", "id"]})}
+    )
+    services = [*plan.services[:i], hostile_nova, *plan.services[i + 1 :]]
+    plan = plan.model_copy(update={"services": services})
+    script = Script()
+    async with running(client, script) as tq:
+        result = await client.execute_workflow(
+            DataPlaneBatchWorkflow.run,
+            BatchInput(
+                plan=plan, service=nova.name, upgrade_id=plan.workflow_id, index=1, nodes=[DataPlaneNode(node="c1")]
+            ),
+            id=f"{plan.workflow_id}/batch-{uuid.uuid4().hex[:6]}",
+            task_queue=tq,
+        )
+    assert result.refused and f"services[{i}].migration.command" in result.refused, result.refused
+    assert script.calls == [] and [n.outcome for n in result.nodes] == ["skipped"]
