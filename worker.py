@@ -16,6 +16,24 @@ both. A worker never accepts an activity it has no thread for, so no started act
 executor's queue without heartbeating (and times out while nothing ran). The availability probes are
 long activities beside the steps: one per service upgrading at the time, each holding a slot and a
 thread for the whole of its service's upgrade (README, "Worker sizing").
+
+What the worker trusts (README, "Security"): it re-validates every plan before any step (activity
+``plan.admit``, activities/admission.py) against its own configuration, read from the environment:
+
+* STACKHOP_ALLOWED_COMMANDS — extra commands (fnmatch patterns of a command's first word, ``:``- or
+  newline-separated) a plan may name in ``migration.command`` / ``checks[].command``; the recipes'
+  tools (keystone-manage, nova-status, ...) are always allowed. Default: none extra.
+* STACKHOP_CREDENTIAL_ROOTS — directories a plan's credential files (``database.defaults_file``,
+  ``cloud.kubernetes.kubeconfig``) must be under; default: ~/.kube, ~/.config/openstack,
+  /etc/openstack, ~/.my.cnf, /etc/mysql, /etc/stackhop and the directories of the worker's own
+  KUBECONFIG, OS_CLIENT_CONFIG_FILE and STACKHOP_DB_DEFAULTS_FILE.
+* STACKHOP_SNAPSHOT_ROOTS — directories a plan's ``database.snapshot_dir`` must be under; default:
+  STACKHOP_SNAPSHOT_DIR and ~/.local/state/stackhop/snapshots.
+* STACKHOP_SNAPSHOT_RETENTION — snapshot files kept per service and database on this host (default
+  5): after a snapshot, older ones of the same database are deleted (activities/retention.py).
+
+Everything an activity returns or raises passes one redaction filter (activities/boundary.py,
+model/redact.py), and so does every log field (model/logs.py).
 """
 
 from __future__ import annotations
@@ -36,6 +54,7 @@ from temporalio.envconfig import ClientConfig
 from temporalio.worker import Worker
 
 from activities import locality
+from activities.boundary import Redacting
 from model.codec import CodecError, data_converter
 from workflows.canary import CanaryWorkflow
 from workflows.dataplane import DataPlaneBatchWorkflow
@@ -181,9 +200,12 @@ def build_worker(
     on_host = [fn for fn in activities if activity_name(fn) in locality.HOST_ACTIVITY_NAMES]
     # one thread for every slot of the workers that share the executor
     executor = ThreadPoolExecutor(max_workers=slots * (2 if on_host else 1), thread_name_prefix="activity")
+    # the redaction filter is the outermost interceptor: it sees what the others return or raise
+    interceptors = [Redacting(), *options.pop("interceptors", [])]
     common: dict[str, Any] = {
         "graceful_shutdown_timeout": timedelta(seconds=30),
         "max_concurrent_activities": slots,
+        "interceptors": interceptors,
         **options,
     }
     main = Worker(

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from activities import (
+    admission,
     database,
     dataplane,
     dataplane_node,
@@ -27,6 +28,8 @@ from activities import (
 )
 
 ACTIVITIES: list[Callable[..., Any]] = [
+    # the worker admits a plan before any step (its own validation and configuration)
+    admission.admit,
     # Kubernetes: images, rollouts, replicas
     kube_rollout.read_images,
     kube_rollout.set_images,

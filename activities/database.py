@@ -38,7 +38,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import dbtools, locality
+from activities import dbtools, locality, retention
 from activities.db_scripts import (
     inspect_script,
     parse_sessions,
@@ -47,7 +47,7 @@ from activities.db_scripts import (
     snapshot_script,
     verify_script,
 )
-from model import errors
+from model import errors, redact
 from model.io import (
     DB_RESTORE,
     DB_SNAPSHOT,
@@ -95,6 +95,7 @@ def defaults_file(database: Database) -> str:
         )
     if not Path(path).is_file():
         raise errors.permanent(errors.PLAN_INVALID, f"database {database.name}: defaults file {path} does not exist")
+    redact.register_option_file(path)  # its password is masked wherever a tool echoes it
     return path
 
 
@@ -203,8 +204,14 @@ def snapshot(inp: SnapshotInput) -> Snapshot:
     charset, _, collation = m.get("charset", "").partition(":")
     host, task_queue = file_location(db)
     drift = _changed(checksums, dbtools.parse_checksums(m.get("live", "")))
+    try:  # a misconfigured retention must not fail a good snapshot: it is logged, nothing is pruned
+        pruned = retention.prune(path, inp.service, db.name) if db.runner == "local" else []
+    except ValueError as e:
+        log.warning("snapshot retention not applied", error=str(e))
+        pruned = []
     log.info(
         "db_snapshot",
+        pruned=pruned,
         database=db.name,
         path=path,
         host=host,

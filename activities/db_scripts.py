@@ -83,10 +83,14 @@ def snapshot_script(*, db: str, path: str, defaults_file: str) -> str:
         _header(defaults_file)
         + f"""
 OUT={q(path)}
+umask 077
 mkdir -p "$(dirname "$OUT")"
+chmod 700 "$(dirname "$OUT")" 2>/dev/null || true
+rm -f "$OUT.partial"
 mariadb-dump --defaults-file="$DF" --single-transaction --routines --triggers --hex-blob --skip-dump-date \\
   {db} > "$OUT.partial"
 mv "$OUT.partial" "$OUT"
+chmod 600 "$OUT"
 echo "{m} sha256=$(sha256sum "$OUT" | cut -d' ' -f1) size=$(stat -c %s "$OUT")"
 echo "{m} charset=$(mariadb --defaults-file="$DF" -N -B -e \\
   "SELECT CONCAT(default_character_set_name, ':', default_collation_name) FROM information_schema.schemata

@@ -30,7 +30,7 @@ from temporalio.exceptions import CancelledError
 
 from activities import dbtools
 from activities.dbtools import q
-from model import errors
+from model import errors, redact
 from model.io import TEMPEST_RUN, CheckInput, TempestResult
 from model.plan import TempestCheck
 
@@ -145,6 +145,7 @@ def _workspace() -> Path:
             errors.PLAN_INVALID,
             f"no tempest workspace with etc/tempest.conf at {path!r} (set STACKHOP_TEMPEST_WORKSPACE on the worker)",
         )
+    redact.register_option_file(str(Path(path) / "etc" / "tempest.conf"))  # admin_password and friends
     return Path(path)
 
 

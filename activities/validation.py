@@ -29,7 +29,7 @@ from temporalio.exceptions import CancelledError
 from activities import dbtools
 from activities.dbtools import q
 from activities.migration import env_command
-from model import errors
+from model import errors, redact
 from model.io import CHECKS_RUN, CheckInput, CheckResult, CheckStatus
 from model.plan import EndpointCheck, UpgradeStatusCheck
 from model.recipes import service_recipe
@@ -72,6 +72,7 @@ def connect(cloud: str, timeout: float | None = None) -> Any:
         region = loader.get_one(cloud=cloud, api_timeout=timeout) if timeout else loader.get_one(cloud=cloud)
     except Exception as exc:
         raise errors.permanent(errors.PLAN_INVALID, f"cloud {cloud!r} not usable: {exc}") from None
+    redact.register_mapping(region.config.get("auth"))  # its password is masked wherever it appears
     return openstack.connection.Connection(config=region)
 
 

@@ -37,6 +37,7 @@ PROBE_AVAILABILITY = "probe.availability"
 LEDGER_RECORD = "ledger.record"
 LEDGER_READ = "ledger.read"
 LEDGER_CHECK_CLOUD = "ledger.check_cloud"
+PLAN_ADMIT = "plan.admit"
 
 
 # --- Kubernetes --------------------------------------------------------------------------------
@@ -477,6 +478,17 @@ class UpgradeInput(Msg):
     plan_file: str = ""
     requested_by: str = ""
     approved_gates: list[str] = Field(default_factory=list)  # pre-approved at start
+
+
+class AdmitInput(Msg):
+    """The plan an Upgrade was started with, for the worker to re-validate (activities/admission.py)."""
+
+    plan: UpgradePlan
+    plan_file: str = ""
+
+
+class Admitted(Msg):
+    message: str = ""  # what the worker checked
 
 
 class ServiceUpgradeInput(Msg):

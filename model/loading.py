@@ -519,3 +519,11 @@ def load_plan(path: str | Path) -> UpgradePlan:
     except OSError as e:
         raise PlanError(str(path), [Problem("", f"cannot read the plan: {e.strerror}", "check the path")]) from None
     return parse_plan(text, str(path), base=p.resolve().parent)
+
+
+def revalidate(plan: UpgradePlan, file: str = "<plan>") -> UpgradePlan:
+    """The CLI's validation, again, of a plan that arrived as a model (a workflow's input, which
+    anyone who can start a workflow writes): the same checks as ``parse_plan`` — inline secrets,
+    the schema, the recipes' rules, the charts — on the plan's own fields. Raises PlanError."""
+    data = plan.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return parse_plan(yaml.safe_dump(data, sort_keys=False), file)

@@ -9,6 +9,8 @@ from typing import TextIO, cast
 
 import structlog
 
+from model.redact import redact_event
+
 
 class _CurrentStderr:
     """``sys.stderr`` as it is when a line is written, not when logging was configured: a stream
@@ -31,6 +33,7 @@ def configure(level: str | None = None) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redact_event,  # after the traceback is text: it is filtered too
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level_name, logging.INFO)),

@@ -17,7 +17,7 @@ from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.exceptions import CancelledError
 
-from activities import ledger
+from activities import admission, ledger
 from model import errors, io
 from model.codec import data_converter
 
@@ -280,6 +280,7 @@ class Script:
             return await ledger.read(inp)
 
         return [
+            admission.admit,  # the real one: it only reads the plan and the worker's configuration
             probe,
             activity.defn(name=io.LEDGER_RECORD)(ledger_record),
             activity.defn(name=io.LEDGER_READ)(ledger_read),

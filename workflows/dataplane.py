@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
 
     from model import errors
     from model.dataplane import DataPlane
+    from model.io import PLAN_ADMIT, AdmitInput, Admitted
     from model.io_dataplane import (
         DATAPLANE_CAPACITY,
         DATAPLANE_DISABLE,
@@ -63,7 +64,7 @@ with workflow.unsafe.imports_passed_through():
     from model.plan import Service, UpgradePlan
     from model.recipes import service_recipe
     from workflows.interruptions import through_cancellation
-    from workflows.steps import StepFailed, retry_policy
+    from workflows.steps import ADMIT_PATCH, StepFailed, retry_policy
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -138,6 +139,13 @@ class DataPlaneBatchWorkflow:
 
     async def _run(self) -> BatchResult:
         inp = self.inp
+        # started on its own (not by its service workflow): the worker admits the plan first
+        if workflow.info().parent is None and workflow.patched(ADMIT_PATCH):
+            try:
+                await self._call(PLAN_ADMIT, AdmitInput(plan=self.plan), Admitted, "the worker re-validates the plan")
+            except StepFailed as f:
+                why = f"batch {inp.index} refused: {f}; nothing was touched"
+                return BatchResult(index=inp.index, nodes=[self._untouched(n, why) for n in inp.nodes], refused=why)
         self._show("capacity")
         try:
             fit = await self._call(

@@ -54,7 +54,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.interruptions import through_cancellation
     from workflows.probe import start_probe, stop_probe
     from workflows.rollback import RollbackSteps
-    from workflows.steps import Recorder, StepFailed
+    from workflows.steps import ADMIT_PATCH, Recorder, StepFailed
 
 
 RECIPES_PATCH = "service-recipes"
@@ -248,6 +248,17 @@ class ServiceUpgradeWorkflow(RollbackSteps, DataPlaneStep):
             "start-api": self._start_api,
             "postcheck": self._postcheck,
         }
+        if workflow.info().parent is None and workflow.patched(ADMIT_PATCH):
+            try:
+                await self.rec.call(
+                    "preflight",
+                    io.PLAN_ADMIT,
+                    io.AdmitInput(plan=self.plan),
+                    io.Admitted,
+                    summary="pre-flight: the worker re-validates the plan",
+                )
+            except StepFailed as f:
+                return "failed", f"pre-flight: {f} (nothing was changed)"
         # Decided once, before the first step: a history without the marker replays the generic recipe.
         if plan_steps(self.svc) != plan_steps(self.svc, per_service=False):
             self.per_service = workflow.patched(RECIPES_PATCH)

@@ -22,6 +22,11 @@ with workflow.unsafe.imports_passed_through():
 
 R = TypeVar("R", bound=BaseModel)
 
+# The worker re-validates the plan before any step (activity plan.admit, activities/admission.py):
+# the Upgrade workflow first thing; a service or data plane batch workflow only when started on its
+# own (a child's plan was admitted by the Upgrade it belongs to).
+ADMIT_PATCH = "plan-admit"
+
 
 class StepFailed(Exception):
     """A step that did not succeed. ``kind`` is a name of model.errors: an activity error type or

@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ledger import LEDGER_PATCH, entries_from, reconcile
     from workflows.progress import render_details
     from workflows.service import ServiceUpgradeWorkflow, plan_steps
-    from workflows.steps import Recorder, StepFailed
+    from workflows.steps import ADMIT_PATCH, Recorder, StepFailed
 
 
 @workflow.defn(name="Upgrade")
@@ -38,6 +38,7 @@ class UpgradeWorkflow:
     @workflow.init
     def __init__(self, inp: io.UpgradeInput) -> None:
         self.plan: UpgradePlan = inp.plan
+        self.plan_file = inp.plan_file
         self.waves = order.waves(self.plan.services)
         self.approved: set[str] = set(inp.approved_gates)  # pre-approved at start, passed to the children
         self.phase = "preflight"
@@ -197,7 +198,10 @@ class UpgradeWorkflow:
         return report
 
     async def _preflight(self, rec: Recorder) -> None:
-        """Fail fast, before anything changes: every workload exists, every endpoint answers."""
+        """Fail fast, before anything changes: the worker admits the plan, every workload exists,
+        every endpoint answers."""
+        if workflow.patched(ADMIT_PATCH):
+            await self._admit(rec)
         target = self.plan.cloud.kubernetes
         for svc in self.plan.services:
             if self.abort_reason:
@@ -249,6 +253,21 @@ class UpgradeWorkflow:
             rec.finish(r, "done", f"{svc.name}: workloads owned by: {'; '.join(owners)}")
         if not self.abort_reason and workflow.patched(LEDGER_PATCH):
             await self._ledger_preflight(rec)
+
+    async def _admit(self, rec: Recorder) -> None:
+        """The worker re-validates the plan against its own configuration (activities/admission.py):
+        the caller of start_workflow is not trusted to have run the CLI's validation."""
+        try:
+            await rec.call(
+                "preflight",
+                io.PLAN_ADMIT,
+                io.AdmitInput(plan=self.plan, plan_file=self.plan_file),
+                io.Admitted,
+                summary="pre-flight: the worker re-validates the plan",
+            )
+        except StepFailed as f:  # a refusal is the pre-flight's only record (an admission adds none)
+            rec.finish(rec.start("preflight", "plan: admitted by the worker"), "failed", str(f))
+            raise
 
     async def _ledger_preflight(self, rec: Recorder) -> None:
         """What the last upgrades left pending, from the ledger *and* the cloud (the cloud wins when

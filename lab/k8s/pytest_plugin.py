@@ -21,6 +21,7 @@ import yaml
 from lab.jobs import JobExecutor
 from lab.k8s.cluster import KubeLab
 from lab.k8s.versions import helm_bin
+from model import trust
 from model.plan import KubeTarget
 
 
@@ -44,6 +45,10 @@ def k8s_lab() -> Iterator[KubeLab]:
     helm = helm_bin()
     assert helm.is_file(), f"no helm at {helm}: python -m lab.k8s.build builds it"
     os.environ["STACKHOP_HELM"] = str(helm)
+    # the tests' plans name the labs' kubeconfigs: the in-process workers admit them (model/trust.py)
+    os.environ[trust.CREDENTIAL_ROOTS_ENV] = trust.with_root(
+        trust.CREDENTIAL_ROOTS_ENV, lab.cluster_dir.parent, trust.default_credential_roots()
+    )
     yield lab
     if not fixed and not was_up and os.environ.get("STACKHOP_LAB_KEEP") != "1":
         lab.down()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +16,7 @@ import pytest
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
-from activities import database, db_scripts, dbtools
+from activities import database, db_scripts, dbtools, retention
 from lab.openstack.manager import OpenStackLab
 from model import errors
 from model.io import RestoreInput, SnapshotInput, VerifyInput
@@ -71,8 +73,19 @@ def test_snapshot_verify_mutate_restore_is_byte_identical(keystone_at: KeystoneA
 def test_verify_refuses_a_changed_or_truncated_snapshot(keystone_at: KeystoneAt, tmp_path: Path) -> None:
     lab = keystone_at("28.1.0")
     db = lab_db(lab, snapshot_dir=str(tmp_path), snapshot_storage="shared")
-    snap = run(database.snapshot, SnapshotInput(upgrade_id="corrupt", service="keystone", database=db))
+    # an older snapshot of another (finished) upgrade, past the protection window: retention prunes it
+    old = tmp_path / "keystone-keystone-upgrade_gone.sql"
+    old.write_text("-- old dump\n")
+    os.utime(old, (time.time() - retention.PROTECT_SECONDS - 60,) * 2)
+    tmp_path.chmod(0o755)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(retention.RETENTION_ENV, "1")
+        snap = run(database.snapshot, SnapshotInput(upgrade_id="corrupt", service="keystone", database=db))
     assert snap.host == snap.task_queue == ""  # shared storage: any worker reads the file
+    # the dump is private to the worker's user, and the older one is gone
+    assert stat.S_IMODE(Path(snap.location).stat().st_mode) == 0o600
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
+    assert not old.exists()
 
     data = Path(snap.location).read_bytes()
     Path(snap.location).write_bytes(data[: len(data) // 2])  # truncated mid-statement
