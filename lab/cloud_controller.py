@@ -298,7 +298,8 @@ class CloudController:
             proc = None
         if proc is None:
             release = release_of(pod.spec.containers[0].image, self.versions.get(service))
-            if release is None or self.crashes(service, pod.spec.node_name or "", release):
+            per_node = any(o.kind == "DaemonSet" for o in pod.metadata.owner_references or [])
+            if release is None or self.crashes(service, pod.spec.node_name or "", release, per_node):
                 self._report(pod, state, ready=False, waiting=None if release is None else "CrashLoopBackOff")
                 return  # this image never answers: the pod stays unready, the rollout stalls
             if time.monotonic() < state.retry_at:
@@ -311,9 +312,8 @@ class CloudController:
         ready = self.cloud.pod_ready(name) if proc is None or not is_ready(pod) else True
         self._report(pod, state, ready=ready)
 
-    def crashes(self, service: str, node: str, release: str) -> bool:
-        """Whether a pod of ``service`` at ``release`` on ``node`` is never started (``crashing``)."""
-        return bool({release, f"{service}:{release}", f"{service}@{node}:{release}"} & self.crashing)
+    def crashes(self, service: str, node: str, release: str, per_node: bool = True) -> bool:
+        return crashes(self.crashing, service, node, release, per_node)
 
     def _stop_pod(self, name: str) -> None:
         log.info("cloud controller: stopping", pod=name)
@@ -424,9 +424,18 @@ def read_replacements(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def crashes(crashing: Iterable[str], service: str, node: str, release: str, per_node: bool) -> bool:
+    """Whether a pod of ``service`` at ``release`` on ``node`` is never started (``crashing``).
+    A node's entry (``nova@<node>:2026.1``) is for its per-node pods (``per_node``: a DaemonSet's,
+    nova-compute): a control plane pod the scheduler put on that node starts as anywhere else."""
+    entries = {release, f"{service}:{release}"} | ({f"{service}@{node}:{release}"} if per_node else set())
+    return bool(entries & set(crashing))
+
+
 def node_crashing(node: str, release: str = "2026.1", service: str = "nova") -> str:
-    """The ``crashing`` entry that keeps one node's pods of ``service`` at ``release`` from ever
-    starting (``nova@<node>:2026.1``): that node's new compute pod never becomes Ready."""
+    """The ``crashing`` entry that keeps one node's per-node (DaemonSet) pods of ``service`` at
+    ``release`` from ever starting (``nova@<node>:2026.1``): that node's new compute pod never becomes
+    Ready; the service's other pods on that node start."""
     return f"{service}@{node}:{release}"
 
 
