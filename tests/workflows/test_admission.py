@@ -88,12 +88,14 @@ async def test_the_allow_list_and_the_roots_admit_what_the_worker_is_configured_
         handle = await start(client, plans[1], tq)
         kind, report = await outcome_of(handle)
         child = service_handle(client, plans[1], "keystone")
-        results = [
-            p.data.decode()
+        stored = [
+            p
             async for e in child.fetch_history_events()
             if e.HasField("activity_task_completed_event_attributes")
             for p in e.activity_task_completed_event_attributes.result.payloads
         ]
+        codec = client.data_converter.payload_codec  # the suite runs encrypted (tests/conftest.py)
+        results = [p.data.decode() for p in (await codec.decode(stored) if codec else stored)]
     assert kind == "succeeded", report.message
     assert "db.snapshot" in script.calls
     (check,) = [r for r in results if "connection=" in r]
