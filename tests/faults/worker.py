@@ -14,8 +14,10 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,11 @@ class KillAtPoints(Interceptor):
         self.events = events
         self.points = points
         self.holds = holds
+        # threads of its own for the helm watchers: the loop's default executor can be busy with the
+        # worker's own waits for as long as a step runs, and a watcher queued there never looks
+        self.watchers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fault-watch")
+        # made once, at the worker's start: made per watch it took longer than helm's whole step
+        self.core = client.CoreV1Api(config.new_client_from_config(config_file=os.environ["KUBECONFIG"]))
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _Inbound(next, self)
@@ -119,7 +126,12 @@ class _Inbound(ActivityInboundInterceptor):
         verb = "upgrade" if isinstance(inp, io.HelmUpgradeInput) else "rollback"
         stop = threading.Event()
         try:
-            helm = await asyncio.to_thread(_freeze_helm_while_pending, release, namespace, verb, stop)
+            helm = await asyncio.get_running_loop().run_in_executor(
+                self.root.watchers, _freeze_helm_while_pending, self.root.core, release, namespace, verb, stop
+            )
+        except Exception as e:  # the worker's log says why a moment was never reached
+            print(f"fault worker: watching helm {verb} of {release} failed: {e!r}", file=sys.stderr, flush=True)
+            raise
         finally:
             stop.set()  # a cancelled task leaves its thread: it ends at its next look
         if helm is not None:
@@ -129,12 +141,12 @@ class _Inbound(ActivityInboundInterceptor):
 STEP = 0.005  # seconds helm runs between two looks at its release
 
 
-def _freeze_helm_while_pending(release: str, namespace: str, verb: str, stop: threading.Event) -> int | None:
+def _freeze_helm_while_pending(
+    core: client.CoreV1Api, release: str, namespace: str, verb: str, stop: threading.Event
+) -> int | None:
     """The pid of this worker's ``helm <verb>``, frozen while the release's newest record is pending;
     None when ``stop`` is set or HOLD_LIMIT passes first."""
     selector = f"owner=helm,name={release}"
-    api = config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
-    core = client.CoreV1Api(api)
 
     def pending() -> bool:
         found = core.list_namespaced_secret(namespace, label_selector=selector).items
@@ -143,30 +155,27 @@ def _freeze_helm_while_pending(release: str, namespace: str, verb: str, stop: th
 
     deadline = time.monotonic() + HOLD_LIMIT
     pid: int | None = None
-    try:
-        while not stop.is_set() and time.monotonic() < deadline:
-            pid = pid if pid is not None and Path(f"/proc/{pid}").exists() else _helm_child(verb)
-            if pid is None:  # not started yet (or done): look again
-                stop.wait(4 * STEP)
-                continue
-            try:
-                os.kill(pid, signal.SIGSTOP)
-            except ProcessLookupError:
-                pid = None
-                continue
-            found = False
-            try:
-                found = pending()
-            finally:  # helm never stays frozen outside the moment (an error of the look included)
-                if not found:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGCONT)
-            if found:
-                return pid
-            stop.wait(STEP)  # one step of helm's work
-        return None
-    finally:
-        api.close()
+    while not stop.is_set() and time.monotonic() < deadline:
+        pid = pid if pid is not None and Path(f"/proc/{pid}").exists() else _helm_child(verb)
+        if pid is None:  # not started yet (or done): look again
+            stop.wait(4 * STEP)
+            continue
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            pid = None
+            continue
+        found = False
+        try:
+            found = pending()
+        finally:  # helm never stays frozen outside the moment (an error of the look included)
+            if not found:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        if found:
+            return pid
+        stop.wait(STEP)  # one step of helm's work
+    return None
 
 
 def _helm_child(verb: str) -> int | None:
