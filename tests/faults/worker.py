@@ -14,13 +14,15 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config, watch
+from kubernetes import client, config
 from temporalio import activity
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -57,6 +59,11 @@ class KillAtPoints(Interceptor):
         self.events = events
         self.points = points
         self.holds = holds
+        # threads of its own for the helm watchers: the loop's default executor can be busy with the
+        # worker's own waits for as long as a step runs, and a watcher queued there never looks
+        self.watchers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fault-watch")
+        # made once, at the worker's start: made per watch it took longer than helm's whole step
+        self.core = client.CoreV1Api(config.new_client_from_config(config_file=os.environ["KUBECONFIG"]))
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _Inbound(next, self)
@@ -112,78 +119,75 @@ class _Inbound(ActivityInboundInterceptor):
         is pending (helm is half-way through its operation); the worker dies there, helm with it.
 
         helm keeps a revision pending only while it applies the manifests (a fraction of a second),
-        so polling can miss it: a watch of the release's records sees the pending one as helm writes
-        it, and helm is frozen (SIGSTOP) at once; if the record is still pending then, this is the
-        moment, else helm goes on and the watch waits for the next one."""
+        so looking from outside misses it on a busy machine: helm is stepped instead, frozen
+        (SIGSTOP) whenever the release's records are read and let go for a few milliseconds in
+        between, until a look finds a pending record with helm frozen inside it."""
         release, namespace = inp.helm.release, inp.helm.namespace or inp.target.namespace
+        verb = "upgrade" if isinstance(inp, io.HelmUpgradeInput) else "rollback"
         stop = threading.Event()
         try:
-            helm = await asyncio.to_thread(_freeze_helm_while_pending, release, namespace, stop)
+            helm = await asyncio.get_running_loop().run_in_executor(
+                self.root.watchers, _freeze_helm_while_pending, self.root.core, release, namespace, verb, stop
+            )
+        except Exception as e:  # the worker's log says why a moment was never reached
+            print(f"fault worker: watching helm {verb} of {release} failed: {e!r}", file=sys.stderr, flush=True)
+            raise
         finally:
-            stop.set()  # a cancelled task leaves its thread: it ends at its next event or timeout
+            stop.set()  # a cancelled task leaves its thread: it ends at its next look
         if helm is not None:
             await self._moment(step, "during", resume=helm)
 
 
-def _freeze_helm_while_pending(release: str, namespace: str, stop: threading.Event) -> int | None:
-    """The pid of this worker's helm child, frozen while the release's newest record is pending;
+STEP = 0.005  # seconds helm runs between two looks at its release
+
+
+def _freeze_helm_while_pending(
+    core: client.CoreV1Api, release: str, namespace: str, verb: str, stop: threading.Event
+) -> int | None:
+    """The pid of this worker's ``helm <verb>``, frozen while the release's newest record is pending;
     None when ``stop`` is set or HOLD_LIMIT passes first."""
     selector = f"owner=helm,name={release}"
-    api = config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
-    core = client.CoreV1Api(api)
 
-    def pending(secret: Any) -> bool:
-        return str(((secret.metadata and secret.metadata.labels) or {}).get("status", "")).startswith("pending-")
-
-    def freeze() -> int | None:
-        """Freeze helm; keep it frozen if the release is still pending, else let it go on."""
-        pid = _helm_child()
-        if pid is None:
-            return None
-        os.kill(pid, signal.SIGSTOP)
-        if any(pending(s) for s in core.list_namespaced_secret(namespace, label_selector=selector).items):
-            return pid
-        os.kill(pid, signal.SIGCONT)
-        return None
+    def pending() -> bool:
+        found = core.list_namespaced_secret(namespace, label_selector=selector).items
+        labels = [(s.metadata.labels if s.metadata else None) or {} for s in found]
+        return any(str(lab.get("status", "")).startswith("pending-") for lab in labels)
 
     deadline = time.monotonic() + HOLD_LIMIT
-    try:
-        listed = core.list_namespaced_secret(namespace, label_selector=selector)
-        if any(pending(s) for s in listed.items) and (pid := freeze()):
+    pid: int | None = None
+    while not stop.is_set() and time.monotonic() < deadline:
+        pid = pid if pid is not None and Path(f"/proc/{pid}").exists() else _helm_child(verb)
+        if pid is None:  # not started yet (or done): look again
+            stop.wait(4 * STEP)
+            continue
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            pid = None
+            continue
+        found = False
+        try:
+            found = pending()
+        finally:  # helm never stays frozen outside the moment (an error of the look included)
+            if not found:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        if found:
             return pid
-        version = listed.metadata.resource_version if listed.metadata else None
-        while not stop.is_set() and time.monotonic() < deadline:
-            w = watch.Watch()
-            for event in w.stream(
-                core.list_namespaced_secret,
-                namespace,
-                label_selector=selector,
-                resource_version=version,
-                timeout_seconds=2,  # how late ``stop`` is seen when nothing happens
-            ):
-                if stop.is_set():
-                    w.stop()
-                    break
-                if event["type"] not in ("ADDED", "MODIFIED", "DELETED"):
-                    version = None  # an ERROR (e.g. an expired version): watch afresh, from every record
-                    break
-                version = event["object"].metadata.resource_version
-                if event["type"] != "DELETED" and pending(event["object"]) and (pid := freeze()):
-                    w.stop()
-                    return pid
-        return None
-    finally:
-        api.close()
+        stop.wait(STEP)  # one step of helm's work
+    return None
 
 
-def _helm_child() -> int | None:
-    """The pid of a helm process that is a child of this worker now."""
+def _helm_child(verb: str) -> int | None:
+    """The pid of a ``helm <verb>`` that is a child of this worker now."""
     me = str(os.getpid())
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError):
             fields = stat.read_text().rsplit(")", 1)
             if fields[0].endswith("(helm") and fields[1].split()[1] == me:
-                return int(stat.parent.name)
+                argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
+                if len(argv) > 1 and argv[1] == verb.encode():
+                    return int(stat.parent.name)
     return None
 
 
