@@ -24,6 +24,7 @@ from lab.openstack.manager import OpenStackLab
 from model import io
 from tests.conftest import ROOT
 from tests.e2e.writes import token_status, user_exists, write_during
+from tests.plaintext import assert_no_plaintext
 
 LAB_DIR = ROOT / ".lab" / "e2e"
 DEMO_TIMEOUT = 600
@@ -117,6 +118,19 @@ async def test_demo_upgrades_keystone_to_2026_1(
     assert upgrade[2].startswith("stackhop upgrade/lab/keystone/")
     assert set(lab.values_changes()) == IMAGE_VALUES, lab.values_changes()
     assert [(c.purpose, c.revision_before, c.revision) for c in svc.helm] == [("roll", 1, 2)]
+    # the histories as Temporal stores them (the upgrade's and keystone's): the lab's passwords, the
+    # image, the snapshot's path and the migration's command never in clear, ids and types in clear
+    secrets = [
+        lab.openstack.mariadb.admin_password,
+        lab.openstack.keystone.db_password,
+        lab.openstack.keystone.admin_password,
+        "registry.lab/keystone:29.1.0",
+        svc.snapshot.location,
+        "keystone-manage",
+    ]
+    ids = ["upgrade/lab", io.service_workflow_id("upgrade/lab", "keystone")]
+    found = await assert_no_plaintext(temporal_env.client, ids, secrets, clear=[*ids, "db.snapshot", "helm.upgrade"])
+    assert {"registry.lab/keystone:29.1.0", svc.snapshot.location, "keystone-manage"} <= found, found
 
 
 async def test_a_part_way_expand_is_restored_and_the_report_says_what_the_restore_discards(
