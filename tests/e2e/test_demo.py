@@ -120,10 +120,12 @@ async def test_demo_upgrades_keystone_to_2026_1(
     assert [(c.purpose, c.revision_before, c.revision) for c in svc.helm] == [("roll", 1, 2)]
     # the histories as Temporal stores them (the upgrade's and keystone's): the lab's passwords, the
     # image, the snapshot's path and the migration's command never in clear, ids and types in clear
+    mariadb, keystone = lab.openstack.mariadb, lab.openstack.keystone
+    assert mariadb is not None and keystone is not None
     secrets = [
-        lab.openstack.mariadb.admin_password,
-        lab.openstack.keystone.db_password,
-        lab.openstack.keystone.admin_password,
+        mariadb.admin_password,
+        keystone.db_password,
+        keystone.admin_password,
         "registry.lab/keystone:29.1.0",
         svc.snapshot.location,
         "keystone-manage",
