@@ -23,6 +23,7 @@ import itertools
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 Routes = dict[str, list[int]]
@@ -117,20 +118,11 @@ async def _relay(
     client's side is then left open for a replay, and ``sent`` holds what it sent)."""
     answered = asyncio.Event()
 
-    async def upward() -> None:
-        try:
-            while data := await reader.read(65536):
-                if not answered.is_set():
-                    sent.extend(data)
-                up_writer.write(data)
-                await up_writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            with contextlib.suppress(ConnectionError, OSError):
-                up_writer.close()
+    def keep(data: bytes) -> None:
+        if not answered.is_set():
+            sent.extend(data)
 
-    up = asyncio.create_task(upward())
+    up = asyncio.create_task(_pipe(reader, up_writer, keep))
     try:
         first = await up_reader.read(65536)
     except (ConnectionError, OSError):
@@ -154,9 +146,14 @@ async def _relay(
     return True
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tap: Callable[[bytes], None] | None = None
+) -> None:
+    """Copy until the reader ends, then close the writer; ``tap`` sees each chunk first."""
     try:
         while data := await reader.read(65536):
+            if tap is not None:
+                tap(data)
             writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError):

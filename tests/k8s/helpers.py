@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client
 from temporalio.testing import ActivityEnvironment
 
@@ -159,3 +161,19 @@ def job(image: str, *, delay: str | None = None) -> Manifest:
             },
         },
     }
+
+
+def token_kubeconfig(admin_kubeconfig: Path, token: str, path: Path) -> Path:
+    """A kubeconfig at ``path`` for the admin's cluster with a ServiceAccount's token (context and
+    user ``worker``): what the worker's own identity may do, nothing the admin's certificate adds."""
+    cluster = yaml.safe_load(admin_kubeconfig.read_text())["clusters"][0]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "worker",
+        "clusters": [cluster],
+        "users": [{"name": "worker", "user": {"token": token}}],
+        "contexts": [{"name": "worker", "context": {"cluster": cluster["name"], "user": "worker"}}],
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path

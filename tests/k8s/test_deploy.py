@@ -14,7 +14,7 @@ from activities.kube import RunJobInput, read_images, run_job, wait_rollout
 from lab.k8s.cluster import KubeLab
 from model.io import ReadImagesInput, WaitRolloutInput, WorkloadRef
 from model.plan import KubeTarget
-from tests.k8s.helpers import Recorder, create, job, set_image, workload
+from tests.k8s.helpers import Recorder, create, job, set_image, token_kubeconfig, workload
 
 pytestmark = pytest.mark.k8s
 
@@ -155,20 +155,7 @@ def test_activities_work_with_only_the_service_account(deployed: KubeLab, tmp_pa
     deployed.kubectl_run("apply", "-k", str(KUSTOMIZE))
     token = deployed.kubectl_run("create", "token", "stackhop-worker", "-n", "stackhop").stdout.strip()
     admin = yaml.safe_load(deployed.kubeconfig.read_text())
-    cluster = admin["clusters"][0]
-    kubeconfig = tmp_path / "worker.kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "worker",
-                "clusters": [cluster],
-                "users": [{"name": "worker", "user": {"token": token}}],
-                "contexts": [{"name": "worker", "context": {"cluster": cluster["name"], "user": "worker"}}],
-            }
-        )
-    )
+    kubeconfig = token_kubeconfig(deployed.kubeconfig, token, tmp_path / "worker.kubeconfig")
     admin_target = KubeTarget(
         context=admin["current-context"], namespace="openstack", kubeconfig=str(deployed.kubeconfig)
     )

@@ -29,7 +29,7 @@ from lab.k8s.cluster import KubeLab
 from model.io import ScaleInput, WaitRolloutInput
 from model.loading import parse_plan
 from model.plan import KubeTarget
-from tests.k8s.helpers import Recorder, create, read, ref, set_image, workload
+from tests.k8s.helpers import Recorder, create, read, ref, set_image, token_kubeconfig, workload
 from tests.k8s.helpers import job as helper_job
 from tests.waiting import eventually_sync
 
@@ -112,18 +112,8 @@ def worker(k8s_lab: KubeLab, kube_target: KubeTarget, tmp_path: Path) -> Iterato
     try:
         k8s_lab.kubectl_run("apply", "-f", str(tmp_path / "rbac.yaml"))
         token = k8s_lab.kubectl_run("create", "token", SA_NAME, "-n", ns).stdout.strip()
-        admin = yaml.safe_load(k8s_lab.kubeconfig.read_text())
-        cluster = admin["clusters"][0]
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "current-context": "worker",
-            "clusters": [cluster],
-            "users": [{"name": "worker", "user": {"token": token}}],
-            "contexts": [{"name": "worker", "context": {"cluster": cluster["name"], "user": "worker"}}],
-        }
-        (tmp_path / "worker.kubeconfig").write_text(yaml.safe_dump(config))
-        yield KubeTarget(context="worker", namespace=ns, kubeconfig=str(tmp_path / "worker.kubeconfig"))
+        kubeconfig = token_kubeconfig(k8s_lab.kubeconfig, token, tmp_path / "worker.kubeconfig")
+        yield KubeTarget(context="worker", namespace=ns, kubeconfig=str(kubeconfig))
     finally:
         k8s_lab.kubectl_run("delete", "--ignore-not-found", *cluster_scoped, check=False)
 
