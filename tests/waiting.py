@@ -35,6 +35,7 @@ async def eventually(
     within: float = ...,
     what: str = ...,
     ignore: tuple[type[BaseException], ...] = ...,
+    poll: float = ...,
 ) -> T: ...
 
 
@@ -45,6 +46,7 @@ async def eventually(
     within: float = ...,
     what: str = ...,
     ignore: tuple[type[BaseException], ...] = ...,
+    poll: float = ...,
 ) -> T: ...
 
 
@@ -54,11 +56,14 @@ async def eventually(
     within: float = 30.0,
     what: str = "",
     ignore: tuple[type[BaseException], ...] = (),
+    poll: float = POLL,
 ) -> object:
     """Await until ``condition()`` (sync or async) returns a truthy value, and return it.
 
     Exceptions of the ``ignore`` types count as "not yet" (e.g. a server still starting); any other
-    exception fails at once.
+    exception fails at once. ``poll``: seconds between two looks — longer for a look that costs
+    someone else work (a workflow query makes the worker answer it: every 50 ms for the length of an
+    upgrade is thousands of workflow tasks).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -76,7 +81,7 @@ async def eventually(
             error = e
         if loop.time() >= deadline:
             raise NotYet(_describe(what, within, last, error))
-        await asyncio.sleep(POLL)
+        await asyncio.sleep(poll)
 
 
 def eventually_sync(

@@ -55,6 +55,7 @@ async def write_during(temporal_env: WorkflowEnvironment, step: str) -> Writes:
         within=300,
         what=f"the keystone child to run {step}",
         ignore=(RPCError, WorkflowQueryFailedError),
+        poll=0.25,  # a query is a workflow task for the worker; the steps it waits for last seconds
     )
     return await asyncio.to_thread(_write, step)
 
