@@ -23,7 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if not (os.environ.get(KEYS_ENV) or os.environ.get(KEYS_FILE_ENV)):
     os.environ[KEYS_ENV] = new_key_line("test-session").strip()
 # The labs: a Kubernetes control plane with kwok, and MariaDB + Keystone + tempest (session-wide).
-pytest_plugins = ["lab.k8s.pytest_plugin", "lab.openstack.pytest_plugin", "lab.openstack.cloud_plugin", "tests.timings"]
+pytest_plugins = [
+    "lab.pytest_lifetimes",
+    "lab.k8s.pytest_plugin",
+    "lab.openstack.pytest_plugin",
+    "lab.openstack.cloud_plugin",
+    "tests.timings",
+]
 
 
 LAST = ("/tests/faults/", "/tests/e2e/")
@@ -34,11 +40,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     the session's kube-apiserver and MariaDB under the other lab tests' feet (a watch thread such as
     the lab's Job executor does not outlive that); the end-to-end tests run the demo's own labs and
     the lab controller, and nothing they leave behind (processes, ports, cluster objects) may reach
-    the lab tests that come after."""
+    the lab tests that come after.
 
-    def rank(item: pytest.Item) -> int:
+    Among the cloud lab's tests, those on the Kubernetes lab come first: the Kubernetes cloud stops
+    after the last of them (lab/pytest_lifetimes.py), before the direct cloud's tests start it."""
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
         path = str(item.path)
-        return next((i + 1 for i, part in enumerate(LAST) if part in path), 0)
+        direct_cloud = "/tests/cloud/" in path and "k8s_lab" not in getattr(item, "fixturenames", ())
+        return next((i + 1 for i, part in enumerate(LAST) if part in path), 0), int(direct_cloud)
 
     items.sort(key=rank)
 

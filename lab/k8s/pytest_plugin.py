@@ -21,6 +21,7 @@ import yaml
 from lab.jobs import JobExecutor
 from lab.k8s.cluster import KubeLab
 from lab.k8s.versions import helm_bin
+from lab.pytest_lifetimes import stop_after_last_user, stop_now
 from model import trust
 from model.plan import KubeTarget
 
@@ -35,7 +36,7 @@ def sweep_orphans() -> None:
 
 
 @pytest.fixture(scope="session")
-def k8s_lab() -> Iterator[KubeLab]:
+def k8s_lab(request: pytest.FixtureRequest) -> Iterator[KubeLab]:
     fixed = os.environ.get("STACKHOP_K8S_LAB_NAME")
     sweep_orphans()
     lab = KubeLab(name=fixed or f"stackhop-test-{os.getpid()}", nodes=3)
@@ -49,9 +50,10 @@ def k8s_lab() -> Iterator[KubeLab]:
     os.environ[trust.CREDENTIAL_ROOTS_ENV] = trust.with_root(
         trust.CREDENTIAL_ROOTS_ENV, lab.cluster_dir.parent, trust.default_credential_roots()
     )
-    yield lab
     if not fixed and not was_up and os.environ.get("STACKHOP_LAB_KEEP") != "1":
-        lab.down()
+        stop_after_last_user(request, lab.down)  # after the session's last test on it (lab/pytest_lifetimes.py)
+    yield lab
+    stop_now(request)
 
 
 def kube_context(lab: KubeLab) -> str:

@@ -27,6 +27,7 @@ from lab.cloud_k8s import KubeCloud
 from lab.k8s.cluster import KubeLab
 from lab.openstack import paths
 from lab.openstack.cloud import SERVICES, CloudLab
+from lab.pytest_lifetimes import stop_after_last_user, stop_now
 
 #: the direct cloud's compute hosts: two, so a server has somewhere to move (az-1 and az-2, one each)
 DIRECT_HOSTS = ("lab-node-0", "lab-node-1")
@@ -69,15 +70,18 @@ def k8s_cloud_base() -> Path:
 
 
 @pytest.fixture(scope="session")
-def k8s_cloud(k8s_lab: KubeLab) -> Iterator[KubeCloud]:
+def k8s_cloud(request: pytest.FixtureRequest, k8s_lab: KubeLab) -> Iterator[KubeCloud]:
+    """Stopped after the session's last test on it (lab/pytest_lifetimes.py; tests/cloud/conftest.py
+    runs those tests first), so it never idles beside the direct cloud."""
     cloud = KubeCloud(k8s_lab, k8s_cloud_base())
     cloud.down(purge=True)  # leftovers of an interrupted session
-    timings = cloud.up(SERVICES)
-    measure(cloud, up_s={k: round(v, 1) for k, v in timings.items()})
+    stop_after_last_user(request, cloud.down)
     try:
+        timings = cloud.up(SERVICES)
+        measure(cloud, up_s={k: round(v, 1) for k, v in timings.items()})
         yield cloud
     finally:
-        cloud.down()
+        stop_now(request)
 
 
 def measure(cloud: KubeCloud, **figures: Any) -> None:
