@@ -140,13 +140,13 @@ def make_fleet(
     task_queues: dict[str, str] | None = None,
     **top: Any,
 ) -> FleetPlan:
+    queues = task_queues or {}
     doc: dict[str, Any] = {
         "apiVersion": "stackhop/v1alpha1",
         "kind": "FleetPlan",
         "metadata": {"name": f"f{uuid.uuid4().hex[:8]}"},
         "clouds": [
-            {"name": n, "plan": f"{n}.yaml", **({"task_queue": task_queues[n]} if n in (task_queues or {}) else {})}
-            for n in plans
+            {"name": n, "plan": f"{n}.yaml", **({"task_queue": queues[n]} if n in queues else {})} for n in plans
         ],
         "canary": canary or [],
         "waves": waves,

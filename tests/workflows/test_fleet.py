@@ -91,7 +91,10 @@ async def test_a_failure_past_the_threshold_stops_the_wave_and_the_later_ones(cl
         "d": cloud_plan("d"),
         "e": cloud_plan("e"),
     }
-    waves = [{"name": "one", "clouds": ["b", "c", "d"], "max_failed": 1}, {"name": "two", "clouds": ["e"]}]
+    waves: list[dict[str, Any]] = [
+        {"name": "one", "clouds": ["b", "c", "d"], "max_failed": 1},
+        {"name": "two", "clouds": ["e"]},
+    ]
     async with fleet_worker(client) as tq:
         kind, report = await result_of(await start_fleet(client, make_fleet(plans, waves, ["a"]), tq))
     assert kind == "FleetFailed" and "wave one stopped: 2 of its clouds failed, 1 may" in report.message
@@ -162,7 +165,7 @@ async def test_a_plan_whose_images_differ_from_the_canary_is_refused(client: Cli
 
 async def test_a_wave_waits_for_its_approval(client: Client) -> None:
     plans = {"a": cloud_plan("a", hold="yes"), "b": cloud_plan("b"), "c": cloud_plan("c")}
-    waves = [{"name": "one", "clouds": ["b"]}, {"name": "two", "clouds": ["c"], "approval": True}]
+    waves: list[dict[str, Any]] = [{"name": "one", "clouds": ["b"]}, {"name": "two", "clouds": ["c"], "approval": True}]
     async with fleet_worker(client) as tq:
         handle = await start_fleet(client, make_fleet(plans, waves, ["a"]), tq)
         st = await status_when(handle, lambda st: states(st)["a"] == "running")
