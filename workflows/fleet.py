@@ -38,11 +38,10 @@ fleet's history (readers query the clouds' own workflows).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -51,13 +50,14 @@ with workflow.unsafe.imports_passed_through():
     from model import io_fleet as fio
     from model.fleet import image_differences, image_set
     from model.fleet_loading import fleet_problems
+    from workflows.fleet_controls import Child, FleetControls
     from workflows.fleet_details import render_fleet, report_of
     from workflows.interruptions import through_cancellation
     from workflows.upgrade import UpgradeWorkflow
 
 
 @workflow.defn(name="Fleet")
-class FleetWorkflow:
+class FleetWorkflow(FleetControls):
     @workflow.init
     def __init__(self, inp: fio.FleetInput) -> None:
         self.fleet = inp.fleet
@@ -73,7 +73,7 @@ class FleetWorkflow:
         self.outcome: fio.FleetOutcome | None = None
         self.message = ""
         self.running = 0
-        self.children: dict[str, workflow.ChildWorkflowHandle[UpgradeWorkflow, io.UpgradeReport]] = {}
+        self.children: dict[str, Child] = {}
         self.waves: list[fio.WaveStatus] = []
         if self.fleet.canary:
             self.waves.append(fio.WaveStatus(name=fio.CANARY, number=0, clouds=list(self.fleet.canary)))
@@ -104,104 +104,6 @@ class FleetWorkflow:
                         release_to=plan.release.to if plan else "",
                     ),
                 )
-
-    # --- queries and updates ----------------------------------------------------------------------
-    @workflow.query
-    def status(self) -> fio.FleetStatus:
-        return fio.FleetStatus(
-            name=self.name,
-            phase=self.phase,
-            paused=self.paused,
-            aborting=self.abort_reason is not None,
-            decision=self.waiting,
-            waves=self.waves,
-            clouds=list(self.clouds.values()),
-            image_set=self.image_set,
-            outcome=self.outcome,
-            message=self.message,
-        )
-
-    @workflow.update
-    async def pause(self, req: io.PauseRequest) -> io.ControlAck:
-        self.paused = True
-        self.message = f"paused{' by ' + req.by if req.by else ''}{': ' + req.reason if req.reason else ''}"
-        self._show()
-        await self._forward(lambda h: h.signal(UpgradeWorkflow.parent_pause, req.reason))
-        return io.ControlAck(message="paused: no new cloud starts, the running clouds' upgrades are paused")
-
-    @pause.validator
-    def _check_pause(self, req: io.PauseRequest) -> None:
-        self._refuse_if_done()
-        if self.paused:
-            raise ValueError("the fleet is already paused")
-
-    @workflow.update
-    async def resume(self, req: io.ResumeRequest) -> io.ControlAck:
-        self.paused = False
-        self.message = ""
-        self._show()
-        await self._forward(lambda h: h.signal(UpgradeWorkflow.parent_resume))
-        return io.ControlAck(message="resumed")
-
-    @resume.validator
-    def _check_resume(self, req: io.ResumeRequest) -> None:
-        self._refuse_if_done()
-        if not self.paused:
-            raise ValueError("nothing to resume: the fleet is not paused")
-
-    @workflow.update
-    async def approve(self, req: io.ApproveRequest) -> io.ControlAck:
-        self.approved[req.gate] = req.by
-        return io.ControlAck(message=f"{req.gate} approved: wave {self._wave_named(req.gate)} starts")
-
-    @approve.validator
-    def _check_approve(self, req: io.ApproveRequest) -> None:
-        self._refuse_if_done()
-        if req.gate in self.approved:
-            raise ValueError(f"{req.gate} was answered already (approve): an answer applies to one decision only")
-        if req.gate != self.waiting:
-            now = f"the fleet waits for {self.waiting}" if self.waiting else "the fleet is not waiting for a decision"
-            raise ValueError(f"{req.gate!r} is not the decision waiting: {now}")
-
-    @workflow.update
-    async def abort(self, req: io.AbortRequest) -> io.ControlAck:
-        await self._abort(req.reason)
-        return io.ControlAck(message="aborting: no new cloud starts, the running clouds' upgrades abort (roll back)")
-
-    @abort.validator
-    def _check_abort(self, req: io.AbortRequest) -> None:
-        self._refuse_if_done()
-        if not req.reason.strip():
-            raise ValueError("give a reason: it is recorded in the fleet's history")
-        if self.abort_reason is not None:
-            raise ValueError(f"already aborting: {self.abort_reason}")
-
-    async def _abort(self, reason: str) -> None:
-        if self.abort_reason is not None:
-            return
-        self.abort_reason = reason
-        self.paused = False
-        self.message = f"aborting: {reason}"
-        self._show()
-        await self._forward(lambda h: h.signal(UpgradeWorkflow.parent_abort, reason))
-
-    async def _cancelled(self) -> None:
-        await self._abort("cancelled (Temporal Cancel of the fleet)")
-
-    def _refuse_if_done(self) -> None:
-        if self.outcome is not None:
-            raise ValueError(f"the fleet has ended ({self.outcome})")
-
-    async def _forward(
-        self, send: Callable[[workflow.ChildWorkflowHandle[UpgradeWorkflow, io.UpgradeReport]], Awaitable[None]]
-    ) -> None:
-        """A fleet-wide command to the running clouds (signals; a cloud that ends meanwhile needs it
-        no more, so that failure is ignored)."""
-        running = [h for name, h in self.children.items() if self.clouds[name].state == "running"]
-        sent = await asyncio.gather(*(send(h) for h in running), return_exceptions=True)
-        for result in sent:
-            if isinstance(result, BaseException) and not isinstance(result, FailureError):
-                raise result
 
     # --- the run -----------------------------------------------------------------------------------
     @workflow.run
@@ -362,9 +264,6 @@ class FleetWorkflow:
         elif ws.failures > ws.allowed_failures:
             self.stopped = f"wave {ws.name} stopped: {ws.failures} of its clouds failed, {ws.allowed_failures} may"
         self._show()
-
-    def _wave_named(self, decision: str) -> str:
-        return next((w.name for w in self.waves if w.number and fio.wave_decision_id(w.number) == decision), "?")
 
     def _set_phase(self, phase: str) -> None:
         self.phase = phase
