@@ -114,3 +114,12 @@ async def test_canary_schedules_a_fleet_plan(client: Client, cli: Cli, tmp_path:
         res = await cli("canary", "trigger", canary, "--wait", tq=tq)
         assert res.exit_code == 0 and "passed" in res.stdout and "fleet succeeded" in res.stdout, res.output
         assert (await cli("canary", "delete", canary)).exit_code == 0
+
+
+async def test_plan_validate_reads_fleet_files(offline_cli: Cli) -> None:
+    here = Path(__file__).parent.parent / "plans" / "fleet"
+    res = await offline_cli("plan", "validate", str(here / "good.yaml"), str(here / "bad-invalid-plan.yaml"))
+    assert res.exit_code == 2
+    assert "good.yaml: fleet fleet-test: 4 clouds, 2025.2 → 2026.1, canary a → eu (b) → us (c, d)" in res.stdout
+    assert "bad-missing-field.yaml:7: cloud.kubernetes.context: Field required" in res.stderr
+    assert "bad-invalid-plan.yaml:7: clouds[1].plan: the plan " in res.stderr
