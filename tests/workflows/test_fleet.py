@@ -7,7 +7,7 @@ import re
 import uuid
 from typing import Any
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
@@ -129,7 +129,7 @@ async def test_a_busy_cloud_is_reported_not_started_twice(client: Client) -> Non
         busy = report.clouds[1]
         assert busy.outcome == "busy" and f"{plans['b'].workflow_id} is already running" in busy.message
         desc = await other.describe()
-        assert desc.run_id == other.result_run_id and desc.status is not None and desc.status.name == "RUNNING"
+        assert desc.run_id == other.result_run_id and desc.status == WorkflowExecutionStatus.RUNNING
         await other.signal("finish")
         await other.result()
 
@@ -235,3 +235,28 @@ async def test_an_invalid_fleet_input_starts_nothing(client: Client) -> None:
         kind, report = await result_of(await start_fleet(client, fleet, tq))
     assert kind == "FleetFailed" and "b is already upgraded in the canary" in report.message
     assert [c.outcome for c in report.clouds] == ["skipped", "skipped"]
+
+
+async def test_a_temporal_cancel_of_the_fleet_is_an_abort(client: Client) -> None:
+    plans = {"a": cloud_plan("a", hold="yes"), "b": cloud_plan("b")}
+    async with fleet_worker(client) as tq:
+        handle = await start_fleet(client, make_fleet(plans, [{"name": "w", "clouds": ["a", "b"]}]), tq)
+        await status_when(handle, lambda st: states(st)["a"] == "running")
+        await handle.cancel()
+        kind, report = await result_of(handle)
+    assert kind == "FleetAborted" and "cancelled (Temporal Cancel of the fleet)" in report.message
+    assert [c.outcome for c in report.clouds] == ["aborted", "skipped"]
+
+
+async def test_terminating_the_fleet_leaves_its_clouds_upgrading(client: Client) -> None:
+    """ParentClosePolicy ABANDON: a cloud's upgrade is its own unit, it goes on to its own end."""
+    plans = {"a": cloud_plan("a", hold="yes")}
+    async with fleet_worker(client) as tq:
+        handle = await start_fleet(client, make_fleet(plans, [{"name": "w", "clouds": ["a"]}]), tq)
+        await status_when(handle, lambda st: states(st)["a"] == "running")
+        await handle.terminate("operator's mistake")
+        cloud = client.get_workflow_handle(plans["a"].workflow_id)
+        assert (await cloud.describe()).status == WorkflowExecutionStatus.RUNNING
+        await cloud.signal("finish")
+        report = io.UpgradeReport.model_validate(await cloud.result())
+    assert report.outcome == "succeeded"
