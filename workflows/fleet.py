@@ -91,15 +91,16 @@ class FleetWorkflow(FleetControls):
         self.clouds: dict[str, fio.CloudStatus] = {}
         for ws in self.waves:
             for name in ws.clouds:
-                c = self.fleet.cloud(name)
-                plan = c.upgrade_plan
+                # an unknown name (an input that model.fleet_loading would refuse) is refused by the run
+                c = next((c for c in self.fleet.clouds if c.name == name), None)
+                plan = c.upgrade_plan if c else None
                 self.clouds.setdefault(
                     name,
                     fio.CloudStatus(
                         cloud=name,
                         wave=ws.name,
                         workflow_id=plan.workflow_id if plan else "",
-                        task_queue=c.task_queue or "",
+                        task_queue=(c.task_queue if c else None) or "",
                         release_from=plan.release.from_ if plan else "",
                         release_to=plan.release.to if plan else "",
                     ),
@@ -166,15 +167,15 @@ class FleetWorkflow(FleetControls):
         reference = self.image_set or (image_set(self.fleet.plan_of(ws.clouds[0])) if ws.number == 0 else {})
         tasks = []
         for name in ws.clouds:
-            await workflow.wait_condition(
-                lambda: (self.running < limit and not self.paused) or self._halted(ws),
-            )
-            if self._halted(ws):
+            if self._halted:
                 break
             diffs = image_differences(reference, self.fleet.plan_of(name)) if reference else []
-            if diffs:
+            if diffs:  # refused at once: it needs no slot
                 self._known(ws, name, "refused", f"its images are not the canary's: {'; '.join(diffs)}")
                 continue
+            await workflow.wait_condition(lambda: (self.running < limit and not self.paused) or self._halted)
+            if self._halted:
+                break
             self.running += 1
             tasks.append(asyncio.create_task(self._cloud(ws, name)))
         await asyncio.gather(*tasks)
@@ -182,14 +183,20 @@ class FleetWorkflow(FleetControls):
         for name in ws.clouds:
             if self.clouds[name].state == "pending":
                 self._known(ws, name, "skipped", f"not started: {why}")
-        ws.state = "stopped" if ws.failures > ws.allowed_failures else "done"
+        skipped = any(self.clouds[n].state == "skipped" for n in ws.clouds)
+        ws.state = "stopped" if skipped or ws.failures > ws.allowed_failures else "done"
         if ws.number == 0 and all(self.clouds[n].state == "succeeded" for n in ws.clouds):
             self.image_set = reference  # promoted: the waves' clouds must run exactly these images
         self._show()
 
-    def _halted(self, ws: fio.WaveStatus) -> bool:
+    @property
+    def _halted(self) -> bool:
         """No new cloud starts: aborted, or a failure too many (this wave's, or the canary's)."""
         return bool(self.stopped) or self.abort_reason is not None
+
+    @property
+    def _requester(self) -> str:
+        return f"fleet {self.name}" + (f" ({self.requested_by})" if self.requested_by else "")
 
     def _limit(self, ws: fio.WaveStatus) -> int:
         wave = self.fleet.waves[ws.number - 1] if ws.number else None
@@ -203,7 +210,7 @@ class FleetWorkflow(FleetControls):
             try:
                 handle = await workflow.start_child_workflow(
                     UpgradeWorkflow.run,
-                    io.UpgradeInput(plan=plan, plan_file=cloud.plan, requested_by=f"fleet {self.name}"),
+                    io.UpgradeInput(plan=plan, plan_file=cloud.plan, requested_by=self._requester),
                     id=plan.workflow_id,
                     task_queue=cloud.task_queue or workflow.info().task_queue,
                     # A cloud's upgrade is its own unit: the fleet's end never cancels it (abort is forwarded).

@@ -7,6 +7,7 @@ import re
 import uuid
 from typing import Any
 
+import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
@@ -228,13 +229,22 @@ async def test_a_cloud_runs_on_its_own_task_queue(client: Client) -> None:
     assert report.clouds[0].message.endswith(f"on {tq}") and report.clouds[1].message.endswith(f"on {region}")
 
 
-async def test_an_invalid_fleet_input_starts_nothing(client: Client) -> None:
+@pytest.mark.parametrize(
+    ("waves", "canary", "why"),
+    [
+        ([{"name": "w", "clouds": ["a", "b"]}], ["b"], "b is already upgraded in the canary"),
+        ([{"name": "w", "clouds": ["a", "b", "zz"]}], [], "unknown cloud 'zz'"),
+    ],
+)
+async def test_an_invalid_fleet_input_starts_nothing(
+    client: Client, waves: list[dict[str, Any]], canary: list[str], why: str
+) -> None:
+    """The workflow's input is checked again (anyone who can start a workflow writes it)."""
     plans = {"a": cloud_plan("a"), "b": cloud_plan("b")}
-    fleet = make_fleet(plans, [{"name": "w", "clouds": ["a", "b"]}], ["b"])  # b in the canary and a wave
     async with fleet_worker(client) as tq:
-        kind, report = await result_of(await start_fleet(client, fleet, tq))
-    assert kind == "FleetFailed" and "b is already upgraded in the canary" in report.message
-    assert [c.outcome for c in report.clouds] == ["skipped", "skipped"]
+        kind, report = await result_of(await start_fleet(client, make_fleet(plans, waves, canary), tq))
+    assert kind == "FleetFailed" and why in report.message
+    assert {c.outcome for c in report.clouds} == {"skipped"}
 
 
 async def test_a_temporal_cancel_of_the_fleet_is_an_abort(client: Client) -> None:
