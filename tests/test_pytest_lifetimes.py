@@ -6,7 +6,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-CONFTEST = '''
+CONFTEST = """
 import pytest
 from lab.pytest_lifetimes import stop_after_last_user, stop_now
 
@@ -30,9 +30,9 @@ def kept(request):
     stop_after_last_user(request, lambda: EVENTS.append("kept stopped"))
     yield "kept"
     stop_now(request)
-'''
+"""
 
-TESTS = '''
+TESTS = """
 from conftest import EVENTS
 
 def test_a(cloud, kept):
@@ -47,7 +47,7 @@ def test_c(kept):
 
 def test_d():
     assert EVENTS == ["a", "b", "cloud stopped", "cluster stopped", "c", "kept stopped"]
-'''
+"""
 
 
 def test_each_lab_stops_after_its_last_user_the_cloud_before_its_cluster(pytester: pytest.Pytester) -> None:
