@@ -217,9 +217,22 @@ class KubeLab:
         whenever a pod log is requested; on loopback the request fails fast and stays local.
         """
         self.kwokctl("scale", "node", "--name", self.name, "--replicas", str(n), "--param", '.nodeIPs = ["127.0.0.10"]')
-        self.kubectl_run(
-            "wait", "--for=condition=Ready", "node", "--all", f"--timeout={int(timeout)}s", timeout=timeout + 10
-        )
+        try:
+            self.kubectl_run(
+                "wait", "--for=condition=Ready", "node", "--all", f"--timeout={int(timeout)}s", timeout=timeout + 10
+            )
+        except LabError as e:  # kwok marks the nodes Ready: say whether it runs and what it last logged
+            raise LabError(f"{e}\n{self._kwok_state()}") from None
+
+    def _kwok_state(self) -> str:
+        try:
+            alive = self._is_component("kwok-controller", self._pid("kwok-controller"))
+        except (OSError, ValueError):
+            alive = False
+        log_file = self.cluster_dir / "logs" / "kwok-controller.log"
+        tail = log_file.read_text(errors="replace").splitlines()[-5:] if log_file.is_file() else []
+        lines = [f"kwok-controller {'running' if alive else 'NOT running'}; its log ({log_file}) ends:", *tail]
+        return "\n".join(line[:300] for line in lines)
 
     def down(self) -> None:
         """Delete the cluster (processes and its workdir); a no-op when it does not exist."""

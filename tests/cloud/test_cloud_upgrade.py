@@ -234,7 +234,9 @@ async def test_a_compute_node_that_never_gets_ready_is_fenced_and_the_data_plane
     since = now()
     await asyncio.to_thread(demo.set_crashing, False, node)
     try:
-        plan = plan_copy(tmp_path, ["nova"], cloud="lab-cloud-nova-dp", node_timeout="1m")
+        # node_timeout bounds each node's drain as well as the failed node's replace: 2 minutes, since
+        # a live migration of the canary's server took over 1 minute on a loaded CI machine
+        plan = plan_copy(tmp_path, ["nova"], cloud="lab-cloud-nova-dp", node_timeout="2m")
         report = await run_plan(client, demo, plan, monkeypatch)
         disabled = {s["host"]: s for s in demo.kube_cloud.compute_services() if s.get("status") == "disabled"}
     finally:
