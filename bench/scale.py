@@ -1,0 +1,335 @@
+"""Issue 15: how many concurrent cloud upgrades one worker carries — N = 1, 10, 50 in one run.
+
+One worker process (``python worker.py``, the real worker with every activity, its own process so its
+CPU and memory are its own) drives N concurrent ``Upgrade`` workflows, one per cloud; each cloud is a
+namespace of the Kubernetes lab with a Deployment whose rollout takes a fixed time (bench/scale_lab.py
+says what a cloud is and what it leaves out: no database steps). A fresh worker per N, the same
+Temporal dev server (encrypted payloads, as the tests run) and the same kube-apiserver throughout.
+
+Measured per N, in the same run: wall time per upgrade against N = 1; CPU seconds and peak RSS of the
+worker, the Temporal server and the kube-apiserver over the phase; history events per service
+workflow; kube-apiserver requests per rollout from its own /metrics (apiserver_request_total before
+and after); activity attempts beyond the first (from the histories).
+
+Run: ``.venv/bin/python -m bench.scale [--n 1,10,50]``. Its own lab dir (.lab/scale-bench) and
+cluster (stackhop-scale); it stops everything it started. Figures only: the targets are printed
+beside them, nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+PARTS = {  # where an upgrade's wall time goes, from the histories and the cluster's timestamps
+    "preflight": "start -> set_images scheduled (pre-flight)",
+    "rollout": "k8s.wait_rollout, started -> completed",
+    "pods": "  set_images -> last new pod Ready (kwok)",
+    "complete": "  set_images -> Deployment complete (ctrl-mgr)",
+    "notice": "  Deployment complete -> wait_rollout done",
+    "after": "wait_rollout done -> result",
+    "dispatch": "activities waiting for a worker, summed",
+}
+
+
+@dataclass
+class Phase:
+    n: int
+    walls: list[float]  # per upgrade: start_workflow -> result
+    span: float  # first start -> last result
+    cpu: dict[str, float]
+    peak: dict[str, float]
+    requests: Counter[tuple[str, str]]
+    service_events: list[int]
+    upgrade_events: list[int]
+    retries: int
+    parts: dict[str, list[float]]  # per upgrade: where its wall time went (PARTS)
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+async def poller_ready(client: Any, queue: str) -> bool:
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
+        desc = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(namespace=client.namespace, task_queue=TaskQueue(name=queue), task_queue_type=kind)
+        )
+        if not desc.pollers:
+            return False
+    return True
+
+
+def start_worker(address: str, queue: str, lab: Any, slots: int, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(
+        TEMPORAL_ADDRESS=address,
+        TEMPORAL_NAMESPACE="default",
+        STACKHOP_TASK_QUEUE=queue,
+        STACKHOP_ACTIVITY_SLOTS=str(slots),
+        STACKHOP_LOG_LEVEL="WARNING",
+        KUBECONFIG=str(lab.kubeconfig),  # its directory is then a credential root (model/trust.py)
+    )
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=env, stdout=out, stderr=out)
+
+
+def history_figures(history: Any) -> tuple[int, int, dict[str, list[float]]]:
+    """(events, activity attempts beyond the first, {activity: [scheduled, started, closed]}) from
+    the server's event times: a started event carries its attempt number."""
+    extra = 0
+    spans: dict[int, list[Any]] = {}
+    for e in history.events:
+        t = e.event_time.ToMicroseconds() / 1e6
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            spans[e.event_id] = [e.activity_task_scheduled_event_attributes.activity_type.name, t, t, t]
+        elif e.HasField("activity_task_started_event_attributes"):
+            a = e.activity_task_started_event_attributes
+            extra += max(0, a.attempt - 1)
+            spans[a.scheduled_event_id][2] = t
+        elif e.HasField("activity_task_completed_event_attributes"):
+            spans[e.activity_task_completed_event_attributes.scheduled_event_id][3] = t
+    return len(history.events), extra, {s[0]: s[1:] for s in spans.values()}
+
+
+async def one_upgrade(client: Any, plan: Any, queue: str) -> tuple[float, float, str]:
+    """(started, finished) in epoch seconds (the server's event times are on the same clock) and
+    the outcome."""
+    from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+    from model import io, visibility
+    from workflows.upgrade import UpgradeWorkflow
+
+    t0 = time.time()
+    handle = await client.start_workflow(
+        UpgradeWorkflow.run,
+        io.UpgradeInput(plan=plan, plan_file=f"{plan.metadata.name}.yaml", requested_by="bench"),
+        id=plan.workflow_id,
+        task_queue=queue,
+        result_type=io.UpgradeReport,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(visibility.CLOUD, plan.cloud.name),
+                SearchAttributePair(visibility.RELEASE, f"{plan.release.from_}->{plan.release.to}"),
+            ]
+        ),
+    )
+    report = await handle.result()
+    return t0, time.time(), f"{report.outcome}{'' if report.outcome == 'succeeded' else ': ' + report.message}"
+
+
+async def phase(env: Any, lab: Any, context: str, n: int, pids: dict[str, int], slots: int) -> Phase:
+    from bench.scale_lab import (
+        SERVICE,
+        Sampler,
+        cloud_plan,
+        create_clouds,
+        deployments_complete,
+        namespace,
+        new_pods_ready,
+        request_counts,
+    )
+    from model import io
+
+    run = f"n{n}-{uuid.uuid4().hex[:4]}"
+    workdir = ROOT / ".lab" / "scale-bench"
+    workdir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(create_clouds, lab, run, n, workdir)
+    plans = [cloud_plan(lab, context, run, i) for i in range(n)]
+    queue = f"scale-{run}"
+    proc = start_worker(env.client.service_client.config.target_host, queue, lab, slots, workdir / "worker.log")
+    try:
+        deadline = time.monotonic() + 120
+        while not await poller_ready(env.client, queue):  # the worker has connected and polls both kinds
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the worker did not start polling {queue}: see {workdir / 'worker.log'}")
+            await asyncio.sleep(0.2)
+        before = await asyncio.to_thread(request_counts, lab)
+        sampler = Sampler({**pids, "worker": proc.pid}).start()
+        t0 = time.monotonic()
+        done = await asyncio.gather(*(one_upgrade(env.client, p, queue) for p in plans))
+        span = time.monotonic() - t0
+        sampler.stop()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(proc.wait, 60)
+    after = await asyncio.to_thread(request_counts, lab)
+    ready = await asyncio.to_thread(new_pods_ready, lab, run)
+    complete = await asyncio.to_thread(deployments_complete, lab, run)
+    service_events: list[int] = []
+    upgrade_events: list[int] = []
+    parts: dict[str, list[float]] = {k: [] for k in PARTS}
+    retries = 0
+    for i, p in enumerate(plans):
+        spans: dict[str, list[float]] = {}
+        wait = 0.0
+        for wid, into in ((f"{p.workflow_id}/{SERVICE}", service_events), (p.workflow_id, upgrade_events)):
+            events, extra, found = history_figures(await env.client.get_workflow_handle(wid).fetch_history())
+            into.append(events)
+            retries += extra
+            spans.update(found)
+            wait += sum(st - sch for sch, st, _ in found.values())
+        ns = namespace(run, i)
+        start, end, _ = done[i]
+        patched, noticed = spans[io.K8S_SET_IMAGES][2], spans[io.K8S_WAIT_ROLLOUT][2]
+        for key, value in (
+            ("preflight", spans[io.K8S_SET_IMAGES][0] - start),
+            ("rollout", noticed - spans[io.K8S_WAIT_ROLLOUT][1]),
+            ("pods", ready[ns] - patched),
+            ("complete", complete[ns] - patched),
+            ("notice", noticed - complete[ns]),
+            ("after", end - noticed),
+            ("dispatch", wait),
+        ):
+            parts[key].append(value)
+    return Phase(
+        n=n,
+        walls=[end - start for start, end, _ in done],
+        span=span,
+        cpu=sampler.cpu,
+        peak=sampler.peak,
+        requests=after - before,
+        service_events=service_events,
+        upgrade_events=upgrade_events,
+        retries=retries,
+        parts=parts,
+        outcomes=Counter(o for _, _, o in done),
+    )
+
+
+BACKGROUND = ("(non-resource)", "leases", "endpoints", "endpointslices", "nodes", "namespaces")
+
+
+def background(resource: str) -> bool:
+    """Requests that come with time, not with rollouts: leader leases, node heartbeats, discovery
+    (kubectl's /metrics reads), the apiserver's own endpoint reconciling."""
+    return resource.split("/")[0] in BACKGROUND
+
+
+def rng(xs: list[int]) -> str:
+    return f"{min(xs)}" if min(xs) == max(xs) else f"{min(xs)}-{max(xs)}"
+
+
+def report(phases: list[Phase], slots: int) -> None:
+    from bench.scale_lab import DELAY, REPLICAS
+
+    base = statistics.median(phases[0].walls)
+    cols = "".join(f"{'N=' + str(p.n):>12}" for p in phases)
+    print(f"\n{'':<46}{cols}")
+
+    def row(label: str, cells: list[str]) -> None:
+        print(f"{label:<46}" + "".join(f"{c:>12}" for c in cells))
+
+    print(f"{'':<46}{'(seconds, median / max; cluster times: 1 s resolution)':>36}")
+    row("upgrades succeeded", [f"{p.outcomes['succeeded']}/{p.n}" for p in phases])
+    row("wall per upgrade, median (s)", [f"{statistics.median(p.walls):.1f}" for p in phases])
+    row("wall per upgrade, max (s)", [f"{max(p.walls):.1f}" for p in phases])
+    row("median / median at N=1", [f"{statistics.median(p.walls) / base:.2f}" for p in phases])
+    row("max / median at N=1", [f"{max(p.walls) / base:.2f}" for p in phases])
+    for key, label in PARTS.items():
+        row(f"  {label}", [f"{statistics.median(p.parts[key]):.1f} / {max(p.parts[key]):.1f}" for p in phases])
+    row("phase wall, first start -> last result (s)", [f"{p.span:.1f}" for p in phases])
+    for proc in ("worker", "temporal", "kube-apiserver"):
+        row(f"{proc}: CPU seconds", [f"{p.cpu[proc]:.1f}" for p in phases])
+        row(f"{proc}: cores (CPU s / phase wall)", [f"{p.cpu[proc] / p.span:.2f}" for p in phases])
+        row(f"{proc}: peak RSS (MiB)", [f"{p.peak[proc]:.0f}" for p in phases])
+    row("worker: CPU seconds per upgrade", [f"{p.cpu['worker'] / p.n:.2f}" for p in phases])
+    row("history events per service workflow", [rng(p.service_events) for p in phases])
+    row("history events per Upgrade workflow", [rng(p.upgrade_events) for p in phases])
+    row("activity attempts beyond the first", [str(p.retries) for p in phases])
+    keys = sorted({k for p in phases for k, v in p.requests.items() if v > 0}, key=lambda k: (k[1], k[0]))
+    rollout = [k for k in keys if not background(k[1])]
+    print("\nkube-apiserver requests per rollout (apiserver_request_total after - before, / N; every client)")
+    for verb, resource in rollout:
+        row(f"  {verb:<7} {resource}", [f"{p.requests[(verb, resource)] / p.n:.1f}" for p in phases])
+    # the worker is the only client that reads, patches and watches a cloud's Deployment during the
+    # phase (the controller manager's informer watch on deployments is one long request for the
+    # whole cluster; it writes deployments/status)
+    row(
+        "  deployments, every verb (the worker's)",
+        [f"{sum(v for (_, r), v in p.requests.items() if r == 'deployments') / p.n:.1f}" for p in phases],
+    )
+    row(
+        "  every request above",
+        [f"{sum(p.requests[k] for k in rollout) / p.n:.1f}" for p in phases],
+    )
+    print("kube-apiserver requests of the phase not tied to rollouts (total per phase: leases, discovery, ...)")
+    row("  total", [str(sum(v for k, v in p.requests.items() if background(k[1]))) for p in phases])
+    print(
+        f"\nEach upgrade: one service, one Deployment of {REPLICAS} pods, new pods Ready {DELAY} after they appear"
+        " (kwok slow-ready); pre-flight (admission, workloads, ledger), roll, rollout. Database steps (snapshot,"
+        " verify, migrations), checks and the availability probe are left out."
+        f" Worker: python worker.py, {slots} activity slots; Temporal dev server with encrypted payloads."
+    )
+    print(
+        "Targets (worker, N=50): < 1 core and < 500 MB; wall within 20 % of N=1; apiserver requests per rollout"
+        " constant in N."
+    )
+
+
+async def main(ns: list[int], slots: int) -> None:
+    from temporalio.testing import WorkflowEnvironment
+
+    from bench.scale_lab import child_named
+    from lab.k8s.cluster import KubeLab
+    from model import visibility
+    from model.codec import KEYS_ENV, KEYS_FILE_ENV, data_converter, new_key_line
+
+    if not (os.environ.get(KEYS_ENV) or os.environ.get(KEYS_FILE_ENV)):
+        os.environ[KEYS_ENV] = new_key_line("bench-scale").strip()
+    started = time.monotonic()
+    lab = KubeLab(name="stackhop-scale", nodes=3)
+    env = None
+    phases: list[Phase] = []
+    try:
+        await asyncio.to_thread(lab.up)
+        import yaml
+
+        context = yaml.safe_load(lab.kubeconfig.read_text())["current-context"]
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+            data_converter=data_converter(),
+            search_attributes=visibility.ALL,
+            dev_server_log_level="error",
+        )
+        pids = {"temporal": child_named("temporal"), "kube-apiserver": lab._pid("kube-apiserver")}
+        print(f"lab and Temporal up in {time.monotonic() - started:.0f}s", flush=True)
+        for n in ns:
+            t = time.monotonic()
+            phases.append(await phase(env, lab, context, n, pids, slots))
+            load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+            print(f"N={n} done in {time.monotonic() - t:.0f}s (set-up included; load {load})", flush=True)
+    finally:
+        if env is not None:
+            await env.shutdown()
+        await asyncio.to_thread(lab.down)
+    report(phases, slots)
+    print(f"\nbenchmark finished in {time.monotonic() - started:.0f}s on {os.cpu_count()} cores")
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--n", default="1,10,50", help="concurrent upgrades per phase (default 1,10,50)")
+    parser.add_argument("--slots", type=int, default=64, help="the worker's STACKHOP_ACTIVITY_SLOTS (default 64)")
+    args = parser.parse_args()
+    os.environ["STACKHOP_LAB_DIR"] = str(ROOT / ".lab" / "scale-bench")
+    asyncio.run(main([int(x) for x in args.n.split(",")], args.slots))
+
+
+if __name__ == "__main__":
+    cli()
