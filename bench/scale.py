@@ -43,6 +43,9 @@ PARTS = {  # where an upgrade's wall time goes, from the histories and the clust
     "notice": "  Deployment complete -> wait_rollout done",
     "after": "wait_rollout done -> result",
     "dispatch": "activities waiting for a worker, summed",
+    "wft_wait": "workflow tasks waiting for a worker, summed",
+    "wft_run": "workflow tasks running in the worker, summed",
+    "pre_acts": "pre-flight activities executing, summed",
 }
 
 
@@ -53,6 +56,7 @@ class Phase:
     span: float  # first start -> last result
     cpu: dict[str, float]
     peak: dict[str, float]
+    busiest: dict[str, float]
     requests: Counter[tuple[str, str]]
     service_events: list[int]
     upgrade_events: list[int]
@@ -89,7 +93,21 @@ def start_worker(address: str, queue: str, lab: Any, slots: int, log: Path) -> s
         return subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=env, stdout=out, stderr=out)
 
 
-def history_figures(history: Any) -> tuple[int, int, dict[str, list[float]]]:
+def workflow_task_times(history: Any) -> tuple[float, float]:
+    """(scheduled -> started, started -> completed) of the workflow tasks, summed."""
+    at: dict[int, float] = {}
+    wait = run = 0.0
+    for e in history.events:
+        t = e.event_time.ToMicroseconds() / 1e6
+        at[e.event_id] = t
+        if e.HasField("workflow_task_started_event_attributes"):
+            wait += t - at[e.workflow_task_started_event_attributes.scheduled_event_id]
+        elif e.HasField("workflow_task_completed_event_attributes"):
+            run += t - at[e.workflow_task_completed_event_attributes.started_event_id]
+    return wait, run
+
+
+def history_figures(history: Any) -> tuple[int, int, list[list[Any]]]:
     """(events, activity attempts beyond the first, {activity: [scheduled, started, closed]}) from
     the server's event times: a started event carries its attempt number."""
     extra = 0
@@ -104,7 +122,7 @@ def history_figures(history: Any) -> tuple[int, int, dict[str, list[float]]]:
             spans[a.scheduled_event_id][2] = t
         elif e.HasField("activity_task_completed_event_attributes"):
             spans[e.activity_task_completed_event_attributes.scheduled_event_id][3] = t
-    return len(history.events), extra, {s[0]: s[1:] for s in spans.values()}
+    return len(history.events), extra, list(spans.values())
 
 
 async def one_upgrade(client: Any, plan: Any, queue: str) -> tuple[float, float, str]:
@@ -177,13 +195,18 @@ async def phase(env: Any, lab: Any, context: str, n: int, pids: dict[str, int], 
     retries = 0
     for i, p in enumerate(plans):
         spans: dict[str, list[float]] = {}
-        wait = 0.0
+        every: list[list[Any]] = []
+        wait = wft_wait = wft_run = 0.0
         for wid, into in ((f"{p.workflow_id}/{SERVICE}", service_events), (p.workflow_id, upgrade_events)):
-            events, extra, found = history_figures(await env.client.get_workflow_handle(wid).fetch_history())
+            history = await env.client.get_workflow_handle(wid).fetch_history()
+            events, extra, found = history_figures(history)
+            w, r = workflow_task_times(history)
+            wft_wait, wft_run = wft_wait + w, wft_run + r
             into.append(events)
             retries += extra
-            spans.update(found)
-            wait += sum(st - sch for sch, st, _ in found.values())
+            spans.update({name: times for name, *times in found})
+            every += found
+            wait += sum(st - sch for _, sch, st, _ in found)
         ns = namespace(run, i)
         start, end, _ = done[i]
         patched, noticed = spans[io.K8S_SET_IMAGES][2], spans[io.K8S_WAIT_ROLLOUT][2]
@@ -195,6 +218,9 @@ async def phase(env: Any, lab: Any, context: str, n: int, pids: dict[str, int], 
             ("notice", noticed - complete[ns]),
             ("after", end - noticed),
             ("dispatch", wait),
+            ("wft_wait", wft_wait),
+            ("wft_run", wft_run),
+            ("pre_acts", sum(c - st for _, sch, st, c in every if sch < spans[io.K8S_SET_IMAGES][0])),
         ):
             parts[key].append(value)
     return Phase(
@@ -203,6 +229,7 @@ async def phase(env: Any, lab: Any, context: str, n: int, pids: dict[str, int], 
         span=span,
         cpu=sampler.cpu,
         peak=sampler.peak,
+        busiest=sampler.busiest,
         requests=after - before,
         service_events=service_events,
         upgrade_events=upgrade_events,
@@ -225,7 +252,7 @@ def rng(xs: list[int]) -> str:
     return f"{min(xs)}" if min(xs) == max(xs) else f"{min(xs)}-{max(xs)}"
 
 
-def report(phases: list[Phase], slots: int) -> None:
+def report(phases: list[Phase], slots: int, controller: dict[str, str]) -> None:
     from bench.scale_lab import DELAY, REPLICAS
 
     base = statistics.median(phases[0].walls)
@@ -247,6 +274,7 @@ def report(phases: list[Phase], slots: int) -> None:
     for proc in ("worker", "temporal", "kube-apiserver"):
         row(f"{proc}: CPU seconds", [f"{p.cpu[proc]:.1f}" for p in phases])
         row(f"{proc}: cores (CPU s / phase wall)", [f"{p.cpu[proc] / p.span:.2f}" for p in phases])
+        row(f"{proc}: most cores over any 1 s", [f"{p.busiest.get(proc, 0.0):.2f}" for p in phases])
         row(f"{proc}: peak RSS (MiB)", [f"{p.peak[proc]:.0f}" for p in phases])
     row("worker: CPU seconds per upgrade", [f"{p.cpu['worker'] / p.n:.2f}" for p in phases])
     row("history events per service workflow", [rng(p.service_events) for p in phases])
@@ -275,6 +303,9 @@ def report(phases: list[Phase], slots: int) -> None:
         " (kwok slow-ready); pre-flight (admission, workloads, ledger), roll, rollout. Database steps (snapshot,"
         " verify, migrations), checks and the availability probe are left out."
         f" Worker: python worker.py, {slots} activity slots; Temporal dev server with encrypted payloads."
+        " One Kubernetes lab for all clouds; its kube-controller-manager with "
+        + (" ".join(f"--{k}={v}" for k, v in controller.items()) or "its default flags")
+        + "."
     )
     print(
         "Targets (worker, N=50): < 1 core and < 500 MB; wall within 20 % of N=1; apiserver requests per rollout"
@@ -282,18 +313,19 @@ def report(phases: list[Phase], slots: int) -> None:
     )
 
 
-async def main(ns: list[int], slots: int) -> None:
+async def main(ns: list[int], slots: int, lab_defaults: bool) -> None:
     from temporalio.testing import WorkflowEnvironment
 
-    from bench.scale_lab import child_named
-    from lab.k8s.cluster import KubeLab
+    from bench.scale_lab import ScaleLab, child_named
     from model import visibility
     from model.codec import KEYS_ENV, KEYS_FILE_ENV, data_converter, new_key_line
 
     if not (os.environ.get(KEYS_ENV) or os.environ.get(KEYS_FILE_ENV)):
         os.environ[KEYS_ENV] = new_key_line("bench-scale").strip()
     started = time.monotonic()
-    lab = KubeLab(name="stackhop-scale", nodes=3)
+    lab = ScaleLab(name="stackhop-scale", nodes=3)
+    if lab_defaults:
+        lab.controller_args = {}
     env = None
     phases: list[Phase] = []
     try:
@@ -318,7 +350,7 @@ async def main(ns: list[int], slots: int) -> None:
         if env is not None:
             await env.shutdown()
         await asyncio.to_thread(lab.down)
-    report(phases, slots)
+    report(phases, slots, lab.controller_args)
     print(f"\nbenchmark finished in {time.monotonic() - started:.0f}s on {os.cpu_count()} cores")
 
 
@@ -326,9 +358,14 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--n", default="1,10,50", help="concurrent upgrades per phase (default 1,10,50)")
     parser.add_argument("--slots", type=int, default=64, help="the worker's STACKHOP_ACTIVITY_SLOTS (default 64)")
+    parser.add_argument(
+        "--lab-defaults",
+        action="store_true",
+        help="keep kube-controller-manager's default client rate and syncs (bench/scale_lab.py CONTROLLER_ARGS)",
+    )
     args = parser.parse_args()
     os.environ["STACKHOP_LAB_DIR"] = str(ROOT / ".lab" / "scale-bench")
-    asyncio.run(main([int(x) for x in args.n.split(",")], args.slots))
+    asyncio.run(main([int(x) for x in args.n.split(",")], args.slots, args.lab_defaults))
 
 
 if __name__ == "__main__":
