@@ -112,7 +112,7 @@ def report(phases: list[Phase], slots: int, controller: dict[str, str]) -> None:
     row("history events per service workflow", [rng(p.service_events) for p in phases])
     row("history events per Upgrade workflow", [rng(p.upgrade_events) for p in phases])
     row("activity attempts beyond the first", [str(p.retries) for p in phases])
-    keys = sorted({k for p in phases for k, v in p.requests.items() if v > 0}, key=lambda k: (k[1], k[0]))
+    keys = sorted({k for p in phases for k, v in p.requests.items() if v / p.n >= 0.05}, key=lambda k: (k[1], k[0]))
     rollout = [k for k in keys if not background(k[1])]
     print("\nkube-apiserver requests per rollout (apiserver_request_total after - before, / N; every client)")
     for verb, resource in rollout:
