@@ -1,0 +1,1 @@
+"""Benchmarks (never part of `make test`): see bench/README.md."""
