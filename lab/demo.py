@@ -110,8 +110,8 @@ class DemoLab:
             "old keystone-api pods to go",
         )
         if inject == "migration":
-            assert self.openstack.mariadb, "the OpenStack lab is up"
-            self.openstack.mariadb.sql(DRIFT_SQL, database="keystone")
+            assert self.openstack.mariadb and self.openstack.keystone, "the OpenStack lab is up"
+            self.openstack.mariadb.sql(DRIFT_SQL, database=self.openstack.keystone.database)
         if self.deploy == "helm":
             # no --wait: the pods become Ready only once the lab controller (started next) serves Keystone
             helm.install(RELEASE, keystone_chart(KEYSTONE_OLD), values=[LAB_VALUES], wait=False)
