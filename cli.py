@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cliapp import canary, common, deploy, plans, reporting
+from cliapp import canary, common, deploy, fleets, plans, reporting
 from cliapp.common import BAD_INPUT, run, workflow_id
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app = typer.Typer(
 )
 app.add_typer(plans.app, name="plan")
 app.add_typer(canary.app, name="canary")
+app.add_typer(fleets.app, name="fleet")
 app.add_typer(deploy.app, name="deploy")
 app.command("report")(reporting.command)
 

@@ -58,6 +58,7 @@ from activities.boundary import Redacting
 from model.codec import CodecError, data_converter
 from workflows.canary import CanaryWorkflow
 from workflows.dataplane import DataPlaneBatchWorkflow
+from workflows.fleet import FleetWorkflow
 from workflows.ledger import LedgerWorkflow
 from workflows.service import ServiceUpgradeWorkflow
 from workflows.upgrade import UpgradeWorkflow
@@ -65,7 +66,14 @@ from workflows.upgrade import UpgradeWorkflow
 TASK_QUEUE = locality.main_task_queue()
 ACTIVITY_SLOTS_ENV = "STACKHOP_ACTIVITY_SLOTS"
 DEFAULT_ACTIVITY_SLOTS = 32
-WORKFLOWS = (UpgradeWorkflow, ServiceUpgradeWorkflow, DataPlaneBatchWorkflow, CanaryWorkflow, LedgerWorkflow)
+WORKFLOWS = (
+    UpgradeWorkflow,
+    ServiceUpgradeWorkflow,
+    DataPlaneBatchWorkflow,
+    CanaryWorkflow,
+    LedgerWorkflow,
+    FleetWorkflow,
+)
 log = structlog.get_logger("stackhop.worker")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -50,6 +51,8 @@ async def create(name: str, plan_path: Path, cron: str, note: str) -> int:
 
     sid = schedule_id(name)
     name = sid.removeprefix(PREFIX)
+    if await asyncio.to_thread(is_fleet, plan_path):
+        return await create_fleet(name, plan_path, cron, note)
     plan = load_or_fail(plan_path)
     if not cron.strip():
         raise Fail(BAD_INPUT, "--cron is empty: give a cron expression such as '0 3 * * *' (03:00 UTC daily)")
@@ -87,6 +90,56 @@ async def create(name: str, plan_path: Path, cron: str, note: str) -> int:
         f"runs start workflow Canary as {sid}-<time> on task queue {settings.task_queue}; "
         f"a failed run pauses the schedule. Run it now: stackhop canary trigger {name} --wait"
     )
+    return OK
+
+
+def is_fleet(path: Path) -> bool:
+    """Whether the file is a fleet plan (``kind: FleetPlan``); anything else is read as an UpgradePlan."""
+    try:
+        return re.search(r"^kind:\s*['\"]?FleetPlan['\"]?\s*$", path.read_text(), re.M) is not None
+    except OSError:
+        return False
+
+
+async def create_fleet(name: str, path: Path, cron: str, note: str) -> int:
+    """A canary schedule whose action starts the whole fleet (its own canary clouds, then its waves):
+    runs are ``fleet/<fleet>-<time>`` (the schedule appends the time), one at a time (overlap SKIP);
+    a fleet that does not succeed pauses the schedule. Nothing is reset afterwards: a fleet is a
+    real rollout, not a rehearsal."""
+    from cliapp.fleets import load_fleet_or_fail, summary
+    from model import io_fleet as fio
+    from workflows.fleet import FleetWorkflow
+
+    sid = schedule_id(name)
+    fleet = load_fleet_or_fail(path)
+    if not cron.strip():
+        raise Fail(BAD_INPUT, "--cron is empty: give a cron expression such as '0 3 * * *' (03:00 UTC daily)")
+    fleet_file = str(await asyncio.to_thread(path.resolve))
+    client = await connect()
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            FleetWorkflow.run,
+            fio.FleetInput(fleet=fleet, fleet_file=fleet_file, requested_by=f"canary {name}"),
+            id=fleet.workflow_id,
+            task_queue=settings.task_queue,
+            memo={"plan_file": fleet_file},
+            static_summary=f"canary {name}: {summary(fleet)}",
+        ),
+        spec=ScheduleSpec(cron_expressions=[cron]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, pause_on_failure=True),
+        state=ScheduleState(note=note or f"created by {user() or 'unknown'} from {fleet_file}"),
+    )
+    memo = {"plan_file": fleet_file, "cron": cron, "cloud": f"fleet {fleet.metadata.name}", "created_by": user()}
+    try:
+        await client.create_schedule(sid, schedule, memo=memo)
+    except ScheduleAlreadyRunningError:
+        raise Fail(BAD_INPUT, f"canary {name!r} already exists (schedule {sid})") from None
+    except RPCError as e:
+        if e.status == RPCStatusCode.INVALID_ARGUMENT:
+            raise Fail(BAD_INPUT, f"Temporal refused the schedule (--cron {cron!r}?): {e.message}") from None
+        raise
+    say(f"created canary {name}: schedule {sid}, cron {cron!r}, {summary(fleet)}")
+    say(f"runs start workflow Fleet as {fleet.workflow_id}-<time>; a fleet that does not succeed pauses the schedule")
     return OK
 
 

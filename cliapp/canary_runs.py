@@ -64,6 +64,13 @@ async def canary_outcome(client: Client, wf_id: str, run_id: str) -> tuple[str, 
         raise
     if desc.status == WorkflowExecutionStatus.RUNNING:
         return "running", None, ""
+    if desc.workflow_type == "Fleet":  # a canary that schedules a fleet plan: the fleet's outcome
+        from cliapp.fleets import outcome_of
+        from model.io_fleet import FleetReport
+
+        fleet = client.get_workflow_handle(wf_id, run_id=run_id or None, result_type=FleetReport)
+        outcome, _, message = await outcome_of(fleet)
+        return ("passed" if outcome == "succeeded" else "failed"), None, f"fleet {outcome}: {message}"
     try:
         result: io.CanaryResult = await handle.result(follow_runs=False)
         return ("passed" if result.passed else "failed"), result, result.message

@@ -113,6 +113,8 @@ CANARY_FAILED: Final = "CanaryFailed"
 OUTCOME_ERROR: Final = {"rolled-back": UPGRADE_ROLLED_BACK, "failed": UPGRADE_FAILED, "aborted": UPGRADE_ABORTED}
 """Outcome of an upgrade that did not succeed → the type of the error its workflow ends with."""
 OUTCOME_OF_ERROR: Final = {error: outcome for outcome, error in OUTCOME_ERROR.items()}
+FLEET_OUTCOME_ERROR: Final = {"partial": "FleetPartial", "failed": "FleetFailed", "aborted": "FleetAborted"}
+"""Outcome of a fleet that did not succeed (model.io_fleet.FleetOutcome) → the type of its error."""
 
 
 def permanent(type: str, message: str, **details: Any) -> ApplicationError:

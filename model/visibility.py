@@ -14,8 +14,9 @@ CLOUD = SearchAttributeKey.for_keyword("StackhopCloud")
 RELEASE = SearchAttributeKey.for_keyword("StackhopRelease")
 PHASE = SearchAttributeKey.for_keyword("StackhopPhase")
 SERVICE = SearchAttributeKey.for_keyword_list("StackhopService")
+FLEET = SearchAttributeKey.for_keyword("StackhopFleet")  # a Fleet workflow, and the upgrades it started
 
-ALL = (CLOUD, RELEASE, PHASE, SERVICE)
+ALL = (CLOUD, RELEASE, PHASE, SERVICE, FLEET)
 
 
 def dev_server_flags() -> list[str]:
@@ -25,6 +26,7 @@ def dev_server_flags() -> list[str]:
         RELEASE: "Keyword",
         PHASE: "Keyword",
         SERVICE: "KeywordList",
+        FLEET: "Keyword",
     }
     flags: list[str] = []
     for key, kind in kinds.items():

@@ -124,6 +124,33 @@ class UpgradeWorkflow:
     async def _cancelled(self) -> None:
         await self._abort("cancelled (Temporal Cancel of the upgrade)")
 
+    # --- a parent's commands (the Fleet's, workflows/fleet.py) -------------------------------------
+    # Signals: a workflow cannot send an update to another. The fleet validated the operator's
+    # command already; here each is idempotent and ignored when it no longer applies (the upgrade
+    # has ended, is already paused or aborting), as the service workflows take the forwarded ones.
+    @workflow.signal
+    async def parent_pause(self, reason: str) -> None:
+        if self.outcome is not None or self.paused or self.abort_reason is not None:
+            return
+        self.paused = True
+        self.message = f"paused by its fleet{': ' + reason if reason else ''}"
+        self._show()
+        await self._forward(ServiceUpgradeWorkflow.pause)
+
+    @workflow.signal
+    async def parent_resume(self) -> None:
+        if self.outcome is not None or not self.paused:
+            return
+        self.paused = False
+        self.message = ""
+        self._show()
+        await self._forward(ServiceUpgradeWorkflow.unpause)
+
+    @workflow.signal
+    async def parent_abort(self, reason: str) -> None:
+        if self.outcome is None:
+            await self._abort(f"fleet: {reason}")
+
     def _refuse_if_done(self) -> None:
         if self.outcome is not None:
             raise ValueError(f"the upgrade has ended ({self.outcome})")
