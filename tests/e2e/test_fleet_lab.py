@@ -1,9 +1,10 @@
-"""The lab fleet (lab/fleet.py, examples/fleet/): Keystone clouds side by side on the session's
-labs, each upgraded through the real Upgrade workflow by one worker for all of them.
+"""A 3-wave fleet on the labs: `stackhop fleet start examples/fleet/fleet.yaml --wait`, one worker
+for all five lab clouds (lab/fleet.py), every cloud upgraded by its real Upgrade workflow.
 
-Each cloud is its own namespace, Helm release, schema and served Keystone, so an upgrade runs the
-real 2026.1 migrations on that cloud's schema only; the cloud with an injected failure (its 2026.1
-pods never become Ready) is rolled back alone while the others upgrade.
+Each cloud is its own namespace, Helm release, schema and served Keystone, so each upgrade runs the
+real 2026.1 migrations on that cloud's schema only. The canary lab-a, then lab-b and lab-c at once,
+succeed; lab-d (its 2026.1 pods never become Ready) is rolled back alone, its wave stops at its
+threshold (max_failed 0), and lab-e, after it in that wave, is never touched.
 """
 
 from __future__ import annotations
@@ -14,21 +15,24 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import requests
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 import worker as stackhop_worker
-from cliapp.render import outcome_of
+from cliapp.fleets import outcome_of
 from lab.fleet import FleetLab
 from lab.k8s.cluster import KubeLab
 from lab.openstack.manager import OpenStackLab
-from model import io
-from model.loading import load_plan
+from model.fleet import load_fleet
+from tests.cli.conftest import Cli
 from tests.conftest import ROOT
-from workflows.upgrade import UpgradeWorkflow
+from tests.e2e.writes import user_exists
+from tests.openstack.helpers import issue_token
 
-PLANS = ROOT / "examples" / "fleet"
-UPGRADE_TIMEOUT = 300
+FLEET = ROOT / "examples" / "fleet" / "fleet.yaml"
 OLD, NEW = "registry.lab/keystone:28.1.0", "registry.lab/keystone:29.1.0"
+UPGRADED, INJECTED, UNTOUCHED = ("lab-a", "lab-b", "lab-c"), "lab-d", "lab-e"
 
 
 @pytest.fixture(scope="module")
@@ -41,45 +45,70 @@ def fleet(k8s_lab: KubeLab, openstack_lab: OpenStackLab) -> Iterator[FleetLab]:
         lab.delete_namespaces()
 
 
-async def upgrade(client: Client, cloud: str, task_queue: str) -> tuple[str, io.UpgradeReport | None, str]:
-    plan_file = PLANS / f"{cloud}.yaml"
-    plan = load_plan(plan_file)
-    handle = await client.start_workflow(
-        UpgradeWorkflow.run,
-        io.UpgradeInput(plan=plan, plan_file=str(plan_file)),
-        id=plan.workflow_id,
-        task_queue=task_queue,
+def create_user(lab: OpenStackLab) -> str:
+    assert lab.keystone
+    name = f"before-the-fleet-{uuid.uuid4().hex[:6]}"
+    created = requests.post(
+        f"{lab.keystone.url}/users",
+        json={"user": {"name": name, "domain_id": "default"}},
+        headers={"X-Auth-Token": issue_token(lab)},
+        timeout=30,
     )
-    return await asyncio.wait_for(outcome_of(handle), UPGRADE_TIMEOUT)
+    assert created.status_code == 201, created.text
+    return name
 
 
-async def test_lab_clouds_upgrade_alone_each_on_its_own_keystone(
+async def test_a_three_wave_fleet_stops_at_its_threshold(
     client: Client, fleet: FleetLab, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two clouds upgraded at once by one worker: lab-a to 2026.1, lab-d (its 2026.1 pods never
-    become Ready) rolled back to 2025.2 with its data; lab-b, never upgraded, untouched."""
-    clouds = ("lab-a", "lab-b", "lab-d")
-    fleet.clouds = clouds
     started = time.monotonic()
-    await asyncio.to_thread(fleet.prepare, {"lab-d": "rollout"})
+    await asyncio.to_thread(fleet.prepare, {INJECTED: "rollout"})
     prepared = time.monotonic() - started
-    baseline = await asyncio.to_thread(fleet.schema_version, "lab-b")
+    labs = fleet.labs
+    baseline = await asyncio.to_thread(fleet.schema_version, UNTOUCHED)
+    users = {c: await asyncio.to_thread(create_user, labs[c].openstack) for c in ("lab-b", INJECTED)}
     for key, value in fleet.worker_env().items():
         monkeypatch.setenv(key, value)
     tq = f"fleet-{uuid.uuid4().hex[:6]}"
+    cli = Cli(client.service_client.config.target_host)
     async with stackhop_worker.build_worker(client, task_queue=tq):
-        (a, _, a_msg), (d, d_report, d_msg) = await asyncio.gather(
-            upgrade(client, "lab-a", tq), upgrade(client, "lab-d", tq)
-        )
-    print(f"prepared {len(clouds)} clouds in {prepared:.1f}s, upgrades in {time.monotonic() - started - prepared:.1f}s")
-    assert a == "succeeded", a_msg
-    assert d == "rolled-back", d_msg
-    assert d_report is not None and [s.step for s in d_report.services[0].steps if s.status == "failed"] == ["rollout"]
-    labs = fleet.labs
-    assert labs["lab-a"].deployed_image() == NEW and labs["lab-a"].served_release() == "29.1.0"
-    assert labs["lab-d"].deployed_image() == OLD and labs["lab-d"].served_release() == "28.1.0"
-    assert labs["lab-b"].deployed_image() == OLD and labs["lab-b"].served_release() == "28.1.0"
-    assert all(labs[c].token_works() for c in clouds)
-    # the migrations ran on lab-a's schema (expand and contract) and lab-d's (expand only), not lab-b's
-    versions = {c: await asyncio.to_thread(fleet.schema_version, c) for c in clouds}
-    assert versions["lab-b"] == baseline and versions["lab-a"] != baseline and versions["lab-d"] != baseline
+        res = await cli("fleet", "start", str(FLEET), "--wait", tq=tq)
+    ran = time.monotonic() - started - prepared
+    print(f"fleet lab: {len(labs)} clouds prepared in {prepared:.1f}s, the fleet ran {ran:.1f}s")
+    assert res.exit_code == 1, res.output
+
+    plan = load_fleet(FLEET)
+    outcome, report, message = await outcome_of(client.get_workflow_handle(plan.workflow_id))
+    assert outcome == "failed" and report is not None, message
+    assert "wave late stopped" in message, message
+    by_cloud = {c.cloud: c for c in report.clouds}
+    assert {c: (r.wave, r.outcome) for c, r in by_cloud.items()} == {
+        "lab-a": ("canary", "succeeded"),
+        "lab-b": ("early", "succeeded"),
+        "lab-c": ("early", "succeeded"),
+        "lab-d": ("late", "rolled-back"),
+        "lab-e": ("late", "skipped"),
+    }
+    assert report.image_set == {"keystone": [NEW]}
+
+    # upgraded: 2026.1 deployed and serving, on a schema the 2026.1 migrations changed (each its own)
+    for cloud in UPGRADED:
+        lab = labs[cloud]
+        assert lab.deployed_image() == NEW and lab.served_release() == "29.1.0", cloud
+        assert lab.token_works(), cloud
+        assert [h["chart"] for h in lab.helm().history("keystone")] == ["keystone-2025.2.0", "keystone-2026.1.0"]
+        assert await asyncio.to_thread(fleet.schema_version, cloud) != baseline, cloud
+    # rolled back: 2025.2 again (images only: the expand stays), with the data it had
+    lab = labs[INJECTED]
+    assert lab.deployed_image() == OLD and lab.served_release() == "28.1.0" and lab.token_works()
+    assert [h["status"] for h in lab.helm().history("keystone")] == ["superseded", "superseded", "deployed"]
+    assert await asyncio.to_thread(user_exists, lab.openstack, users[INJECTED])
+    assert await asyncio.to_thread(user_exists, labs["lab-b"].openstack, users["lab-b"])
+    assert not await asyncio.to_thread(user_exists, labs["lab-b"].openstack, users[INJECTED])  # its own DB
+    # never started: no workflow, one Helm revision, the baseline schema, 2025.2 serving
+    with pytest.raises(RPCError):
+        await client.get_workflow_handle("upgrade/lab-e").describe()
+    lab = labs[UNTOUCHED]
+    assert lab.deployed_image() == OLD and lab.served_release() == "28.1.0"
+    assert [h["revision"] for h in lab.helm().history("keystone")] == [1]
+    assert await asyncio.to_thread(fleet.schema_version, UNTOUCHED) == baseline
