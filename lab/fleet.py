@@ -33,7 +33,8 @@ from pathlib import Path
 
 import yaml
 
-from lab.demo import DemoLab, Inject
+from lab.controller import KeystoneFollower
+from lab.demo import TARGET, DemoLab, Inject
 from lab.k8s.cluster import KubeLab
 from lab.k8s.versions import helm_bin
 from lab.openstack import paths
@@ -70,13 +71,27 @@ def database_of(cloud: str) -> str:
 
 @dataclass
 class CloudLab(DemoLab):
-    """The demo's cloud in the fleet's namespace and context, through the fleet's one kubeconfig."""
+    """The demo's cloud in the fleet's namespace and context, through the fleet's one kubeconfig.
+    Its lab controller holds a Ready pod's deletion until the Keystone it stands for has stopped
+    (``KeystoneFollower.hold_deletion``): a restore's "nobody uses the database" then holds once the
+    quiesce saw no pod left, even with five controllers and the worker busy in one process."""
 
     fleet_kubeconfig: Path = field(default_factory=Path)
 
     @property
     def kubeconfig(self) -> Path:
         return self.fleet_kubeconfig
+
+    def _follow(self, inject: Inject | None) -> None:
+        self.follower = KeystoneFollower(
+            self.openstack,
+            self.kubeconfig,
+            self.namespace,
+            context=self.context,
+            crashing=frozenset({TARGET}) if inject == "rollout" else frozenset(),
+            broken_policy=TARGET if inject == "tempest" else None,
+            hold_deletion=True,
+        ).start()
 
 
 @dataclass
