@@ -119,6 +119,13 @@ class DemoLab:
             manifest = deployment(self.namespace, f"{REPO}:{BASELINE}", self.replicas)
             manifest_body: Any = manifest  # the client sends a plain dict as it is; its annotations name only V1 models
             apps.create_namespaced_deployment(self.namespace, manifest_body)
+        # the controller starts once the pods exist: started before, it finds none, stops the Keystone
+        # just served and serves it again when they come
+        wait_until(
+            lambda: core.list_namespaced_pod(self.namespace, label_selector="app=keystone-api").items,
+            60,
+            "keystone-api pods to be created",
+        )
         self._follow(inject)
         wait_until(lambda: self.available(apps), 90, "keystone-api at 28.1.0 to be available")
 
