@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -35,6 +34,7 @@ from cliapp.canary_runs import PREFIX, canary_outcome, existing, history, list_c
 from cliapp.common import BAD_INPUT, FAILED, OK, Fail, connect, run, say, settings, ui_url, user
 from cliapp.plans import load_or_fail
 from model import io
+from model.fleet import is_fleet_file
 
 app = typer.Typer(
     help="Scheduled canary upgrades: upgrade a canary cloud on a cron, judge it, put it back.", no_args_is_help=True
@@ -51,7 +51,7 @@ async def create(name: str, plan_path: Path, cron: str, note: str) -> int:
 
     sid = schedule_id(name)
     name = sid.removeprefix(PREFIX)
-    if await asyncio.to_thread(is_fleet, plan_path):
+    if await asyncio.to_thread(is_fleet_file, plan_path):
         return await create_fleet(name, plan_path, cron, note)
     plan = load_or_fail(plan_path)
     if not cron.strip():
@@ -91,14 +91,6 @@ async def create(name: str, plan_path: Path, cron: str, note: str) -> int:
         f"a failed run pauses the schedule. Run it now: stackhop canary trigger {name} --wait"
     )
     return OK
-
-
-def is_fleet(path: Path) -> bool:
-    """Whether the file is a fleet plan (``kind: FleetPlan``); anything else is read as an UpgradePlan."""
-    try:
-        return re.search(r"^kind:\s*['\"]?FleetPlan['\"]?\s*$", path.read_text(), re.M) is not None
-    except OSError:
-        return False
 
 
 async def create_fleet(name: str, path: Path, cron: str, note: str) -> int:

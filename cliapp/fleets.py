@@ -25,6 +25,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -102,15 +103,31 @@ def report_table(report: fio.FleetReport) -> Table:
     return table
 
 
-def status_table(st: fio.FleetStatus) -> Table:
+def status_table(st: fio.FleetStatus, progress: dict[str, str] | None = None) -> Table:
+    """The fleet's clouds; ``progress``: what a running cloud's own upgrade says (cloud_progress)."""
     table = Table(title=f"fleet {st.name}: {st.phase}{' (paused)' if st.paused else ''}", title_justify="left")
     for col in ("wave", "cloud", "state", "release", "workflow", "message"):
         table.add_column(col, overflow="fold")
     for c in st.clouds:
         release = f"{c.release_from} → {c.release_to}"
         state = Text(c.state, style=STYLES.get(c.state, ""))
-        table.add_row(c.wave, c.cloud, state, release, c.workflow_id, c.message)
+        table.add_row(c.wave, c.cloud, state, release, c.workflow_id, (progress or {}).get(c.cloud) or c.message)
     return table
+
+
+async def cloud_progress(client: Client, st: fio.FleetStatus) -> dict[str, str]:
+    """Each running cloud's phase and services, from its own Upgrade's status query (the fleet does
+    not carry its clouds' progress); a cloud whose workers do not answer shows its fleet message."""
+
+    async def one(c: fio.CloudStatus) -> tuple[str, str]:
+        try:
+            up = await client.get_workflow_handle(c.workflow_id).query("status", result_type=io.UpgradeStatus)
+        except (RPCError, WorkflowQueryFailedError):
+            return c.cloud, ""
+        services = ", ".join(f"{p.service} {p.state}" for p in up.services if p.state != "pending")
+        return c.cloud, f"{up.phase}{': ' + services if services else ''}{' — ' + up.message if up.message else ''}"
+
+    return dict(await asyncio.gather(*(one(c) for c in st.clouds if c.state == "running")))
 
 
 # --- commands --------------------------------------------------------------------------------------
@@ -148,7 +165,7 @@ async def status(wf_id: str, as_json: bool) -> int:
         if as_json:
             out().print_json(json.dumps({"workflow_id": wf_id, "status": st.model_dump(mode="json"), "report": None}))
             return OK
-        out().print(status_table(st))
+        out().print(status_table(st, await cloud_progress(client, st)))
         if st.decision:
             say(f"waits for {st.decision}: stackhop fleet approve {st.name} {st.decision}")
         if st.message:

@@ -39,10 +39,17 @@ def summary(plan: UpgradePlan) -> str:
 
 @app.command()
 def validate(plans: Annotated[list[Path], typer.Argument(metavar="PLAN...", help="Plan files.")]) -> None:
-    """Check plans; print every problem as FILE:LINE: field.path: message (fix: ...). Exit 2 if any."""
+    """Check plans (and fleet files, kind: FleetPlan, with every plan they name); print every problem
+    as FILE:LINE: field.path: message (fix: ...). Exit 2 if any."""
+    from cliapp.fleets import summary as fleet_summary
+    from model.fleet import is_fleet_file, load_fleet
+
     bad = 0
     for path in plans:
         try:
+            if is_fleet_file(path):
+                say(f"ok {path}: {fleet_summary(load_fleet(path))}")
+                continue
             plan = load_plan(path)
         except PlanError as e:
             bad += 1

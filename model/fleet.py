@@ -189,6 +189,17 @@ def image_differences(promoted: dict[str, list[str]], plan: UpgradePlan) -> list
     return diffs
 
 
+FLEET_KIND_RE = re.compile(r"""^kind:\s*['"]?FleetPlan['"]?\s*(#.*)?$""", re.M)
+
+
+def is_fleet_file(path: str | Path) -> bool:
+    """Whether a file says ``kind: FleetPlan`` (the CLI reads anything else as an UpgradePlan)."""
+    try:
+        return FLEET_KIND_RE.search(Path(path).read_text()) is not None
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def load_fleet(path: str | Path) -> FleetPlan:
     """Read and validate a fleet file and the UpgradePlans it names (model/fleet_loading.py)."""
     from model.fleet_loading import load_fleet as load

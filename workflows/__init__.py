@@ -1,5 +1,6 @@
 """The workflows: Upgrade (one cloud), ServiceUpgrade (one service, a child), DataPlaneBatch (one batch
-of a service's data plane nodes, a child of the service), Canary (a schedule's run).
+of a service's data plane nodes, a child of the service), Canary (a schedule's run), Fleet (a canary
+and waves of clouds, each cloud an Upgrade child: workflows/fleet.py).
 
 Deterministic code only (import-linter keeps client libraries and activities out): every effect is
 an activity, every wait a timer or a condition, so a worker that restarts replays the history and
@@ -12,7 +13,10 @@ commands (activities, timers, children, signals, updates, search attributes, in 
 still replay the histories it wrote. tests/workflows/test_replay.py replays the committed histories
 of every path (tests/histories/record.py lists them: success, each rollback kind, gate approve and
 timeout, pause/resume, abort, inconclusive check approved, failed step resumed, canary run, nova's
-recipe, the availability probe at a success and a rollback, nova's data plane in batches). The
+recipe, the availability probe at a success and a rollback, nova's data plane in batches); the Fleet's
+history is recorded by tests/histories/record_fleet.py and replayed by tests/workflows/test_fleet_replay.py.
+The Upgrade workflow's ``parent_*`` signals (the fleet's forwarded commands) are handlers only: no
+history without a fleet has them, so they need no patch. The
 data plane needs no patch: its step and its waits change only a plan with a ``data_plane`` block,
 which no older history has. The per-service recipes
 (model/recipes/) are the first change versioned with ``workflow.patched("service-recipes")``

@@ -38,11 +38,10 @@ fleet's history (readers query the clouds' own workflows).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -51,13 +50,14 @@ with workflow.unsafe.imports_passed_through():
     from model import io_fleet as fio
     from model.fleet import image_differences, image_set
     from model.fleet_loading import fleet_problems
+    from workflows.fleet_controls import Child, FleetControls
     from workflows.fleet_details import render_fleet, report_of
     from workflows.interruptions import through_cancellation
     from workflows.upgrade import UpgradeWorkflow
 
 
 @workflow.defn(name="Fleet")
-class FleetWorkflow:
+class FleetWorkflow(FleetControls):
     @workflow.init
     def __init__(self, inp: fio.FleetInput) -> None:
         self.fleet = inp.fleet
@@ -73,7 +73,7 @@ class FleetWorkflow:
         self.outcome: fio.FleetOutcome | None = None
         self.message = ""
         self.running = 0
-        self.children: dict[str, workflow.ChildWorkflowHandle[UpgradeWorkflow, io.UpgradeReport]] = {}
+        self.children: dict[str, Child] = {}
         self.waves: list[fio.WaveStatus] = []
         if self.fleet.canary:
             self.waves.append(fio.WaveStatus(name=fio.CANARY, number=0, clouds=list(self.fleet.canary)))
@@ -91,117 +91,20 @@ class FleetWorkflow:
         self.clouds: dict[str, fio.CloudStatus] = {}
         for ws in self.waves:
             for name in ws.clouds:
-                c = self.fleet.cloud(name)
-                plan = c.upgrade_plan
+                # an unknown name (an input that model.fleet_loading would refuse) is refused by the run
+                c = next((c for c in self.fleet.clouds if c.name == name), None)
+                plan = c.upgrade_plan if c else None
                 self.clouds.setdefault(
                     name,
                     fio.CloudStatus(
                         cloud=name,
                         wave=ws.name,
                         workflow_id=plan.workflow_id if plan else "",
-                        task_queue=c.task_queue or "",
+                        task_queue=(c.task_queue if c else None) or "",
                         release_from=plan.release.from_ if plan else "",
                         release_to=plan.release.to if plan else "",
                     ),
                 )
-
-    # --- queries and updates ----------------------------------------------------------------------
-    @workflow.query
-    def status(self) -> fio.FleetStatus:
-        return fio.FleetStatus(
-            name=self.name,
-            phase=self.phase,
-            paused=self.paused,
-            aborting=self.abort_reason is not None,
-            decision=self.waiting,
-            waves=self.waves,
-            clouds=list(self.clouds.values()),
-            image_set=self.image_set,
-            outcome=self.outcome,
-            message=self.message,
-        )
-
-    @workflow.update
-    async def pause(self, req: io.PauseRequest) -> io.ControlAck:
-        self.paused = True
-        self.message = f"paused{' by ' + req.by if req.by else ''}{': ' + req.reason if req.reason else ''}"
-        self._show()
-        await self._forward(lambda h: h.signal(UpgradeWorkflow.parent_pause, req.reason))
-        return io.ControlAck(message="paused: no new cloud starts, the running clouds' upgrades are paused")
-
-    @pause.validator
-    def _check_pause(self, req: io.PauseRequest) -> None:
-        self._refuse_if_done()
-        if self.paused:
-            raise ValueError("the fleet is already paused")
-
-    @workflow.update
-    async def resume(self, req: io.ResumeRequest) -> io.ControlAck:
-        self.paused = False
-        self.message = ""
-        self._show()
-        await self._forward(lambda h: h.signal(UpgradeWorkflow.parent_resume))
-        return io.ControlAck(message="resumed")
-
-    @resume.validator
-    def _check_resume(self, req: io.ResumeRequest) -> None:
-        self._refuse_if_done()
-        if not self.paused:
-            raise ValueError("nothing to resume: the fleet is not paused")
-
-    @workflow.update
-    async def approve(self, req: io.ApproveRequest) -> io.ControlAck:
-        self.approved[req.gate] = req.by
-        return io.ControlAck(message=f"{req.gate} approved: wave {self._wave_named(req.gate)} starts")
-
-    @approve.validator
-    def _check_approve(self, req: io.ApproveRequest) -> None:
-        self._refuse_if_done()
-        if req.gate in self.approved:
-            raise ValueError(f"{req.gate} was answered already (approve): an answer applies to one decision only")
-        if req.gate != self.waiting:
-            now = f"the fleet waits for {self.waiting}" if self.waiting else "the fleet is not waiting for a decision"
-            raise ValueError(f"{req.gate!r} is not the decision waiting: {now}")
-
-    @workflow.update
-    async def abort(self, req: io.AbortRequest) -> io.ControlAck:
-        await self._abort(req.reason)
-        return io.ControlAck(message="aborting: no new cloud starts, the running clouds' upgrades abort (roll back)")
-
-    @abort.validator
-    def _check_abort(self, req: io.AbortRequest) -> None:
-        self._refuse_if_done()
-        if not req.reason.strip():
-            raise ValueError("give a reason: it is recorded in the fleet's history")
-        if self.abort_reason is not None:
-            raise ValueError(f"already aborting: {self.abort_reason}")
-
-    async def _abort(self, reason: str) -> None:
-        if self.abort_reason is not None:
-            return
-        self.abort_reason = reason
-        self.paused = False
-        self.message = f"aborting: {reason}"
-        self._show()
-        await self._forward(lambda h: h.signal(UpgradeWorkflow.parent_abort, reason))
-
-    async def _cancelled(self) -> None:
-        await self._abort("cancelled (Temporal Cancel of the fleet)")
-
-    def _refuse_if_done(self) -> None:
-        if self.outcome is not None:
-            raise ValueError(f"the fleet has ended ({self.outcome})")
-
-    async def _forward(
-        self, send: Callable[[workflow.ChildWorkflowHandle[UpgradeWorkflow, io.UpgradeReport]], Awaitable[None]]
-    ) -> None:
-        """A fleet-wide command to the running clouds (signals; a cloud that ends meanwhile needs it
-        no more, so that failure is ignored)."""
-        running = [h for name, h in self.children.items() if self.clouds[name].state == "running"]
-        sent = await asyncio.gather(*(send(h) for h in running), return_exceptions=True)
-        for result in sent:
-            if isinstance(result, BaseException) and not isinstance(result, FailureError):
-                raise result
 
     # --- the run -----------------------------------------------------------------------------------
     @workflow.run
@@ -264,15 +167,15 @@ class FleetWorkflow:
         reference = self.image_set or (image_set(self.fleet.plan_of(ws.clouds[0])) if ws.number == 0 else {})
         tasks = []
         for name in ws.clouds:
-            await workflow.wait_condition(
-                lambda: (self.running < limit and not self.paused) or self._halted(ws),
-            )
-            if self._halted(ws):
+            if self._halted:
                 break
             diffs = image_differences(reference, self.fleet.plan_of(name)) if reference else []
-            if diffs:
+            if diffs:  # refused at once: it needs no slot
                 self._known(ws, name, "refused", f"its images are not the canary's: {'; '.join(diffs)}")
                 continue
+            await workflow.wait_condition(lambda: (self.running < limit and not self.paused) or self._halted)
+            if self._halted:
+                break
             self.running += 1
             tasks.append(asyncio.create_task(self._cloud(ws, name)))
         await asyncio.gather(*tasks)
@@ -280,14 +183,20 @@ class FleetWorkflow:
         for name in ws.clouds:
             if self.clouds[name].state == "pending":
                 self._known(ws, name, "skipped", f"not started: {why}")
-        ws.state = "stopped" if ws.failures > ws.allowed_failures else "done"
+        skipped = any(self.clouds[n].state == "skipped" for n in ws.clouds)
+        ws.state = "stopped" if skipped or ws.failures > ws.allowed_failures else "done"
         if ws.number == 0 and all(self.clouds[n].state == "succeeded" for n in ws.clouds):
             self.image_set = reference  # promoted: the waves' clouds must run exactly these images
         self._show()
 
-    def _halted(self, ws: fio.WaveStatus) -> bool:
+    @property
+    def _halted(self) -> bool:
         """No new cloud starts: aborted, or a failure too many (this wave's, or the canary's)."""
         return bool(self.stopped) or self.abort_reason is not None
+
+    @property
+    def _requester(self) -> str:
+        return f"fleet {self.name}" + (f" ({self.requested_by})" if self.requested_by else "")
 
     def _limit(self, ws: fio.WaveStatus) -> int:
         wave = self.fleet.waves[ws.number - 1] if ws.number else None
@@ -301,7 +210,7 @@ class FleetWorkflow:
             try:
                 handle = await workflow.start_child_workflow(
                     UpgradeWorkflow.run,
-                    io.UpgradeInput(plan=plan, plan_file=cloud.plan, requested_by=f"fleet {self.name}"),
+                    io.UpgradeInput(plan=plan, plan_file=cloud.plan, requested_by=self._requester),
                     id=plan.workflow_id,
                     task_queue=cloud.task_queue or workflow.info().task_queue,
                     # A cloud's upgrade is its own unit: the fleet's end never cancels it (abort is forwarded).
@@ -362,9 +271,6 @@ class FleetWorkflow:
         elif ws.failures > ws.allowed_failures:
             self.stopped = f"wave {ws.name} stopped: {ws.failures} of its clouds failed, {ws.allowed_failures} may"
         self._show()
-
-    def _wave_named(self, decision: str) -> str:
-        return next((w.name for w in self.waves if w.number and fio.wave_decision_id(w.number) == decision), "?")
 
     def _set_phase(self, phase: str) -> None:
         self.phase = phase

@@ -13,7 +13,9 @@ from temporalio.client import Client
 
 from tests.cli.conftest import Cli
 from tests.fleet_standins import fleet_worker
+from tests.standins import Script
 from tests.waiting import eventually
+from tests.workflows.helpers import blocked, running
 
 
 def write_fleet(tmp_path: Path, hold: str = "", approval: bool = False, bad_image: bool = False) -> tuple[Path, str]:
@@ -114,3 +116,31 @@ async def test_canary_schedules_a_fleet_plan(client: Client, cli: Cli, tmp_path:
         res = await cli("canary", "trigger", canary, "--wait", tq=tq)
         assert res.exit_code == 0 and "passed" in res.stdout and "fleet succeeded" in res.stdout, res.output
         assert (await cli("canary", "delete", canary)).exit_code == 0
+
+
+async def test_plan_validate_reads_fleet_files(offline_cli: Cli) -> None:
+    here = Path(__file__).parent.parent / "plans" / "fleet"
+    res = await offline_cli("plan", "validate", str(here / "good.yaml"), str(here / "bad-invalid-plan.yaml"))
+    assert res.exit_code == 2
+    assert "good.yaml: fleet fleet-test: 4 clouds, 2025.2 → 2026.1, canary a → eu (b) → us (c, d)" in res.stdout
+    assert "bad-missing-field.yaml:7: cloud.kubernetes.context: Field required" in res.stderr
+    assert "bad-invalid-plan.yaml:7: clouds[1].plan: the plan " in res.stderr
+
+
+async def test_status_shows_a_running_clouds_own_progress(client: Client, cli: Cli, tmp_path: Path) -> None:
+    """The real Upgrade under the fleet (stand-in activities): status asks the cloud's own workflow."""
+    path, name = write_fleet(tmp_path)
+    script = Script()
+    release = blocked(script, "k8s.wait_rollout")
+    async with running(client, script) as tq:
+        assert (await cli("fleet", "start", str(path), tq=tq)).exit_code == 0
+
+        async def rolling() -> str:
+            res = await cli("fleet", "status", name)
+            return res.stdout if "upgrading: keystone running" in res.stdout else ""
+
+        await eventually(rolling, within=30, what="the canary's progress in fleet status")
+        release.set()
+        res = await cli("fleet", "watch", name)
+    assert res.exit_code == 0, res.output
+    assert res.stdout.count("succeeded") >= 3

@@ -94,4 +94,5 @@ def test_the_commands_to_run_by_hand() -> None:
         "temporal operator search-attribute create --namespace prod --name StackhopRelease --type Keyword",
         "temporal operator search-attribute create --namespace prod --name StackhopPhase --type Keyword",
         "temporal operator search-attribute create --namespace prod --name StackhopService --type KeywordList",
+        "temporal operator search-attribute create --namespace prod --name StackhopFleet --type Keyword",
     ]

@@ -7,7 +7,8 @@ import re
 import uuid
 from typing import Any
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
@@ -129,7 +130,7 @@ async def test_a_busy_cloud_is_reported_not_started_twice(client: Client) -> Non
         busy = report.clouds[1]
         assert busy.outcome == "busy" and f"{plans['b'].workflow_id} is already running" in busy.message
         desc = await other.describe()
-        assert desc.run_id == other.result_run_id and desc.status is not None and desc.status.name == "RUNNING"
+        assert desc.run_id == other.result_run_id and desc.status == WorkflowExecutionStatus.RUNNING
         await other.signal("finish")
         await other.result()
 
@@ -228,10 +229,44 @@ async def test_a_cloud_runs_on_its_own_task_queue(client: Client) -> None:
     assert report.clouds[0].message.endswith(f"on {tq}") and report.clouds[1].message.endswith(f"on {region}")
 
 
-async def test_an_invalid_fleet_input_starts_nothing(client: Client) -> None:
+@pytest.mark.parametrize(
+    ("waves", "canary", "why"),
+    [
+        ([{"name": "w", "clouds": ["a", "b"]}], ["b"], "b is already upgraded in the canary"),
+        ([{"name": "w", "clouds": ["a", "b", "zz"]}], [], "unknown cloud 'zz'"),
+    ],
+)
+async def test_an_invalid_fleet_input_starts_nothing(
+    client: Client, waves: list[dict[str, Any]], canary: list[str], why: str
+) -> None:
+    """The workflow's input is checked again (anyone who can start a workflow writes it)."""
     plans = {"a": cloud_plan("a"), "b": cloud_plan("b")}
-    fleet = make_fleet(plans, [{"name": "w", "clouds": ["a", "b"]}], ["b"])  # b in the canary and a wave
     async with fleet_worker(client) as tq:
-        kind, report = await result_of(await start_fleet(client, fleet, tq))
-    assert kind == "FleetFailed" and "b is already upgraded in the canary" in report.message
-    assert [c.outcome for c in report.clouds] == ["skipped", "skipped"]
+        kind, report = await result_of(await start_fleet(client, make_fleet(plans, waves, canary), tq))
+    assert kind == "FleetFailed" and why in report.message
+    assert {c.outcome for c in report.clouds} == {"skipped"}
+
+
+async def test_a_temporal_cancel_of_the_fleet_is_an_abort(client: Client) -> None:
+    plans = {"a": cloud_plan("a", hold="yes"), "b": cloud_plan("b")}
+    async with fleet_worker(client) as tq:
+        handle = await start_fleet(client, make_fleet(plans, [{"name": "w", "clouds": ["a", "b"]}]), tq)
+        await status_when(handle, lambda st: states(st)["a"] == "running")
+        await handle.cancel()
+        kind, report = await result_of(handle)
+    assert kind == "FleetAborted" and "cancelled (Temporal Cancel of the fleet)" in report.message
+    assert [c.outcome for c in report.clouds] == ["aborted", "skipped"]
+
+
+async def test_terminating_the_fleet_leaves_its_clouds_upgrading(client: Client) -> None:
+    """ParentClosePolicy ABANDON: a cloud's upgrade is its own unit, it goes on to its own end."""
+    plans = {"a": cloud_plan("a", hold="yes")}
+    async with fleet_worker(client) as tq:
+        handle = await start_fleet(client, make_fleet(plans, [{"name": "w", "clouds": ["a"]}]), tq)
+        await status_when(handle, lambda st: states(st)["a"] == "running")
+        await handle.terminate("operator's mistake")
+        cloud = client.get_workflow_handle(plans["a"].workflow_id)
+        assert (await cloud.describe()).status == WorkflowExecutionStatus.RUNNING
+        await cloud.signal("finish")
+        report = io.UpgradeReport.model_validate(await cloud.result())
+    assert report.outcome == "succeeded"
