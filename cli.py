@@ -248,10 +248,25 @@ def demo(
             "one compute node."
         ),
     ] = None,
+    fleet: Annotated[
+        bool,
+        typer.Option(
+            "--fleet",
+            help="A fleet of five lab Keystone clouds in waves (examples/fleet/fleet.yaml): canary, then two "
+            "waves; --inject migration or rollout then fails lab-d and its wave stops.",
+        ),
+    ] = False,
 ) -> None:
     """The demo upgrade: Keystone 2025.2 → 2026.1 on the labs, with a verified snapshot, a real
     schema migration, a rollout, tempest deciding, and a rollback when something fails (needs a
-    source checkout). ``--cloud full``: the whole cloud, five services, 2025.2 → 2026.1."""
+    source checkout). ``--cloud full``: the whole cloud, five services, 2025.2 → 2026.1.
+    ``--fleet``: five lab clouds upgraded as a fleet."""
+    if fleet:
+        if cloud is not None or not reset or inject not in (None, "migration", "rollout"):
+            common.err().print("--fleet: starts from the baseline, without --cloud; --inject migration or rollout")
+            raise typer.Exit(BAD_INPUT)
+        fleet_demo = _lab_module("lab.fleet_demo", "demo")
+        raise typer.Exit(run(fleet_demo.fleet_demo(inject, keep, port, ui_port)))
     if cloud is not None:
         if cloud != "full":
             common.err().print(f"--cloud {cloud}: use full")

@@ -15,6 +15,12 @@ Running is run here for real — a token is issued by the Keystone being served 
 to Succeeded or Failed (with the container's exit code and message), which is what ``helm test``
 waits for. So ``helm test keystone`` passes exactly when the served Keystone answers.
 
+``hold_deletion``: a pod the controller made Ready keeps a finalizer of the controller's until the
+process it stands for has stopped (no live pod left) or serves other live pods — as a kubelet keeps
+a pod Terminating until its container has exited. Without it, kwok deletes a pod at once and a
+quiesce's "no pod left" can come before the served Keystone (and its database sessions) is gone.
+Every hold is released when the controller stops.
+
 Failure injection: a release listed in ``crashing`` never becomes Ready (a crash-looping image),
 and ``broken_policy`` serves that release with a policy that denies domain creation, which the
 tempest identity smoke tests catch while the endpoint checks still pass.
@@ -44,6 +50,7 @@ log = structlog.get_logger(__name__)
 LABEL = "lab.stackhop.io/served-by"
 TEST_SELECTOR = "component=test"  # the lab charts' helm test pods (kubernetes_metadata_labels)
 HOOK = "helm.sh/hook"
+FINALIZER = "lab.stackhop.io/serving"  # hold_deletion: the served process has not stopped yet
 BROKEN_POLICY = '"identity:create_domain": "!"\n"identity:update_domain": "!"\n'
 
 
@@ -71,12 +78,14 @@ class KeystoneFollower:
         context: str | None = None,
         crashing: frozenset[str] = frozenset(),
         broken_policy: str | None = None,
+        hold_deletion: bool = False,
     ) -> None:
         self.lab = lab
         self.namespace = namespace
         self.app = app
         self.crashing = crashing
         self.broken_policy = broken_policy
+        self.hold_deletion = hold_deletion
         api = config.new_client_from_config(config_file=str(kubeconfig), context=context)
         self.core = client.CoreV1Api(api)
         self._stop = threading.Event()
@@ -94,6 +103,13 @@ class KeystoneFollower:
         self._thread.join(timeout=30)
         if self._thread.is_alive():
             raise RuntimeError("the lab controller did not stop within 30 s")
+        if self.hold_deletion:  # nobody plays the kubelet any more: let every pod go
+            for pod in self.core.list_namespaced_pod(self.namespace, label_selector=self._selector).items:
+                self._release(pod)
+
+    @property
+    def _selector(self) -> str:
+        return f"app={self.app},{LABEL}=controller"
 
     def __enter__(self) -> KeystoneFollower:
         return self.start()
@@ -126,15 +142,17 @@ class KeystoneFollower:
     def reconcile(self) -> None:
         if self._stop.is_set():
             return  # stopped: never act on the lab again (its namespace may be deleted next)
-        selector = f"app={self.app},{LABEL}=controller"
-        pods: list[Pod] = self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
+        pods: list[Pod] = self.core.list_namespaced_pod(self.namespace, label_selector=self._selector).items
         live = [p for p in pods if p.metadata.deletion_timestamp is None]
         ks = self.lab.keystone
+        if not live and ks and ks.pid:
+            log.info("lab controller: no live pod, stopping keystone")
+            self.lab.stop_keystone()
+            self.switches.append("stopped")
+        for pod in pods:  # stopped, or serving the live pods: the terminating ones may go
+            if pod.metadata.deletion_timestamp is not None:
+                self._release(pod)
         if not live:
-            if ks and ks.pid:
-                log.info("lab controller: no live pod, stopping keystone")
-                self.lab.stop_keystone()
-                self.switches.append("stopped")
             return
         for pod in sorted(
             (p for p in live if not is_ready(p)), key=lambda p: p.metadata.creation_timestamp, reverse=True
@@ -146,6 +164,7 @@ class KeystoneFollower:
                 continue  # this image never answers: the pod stays unready, the rollout stalls
             self._serve(tag)
             self._mark_ready(pod)
+            self._hold(pod)
         if ks and not ks.pid:  # e.g. after a lab restart: serve what the ready pods run
             ready = [p for p in live if is_ready(p)]
             if ready:
@@ -186,6 +205,21 @@ class KeystoneFollower:
             ],
         }
         self._patch_status(pod, status)
+
+    def _hold(self, pod: Pod) -> None:
+        if self.hold_deletion and FINALIZER not in (pod.metadata.finalizers or []):
+            self._patch(pod, {"metadata": {"finalizers": [FINALIZER]}})  # strategic merge: added to the list
+
+    def _release(self, pod: Pod) -> None:
+        if FINALIZER in (pod.metadata.finalizers or []):
+            self._patch(pod, {"metadata": {"$deleteFromPrimitiveList/finalizers": [FINALIZER]}})
+
+    def _patch(self, pod: Pod, body: dict[str, Any]) -> None:
+        try:
+            self.core.patch_namespaced_pod(pod.metadata.name, self.namespace, body)
+        except ApiException as e:
+            if e.status != 404:
+                raise
 
     def _patch_status(self, pod: Pod, status: dict[str, Any]) -> None:
         """Write a pod's status as its kubelet would (a pod gone meanwhile is nothing to report)."""

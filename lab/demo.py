@@ -110,8 +110,8 @@ class DemoLab:
             "old keystone-api pods to go",
         )
         if inject == "migration":
-            assert self.openstack.mariadb, "the OpenStack lab is up"
-            self.openstack.mariadb.sql(DRIFT_SQL, database="keystone")
+            assert self.openstack.mariadb and self.openstack.keystone, "the OpenStack lab is up"
+            self.openstack.mariadb.sql(DRIFT_SQL, database=self.openstack.keystone.database)
         if self.deploy == "helm":
             # no --wait: the pods become Ready only once the lab controller (started next) serves Keystone
             helm.install(RELEASE, keystone_chart(KEYSTONE_OLD), values=[LAB_VALUES], wait=False)
@@ -119,6 +119,13 @@ class DemoLab:
             manifest = deployment(self.namespace, f"{REPO}:{BASELINE}", self.replicas)
             manifest_body: Any = manifest  # the client sends a plain dict as it is; its annotations name only V1 models
             apps.create_namespaced_deployment(self.namespace, manifest_body)
+        # the controller starts once the pods exist: started before, it finds none, stops the Keystone
+        # just served and serves it again when they come
+        wait_until(
+            lambda: core.list_namespaced_pod(self.namespace, label_selector="app=keystone-api").items,
+            60,
+            "keystone-api pods to be created",
+        )
         self._follow(inject)
         wait_until(lambda: self.available(apps), 90, "keystone-api at 28.1.0 to be available")
 

@@ -70,6 +70,8 @@ class Keystone:
     admin_password: str
     pid: int | None = None
     release: str | None = None
+    # its schema and its MariaDB user (one name): the lab fleet's clouds share a MariaDB, each its own
+    database: str = "keystone"
 
     @property
     def conf(self) -> Path:
@@ -105,7 +107,8 @@ class Keystone:
             "[DEFAULT]\n"
             "debug = false\n"
             "[database]\n"
-            f"connection = mysql+pymysql://keystone:{self.db_password}@127.0.0.1:{self.db_port}/keystone?charset=utf8mb4\n"
+            f"connection = mysql+pymysql://{self.database}:{self.db_password}@127.0.0.1:{self.db_port}/{self.database}"
+            "?charset=utf8mb4\n"
             "[token]\n"
             "provider = fernet\n"
             "[fernet_tokens]\n"

@@ -72,6 +72,7 @@ class OpenStackLab:
                 "admin_password": self.keystone.admin_password,
                 "pid": procs.record(self.keystone.pid),
                 "release": self.keystone.release,
+                "database": self.keystone.database,
             },
             "bootstrapped": self.bootstrapped,
         }
@@ -105,7 +106,8 @@ class OpenStackLab:
         self.save()
         if not self.bootstrapped:
             t0 = time.monotonic()
-            self.mariadb.create_service_database("keystone", "keystone", self.keystone.db_password)
+            db = self.keystone.database
+            self.mariadb.create_service_database(db, db, self.keystone.db_password)
             self.keystone.setup(release)
             self.bootstrapped = True
             self.save()
@@ -177,11 +179,11 @@ class OpenStackLab:
 
     def save_baseline(self) -> Path:
         """Dump the freshly bootstrapped keystone schema (lab plumbing, not the activity under test)."""
-        assert self.mariadb
+        assert self.mariadb and self.keystone
         dump = install.find_tool("mariadb-dump") or "mariadb-dump"
         with open(self.baseline_file, "wb") as out:
             subprocess.run(
-                [dump, f"--defaults-file={self.mariadb.defaults_file}", "--single-transaction", "keystone"],
+                [dump, f"--defaults-file={self.mariadb.defaults_file}", "--single-transaction", self.keystone.database],
                 stdout=out,
                 check=True,
             )
@@ -189,18 +191,16 @@ class OpenStackLab:
 
     def reset(self, release: str = DEFAULT_RELEASE) -> float:
         """Back to the bootstrapped schema, serving `release`: what each upgrade test starts from."""
-        assert self.mariadb
+        assert self.mariadb and self.keystone
         started = time.monotonic()
         self.stop_keystone()
         client = install.find_tool("mariadb") or "mariadb"
+        db = self.keystone.database
         self.mariadb.sql(
-            "DROP DATABASE IF EXISTS keystone;"
-            " CREATE DATABASE keystone CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+            f"DROP DATABASE IF EXISTS `{db}`; CREATE DATABASE `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
         )
         with open(self.baseline_file, "rb") as dump:
-            subprocess.run(
-                [client, f"--defaults-file={self.mariadb.defaults_file}", "keystone"], stdin=dump, check=True
-            )
+            subprocess.run([client, f"--defaults-file={self.mariadb.defaults_file}", db], stdin=dump, check=True)
         self.serve(release)
         return time.monotonic() - started
 
