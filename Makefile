@@ -13,8 +13,8 @@ TIMED := ./.ci/timed $(TIMINGS)
 export STACKHOP_TIMINGS := $(abspath $(TIMINGS))
 
 .PHONY: test demo setup venv labs check lint format clean timings-reset
-# The tests in two groups at once (.ci/pytest-groups): the cloud lab's beside the rest; most of
-# the cloud's time is waiting on OpenStack processes to start.
+# The tests in three processes at once (.ci/pytest-groups): the cloud lab's Kubernetes part and its
+# direct part beside the rest; most of the cloud's time is waiting on OpenStack processes to start.
 test: timings-reset setup check
 	./.ci/pytest-groups $(VENV) $(PYTEST_ARGS)
 

@@ -35,7 +35,20 @@ pytest_plugins = [
 LAST = ("/tests/faults/", "/tests/e2e/")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cloud-part",
+        choices=("k8s", "direct"),
+        help="only the cloud lab's tests on the Kubernetes lab (k8s) or only the others (direct): "
+        "`make test` runs the two parts in two processes beside the rest (.ci/pytest-groups)",
+    )
+
+
+def on_kubernetes(item: pytest.Item) -> bool:
+    return "k8s_lab" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The fault-injection suite, then the end-to-end tests, come last. The faults stop and restart
     the session's kube-apiserver and MariaDB under the other lab tests' feet (a watch thread such as
     the lab's Job executor does not outlive that); the end-to-end tests run the demo's own labs and
@@ -47,10 +60,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     def rank(item: pytest.Item) -> tuple[int, int]:
         path = str(item.path)
-        direct_cloud = "/tests/cloud/" in path and "k8s_lab" not in getattr(item, "fixturenames", ())
+        direct_cloud = "/tests/cloud/" in path and not on_kubernetes(item)
         return next((i + 1 for i, part in enumerate(LAST) if part in path), 0), int(direct_cloud)
 
     items.sort(key=rank)
+    part = config.getoption("--cloud-part")
+    if part:
+        keep = [i for i in items if "/tests/cloud/" not in str(i.path) or on_kubernetes(i) == (part == "k8s")]
+        dropped = [i for i in items if i not in keep]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = keep
 
 
 def temporal_binary() -> str:
