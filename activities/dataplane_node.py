@@ -124,24 +124,41 @@ def _start(nova: Api, server: dict[str, Any], inp: NodeInput, explicit: bool) ->
             f"server {server.get('name')} ({sid}): no host outside {', '.join(sorted({inp.node, *inp.avoid}))} fits it",
             server=sid,
         )
+    before = nova.migrations(sid)
+    since_id = int(before[0]["id"]) if before else 0
     if kind == "live":
         nova.action(sid, {"os-migrateLive": {"host": dest or None, "block_migration": "auto"}})
     else:
         nova.action(sid, {"migrate": {"host": dest} if dest else None})
     log.info("dataplane_migration_started", server=sid, kind=kind, source=inp.node, dest=dest or "(scheduler)")
-    return MovedServer(server=sid, name=server.get("name") or "", kind=kind, source=inp.node, dest=dest)
+    return MovedServer(
+        server=sid, name=server.get("name") or "", kind=kind, source=inp.node, dest=dest, since_id=since_id
+    )
+
+
+def move_record(records: list[dict[str, Any]], move: MovedServer) -> dict[str, Any] | None:
+    """The migration record of ``move`` among the server's records (newest first), None while nova
+    has not written it: of the move's kind, from the drained node, newer than ``since_id`` (an older
+    move of the same server, e.g. the one that brought it to this node, is never taken for it)."""
+    kind = "live-migration" if move.kind == "live" else "migration"
+    mine = [
+        m
+        for m in records
+        if m.get("migration_type", kind) == kind
+        and int(m.get("id") or 0) > move.since_id
+        and m.get("source_compute", move.source) == move.source
+    ]
+    if move.migration_id:
+        return next((m for m in mine if int(m["id"]) == move.migration_id), None)
+    return mine[0] if mine else None
 
 
 def _follow(nova: Api, move: MovedServer, since: float) -> bool:
-    """Update ``move`` from its newest migration record; True once it is done (confirmed for cold:
-    a finished cold migration is confirmed here)."""
-    kind = "live-migration" if move.kind == "live" else "migration"
-    records = [m for m in nova.migrations(move.server) if m.get("migration_type", kind) == kind]
-    if move.migration_id:
-        records = [m for m in records if int(m["id"]) == move.migration_id] or records
-    if not records:
+    """Update ``move`` from its migration record; True once it is done (confirmed for cold: a
+    finished cold migration is confirmed here)."""
+    rec = move_record(nova.migrations(move.server), move)
+    if rec is None:
         return False
-    rec = records[0]
     move.migration_id, move.status = int(rec["id"]), str(rec.get("status") or "")
     move.dest = str(rec.get("dest_compute") or move.dest)
     if move.status in MIGRATION_FAILED:

@@ -120,6 +120,9 @@ class MovedServer(Msg):
     source: str = ""
     dest: str = ""
     migration_id: int = 0  # nova's migration record
+    # the server's newest migration record before this move: the move's own record is newer (the
+    # API answers 202 before the conductor writes it, so until then the newest is an older move's)
+    since_id: int = 0
     status: str = ""  # its status at the end: completed (live), confirmed/finished (cold)
     seconds: float = 0.0
 

@@ -91,3 +91,25 @@ def test_the_cell_database_is_the_one_named_after_the_service() -> None:
     last = cell_database(svc("compute", ["compute_api", "compute_cell1"]))
     assert last is not None and last.name == "compute_cell1"
     assert cell_database(svc("nova", [])) is None
+
+
+def test_a_drain_never_takes_an_older_move_of_the_server_for_its_own() -> None:
+    """The CI failure of the whole-cloud test: the server came to node-0 by an earlier live migration
+    (record 7, completed, dest node-0); the drain of node-0 started a new one, and before nova wrote
+    its record the newest record was 7, read as "done, moved to node-0, a host of the batch"."""
+    from activities.dataplane_node import move_record
+    from model.io_dataplane import MovedServer
+
+    older = {"id": 7, "migration_type": "live-migration", "source_compute": "node-2", "dest_compute": "node-0"}
+    move = MovedServer(server="s", kind="live", source="node-0", since_id=7)
+    assert move_record([older], move) is None  # not written yet: not done
+    own = {"id": 9, "migration_type": "live-migration", "source_compute": "node-0", "dest_compute": "node-1"}
+    cold = {"id": 8, "migration_type": "migration", "source_compute": "node-0", "dest_compute": "node-3"}
+    assert move_record([own, cold, older], move) == own
+    # a move the drain found under way (no since_id): only a record from the drained node counts
+    found = MovedServer(server="s", kind="live", source="node-0")
+    assert move_record([older], found) is None
+    assert move_record([own, older], found) == own
+    # once its id is known, that record and no other
+    assert move_record([own], move.model_copy(update={"migration_id": 9})) == own
+    assert move_record([own], move.model_copy(update={"migration_id": 10})) is None

@@ -109,7 +109,11 @@ async def run_plan(
         )
         approver = asyncio.create_task(approve_each(client, handle, approve))
         _, report, message = await asyncio.wait_for(outcome_of(handle), UPGRADE_TIMEOUT)
-        await approver  # every decision it was given was asked for and answered
+        if report is not None and report.outcome == "succeeded":
+            await approver  # every decision it was given was asked for and answered
+        else:  # an upgrade that failed before a decision never asks it: the report says why
+            approver.cancel()
+            await asyncio.gather(approver, return_exceptions=True)
     assert report is not None, message
     return report
 
