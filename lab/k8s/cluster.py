@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 import structlog
 import yaml
 
+from lab import ports
 from lab.k8s.build import build_all, helm_is_warm, is_warm
 from lab.k8s.versions import HERE, bin_dir, lab_dir
 
@@ -52,11 +52,8 @@ class LabError(RuntimeError):
 
 
 def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago (the kernel picks it at random)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port that was free on 127.0.0.1 a moment ago, below the ephemeral range (lab/ports.py)."""
+    return ports.free_port()
 
 
 @dataclass

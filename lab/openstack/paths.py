@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 from pathlib import Path
+
+from lab import ports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCKS_DIR = Path(__file__).resolve().parent / "locks"
@@ -74,7 +75,5 @@ def write_private(path: Path, text: str) -> None:
 
 
 def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (the kernel picks it; a small race is acceptable in a lab)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free TCP port on 127.0.0.1, below the ephemeral range (lab/ports.py)."""
+    return ports.free_port()
