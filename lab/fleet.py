@@ -30,11 +30,11 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
-from lab.controller import KeystoneFollower
-from lab.demo import TARGET, DemoLab, Inject
+from lab.demo import DemoLab, Inject
 from lab.k8s.cluster import KubeLab
 from lab.k8s.versions import helm_bin
 from lab.openstack import paths
@@ -77,21 +77,11 @@ class CloudLab(DemoLab):
     quiesce saw no pod left, even with five controllers and the worker busy in one process."""
 
     fleet_kubeconfig: Path = field(default_factory=Path)
+    HOLD_DELETION: ClassVar[bool] = True
 
     @property
     def kubeconfig(self) -> Path:
         return self.fleet_kubeconfig
-
-    def _follow(self, inject: Inject | None) -> None:
-        self.follower = KeystoneFollower(
-            self.openstack,
-            self.kubeconfig,
-            self.namespace,
-            context=self.context,
-            crashing=frozenset({TARGET}) if inject == "rollout" else frozenset(),
-            broken_policy=TARGET if inject == "tempest" else None,
-            hold_deletion=True,
-        ).start()
 
 
 @dataclass
