@@ -110,13 +110,15 @@ def test_key_configuration_errors_name_the_setting(tmp_path: Path) -> None:
 
 UI = "http://localhost:8233"
 TOKEN = "t0ken-zq"
+# Long enough that random ciphertext cannot contain it by chance (a 2-byte "hi" did, once in CI).
+PLAIN = b'"what the UI shows once decoded"'
 
 
 async def test_codec_server_as_the_ui_calls_it() -> None:
     ks = keys("k1")
     config = codec_server.CodecServerConfig(ks, codec_server.DEFAULT_ORIGINS, ("default",), TOKEN)
     runner, url = await codec_server.start(config, "127.0.0.1", 0)
-    (encrypted,) = await EncryptionCodec(ks).encode([Payload(metadata={"encoding": b"json/plain"}, data=b'"hi"')])
+    (encrypted,) = await EncryptionCodec(ks).encode([Payload(metadata={"encoding": b"json/plain"}, data=PLAIN)])
     body = json_format.MessageToJson(Payloads(payloads=[encrypted]))
     headers = {"Origin": UI, "Content-Type": "application/json", "X-Namespace": "default"}
     try:
@@ -142,12 +144,13 @@ async def test_codec_server_as_the_ui_calls_it() -> None:
                 assert resp.status == 200, await resp.text()
                 assert resp.headers["Access-Control-Allow-Origin"] == UI
                 (decoded,) = json_format.Parse(await resp.text(), Payloads()).payloads
-                assert decoded.data == b'"hi"' and decoded.metadata["encoding"] == b"json/plain"
+                assert decoded.data == PLAIN and decoded.metadata["encoding"] == b"json/plain"
             async with http.post(
                 f"{url}/encode", data=json_format.MessageToJson(Payloads(payloads=[decoded])), headers=auth
             ) as resp:
                 (again,) = json_format.Parse(await resp.text(), Payloads()).payloads
-                assert again.metadata["encoding"] == ENCODING and b"hi" not in again.data
+                assert again.metadata["encoding"] == ENCODING and PLAIN.strip(b'"') not in again.data
+                assert (await EncryptionCodec(ks).decode([again]))[0].data == PLAIN
 
             async with http.post(f"{url}/decode", data=body, headers=headers) as resp:
                 assert resp.status == 401 and "Access-Control-Allow-Origin" in resp.headers  # the UI can read why
