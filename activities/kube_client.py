@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, NoReturn, TypeVar
 
 import urllib3
 from kubernetes import client, config
+
+# kubernetes-client imports an API group's module on its first use, and building its validators takes
+# a while (core_v1_api 0.8 s, apps_v1_api 0.2 s): imported with the activities, at the worker's start,
+# rather than by the first activities of a burst of upgrades, all at once.
+from kubernetes.client.api import apps_v1_api, batch_v1_api, core_v1_api  # noqa: F401
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from temporalio.exceptions import FailureError
@@ -49,6 +56,7 @@ IN_CLUSTER = "in-cluster"  # KubeTarget.context for a worker running in the clus
 def _configuration() -> client.Configuration:
     conf = client.Configuration()
     conf.retries = HTTP_RETRIES
+    conf.connection_pool_maxsize = POOL_SIZE
     return conf
 
 
@@ -58,23 +66,58 @@ def _in_cluster_client() -> client.ApiClient:
     return client.ApiClient(conf)
 
 
+# One ApiClient per kubeconfig file and context, shared by every activity of the worker: building one
+# parses the kubeconfig and each new client opens its own TLS connection, which at 50 concurrent upgrades
+# was an eighth of the worker's CPU (bench/scale.py). urllib3's pool is thread-safe; tokens from exec
+# plugins and the in-cluster service account are refreshed per request by the library's hook. A client
+# is rebuilt when the kubeconfig file changes, and after CLIENT_TTL as a safety net (a CA or key file
+# the kubeconfig names by path can change under the same kubeconfig).
+POOL_SIZE = 128  # connections kept per apiserver: one per concurrent watch, up to the activity slots
+CLIENT_TTL = 300.0
+_clients: dict[tuple[Any, ...], tuple[float, client.ApiClient]] = {}
+_clients_lock = threading.Lock()
+
+
+def _signature(path: str) -> tuple[tuple[str, int, int], ...]:
+    """What identifies the kubeconfig's content: each file's mtime and size (KUBECONFIG may be a list)."""
+    files = []
+    for part in path.split(os.pathsep):
+        st = os.stat(part)  # a missing file raises: not cached, reported like any unusable kubeconfig
+        files.append((part, st.st_mtime_ns, st.st_size))
+    return tuple(files)
+
+
+def _build(target: KubeTarget, path: str) -> client.ApiClient:
+    if target.context == IN_CLUSTER and not target.kubeconfig:
+        return _in_cluster_client()
+    api: client.ApiClient = config.new_client_from_config(
+        config_file=path, context=target.context, persist_config=False, client_configuration=_configuration()
+    )
+    return api
+
+
+def _shared_client(target: KubeTarget, path: str) -> client.ApiClient:
+    in_cluster = target.context == IN_CLUSTER and not target.kubeconfig
+    key = (IN_CLUSTER,) if in_cluster else (target.context, _signature(path))
+    now = time.monotonic()
+    with _clients_lock:
+        cached = _clients.get(key)
+        if cached and now - cached[0] < CLIENT_TTL:
+            return cached[1]
+        api = _build(target, path)
+        _clients[key] = (now, api)  # a replaced client is closed when its last user drops it
+        return api
+
+
 @contextmanager
 def api_client(target: KubeTarget) -> Iterator[client.ApiClient]:
-    """An ApiClient for the target's context, closed afterwards (no leaked sockets).
+    """The worker's shared ApiClient for the target's context (see ``_shared_client``).
 
     Context "in-cluster" (without a kubeconfig path) uses the pod's service account (deploy/).
     """
     path = kubeconfig_path(target)
     try:
-        if target.context == IN_CLUSTER and not target.kubeconfig:
-            api = _in_cluster_client()
-        else:
-            api = config.new_client_from_config(
-                config_file=path,
-                context=target.context,
-                persist_config=False,
-                client_configuration=_configuration(),
-            )
+        api = _shared_client(target, path)
     except (ConfigException, FileNotFoundError, OSError) as exc:
         raise errors.permanent(
             errors.PLAN_INVALID,
@@ -82,10 +125,7 @@ def api_client(target: KubeTarget) -> Iterator[client.ApiClient]:
             context=target.context,
             kubeconfig=path,
         ) from exc
-    try:
-        yield api
-    finally:
-        api.close()
+    yield api
 
 
 def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:

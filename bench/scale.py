@@ -59,6 +59,9 @@ def start_worker(address: str, queue: str, lab: Any, slots: int, log: Path) -> s
         STACKHOP_LOG_LEVEL="WARNING",
         KUBECONFIG=str(lab.kubeconfig),  # its directory is then a credential root (model/trust.py)
     )
+    # as deployed (pip byte-compiles the image's packages): without bytecode caches the workflow sandbox
+    # recompiles the workflow modules for every new workflow run
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=env, stdout=out, stderr=out)
 

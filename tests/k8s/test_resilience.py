@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from datetime import timedelta
+from typing import Any
 
 import pytest
+from kubernetes import client
 from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.kube import RunJobInput, run_job, wait_rollout
+from activities.kube_client import api_client
+from activities.kube_watch import follow, heartbeat
 from lab.k8s.cluster import KubeLab
 from model.io import WaitRolloutInput, WorkloadRef
 from model.plan import KubeTarget
@@ -115,3 +120,33 @@ def test_retried_wait_keeps_the_original_deadline(kube_target: KubeTarget) -> No
         for b in rec.beats
         if isinstance(b, dict) and "message" in b
     )
+
+
+def test_a_quiet_wait_is_one_watch_request_that_heartbeats_while_its_read_blocks(kube_target: KubeTarget) -> None:
+    """A watch lasts until the apiserver ends it (kube_watch.WATCH_WINDOW) or the deadline: it is not cut
+    every few seconds to heartbeat. The pulse thread re-sends the last heartbeat meanwhile."""
+    create(kube_target, workload("Deployment", "zaqar-api", "registry.lab/zaqar:1"))
+    ready(kube_target, "Deployment", "zaqar-api")
+    rec = Recorder()
+    rec.env.info = dataclasses.replace(rec.env.info, heartbeat_timeout=timedelta(seconds=1.5))  # a pulse each 0.5 s
+    watches: list[float] = []
+
+    def observe(_: object) -> list[str]:
+        with api_client(kube_target) as api:
+            apps = client.AppsV1Api(api)
+
+            def list_fn(*args: Any, **kwargs: Any) -> Any:
+                if kwargs.get("watch"):
+                    watches.append(time.monotonic())
+                return apps.list_namespaced_deployment(*args, **kwargs)
+
+            seen = []
+            for ev in follow(list_fn, kube_target.namespace, "zaqar-api", deadline=time.monotonic() + 4):
+                seen.append(ev.kind)
+                heartbeat(seen=len(seen))
+            return seen
+
+    seen = rec.run(observe, None)
+    assert seen == ["object", "tick"]  # the list, then the one watch ended by the server after the deadline
+    assert len(watches) == 1
+    assert rec.beats.count({"seen": 1}) >= 4  # re-sent by the pulse while the read blocked for ~4 s
