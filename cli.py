@@ -138,6 +138,7 @@ def _control(wf: str, update: str, **fields: str) -> None:
 @app.command("list")
 def list_(
     cloud: Annotated[str | None, typer.Option(help="Only upgrades of this cloud.")] = None,
+    fleet: Annotated[str | None, typer.Option(help="Only upgrades this fleet started.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Include finished upgrades.")] = False,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output: a JSON list.")] = False,
@@ -145,7 +146,7 @@ def list_(
     """Upgrades (running ones unless --all)."""
     from cliapp import upgrades
 
-    raise typer.Exit(run(upgrades.list_upgrades(cloud, all_, limit, as_json)))
+    raise typer.Exit(run(upgrades.list_upgrades(cloud, all_, limit, as_json, fleet)))
 
 
 @app.command()

@@ -254,6 +254,18 @@ def start_cmd(
     raise typer.Exit(run(start(fleet, wait)))
 
 
+@app.command("list")
+def list_cmd(
+    all_: Annotated[bool, typer.Option("--all", help="Include finished fleets.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output: a JSON list.")] = False,
+) -> None:
+    """Fleets (running ones unless --all); `stackhop list --fleet NAME` lists the upgrades of one."""
+    from cliapp.upgrades import list_workflows
+
+    raise typer.Exit(run(list_workflows("Fleet", {}, all_, limit, as_json, "fleets")))
+
+
 @app.command("status")
 def status_cmd(name: Name, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False) -> None:
     """Every cloud's wave, state and release; the report once the fleet has ended (exit 1: not succeeded)."""

@@ -192,13 +192,14 @@ async def watch(client: Client | None, wf_id: str, interval: float = 0.5) -> int
 
 
 def list_row(wf: WorkflowExecution) -> dict[str, Any]:
-    """One upgrade as `list --json` prints it (times in UTC, ISO 8601)."""
+    """One upgrade or fleet as `list --json` prints it (times in UTC, ISO 8601)."""
     sa = wf.typed_search_attributes
     return {
         "workflow_id": wf.id,
         "run_id": wf.run_id,
         "status": run_status_name(wf.status),
         "cloud": sa.get(visibility.CLOUD),
+        "fleet": sa.get(visibility.FLEET),
         "release": sa.get(visibility.RELEASE),
         "phase": sa.get(visibility.PHASE),
         "started": wf.start_time.isoformat(),
@@ -206,34 +207,48 @@ def list_row(wf: WorkflowExecution) -> dict[str, Any]:
     }
 
 
-async def list_upgrades(cloud: str | None, show_all: bool, limit: int, as_json: bool = False) -> int:
-    query = "WorkflowType = 'Upgrade'"
+async def list_upgrades(
+    cloud: str | None, show_all: bool, limit: int, as_json: bool = False, fleet: str | None = None
+) -> int:
+    """`stackhop list`: upgrades from Temporal's visibility store, by the typed search attributes."""
+    what = f"upgrades{' on ' + cloud if cloud else ''}{' of fleet ' + fleet if fleet else ''}"
+    return await list_workflows(
+        "Upgrade", {visibility.CLOUD.name: cloud, visibility.FLEET.name: fleet}, show_all, limit, as_json, what
+    )
+
+
+async def list_workflows(
+    kind: str, where: dict[str, str | None], show_all: bool, limit: int, as_json: bool, what: str
+) -> int:
+    """Workflows of type ``kind`` (running ones unless ``show_all``) whose search attributes equal
+    ``where``'s values (None: any), as a table or JSON (`list_row`); ``what`` names them when none is found."""
+    query = f"WorkflowType = {quoted(kind)}"
     if not show_all:
         query += " AND ExecutionStatus = 'Running'"
-    if cloud:
-        query += f" AND {visibility.CLOUD.name} = {quoted(cloud)}"
+    for attribute, value in where.items():
+        if value:
+            query += f" AND {attribute} = {quoted(value)}"
     client = await connect()
     rows = [wf async for wf in client.list_workflows(query, limit=limit)]
     if as_json:
         print(json.dumps([list_row(wf) for wf in rows], indent=2))
         return OK
     if not rows:
-        say(
-            f"no {'' if show_all else 'running '}upgrades{' on ' + cloud if cloud else ''}"
-            f"{'' if show_all else ' (--all shows finished ones)'}"
-        )
+        say(f"no {'' if show_all else 'running '}{what}{'' if show_all else ' (--all shows finished ones)'}")
         return OK
     table = Table()
-    for col in ("workflow id", "status", "cloud", "release", "phase", "started", "closed"):
+    listed = [list_row(wf) for wf in rows]
+    # the fleet column only when a fleet is involved: most clouds are upgraded on their own
+    labels = (
+        ("cloud", "fleet", "release", "phase") if any(r["fleet"] for r in listed) else ("cloud", "release", "phase")
+    )
+    for col in ("workflow id", "status", *labels, "started", "closed"):
         table.add_column(col, overflow="fold")
-    for wf in rows:
-        sa = wf.typed_search_attributes
+    for wf, row in zip(rows, listed, strict=True):
         table.add_row(
             Text(wf.id),
-            run_status_name(wf.status),
-            Text(sa.get(visibility.CLOUD) or "-"),
-            Text(sa.get(visibility.RELEASE) or "-"),
-            Text(sa.get(visibility.PHASE) or "-"),
+            row["status"],
+            *(Text(row[key] or "-") for key in labels),
             f"{wf.start_time:%Y-%m-%d %H:%M:%S}",
             f"{wf.close_time:%Y-%m-%d %H:%M:%S}" if wf.close_time else "-",
         )

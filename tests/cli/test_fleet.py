@@ -92,6 +92,18 @@ async def test_pause_and_abort(client: Client, cli: Cli, tmp_path: Path) -> None
     path, name = write_fleet(tmp_path, hold="a")
     async with fleet_worker(client) as tq:
         assert (await cli("fleet", "start", str(path), tq=tq)).exit_code == 0
+
+        async def listed() -> bool:  # visibility lags the start a little
+            fleets = json.loads((await cli("fleet", "list", "--json")).stdout)
+            ups = json.loads((await cli("list", "--fleet", name, "--json")).stdout)
+            mine = [f for f in fleets if f["workflow_id"] == f"fleet/{name}"]
+            return [(f["fleet"], f["status"]) for f in mine] == [(name, "running")] and [
+                (u["workflow_id"], u["fleet"]) for u in ups
+            ] == [(f"upgrade/a-{name}", name)]
+
+        await eventually(listed, within=20, what="the fleet in `fleet list`, its held canary in `list --fleet`")
+        res = await cli("list", "--fleet", f"other-{name}")
+        assert res.exit_code == 0 and f"no running upgrades of fleet other-{name}" in res.stdout
         res = await cli("fleet", "pause", name, "--reason", "freeze")
         assert res.exit_code == 0 and "paused" in res.stdout
         res = await cli("fleet", "abort", name, "--reason", "wrong release")
