@@ -110,7 +110,9 @@ AUTH_HINTS = (  # what the core SDK's connection errors mean for the operator's 
         "the server's certificate is not trusted: check TEMPORAL_TLS_SERVER_CA_CERT_PATH and TEMPORAL_TLS_SERVER_NAME",
     ),
     (
-        ("close_notify", "HandshakeFailure", "CertificateRequired", "broken pipe"),
+        # a TLS 1.3 server checks the client certificate after the client thinks the handshake done:
+        # its alert, or a reset when it closes on the client's first unread bytes
+        ("close_notify", "HandshakeFailure", "CertificateRequired", "broken pipe", "ConnectionReset"),
         "the server closed the TLS connection: it may require a client certificate "
         "(TEMPORAL_TLS_CLIENT_CERT_PATH/KEY_PATH) or TLS (TEMPORAL_TLS)",
     ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -141,18 +142,23 @@ def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         resp.release_conn()
 
 
-def retry_conflicts(fn: Callable[[], T], attempts: int = 5) -> T:
+def retry_conflicts(fn: Callable[[], T], attempts: int = 8, first_pause: float = 0.02) -> T:
     """Run a read-modify-write ``fn`` again when its resourceVersion precondition lost a race.
 
     Controllers update status (and so the resourceVersion) all the time; a 409 right after a read
-    is normal and is retried here at once instead of costing a whole activity retry.
+    is normal and is retried here instead of costing a whole activity retry. The pauses double from
+    ``first_pause`` (1.3 s in all): the controller writes a Deployment's status several times in the
+    first second of a rollout, and five immediate attempts all lost to it once.
     """
+    pause = first_pause
     for _ in range(attempts - 1):
         try:
             return fn()
         except ApiException as exc:
             if exc.status != 409:
                 raise
+        time.sleep(pause * random.uniform(0.8, 1.2))
+        pause *= 2
     return fn()  # the last attempt: a conflict now propagates
 
 
