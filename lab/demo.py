@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import structlog
 import yaml
@@ -51,8 +51,6 @@ class DemoLab:
     replicas: int = 2  # objects: the Deployment's; helm: pod.replicas.api of the values file
     deploy: Deploy = "helm"
     follower: KeystoneFollower | None = field(default=None, repr=False)
-    # the lab controller holds a Ready pod's deletion until its Keystone has stopped (lab/fleet.py)
-    HOLD_DELETION: ClassVar[bool] = False
 
     @property
     def kubeconfig(self) -> Path:
@@ -139,7 +137,10 @@ class DemoLab:
             context=self.context,
             crashing=frozenset({TARGET}) if inject == "rollout" else frozenset(),
             broken_policy=TARGET if inject == "tempest" else None,
-            hold_deletion=self.HOLD_DELETION,
+            # as a kubelet keeps a pod Terminating until its container exited: a quiesce's "no pod
+            # left" then means the served Keystone and its database sessions are gone too (a
+            # restore's inspect saw them once when kwok deleted the pods at once)
+            hold_deletion=True,
         ).start()
 
     def available(self, apps: client.AppsV1Api | None = None) -> bool:

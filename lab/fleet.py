@@ -30,7 +30,6 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
 import yaml
 
@@ -71,13 +70,9 @@ def database_of(cloud: str) -> str:
 
 @dataclass
 class CloudLab(DemoLab):
-    """The demo's cloud in the fleet's namespace and context, through the fleet's one kubeconfig.
-    Its lab controller holds a Ready pod's deletion until the Keystone it stands for has stopped
-    (``KeystoneFollower.hold_deletion``): a restore's "nobody uses the database" then holds once the
-    quiesce saw no pod left, even with five controllers and the worker busy in one process."""
+    """The demo's cloud in the fleet's namespace and context, through the fleet's one kubeconfig."""
 
     fleet_kubeconfig: Path = field(default_factory=Path)
-    HOLD_DELETION: ClassVar[bool] = True
 
     @property
     def kubeconfig(self) -> Path:
