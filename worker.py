@@ -110,9 +110,16 @@ AUTH_HINTS = (  # what the core SDK's connection errors mean for the operator's 
         "the server's certificate is not trusted: check TEMPORAL_TLS_SERVER_CA_CERT_PATH and TEMPORAL_TLS_SERVER_NAME",
     ),
     (
-        # a TLS 1.3 server checks the client certificate after the client thinks the handshake done:
-        # its alert, or a reset when it closes on the client's first unread bytes
-        ("close_notify", "HandshakeFailure", "CertificateRequired", "broken pipe", "ConnectionReset"),
+        # a server that refuses the client certificate closes the handshake (an alert, or just EOF);
+        # under TLS 1.3 the client has finished first, and may see a reset on its first write instead
+        (
+            "close_notify",
+            "HandshakeFailure",
+            "CertificateRequired",
+            "broken pipe",
+            "tls handshake eof",
+            "ConnectionReset",
+        ),
         "the server closed the TLS connection: it may require a client certificate "
         "(TEMPORAL_TLS_CLIENT_CERT_PATH/KEY_PATH) or TLS (TEMPORAL_TLS)",
     ),

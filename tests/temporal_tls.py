@@ -153,6 +153,10 @@ class TLSProxy:
         if self.client_cert_required:
             ctx.verify_mode = ssl.CERT_REQUIRED
             ctx.load_verify_locations(self.pki.client_ca.cert)
+            # TLS 1.2: the missing certificate fails the client's own handshake, with the server's alert.
+            # Under TLS 1.3 the client finishes first and writes; the refusal then reached it as the
+            # alert, a reset or a plain "connection closed", depending on timing.
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
         return ctx
 
     async def __aenter__(self) -> TLSProxy:

@@ -152,8 +152,14 @@ def _refused(exc: ApplicationError, name: str, ns: str) -> None:
     assert MARKED[name][2].split()[-1] in str(details["owner"])
 
 
-def _versions(target: KubeTarget) -> dict[str, str]:
-    return {n: read(target, "Deployment", n)["metadata"]["resourceVersion"] for n in [*MARKED, "plain"]}
+def _versions(target: KubeTarget) -> dict[str, Any]:
+    """What any patch of ours would change: the spec (its generation), the labels and annotations. Not
+    the resourceVersion: the controller manager still writes the new Deployments' status meanwhile."""
+    objs = {n: read(target, "Deployment", n) for n in [*MARKED, "plain"]}
+    return {
+        n: (o["metadata"]["generation"], o["metadata"].get("labels"), o["metadata"].get("annotations"), o["spec"])
+        for n, o in objs.items()
+    }
 
 
 @pytest.mark.parametrize("name", list(MARKED))
