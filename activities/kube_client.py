@@ -88,15 +88,6 @@ def _signature(path: str) -> tuple[tuple[str, int, int], ...]:
     return tuple(files)
 
 
-def _build(target: KubeTarget, path: str) -> client.ApiClient:
-    if target.context == IN_CLUSTER and not target.kubeconfig:
-        return _in_cluster_client()
-    api: client.ApiClient = config.new_client_from_config(
-        config_file=path, context=target.context, persist_config=False, client_configuration=_configuration()
-    )
-    return api
-
-
 def _shared_client(target: KubeTarget, path: str) -> client.ApiClient:
     in_cluster = target.context == IN_CLUSTER and not target.kubeconfig
     key = (IN_CLUSTER,) if in_cluster else (target.context, _signature(path))
@@ -105,7 +96,13 @@ def _shared_client(target: KubeTarget, path: str) -> client.ApiClient:
         cached = _clients.get(key)
         if cached and now - cached[0] < CLIENT_TTL:
             return cached[1]
-        api = _build(target, path)
+        api: client.ApiClient = (
+            _in_cluster_client()
+            if in_cluster
+            else config.new_client_from_config(
+                config_file=path, context=target.context, persist_config=False, client_configuration=_configuration()
+            )
+        )
         _clients[key] = (now, api)  # a replaced client is closed when its last user drops it
         return api
 

@@ -1,11 +1,11 @@
 """Watch one object through apiserver restarts, with heartbeats and cancellation (sync activities).
 
-Why not ``kubernetes.watch.Watch``: we need (1) a regular tick even when nothing changes, to
-heartbeat and notice cancellation, (2) to survive the apiserver going away (connection refused,
-truncated stream) by backing off and resuming from the last resourceVersion, and (3) to re-list
-on 410 Gone.  A bounded server-side watch window (``timeout_seconds``) gives (1); the loop does the
-rest.  The k8s activities run as sync ``def`` activities with ``no_thread_cancel_exception`` so
-cancellation is only ever observed here, between events, never in the middle of a write.
+Why not ``kubernetes.watch.Watch``: we need (1) heartbeats and a prompt cancellation even when
+nothing changes, (2) to survive the apiserver going away (connection refused, truncated stream) by
+backing off and resuming from the last resourceVersion, and (3) to re-list on 410 Gone. The pulse
+thread below gives (1); the loop does the rest. The k8s activities run as sync ``def`` activities
+with ``no_thread_cancel_exception`` so cancellation is only ever observed here, between events,
+never in the middle of a write.
 
 Why a pulse thread: a watch request blocks in a read until the next event. With the request cut
 every few seconds so the loop could heartbeat, a 30-s rollout cost 11 watch requests and a 10-minute
