@@ -12,13 +12,13 @@ one starts afresh (a proxy built while its endpoint was down may keep a bad vers
 
 Counters survive a worker restart: they travel in every heartbeat's details (``ProbeState``), and an
 attempt that follows a heartbeat timeout resumes from ``activity.info().heartbeat_details``. The
-Temporal UI shows them under the pending activity. Heartbeats are throttled by the SDK to 0.8 times the
-heartbeat timeout, so a restart loses at most that many seconds of counts; an outage open at the
-last heartbeat stays open until the first success after the resume (nothing said the API came back).
+Temporal UI shows them under the pending activity. The worker passes the newest heartbeat to the server every
+``worker.HEARTBEAT_THROTTLE`` (3 s), so a restart loses at most that many seconds of counts; an outage
+open at the last heartbeat stays open until the first success after the resume (nothing said the API came back).
 
 How it is stopped without losing the result: the workflow cancels it
 (``ActivityCancellationType.WAIT_CANCELLATION_COMPLETED``) and awaits its handle. Cancellation
-reaches the activity with a heartbeat's answer (within 0.8 times the heartbeat timeout); the probe then
+reaches the activity with a heartbeat's answer (within ``worker.HEARTBEAT_THROTTLE``); the probe then
 *returns* its counters instead of raising. temporalio 1.35 completes an activity that returns after
 a cancel request as completed (worker/_activity.py: only a raised CancelledError becomes
 "cancelled"), and the workflow's handle, whose task was cancelled, keeps waiting on the result
@@ -163,8 +163,9 @@ def stopping() -> str:
 class Heartbeats:
     """Heartbeats the probe's state every interval from a thread of its own, so that a slow call
     (a token issue, version discovery and the request after a reconnect, each up to
-    REQUEST_TIMEOUT) never delays a heartbeat: the heartbeat timeout stays small, and with it the
-    time a cancellation takes to arrive (the SDK sends heartbeats at most every 0.8 times that timeout)."""
+    REQUEST_TIMEOUT) never delays a heartbeat: every heartbeat the worker sends (every
+    ``worker.HEARTBEAT_THROTTLE``) carries counters at most one interval old, and its answer may bring
+    the cancellation that stops the probe."""
 
     def __init__(self, probe: Probe, interval: float) -> None:
         self.probe = probe

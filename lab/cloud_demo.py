@@ -225,7 +225,7 @@ async def cloud_demo(inject: str | None, keep: bool, port: int, ui_port: int, re
         say(
             "activity attempts: every activity ended on its first attempt"
             if not retried
-            else "activities retried: " + ", ".join(f"{k} (attempt {n})" for k, n in sorted(retried.items()))
+            else "activities retried: " + "; ".join(f"{k} ({why})" for k, why in sorted(retried.items()))
         )
         problems = await asyncio.to_thread(after_cloud, demo, seeded, report)
         await asyncio.to_thread(aftermath, demo, report, problems)
@@ -249,11 +249,14 @@ async def cloud_demo(inject: str | None, keep: bool, port: int, ui_port: int, re
         )
 
 
-async def retried_activities(client: Any, upgrade_id: str, services: Sequence[str] = SERVICES) -> dict[str, int]:
+async def retried_activities(client: Any, upgrade_id: str, services: Sequence[str] = SERVICES) -> dict[str, str]:
     """Each activity of the upgrade and its services' workflows that took more than one attempt
-    (``<workflow>: <activity>`` -> the attempt it ended on), read from their histories: with the
-    worker's activity slots and threads matched none should, unless a failure was injected."""
-    retried: dict[str, int] = {}
+    (``<workflow>: <activity>`` -> ``attempt N after: <the failure of the attempt before>``), read from
+    their histories: with the worker's activity slots and threads matched none should, unless a
+    failure was injected."""
+    from temporalio.api.enums.v1 import TimeoutType
+
+    retried: dict[str, tuple[int, str]] = {}
     workflows = [upgrade_id]
     for service in services:
         workflows.append(wf := io.service_workflow_id(upgrade_id, service))
@@ -265,10 +268,14 @@ async def retried_activities(client: Any, upgrade_id: str, services: Sequence[st
                 names[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
             elif event.HasField("activity_task_started_event_attributes"):
                 started = event.activity_task_started_event_attributes
-                if started.attempt > 1:
-                    key = f"{wf}: {names.get(started.scheduled_event_id, '?')}"
-                    retried[key] = max(retried.get(key, 0), started.attempt)
-    return retried
+                key = f"{wf}: {names.get(started.scheduled_event_id, '?')}"
+                if started.attempt > retried.get(key, (1, ""))[0]:
+                    failure = started.last_failure
+                    cause = failure.message or failure.WhichOneof("failure_info") or "?"
+                    if failure.HasField("timeout_failure_info"):
+                        cause = f"{cause} ({TimeoutType.Name(failure.timeout_failure_info.timeout_type)})"
+                    retried[key] = (started.attempt, cause)
+    return {key: f"attempt {n} after: {cause}" for key, (n, cause) in retried.items()}
 
 
 async def batch_workflows(client: Any, service_workflow: str) -> list[str]:

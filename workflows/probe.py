@@ -24,9 +24,10 @@ from temporalio.workflow import ActivityCancellationType
 with workflow.unsafe.imports_passed_through():
     from model import errors, io
 
-# Small: a cancellation reaches the probe with a heartbeat's answer (the SDK sends one at most every
-# 0.8 times this), and a dead worker is noticed within it.
-PROBE_HEARTBEAT = timedelta(seconds=5)
+# A cancellation reaches the probe with a heartbeat's answer: the worker sends heartbeats every
+# worker.HEARTBEAT_THROTTLE (3 s), so it stops within that. The timeout is five times that, so a worker
+# stalled for a few seconds on a busy machine does not cost an attempt; a dead worker is noticed within it.
+PROBE_HEARTBEAT = timedelta(seconds=15)
 PROBE_ATTEMPTS = 10  # a worker restart costs one; each attempt resumes the counters of the last heartbeat
 
 

@@ -26,6 +26,7 @@ from lab.openstack.cloud import ADMIN_CLOUD, CloudLab
 from model import io
 from tests.standins import pending_probe
 from tests.waiting import eventually
+from worker import HEARTBEAT_THROTTLE
 from workflows.probe import start_probe, stop_probe
 
 OLD = "2025.2"
@@ -61,6 +62,7 @@ async def probe_worker(client: Client, tq: str) -> AsyncIterator[None]:
             activity_executor=executor,
             max_concurrent_activities=4,
             workflow_runner=UnsandboxedWorkflowRunner(),
+            max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,  # as the stackhop worker sends them
         ):
             yield
 
