@@ -21,9 +21,9 @@ from activities import admission, ledger
 from model import errors, io
 from model.codec import data_converter
 
-# Worker options for stand-in workers: heartbeats reach the server at once. temporalio throttles them
-# to 0.8 x the heartbeat timeout (4 s for the probe's 5 s), and a cancel reaches an activity only with
-# a heartbeat's answer: the probe stopping at the end of every service would cost each test 4 s.
+# Worker options for stand-in workers: heartbeats reach the server at once. The stackhop worker passes
+# them on every 3 s (worker.HEARTBEAT_THROTTLE), and a cancel reaches an activity only with a
+# heartbeat's answer: the probe stopping at the end of every service would cost each test up to 3 s.
 QUICK_HEARTBEATS: dict[str, Any] = {"max_heartbeat_throttle_interval": timedelta(milliseconds=100)}
 
 
