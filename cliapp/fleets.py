@@ -115,19 +115,33 @@ def status_table(st: fio.FleetStatus, progress: dict[str, str] | None = None) ->
     return table
 
 
-async def cloud_progress(client: Client, st: fio.FleetStatus) -> dict[str, str]:
-    """Each running cloud's phase and services, from its own Upgrade's status query (the fleet does
-    not carry its clouds' progress); a cloud whose workers do not answer shows its fleet message."""
+async def cloud_statuses(client: Client, st: fio.FleetStatus) -> dict[str, io.UpgradeStatus]:
+    """Each running cloud's own Upgrade status (the fleet does not carry its clouds' progress); a
+    cloud whose workers do not answer is left out."""
 
-    async def one(c: fio.CloudStatus) -> tuple[str, str]:
+    async def one(c: fio.CloudStatus) -> tuple[str, io.UpgradeStatus | None]:
         try:
-            up = await client.get_workflow_handle(c.workflow_id).query("status", result_type=io.UpgradeStatus)
+            return c.cloud, await client.get_workflow_handle(c.workflow_id).query(
+                "status", result_type=io.UpgradeStatus
+            )
         except (RPCError, WorkflowQueryFailedError):
-            return c.cloud, ""
-        services = ", ".join(f"{p.service} {p.state}" for p in up.services if p.state != "pending")
-        return c.cloud, f"{up.phase}{': ' + services if services else ''}{' — ' + up.message if up.message else ''}"
+            return c.cloud, None
 
-    return dict(await asyncio.gather(*(one(c) for c in st.clouds if c.state == "running")))
+    found = await asyncio.gather(*(one(c) for c in st.clouds if c.state == "running"))
+    return {cloud: up for cloud, up in found if up is not None}
+
+
+def progress_text(up: io.UpgradeStatus, message: bool = True) -> str:
+    """A cloud's phase and its services' states (those under way or done), then its message."""
+    services = ", ".join(f"{p.service} {p.state}" for p in up.services if p.state != "pending")
+    text = f"{up.phase}{': ' + services if services else ''}"
+    return f"{text} — {up.message}" if message and up.message else text
+
+
+async def cloud_progress(client: Client, st: fio.FleetStatus) -> dict[str, str]:
+    """Each running cloud's phase and services, from its own Upgrade's status query; a cloud whose
+    workers do not answer shows its fleet message."""
+    return {cloud: progress_text(up) for cloud, up in (await cloud_statuses(client, st)).items()}
 
 
 # --- commands --------------------------------------------------------------------------------------
@@ -198,12 +212,14 @@ async def report(wf_id: str) -> int:
 
 
 async def watch(wf_id: str, interval: float = 1.0) -> int:
-    """One line per change of a cloud's state or of the fleet's phase, then the report."""
+    """One line per change of the fleet's phase, of a cloud's state, or of a running cloud's own phase
+    and services' states (its Upgrade's status query), then the report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     client = await connect()
     handle, run_status = await fleet_handle(client, wf_id)
     seen: dict[str, str] = {}
+    said: dict[str, str] = {}  # cloud -> the progress of its own upgrade printed last
     phase = ""
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), console=out())
     with progress:
@@ -220,6 +236,11 @@ async def watch(wf_id: str, interval: float = 1.0) -> int:
                     seen[c.cloud] = c.state
                     line = Text.assemble(f"{c.wave} {c.cloud}: ", (c.state, STYLES.get(c.state, "")), f" {c.message}")
                     progress.console.print(line, soft_wrap=True)
+            for cloud, up in (await cloud_statuses(client, st)).items():
+                text = progress_text(up, message=False)  # a line per change of phase or service state
+                if said.get(cloud) != text:
+                    said[cloud] = text
+                    progress.console.print(f"  {cloud}: {text}", markup=False, soft_wrap=True)
             if st.decision and seen.get("") != st.decision:
                 seen[""] = st.decision
                 progress.console.print(

@@ -3,7 +3,10 @@ stand-in Upgrade children (tests/fleet_standins.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -139,8 +142,9 @@ async def test_plan_validate_reads_fleet_files(offline_cli: Cli) -> None:
     assert "bad-invalid-plan.yaml:7: clouds[1].plan: the plan " in res.stderr
 
 
-async def test_status_shows_a_running_clouds_own_progress(client: Client, cli: Cli, tmp_path: Path) -> None:
-    """The real Upgrade under the fleet (stand-in activities): status asks the cloud's own workflow."""
+async def test_status_and_watch_show_a_running_clouds_own_progress(client: Client, cli: Cli, tmp_path: Path) -> None:
+    """The real Upgrade under the fleet (stand-in activities): status and watch ask the cloud's own
+    workflow. The watch runs as the operator runs it, a process whose lines are read as they come."""
     path, name = write_fleet(tmp_path)
     script = Script()
     release = blocked(script, "k8s.wait_rollout")
@@ -152,7 +156,29 @@ async def test_status_shows_a_running_clouds_own_progress(client: Client, cli: C
             return res.stdout if "upgrading: keystone running" in res.stdout else ""
 
         await eventually(rolling, within=30, what="the canary's progress in fleet status")
-        release.set()
-        res = await cli("fleet", "watch", name)
-    assert res.exit_code == 0, res.output
-    assert res.stdout.count("succeeded") >= 3
+        env = {k: v for k, v in {**os.environ, **cli.env(tq)}.items() if v is not None}
+        watch = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "stackhop"), "fleet", "watch", name,
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        stdout = watch.stdout
+        assert stdout is not None
+        lines: list[str] = []
+
+        async def line_with(text: str) -> None:
+            while text not in (lines or [""])[-1]:
+                line = (await stdout.readline()).decode()
+                assert line, f"the watch ended before printing {text!r}: {lines}"
+                lines.append(line)
+
+        try:
+            await asyncio.wait_for(line_with("  a: upgrading: keystone running"), timeout=30)
+            release.set()  # the rollouts end: the canary's keystone succeeds, then b's and c's
+            rest = await asyncio.wait_for(watch.communicate(), timeout=60)
+        finally:
+            if watch.returncode is None:
+                watch.kill()
+                await watch.wait()
+    output = "".join(lines) + rest[0].decode()
+    assert watch.returncode == 0, output
+    assert output.count("succeeded") >= 3
