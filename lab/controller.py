@@ -15,11 +15,11 @@ Running is run here for real — a token is issued by the Keystone being served 
 to Succeeded or Failed (with the container's exit code and message), which is what ``helm test``
 waits for. So ``helm test keystone`` passes exactly when the served Keystone answers.
 
-``hold_deletion``: a pod the controller made Ready keeps a finalizer of the controller's until the
+Deletion held: a pod the controller made Ready keeps a finalizer of the controller's until the
 process it stands for has stopped (no live pod left) or serves other live pods — as a kubelet keeps
 a pod Terminating until its container has exited. Without it, kwok deletes a pod at once and a
-quiesce's "no pod left" can come before the served Keystone (and its database sessions) is gone.
-Every hold is released when the controller stops.
+quiesce's "no pod left" can come before the served Keystone (and its database sessions) is gone:
+a restore's inspect once saw those sessions. Every hold is released when the controller stops.
 
 Failure injection: a release listed in ``crashing`` never becomes Ready (a crash-looping image),
 and ``broken_policy`` serves that release with a policy that denies domain creation, which the
@@ -50,7 +50,7 @@ log = structlog.get_logger(__name__)
 LABEL = "lab.stackhop.io/served-by"
 TEST_SELECTOR = "component=test"  # the lab charts' helm test pods (kubernetes_metadata_labels)
 HOOK = "helm.sh/hook"
-FINALIZER = "lab.stackhop.io/serving"  # hold_deletion: the served process has not stopped yet
+FINALIZER = "lab.stackhop.io/serving"  # the served process has not stopped yet
 BROKEN_POLICY = '"identity:create_domain": "!"\n"identity:update_domain": "!"\n'
 
 
@@ -78,14 +78,12 @@ class KeystoneFollower:
         context: str | None = None,
         crashing: frozenset[str] = frozenset(),
         broken_policy: str | None = None,
-        hold_deletion: bool = False,
     ) -> None:
         self.lab = lab
         self.namespace = namespace
         self.app = app
         self.crashing = crashing
         self.broken_policy = broken_policy
-        self.hold_deletion = hold_deletion
         api = config.new_client_from_config(config_file=str(kubeconfig), context=context)
         self.core = client.CoreV1Api(api)
         self._stop = threading.Event()
@@ -103,9 +101,9 @@ class KeystoneFollower:
         self._thread.join(timeout=30)
         if self._thread.is_alive():
             raise RuntimeError("the lab controller did not stop within 30 s")
-        if self.hold_deletion:  # nobody plays the kubelet any more: let every pod go
-            for pod in self.core.list_namespaced_pod(self.namespace, label_selector=self._selector).items:
-                self._release(pod)
+        # nobody plays the kubelet any more: let every pod go
+        for pod in self.core.list_namespaced_pod(self.namespace, label_selector=self._selector).items:
+            self._release(pod)
 
     @property
     def _selector(self) -> str:
@@ -207,7 +205,7 @@ class KeystoneFollower:
         self._patch_status(pod, status)
 
     def _hold(self, pod: Pod) -> None:
-        if self.hold_deletion and FINALIZER not in (pod.metadata.finalizers or []):
+        if FINALIZER not in (pod.metadata.finalizers or []):
             self._patch(pod, {"metadata": {"finalizers": [FINALIZER]}})  # strategic merge: added to the list
 
     def _release(self, pod: Pod) -> None:

@@ -137,10 +137,6 @@ class DemoLab:
             context=self.context,
             crashing=frozenset({TARGET}) if inject == "rollout" else frozenset(),
             broken_policy=TARGET if inject == "tempest" else None,
-            # as a kubelet keeps a pod Terminating until its container exited: a quiesce's "no pod
-            # left" then means the served Keystone and its database sessions are gone too (a
-            # restore's inspect saw them once when kwok deleted the pods at once)
-            hold_deletion=True,
         ).start()
 
     def available(self, apps: client.AppsV1Api | None = None) -> bool:
