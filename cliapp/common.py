@@ -168,6 +168,11 @@ def quoted(value: str) -> str:
 def rpc_failure(e: RPCError, wf_id: str | None = None) -> Fail:
     if e.status == RPCStatusCode.UNAVAILABLE:
         return Fail(UNREACHABLE, unreachable_message(e.message[:200]))
+    if e.status == RPCStatusCode.NOT_FOUND and wf_id and "already completed" in e.message:
+        # it ended between the command's look at it and its request (an abort's rollback can be that quick)
+        name = wf_id.removeprefix("fleet/")
+        see = f"stackhop fleet status {name}" if name != wf_id else f"stackhop status {wf_id}"
+        return Fail(BAD_INPUT, f"{wf_id} has ended ({e.message}); see `{see}`")
     if e.status == RPCStatusCode.NOT_FOUND and wf_id:
         return Fail(BAD_INPUT, f"no upgrade {wf_id!r} in this namespace ({e.message}); see `stackhop list --all`")
     if e.status == RPCStatusCode.DEADLINE_EXCEEDED:

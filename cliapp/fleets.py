@@ -308,22 +308,24 @@ def report_cmd(name: Name) -> None:
 @app.command("approve")
 def approve_cmd(name: Name, decision: Annotated[str, typer.Argument(metavar="DECISION", help="fleet/wave#N")]) -> None:
     """Start a wave that waits for its approval (the decision status shows, e.g. fleet/wave#2)."""
-    raise typer.Exit(run(control(fleet_id(name), "approve", io.ApproveRequest(gate=decision, by=user()))))
+    raise typer.Exit(
+        run(control(fleet_id(name), "approve", io.ApproveRequest(gate=decision, by=user())), fleet_id(name))
+    )
 
 
 @app.command("pause")
 def pause_cmd(name: Name, reason: Annotated[str, typer.Option(help="Recorded in the history.")] = "") -> None:
     """No new cloud starts; the running clouds' upgrades pause."""
-    raise typer.Exit(run(control(fleet_id(name), "pause", io.PauseRequest(reason=reason, by=user()))))
+    raise typer.Exit(run(control(fleet_id(name), "pause", io.PauseRequest(reason=reason, by=user())), fleet_id(name)))
 
 
 @app.command("resume")
 def resume_cmd(name: Name) -> None:
     """Resume a paused fleet (and the upgrades it paused)."""
-    raise typer.Exit(run(control(fleet_id(name), "resume", io.ResumeRequest(by=user()))))
+    raise typer.Exit(run(control(fleet_id(name), "resume", io.ResumeRequest(by=user())), fleet_id(name)))
 
 
 @app.command("abort")
 def abort_cmd(name: Name, reason: Annotated[str, typer.Option(help="Why (required; recorded).")]) -> None:
     """No new cloud starts; the running clouds' upgrades abort (roll back)."""
-    raise typer.Exit(run(control(fleet_id(name), "abort", io.AbortRequest(reason=reason, by=user()))))
+    raise typer.Exit(run(control(fleet_id(name), "abort", io.AbortRequest(reason=reason, by=user())), fleet_id(name)))

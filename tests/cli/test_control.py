@@ -5,8 +5,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 from temporalio.client import Client
+from temporalio.service import RPCError
 
+from cliapp.common import rpc_failure
 from model import errors, io
 from tests.cli.conftest import Cli, WritePlan
 from tests.standins import Script
@@ -94,6 +97,14 @@ async def test_unknown_and_non_upgrade_workflows_are_bad_input(client: Client, c
         assert (await cli("start", str(plan), "--wait", tq=tq)).exit_code == 0
     res = await cli("status", f"{wf_id}/keystone")  # the service's child workflow
     assert res.exit_code == 2 and "is a ServiceUpgrade workflow, not an upgrade" in res.stderr
+    # an upgrade that ends between the command's describe and its update: the server's refusal says so
+    with pytest.raises(RPCError) as ended:
+        await client.get_workflow_handle(wf_id).execute_update("pause", io.PauseRequest(reason="late"))
+    for wf, see in ((wf_id, f"stackhop status {wf_id}"), ("fleet/f", "stackhop fleet status f")):
+        failure = rpc_failure(ended.value, wf)
+        assert (
+            failure.code == 2 and failure.message.startswith(f"{wf} has ended (") and f"see `{see}`" in failure.message
+        )
 
 
 def service_doc(doc: dict[str, Any], name: str) -> dict[str, Any]:
