@@ -129,6 +129,18 @@ def owned(k8s_lab: KubeLab) -> Iterator[KubeTarget]:
     for name in MARKED:
         create(target, _owned(name, ns, owner_ref if name == "operator" else None))
     create(target, workload("Deployment", "plain", OLD, replicas=0))
+
+    def synced() -> bool:
+        """The controller manager has taken up every Deployment: it writes their revision annotation
+        and status once, and _versions must not see that as a patch of ours."""
+        for name in [*MARKED, "plain"]:
+            obj = read(target, "Deployment", name)
+            revision = (obj["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
+            if not revision or (obj.get("status") or {}).get("observedGeneration") != obj["metadata"]["generation"]:
+                return False
+        return True
+
+    eventually_sync(synced, within=30, what="the Deployments taken up by the deployment controller")
     yield target
     k8s_lab.kubectl_run("delete", "namespace", ns, "--wait=false", check=False)
 
