@@ -15,7 +15,7 @@ from model import errors
 from model.io import SetImagesInput, WaitRolloutInput, WorkloadImage
 from model.io_dataplane import ReplaceInput
 from model.plan import KubeTarget
-from tests.k8s.helpers import Recorder, create, list_pods, ref, workload
+from tests.k8s.helpers import Recorder, create, list_pods, read, ref, workload
 from tests.waiting import eventually_sync
 
 V1, V2 = "registry.lab/nova:1", "registry.lab/nova:2"
@@ -37,11 +37,18 @@ def ready_pods(target: KubeTarget) -> dict[str, tuple[str, str]]:
     return out
 
 
+def every_node_ready(target: KubeTarget) -> dict[str, tuple[str, str]] | None:
+    """The Ready pods once the DaemonSet has one on every node it wants (at least 2), else None:
+    a node whose pod turns Ready later would look like a pod this test's replace created."""
+    status = read(target, "DaemonSet", "nova-compute").get("status") or {}
+    want = status.get("desiredNumberScheduled") or 0
+    pods = ready_pods(target)
+    return pods if want >= 2 and status.get("numberReady") == want and len(pods) == want else None
+
+
 def test_ondelete_daemonset_rollout_refused_and_replaced_node_by_node(kube_target: KubeTarget) -> None:
     create(kube_target, ondelete("nova-compute", V1))
-    before = eventually_sync(
-        lambda: len(ready_pods(kube_target)) >= 2 and ready_pods(kube_target), within=60, what="2 pods Ready"
-    )
+    before = eventually_sync(lambda: every_node_ready(kube_target), within=60, what="a Ready pod on every node")
     assert before
     t0 = time.monotonic()
     with pytest.raises(ApplicationError) as ei:
