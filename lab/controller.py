@@ -68,6 +68,11 @@ def is_ready(pod: Pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
 
 
+# The running controller of each OpenStack lab (by object: one lab object per lab in a process).
+_FOLLOWING: dict[int, KeystoneFollower] = {}
+_LOCK = threading.Lock()
+
+
 class KeystoneFollower:
     def __init__(
         self,
@@ -93,6 +98,17 @@ class KeystoneFollower:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> KeystoneFollower:
+        """Start following; refused while another controller of this process follows for the same
+        OpenStack lab: two would fight over its one Keystone (one serves what the other stopped, and
+        a restore then finds its database in use)."""
+        with _LOCK:
+            other = _FOLLOWING.get(id(self.lab))
+            if other is not None and other is not self:
+                raise RuntimeError(
+                    f"a lab controller already follows namespace {other.namespace!r} for the OpenStack lab at "
+                    f"{self.lab.base}; stop it (DemoLab.close) before following {self.namespace!r}"
+                )
+            _FOLLOWING[id(self.lab)] = self
         self._thread.start()
         return self
 
@@ -101,6 +117,9 @@ class KeystoneFollower:
         self._thread.join(timeout=30)
         if self._thread.is_alive():
             raise RuntimeError("the lab controller did not stop within 30 s")
+        with _LOCK:
+            if _FOLLOWING.get(id(self.lab)) is self:
+                del _FOLLOWING[id(self.lab)]
         # nobody plays the kubelet any more: let every pod go
         for pod in self.core.list_namespaced_pod(self.namespace, label_selector=self._selector).items:
             self._release(pod)

@@ -8,6 +8,7 @@ CASES is the one table of runs and outcomes (the README's "Fault injection" tabl
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import pytest
@@ -102,7 +103,10 @@ CASES: list[tuple[Case, Expected]] = [
 
 @pytest.mark.parametrize(("case", "expected"), CASES, ids=[c.name for c, _ in CASES])
 async def test_fault_case(faults: Faults, case: Case, expected: Expected) -> None:
-    result = await faults.run(case)
+    try:
+        result = await faults.run(case)
+    finally:
+        await asyncio.to_thread(faults.lab.close)  # its lab controller must not outlive the case
     summary = result.summary(case)
     SUMMARIES.append(summary)
     assert result.outcome == expected.outcome, summary

@@ -10,6 +10,7 @@ import uuid
 import pytest
 import yaml
 
+from lab.controller import KeystoneFollower
 from lab.demo import RELEASE, DemoLab
 from lab.helm import KEYSTONE_OLD, LAB_VALUES, keystone_chart
 from lab.k8s.cluster import KubeLab
@@ -28,6 +29,8 @@ def test_demo_deploys_a_helm_release_that_helm_test_checks(k8s_lab: KubeLab, ope
         lab.prepare()
         assert lab.deployed_image() == "registry.lab/keystone:28.1.0"
         assert lab.served_release() == "28.1.0"
+        with pytest.raises(RuntimeError, match="already follows namespace"):  # two would fight over one Keystone
+            KeystoneFollower(openstack_lab, lab.kubeconfig, "elsewhere").start()
         assert lab.worker_env()["STACKHOP_HELM"] == str(helm_bin())
         history = helm.history(RELEASE)
         assert [(h["revision"], h["chart"], h["status"]) for h in history] == [
