@@ -5,6 +5,12 @@ the unstructured JSON objects, so "done" means what operators already trust: gen
 all replicas updated, no old replicas left, all updated replicas available (Deployment);
 updatedNumberScheduled/numberAvailable (DaemonSet); ready/updated replicas honouring the partition
 (StatefulSet).  A pure function is also trivially testable on captured objects.
+
+One addition to kubectl: a Deployment is done only once no old pod is still terminating
+(``status.terminatingReplicas``, Kubernetes 1.35+; absent on older clusters, where it counts as 0).
+kubectl calls a rollout done while the old pods' containers may still be shutting down; an old
+nova-scheduler that is stopping can still take an RPC request from the queue and never answer it,
+so validating the new release before they are gone can fail on the old one.
 """
 
 from __future__ import annotations
@@ -54,6 +60,13 @@ def deployment_status(d: dict[str, Any]) -> tuple[str, bool]:
             return (
                 f"Waiting for deployment {name!r} rollout to finish: {available} of {updated}"
                 " updated replicas are available...",
+                False,
+            )
+        terminating = _g(d, "status", "terminatingReplicas")
+        if terminating:
+            return (
+                f"Waiting for deployment {name!r} rollout to finish: {terminating} old replicas are still"
+                " terminating...",
                 False,
             )
         return f"deployment {name!r} successfully rolled out", True

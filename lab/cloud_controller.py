@@ -25,6 +25,13 @@ or one service's: ``nova:2026.1``, or one service's on one node: ``nova@<node>:2
 started: their pods never become Ready (a crash-looping image; the rollout stalls, or that node's new
 pod stays unready while the other nodes' start).
 
+Deletion is held as a kubelet holds it: a pod whose program the controller started keeps the finalizer
+``lab.stackhop.io/serving`` until that program has stopped, so the pod stays Terminating meanwhile
+(kwok alone deletes a pod at once). A rollout that waits for its old pods to be gone then ends only
+once the old programs stopped: an old nova-scheduler still stopping took a request from the queue
+once, after the rollout had ended, and never answered it. Every hold is released when the controller
+stops.
+
 When a pod the controller has seen is deleted (the kubelet's "the pod is going"), ``on_deleted(pod,
 process)`` runs before its process is stopped. The lab's detached controller records there, for a
 nova-compute pod, which servers nova places on its node at that moment (``replacement_recorder``: one
@@ -59,7 +66,7 @@ import structlog
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from lab.controller import LABEL, Pod, image_tag, is_ready
+from lab.controller import FINALIZER, LABEL, Pod, image_tag, is_ready
 from lab.openstack import procs
 from lab.openstack.services.base import RELEASES
 
@@ -146,6 +153,7 @@ class CloudController:
         self._watcher = threading.Thread(target=self._watch_loop, name="cloud-controller-watch", daemon=True)
         self._thread = threading.Thread(target=self.run, name="cloud-controller", daemon=True)
         self._seen: set[str] = set()  # every pod name the watch has shown (a process of one is the controller's)
+        self._released: set[str] = set()  # uids of terminating pods released (until the watch shows it)
         self.started: list[tuple[str, str]] = []  # (pod, release) in order: for tests and reports
         self.stopped: list[str] = []
 
@@ -163,6 +171,11 @@ class CloudController:
             self._thread.join(timeout=30)
             if self._thread.is_alive():
                 raise RuntimeError("the cloud controller did not stop within 30 s")
+        # nobody plays the kubelet any more: every held pod may go
+        listed: Any = self.core.list_namespaced_pod(self.namespace, label_selector=SELECTOR)
+        for pod in listed.items:
+            if FINALIZER in (pod.metadata.finalizers or []):
+                self._release(pod.metadata.name)
 
     def __enter__(self) -> CloudController:
         return self.start()
@@ -241,6 +254,12 @@ class CloudController:
                     except Exception as e:  # a record that fails never keeps a deleted pod running
                         log.warning("cloud controller: on_deleted failed", pod=name, error=repr(e))
                 self._stop_pod(name)  # deleted or terminating: out of the proxy, then stopped
+        for name, pod in pods.items():  # terminating and its program stopped: the pod may go
+            held = FINALIZER in (pod.metadata.finalizers or []) and pod.metadata.uid not in self._released
+            if held and name not in live and name not in self.cloud.pods:
+                self._release(name)
+                self._released.add(pod.metadata.uid)
+        self._released &= {p.metadata.uid for p in pods.values()}
         for name in [n for n in self._containers if n not in live]:
             del self._containers[name]
         for name, pod in sorted(live.items(), key=lambda kv: kv[1].metadata.creation_timestamp):
@@ -306,6 +325,7 @@ class CloudController:
                 self._report(pod, state, ready=False, waiting="CrashLoopBackOff")
                 return
             program = self._workload(service, workload, release)
+            self._hold(pod)
             log.info("cloud controller: starting", pod=name, service=service, workload=program, release=release)
             self.cloud.start_pod(service, program, release, name, host=pod.spec.node_name)
             self.started.append((name, release))
@@ -314,6 +334,27 @@ class CloudController:
 
     def crashes(self, service: str, node: str, release: str, per_node: bool = True) -> bool:
         return crashes(self.crashing, service, node, release, per_node)
+
+    # --- deletion held until the program stopped, as a kubelet keeps a pod Terminating -----------------
+    def _hold(self, pod: Pod) -> None:
+        if FINALIZER not in (pod.metadata.finalizers or []):
+            try:  # strategic merge: added to the list
+                self.core.patch_namespaced_pod(
+                    pod.metadata.name, self.namespace, {"metadata": {"finalizers": [FINALIZER]}}
+                )
+            except ApiException as e:
+                if e.status not in (404, 422):  # 422: deleted meanwhile, no finalizer may be added any more
+                    raise
+
+    def _release(self, name: str) -> None:
+        self._patch(name, {"metadata": {"$deleteFromPrimitiveList/finalizers": [FINALIZER]}})
+
+    def _patch(self, name: str, body: dict[str, Any]) -> None:
+        try:
+            self.core.patch_namespaced_pod(name, self.namespace, body)
+        except ApiException as e:
+            if e.status != 404:
+                raise
 
     def _stop_pod(self, name: str) -> None:
         log.info("cloud controller: stopping", pod=name)

@@ -175,7 +175,7 @@ def test_nova_compute_per_node_from_ondelete_daemonsets_replaced_by_deletion_and
     pinned, crashing, replaced = nodes[-1], nodes[0], nodes[1]
     override = tmp_path / "override.yaml"
     override.write_text(yaml.safe_dump(compute_override(pinned)))
-    deleted: list[tuple[str, str, bool]] = []  # (pod, node, its process still running when told)
+    deleted: list[tuple[str, str, bool, bool]] = []  # (pod, node, its process running, the pod Terminating) when told
 
     def computes() -> dict[str, tuple[str, str]]:
         """node -> (pod, release) of every compute process."""
@@ -183,7 +183,17 @@ def test_nova_compute_per_node_from_ondelete_daemonsets_replaced_by_deletion_and
 
     def told(pod: str, proc: Any) -> None:
         if proc.workload == "nova-compute":  # the chart upgrade replaces the API's pods too
-            deleted.append((pod, proc.host, pod in cloud.pods and procs.alive(proc.pid)))
+            running = pod in cloud.pods and procs.alive(proc.pid)
+            deleted.append((pod, proc.host, running, terminating(pod)))
+
+    def terminating(pod: str) -> bool:
+        """Still there, held by the controller (kwok alone would have deleted it at once)."""
+        try:
+            return core.read_namespaced_pod(pod, ns).metadata.deletion_timestamp is not None
+        except client.exceptions.ApiException as e:
+            if e.status == 404:
+                return False
+            raise
 
     kube_cloud = KubeCloud(k8s_lab, tmp_path, namespace=ns)
     with controller(kube_target, cloud, frozenset({node_crashing(crashing)}), on_deleted=told):
@@ -226,7 +236,10 @@ def test_nova_compute_per_node_from_ondelete_daemonsets_replaced_by_deletion_and
 
         eventually_sync(crash_looping, within=60, what="the crashing node's new pod in CrashLoopBackOff")
         assert crashing not in computes()  # never started
-        assert sorted(deleted) == sorted((before[n][0], n, True) for n in (crashing, replaced))
+        assert sorted(deleted) == sorted((before[n][0], n, True, True) for n in (crashing, replaced))
+        eventually_sync(  # the held pods go once their processes stopped
+            lambda: not any(terminating(before[n][0]) for n in (crashing, replaced)), within=30, what="old pods gone"
+        )
         assert sorted(kube_cloud.stale_computes().values()) == [n for n in nodes if n not in (crashing, replaced)]
         assert sorted(kube_cloud.replace_stale_computes()) == sorted(
             before[n][0] for n in nodes if n not in (crashing, replaced)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from kubernetes import client
 from temporalio.exceptions import ApplicationError
 
 from activities.kube import read_images, set_images, undo_images, wait_rollout
+from activities.kube_client import api_client, call
 from activities.kube_rollout import PREVIOUS_ANNOTATION
 from model import errors
 from model.io import (
@@ -18,11 +20,24 @@ from model.io import (
     WorkloadImage,
 )
 from model.plan import KubeTarget, WorkloadKind
-from tests.k8s.helpers import Recorder, create, images_of, list_pods, read, ready, ref, set_image, workload
+from tests.k8s.helpers import (
+    Background,
+    Recorder,
+    create,
+    images_of,
+    list_pods,
+    read,
+    ready,
+    ref,
+    set_image,
+    workload,
+)
+from tests.waiting import eventually_sync
 
 pytestmark = pytest.mark.k8s
 
 KINDS = ["Deployment", "StatefulSet", "DaemonSet"]
+HOLD = "test.stackhop.io/container-running"
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -52,6 +67,34 @@ def test_rollout_success(kube_target: KubeTarget, kind: WorkloadKind) -> None:
     # heartbeats carry progress details naming the workload
     beats = [b for b in rec.beats if isinstance(b, dict) and b.get("step") == "wait_rollout"]
     assert beats and any(b.get("workload") == f"{kind}/api" and b.get("message") for b in beats)
+
+
+def test_a_deployment_rollout_waits_until_its_old_pods_have_terminated(kube_target: KubeTarget) -> None:
+    """The old pod is held Terminating (a finalizer, as a kubelet holds a pod until its container
+    exited): the rollout is not done while it is there, though kubectl would call it done."""
+    create(kube_target, workload("Deployment", "held", "registry.lab/keystone:28.1.0", replicas=1))
+    ready(kube_target, "Deployment", "held")
+    (old,) = [p["metadata"]["name"] for p in list_pods(kube_target, "app=held")]
+    patch_pod(kube_target, old, {"metadata": {"finalizers": [HOLD]}})
+    set_image(kube_target, "Deployment", "held", "registry.lab/keystone:29.1.0")
+    rec = Recorder()
+    inp = WaitRolloutInput(target=kube_target, workloads=[ref("Deployment", "held")], timeout_seconds=90)
+    waiting = Background(rec, wait_rollout, inp)
+    eventually_sync(
+        lambda: any("still terminating" in str(b.get("message")) for b in rec.beats if isinstance(b, dict)),
+        within=60,
+        what="a heartbeat saying the old pod is still terminating",
+    )
+    assert waiting.thread.is_alive() and waiting.result is None and waiting.error is None
+    patch_pod(kube_target, old, {"metadata": {"$deleteFromPrimitiveList/finalizers": [HOLD]}})  # the container exited
+    waiting.join(60)
+    assert waiting.error is None and waiting.result.workloads[0].ready
+    assert old not in {p["metadata"]["name"] for p in list_pods(kube_target, "app=held")}
+
+
+def patch_pod(target: KubeTarget, name: str, body: dict[str, object]) -> None:
+    with api_client(target) as api:
+        call(client.CoreV1Api(api).patch_namespaced_pod, name, target.namespace, body)
 
 
 def test_never_ready_fails_on_progress_deadline(kube_target: KubeTarget) -> None:

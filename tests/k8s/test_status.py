@@ -17,7 +17,9 @@ def dep(
     total: int = 3,
     available: int = 3,
     reason: str = "NewReplicaSetAvailable",
+    terminating: int | None = None,
 ) -> dict[str, Any]:
+    extra = {} if terminating is None else {"terminatingReplicas": terminating}
     return {
         "metadata": {"name": "d", "generation": gen},
         "spec": {"replicas": replicas},
@@ -27,6 +29,7 @@ def dep(
             "replicas": total,
             "availableReplicas": available,
             "conditions": [{"type": "Progressing", "reason": reason}],
+            **extra,
         },
     }
 
@@ -39,6 +42,8 @@ def dep(
         (dep(updated=1), False, "1 out of 3 new replicas"),
         (dep(total=4), False, "1 old replicas are pending termination"),
         (dep(available=2), False, "2 of 3 updated replicas are available"),
+        (dep(terminating=1), False, "1 old replicas are still terminating"),  # beyond kubectl: old pods gone
+        (dep(terminating=0), True, "successfully rolled out"),
     ],
 )
 def test_deployment(obj: dict[str, Any], done: bool, text: str) -> None:
