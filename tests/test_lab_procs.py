@@ -10,6 +10,7 @@ import json
 import shutil
 import stat
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -126,3 +127,24 @@ def test_kwokctl_pid_files_naming_another_process_are_dropped(
     finally:
         etcd.kill()
         etcd.wait()
+
+
+def test_write_private_from_threads_at_once(tmp_path: Path) -> None:
+    """Two lab threads (a controller, a test's own call) save the same state file at once: each
+    writes its own temporary file, so neither finds the other's renamed away."""
+    failures: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            for i in range(300):
+                paths.write_private(tmp_path / "state.json", f"{n}-{i}")
+        except BaseException as e:
+            failures.append(e)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures[:1]
+    assert (tmp_path / "state.json").read_text().endswith("-299")
