@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
+import threading
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -72,6 +73,9 @@ class Keystone:
     release: str | None = None
     # its schema and its MariaDB user (one name): the lab fleet's clouds share a MariaDB, each its own
     database: str = "keystone"
+    # serve and stop one at a time: two threads serving at once (two lab controllers once did) would
+    # each stop the pid they read, start their own, and the one whose pid is overwritten runs on unseen
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False, compare=False)
 
     @property
     def conf(self) -> Path:
@@ -177,6 +181,10 @@ class Keystone:
     # --- serving -------------------------------------------------------------------------------
     def serve(self, release: str, timeout: float = 60.0) -> float:
         """Serve `release` (stopping whatever release served before); returns seconds to ready."""
+        with self._lock:
+            return self._serve(release, timeout)
+
+    def _serve(self, release: str, timeout: float) -> float:
         self.stop()
         self.write_files()
         venv = self.venv_link(release)
@@ -219,6 +227,7 @@ class Keystone:
             return False
 
     def stop(self) -> None:
-        procs.stop(self.pid, timeout=10)
-        self.pid = None
-        self.release = None
+        with self._lock:
+            procs.stop(self.pid, timeout=10)
+            self.pid = None
+            self.release = None
