@@ -66,7 +66,7 @@ import structlog
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from lab.controller import FINALIZER, LABEL, Pod, image_tag, is_ready
+from lab.controller import FINALIZER, LABEL, Pod, hold_pod, image_tag, is_ready, release_pod
 from lab.openstack import procs
 from lab.openstack.services.base import RELEASES
 
@@ -174,8 +174,7 @@ class CloudController:
         # nobody plays the kubelet any more: every held pod may go
         listed: Any = self.core.list_namespaced_pod(self.namespace, label_selector=SELECTOR)
         for pod in listed.items:
-            if FINALIZER in (pod.metadata.finalizers or []):
-                self._release(pod.metadata.name)
+            release_pod(self.core, self.namespace, pod)
 
     def __enter__(self) -> CloudController:
         return self.start()
@@ -257,7 +256,7 @@ class CloudController:
         for name, pod in pods.items():  # terminating and its program stopped: the pod may go
             held = FINALIZER in (pod.metadata.finalizers or []) and pod.metadata.uid not in self._released
             if held and name not in live and name not in self.cloud.pods:
-                self._release(name)
+                release_pod(self.core, self.namespace, pod)
                 self._released.add(pod.metadata.uid)
         self._released &= {p.metadata.uid for p in pods.values()}
         for name in [n for n in self._containers if n not in live]:
@@ -325,7 +324,7 @@ class CloudController:
                 self._report(pod, state, ready=False, waiting="CrashLoopBackOff")
                 return
             program = self._workload(service, workload, release)
-            self._hold(pod)
+            hold_pod(self.core, self.namespace, pod)
             log.info("cloud controller: starting", pod=name, service=service, workload=program, release=release)
             self.cloud.start_pod(service, program, release, name, host=pod.spec.node_name)
             self.started.append((name, release))
@@ -334,27 +333,6 @@ class CloudController:
 
     def crashes(self, service: str, node: str, release: str, per_node: bool = True) -> bool:
         return crashes(self.crashing, service, node, release, per_node)
-
-    # --- deletion held until the program stopped, as a kubelet keeps a pod Terminating -----------------
-    def _hold(self, pod: Pod) -> None:
-        if FINALIZER not in (pod.metadata.finalizers or []):
-            try:  # strategic merge: added to the list
-                self.core.patch_namespaced_pod(
-                    pod.metadata.name, self.namespace, {"metadata": {"finalizers": [FINALIZER]}}
-                )
-            except ApiException as e:
-                if e.status not in (404, 422):  # 422: deleted meanwhile, no finalizer may be added any more
-                    raise
-
-    def _release(self, name: str) -> None:
-        self._patch(name, {"metadata": {"$deleteFromPrimitiveList/finalizers": [FINALIZER]}})
-
-    def _patch(self, name: str, body: dict[str, Any]) -> None:
-        try:
-            self.core.patch_namespaced_pod(name, self.namespace, body)
-        except ApiException as e:
-            if e.status != 404:
-                raise
 
     def _stop_pod(self, name: str) -> None:
         log.info("cloud controller: stopping", pod=name)

@@ -68,6 +68,27 @@ def is_ready(pod: Pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
 
 
+def hold_pod(core: client.CoreV1Api, namespace: str, pod: Pod) -> None:
+    """Keep ``pod`` Terminating once deleted, until ``release_pod``: what a kubelet's running container is."""
+    if FINALIZER not in (pod.metadata.finalizers or []):
+        try:  # strategic merge: added to the list
+            core.patch_namespaced_pod(pod.metadata.name, namespace, {"metadata": {"finalizers": [FINALIZER]}})
+        except ApiException as e:
+            if e.status not in (404, 422):  # 422: deleted meanwhile, no finalizer may be added any more
+                raise
+
+
+def release_pod(core: client.CoreV1Api, namespace: str, pod: Pod) -> None:
+    """Let ``pod`` go (its process has stopped)."""
+    if FINALIZER in (pod.metadata.finalizers or []):
+        body = {"metadata": {"$deleteFromPrimitiveList/finalizers": [FINALIZER]}}
+        try:
+            core.patch_namespaced_pod(pod.metadata.name, namespace, body)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+
 # The running controller of each OpenStack lab (by object: one lab object per lab in a process).
 _FOLLOWING: dict[int, KeystoneFollower] = {}
 _LOCK = threading.Lock()
@@ -122,7 +143,7 @@ class KeystoneFollower:
                 del _FOLLOWING[id(self.lab)]
         # nobody plays the kubelet any more: let every pod go
         for pod in self.core.list_namespaced_pod(self.namespace, label_selector=self._selector).items:
-            self._release(pod)
+            release_pod(self.core, self.namespace, pod)
 
     @property
     def _selector(self) -> str:
@@ -168,7 +189,7 @@ class KeystoneFollower:
             self.switches.append("stopped")
         for pod in pods:  # stopped, or serving the live pods: the terminating ones may go
             if pod.metadata.deletion_timestamp is not None:
-                self._release(pod)
+                release_pod(self.core, self.namespace, pod)
         if not live:
             return
         for pod in sorted(
@@ -181,7 +202,7 @@ class KeystoneFollower:
                 continue  # this image never answers: the pod stays unready, the rollout stalls
             self._serve(tag)
             self._mark_ready(pod)
-            self._hold(pod)
+            hold_pod(self.core, self.namespace, pod)
         if ks and not ks.pid:  # e.g. after a lab restart: serve what the ready pods run
             ready = [p for p in live if is_ready(p)]
             if ready:
@@ -222,21 +243,6 @@ class KeystoneFollower:
             ],
         }
         self._patch_status(pod, status)
-
-    def _hold(self, pod: Pod) -> None:
-        if FINALIZER not in (pod.metadata.finalizers or []):
-            self._patch(pod, {"metadata": {"finalizers": [FINALIZER]}})  # strategic merge: added to the list
-
-    def _release(self, pod: Pod) -> None:
-        if FINALIZER in (pod.metadata.finalizers or []):
-            self._patch(pod, {"metadata": {"$deleteFromPrimitiveList/finalizers": [FINALIZER]}})
-
-    def _patch(self, pod: Pod, body: dict[str, Any]) -> None:
-        try:
-            self.core.patch_namespaced_pod(pod.metadata.name, self.namespace, body)
-        except ApiException as e:
-            if e.status != 404:
-                raise
 
     def _patch_status(self, pod: Pod, status: dict[str, Any]) -> None:
         """Write a pod's status as its kubelet would (a pod gone meanwhile is nothing to report)."""
