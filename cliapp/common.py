@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import typer
 from rich.console import Console
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.envconfig import ClientConfig
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -165,14 +165,34 @@ def quoted(value: str) -> str:
     return f"'{value}'"
 
 
+# The server's NOT_FOUND answers for a workflow that exists but has ended: a request to a completed
+# workflow, and an update accepted but not finished when the workflow closed.
+ENDED_MESSAGES = ("already completed", "aborted by closing workflow")
+
+
+def ended(wf_id: str, why: str) -> Fail:
+    """An upgrade or fleet that ended while a command was on its way to it."""
+    name = wf_id.removeprefix("fleet/")
+    see = f"stackhop fleet status {name}" if name != wf_id else f"stackhop status {wf_id}"
+    return Fail(BAD_INPUT, f"{wf_id} has ended ({why}); see `{see}`")
+
+
+def update_failure(update: str, e: WorkflowUpdateFailedError, wf_id: str) -> Fail:
+    """A refused update: the validator's reason, or (accepted, then the workflow completed before the
+    handler did) that the workflow has ended."""
+    reason = getattr(e.cause, "message", None) or str(e.cause)
+    if getattr(e.cause, "type", None) == "AcceptedUpdateCompletedWorkflow":
+        return ended(wf_id, reason)
+    return Fail(BAD_INPUT, f"{update} refused: {reason}")
+
+
 def rpc_failure(e: RPCError, wf_id: str | None = None) -> Fail:
     if e.status == RPCStatusCode.UNAVAILABLE:
         return Fail(UNREACHABLE, unreachable_message(e.message[:200]))
-    if e.status == RPCStatusCode.NOT_FOUND and wf_id and "already completed" in e.message:
-        # it ended between the command's look at it and its request (an abort's rollback can be that quick)
-        name = wf_id.removeprefix("fleet/")
-        see = f"stackhop fleet status {name}" if name != wf_id else f"stackhop status {wf_id}"
-        return Fail(BAD_INPUT, f"{wf_id} has ended ({e.message}); see `{see}`")
+    if e.status == RPCStatusCode.NOT_FOUND and wf_id and any(m in e.message for m in ENDED_MESSAGES):
+        # it ended between the command's look at it and its request, or while its update was in flight
+        # (an abort's rollback can be that quick)
+        return ended(wf_id, e.message)
     if e.status == RPCStatusCode.NOT_FOUND and wf_id:
         return Fail(BAD_INPUT, f"no upgrade {wf_id!r} in this namespace ({e.message}); see `stackhop list --all`")
     if e.status == RPCStatusCode.DEADLINE_EXCEEDED:

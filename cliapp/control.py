@@ -26,7 +26,7 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 
-from cliapp.common import BAD_INPUT, OK, UNREACHABLE, Fail, connect, say
+from cliapp.common import BAD_INPUT, OK, UNREACHABLE, Fail, connect, say, update_failure
 from cliapp.progress import FINAL, read_status, service_handle
 from cliapp.render import run_status_name
 from cliapp.upgrades import upgrade_handle
@@ -50,8 +50,7 @@ async def control(wf_id: str, update: str, request: Any) -> int:
         try:
             ack = await target.execute_update(update, request, result_type=io.ControlAck, rpc_timeout=UPDATE_TIMEOUT)
         except WorkflowUpdateFailedError as e:
-            reason = getattr(e.cause, "message", None) or str(e.cause)
-            raise Fail(BAD_INPUT, f"{update} refused: {reason}") from None
+            raise update_failure(update, e, target.id) from None
         except WorkflowUpdateRPCTimeoutOrCancelledError:
             raise Fail(
                 UNREACHABLE,

@@ -31,7 +31,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from cliapp.common import BAD_INPUT, FAILED, OK, Fail, connect, out, run, say, settings, ui_url, user
+from cliapp.common import BAD_INPUT, FAILED, OK, Fail, connect, out, run, say, settings, ui_url, update_failure, user
 from cliapp.render import STATE_STYLE, run_status_name
 from model import io
 from model import io_fleet as fio
@@ -261,7 +261,7 @@ async def control(wf_id: str, update: str, request: Any) -> int:
     try:
         ack = await handle.execute_update(update, request, result_type=io.ControlAck, rpc_timeout=UPDATE_TIMEOUT)
     except WorkflowUpdateFailedError as e:
-        raise Fail(BAD_INPUT, f"{update} refused: {getattr(e.cause, 'message', None) or e.cause}") from None
+        raise update_failure(update, e, wf_id) from None
     say(f"{wf_id}: {ack.message or update + ' accepted'}")
     return OK
 

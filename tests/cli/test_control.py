@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from typing import Any
 
 import pytest
-from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio import workflow
+from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateStage
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
 
-from cliapp.common import rpc_failure
+from cliapp.common import rpc_failure, update_failure
 from model import errors, io
 from tests.cli.conftest import Cli, WritePlan
 from tests.standins import Script
@@ -105,6 +108,45 @@ async def test_unknown_and_non_upgrade_workflows_are_bad_input(client: Client, c
         assert (
             failure.code == 2 and failure.message.startswith(f"{wf} has ended (") and f"see `{see}`" in failure.message
         )
+
+
+@workflow.defn(name="EndsWhileAnUpdateWaits", sandboxed=False)
+class EndsWhileAnUpdateWaits:
+    """A workflow that closes while an accepted update still runs (as an upgrade whose rollback ends
+    while an operator's second abort is in flight)."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: self.done)
+
+    @workflow.signal
+    def end(self) -> None:
+        self.done = True
+
+    @workflow.update(unfinished_policy=workflow.HandlerUnfinishedPolicy.ABANDON)
+    async def abort(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+
+async def test_an_update_in_flight_when_the_workflow_closes_is_reported_as_ended(client: Client) -> None:
+    wf_id, tq = f"upgrade/closing-{uuid.uuid4().hex[:8]}", f"closing-{uuid.uuid4().hex[:8]}"
+    async with Worker(client, task_queue=tq, workflows=[EndsWhileAnUpdateWaits]):
+        handle = await client.start_workflow(EndsWhileAnUpdateWaits.run, id=wf_id, task_queue=tq)
+        update = await handle.start_update(EndsWhileAnUpdateWaits.abort, wait_for_stage=WorkflowUpdateStage.ACCEPTED)
+        await handle.signal(EndsWhileAnUpdateWaits.end)
+        with pytest.raises(WorkflowUpdateFailedError) as closed:
+            never: object = await update.result()  # (typed: mypy takes the async handler's result for a coroutine)
+            assert never is None
+        await handle.result()
+    failure = update_failure("abort", closed.value, wf_id)
+    assert failure.code == 2 and failure.message.startswith(f"{wf_id} has ended ("), failure.message
+    assert f"see `stackhop status {wf_id}`" in failure.message
+    # an update the server took but no worker accepted before the workflow closed (CI saw it once)
+    aborted = RPCError("workflow update was aborted by closing workflow", RPCStatusCode.NOT_FOUND, b"")
+    assert rpc_failure(aborted, wf_id).message.startswith(f"{wf_id} has ended (workflow update was aborted")
 
 
 def service_doc(doc: dict[str, Any], name: str) -> dict[str, Any]:
