@@ -166,7 +166,7 @@ def quoted(value: str) -> str:
 
 
 # The server's NOT_FOUND answers for a workflow that exists but has ended: a request to a completed
-# workflow, and an update accepted but not finished when the workflow closed.
+# workflow, and an update the server took but no worker had accepted when the workflow closed.
 ENDED_MESSAGES = ("already completed", "aborted by closing workflow")
 
 
